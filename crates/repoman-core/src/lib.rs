@@ -1,0 +1,25 @@
+//! The foundation every other repoman crate stands on.
+//!
+//! Nothing here knows about Incus, backups, realms or tools. This crate owns the things that must
+//! behave the same everywhere: where files live ([`paths`]), which environment variables repoman
+//! reads ([`env`]), what a valid name is ([`names`]), the registry file ([`registry`]), the one
+//! source of time and ids ([`clock`]), crash-safe writes and cross-process locks ([`fs`]),
+//! running other programs safely ([`process`]) and cooperative cancellation ([`cancel`]).
+//!
+//! Library code in this crate never prints, never prompts and never exits the process.
+
+pub mod cancel;
+pub mod clock;
+pub mod env;
+pub mod fs;
+pub mod identity;
+pub mod names;
+pub mod paths;
+pub mod process;
+pub mod registry;
+
+pub use cancel::Cancel;
+pub use clock::Clock;
+pub use env::Env;
+pub use names::{NameError, ProjectName, RepoDirName};
+pub use paths::Paths;

@@ -1,0 +1,645 @@
+//! The registry (`repoman.toml`) and per-project overrides (`<repo>/.repoman.toml`).
+//!
+//! Reading goes through `toml` + serde into typed values; every parse error carries the file, line
+//! and column. Writing goes through `toml_edit` on the document as the user left it, so comments,
+//! ordering and formatting survive every edit repoman makes. Writes are atomic and happen under an
+//! advisory lock held across the whole read-modify-write ([`RegistryFile::edit`]).
+//!
+//! `schema_version` is [`SCHEMA_VERSION`]. A file without it, or with `0`, is the prototype format
+//! (`nfs_repos` instead of `backup_root`) and is read transparently and upgraded by
+//! `repoman config migrate`; a newer version is refused.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml_edit::{DocumentMut, Item, Table, value};
+
+use crate::fs::{FileLock, FsError, write_atomic};
+use crate::names::{ProjectName, RepoDirName};
+
+/// The registry format this binary writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Errors loading or saving TOML files.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error(
+        "{path} has schema_version {found}, but this repoman understands up to {SCHEMA_VERSION}; upgrade repoman"
+    )]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("project `{0}` is already registered")]
+    Duplicate(String),
+    #[error("project `{0}` is not registered")]
+    UnknownProject(String),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+impl RegistryError {
+    fn parse(path: &Path, text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> Self {
+        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        // toml's messages repeat the location and a source excerpt; keep the first line only.
+        let message = message.lines().next().unwrap_or(message).trim().to_owned();
+        Self::Parse { path: path.to_path_buf(), line, column, message }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// `[defaults]`: estate-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Directory holding the working copies (`LOCAL_REPOS`).
+    pub local_repos: Option<PathBuf>,
+    /// Directory on the backup share (`NFS_REPOS`).
+    pub backup_root: Option<PathBuf>,
+    /// The Incus project holding repoman's sandboxes (default `repoman`).
+    pub incus_project: Option<String>,
+    /// Storage pool for the root disks of sandboxes.
+    pub pool: Option<String>,
+    /// Managed network to attach (none by default).
+    pub network: Option<String>,
+    /// Image for new sandboxes: local alias, fingerprint, or `remote:alias`.
+    pub default_image: Option<String>,
+    /// Profiles applied to every new sandbox (besides `default`).
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Where the repo is mounted inside a sandbox; `{user}` and `{repo}` are replaced.
+    pub mount_path: Option<String>,
+    /// Largest number of deletions a sync may make without review.
+    pub max_delete: Option<u64>,
+    /// Largest share (percent of backup files) a sync may delete without review.
+    pub max_delete_percent: Option<f64>,
+    /// Exclude patterns for every project's backup.
+    #[serde(default)]
+    pub backup_exclude: Vec<String>,
+    /// Expected filesystem type of the backup root (e.g. `nfs4`, `zfs`).
+    pub backup_fstype: Option<String>,
+    /// Seconds a filesystem probe of the backup root may take.
+    pub probe_timeout_secs: Option<u64>,
+    /// Directories scanned for tools besides `PATH`.
+    pub tools_dirs: Option<Vec<PathBuf>>,
+}
+
+/// A sandbox profile repoman ensures exists in its Incus project (`[[profile]]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub devices: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A registered project (`[[project]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectEntry {
+    pub name: ProjectName,
+    /// Directory name under `local_repos` and `backup_root`.
+    pub repo: RepoDirName,
+    /// Whether the project has a sandbox container.
+    #[serde(default = "yes")]
+    pub container: bool,
+    pub image: Option<String>,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// RFC 3339 time of registration.
+    pub created_at: Option<String>,
+    /// RFC 3339 time of the last successful backup sync.
+    pub last_sync: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Effect of a policy rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleEffect {
+    Allow,
+    Deny,
+    ReviewRequired,
+}
+
+/// A user policy rule (`[[policy.rule]]`). Absent match fields match everything; `*` too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// Operation, e.g. `sync`, `sandbox.remove`; a trailing `*` matches a prefix.
+    pub operation: Option<String>,
+    /// Actor kind: `human`, `agent`, `daemon`, `ci`.
+    pub actor: Option<String>,
+    pub project: Option<String>,
+    pub profile: Option<String>,
+    pub effect: RuleEffect,
+    pub reason: String,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// The typed registry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    #[serde(default)]
+    pub schema_version: u32,
+    /// Identifies this estate (written on first save; on backup markers and Incus tags).
+    pub estate_id: Option<String>,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<ProfileDef>,
+    #[serde(default, rename = "project")]
+    pub projects: Vec<ProjectEntry>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+impl Registry {
+    /// Parse registry text. Version 0 (the prototype format) is upgraded in memory.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, RegistryError> {
+        let mut doc: DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| RegistryError::parse(path, text, e.span(), e.message()))?;
+        let found = doc.get("schema_version").and_then(Item::as_integer).unwrap_or(0);
+        if found > i64::from(SCHEMA_VERSION) {
+            return Err(RegistryError::TooNew { path: path.to_path_buf(), found: found as u32 });
+        }
+        if found < i64::from(SCHEMA_VERSION) {
+            migrate_doc(&mut doc);
+        }
+        let migrated = doc.to_string();
+        let text_for_errors = if found < i64::from(SCHEMA_VERSION) { &migrated } else { text };
+        toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
+            RegistryError::parse(path, text_for_errors, e.span(), e.message())
+        })
+    }
+
+    /// Find a project by name.
+    pub fn project(&self, name: &str) -> Option<&ProjectEntry> {
+        self.projects.iter().find(|p| p.name.as_str() == name)
+    }
+
+    /// The Incus project name (default `repoman`).
+    pub fn incus_project(&self) -> &str {
+        self.defaults.incus_project.as_deref().unwrap_or("repoman")
+    }
+}
+
+/// Upgrade a version-0 document in place to [`SCHEMA_VERSION`]; returns a line per change.
+pub fn migrate_doc(doc: &mut DocumentMut) -> Vec<String> {
+    let mut changes = Vec::new();
+    if let Some(defaults) = doc.get_mut("defaults").and_then(Item::as_table_like_mut) {
+        for (old, new) in [("nfs_repos", "backup_root"), ("image", "default_image")] {
+            if let Some(item) = defaults.remove(old) {
+                if defaults.get(new).is_none() {
+                    defaults.insert(new, item);
+                }
+                changes.push(format!("[defaults] {old} renamed to {new}"));
+            }
+        }
+    }
+    let before = doc.get("schema_version").and_then(Item::as_integer).unwrap_or(0);
+    if before != i64::from(SCHEMA_VERSION) {
+        doc.insert("schema_version", value(i64::from(SCHEMA_VERSION)));
+        changes.push(format!("schema_version {before} -> {SCHEMA_VERSION}"));
+    }
+    changes
+}
+
+/// The registry file: the typed view plus the editable document it came from.
+#[derive(Debug)]
+pub struct RegistryFile {
+    pub path: PathBuf,
+    pub registry: Registry,
+    doc: DocumentMut,
+    original: String,
+}
+
+impl RegistryFile {
+    /// Load `path`; a missing file is an empty registry (nothing is created).
+    pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(RegistryError::Read { path: path.to_path_buf(), source }),
+        };
+        let registry = Registry::parse(path, &text)?;
+        let doc = text.parse().unwrap_or_default();
+        Ok(Self { path: path.to_path_buf(), registry, doc, original: text })
+    }
+
+    /// Whether the file exists on disk.
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Lock the registry, load it, let `f` change it, and save it if anything changed. Returns
+    /// `f`'s value and whether the file was written.
+    pub fn edit<T>(
+        path: &Path,
+        lock_timeout: Option<Duration>,
+        f: impl FnOnce(&mut RegistryFile) -> Result<T, RegistryError>,
+    ) -> Result<(T, bool), RegistryError> {
+        if let Some(dir) = path.parent() {
+            crate::paths::ensure_dir(dir).map_err(|e| RegistryError::Read {
+                path: dir.to_path_buf(),
+                source: io::Error::other(e.to_string()),
+            })?;
+        }
+        let lock_path = lock_path_for(path);
+        let _lock = FileLock::acquire(&lock_path, "the registry", lock_timeout, || {})?;
+        let mut file = Self::load(path)?;
+        let out = f(&mut file)?;
+        let written = file.save_locked()?;
+        Ok((out, written))
+    }
+
+    /// The registry text as it would be saved.
+    pub fn render(&self) -> String {
+        self.doc.to_string()
+    }
+
+    /// Whether the document differs from the file on disk.
+    pub fn is_dirty(&self) -> bool {
+        self.render() != self.original
+    }
+
+    fn save_locked(&mut self) -> Result<bool, RegistryError> {
+        if self.doc.get("schema_version").is_none() {
+            // New file: put the version first, as a header.
+            let mut fresh = DocumentMut::new();
+            fresh.insert("schema_version", value(i64::from(SCHEMA_VERSION)));
+            for (k, v) in self.doc.iter() {
+                fresh.insert(k, v.clone());
+            }
+            self.doc = fresh;
+        }
+        if !self.is_dirty() {
+            return Ok(false);
+        }
+        let text = self.render();
+        // Re-validate what we are about to write: never save a registry we could not read back.
+        self.registry = Registry::parse(&self.path, &text)?;
+        write_atomic(&self.path, text.as_bytes(), None)?;
+        self.original = text;
+        Ok(true)
+    }
+
+    /// Migrate an older document to the current version (in memory; saved by `edit`).
+    pub fn migrate(&mut self) -> Vec<String> {
+        migrate_doc(&mut self.doc)
+    }
+
+    /// Set the estate id if none is recorded; returns the id.
+    pub fn ensure_estate_id(&mut self, new_id: impl FnOnce() -> String) -> String {
+        if let Some(id) = &self.registry.estate_id {
+            return id.clone();
+        }
+        let id = new_id();
+        self.doc.insert("estate_id", value(id.clone()));
+        self.registry.estate_id = Some(id.clone());
+        id
+    }
+
+    /// Set a string-valued `[defaults]` key, keeping its decor. Returns whether it changed.
+    pub fn set_default(&mut self, key: &str, new: &str) -> bool {
+        let defaults = self.defaults_table();
+        if defaults.get(key).and_then(Item::as_str) == Some(new) {
+            return false;
+        }
+        set_keep_decor(defaults, key, toml_edit::Value::from(new));
+        true
+    }
+
+    /// Set a string-array `[defaults]` key. Returns whether it changed.
+    pub fn set_default_list(&mut self, key: &str, items: &[String]) -> bool {
+        let defaults = self.defaults_table();
+        let current: Option<Vec<&str>> = defaults
+            .get(key)
+            .and_then(Item::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect());
+        if current.as_deref() == Some(&items.iter().map(String::as_str).collect::<Vec<_>>()[..]) {
+            return false;
+        }
+        let arr: toml_edit::Array = items.iter().map(String::as_str).collect();
+        set_keep_decor(defaults, key, toml_edit::Value::Array(arr));
+        true
+    }
+
+    fn defaults_table(&mut self) -> &mut Table {
+        if !self.doc.contains_key("defaults") {
+            self.doc.insert("defaults", Item::Table(Table::new()));
+        }
+        self.doc["defaults"].as_table_mut().expect("[defaults] is a table")
+    }
+
+    fn project_tables(&mut self) -> Option<&mut toml_edit::ArrayOfTables> {
+        self.doc.get_mut("project").and_then(Item::as_array_of_tables_mut)
+    }
+
+    /// Add a project. Refuses a duplicate name.
+    pub fn add_project(&mut self, p: &ProjectEntry) -> Result<(), RegistryError> {
+        if self.registry.project(p.name.as_str()).is_some() {
+            return Err(RegistryError::Duplicate(p.name.to_string()));
+        }
+        let mut t = Table::new();
+        t.insert("name", value(p.name.as_str()));
+        t.insert("repo", value(p.repo.as_str()));
+        if !p.container {
+            t.insert("container", value(false));
+        }
+        if let Some(i) = &p.image {
+            t.insert("image", value(i.as_str()));
+        }
+        if !p.profiles.is_empty() {
+            let arr: toml_edit::Array = p.profiles.iter().map(String::as_str).collect();
+            t.insert("profiles", value(arr));
+        }
+        for (k, v) in [("created_at", &p.created_at), ("last_sync", &p.last_sync)] {
+            if let Some(v) = v {
+                t.insert(k, value(v.as_str()));
+            }
+        }
+        if self.project_tables().is_none() {
+            self.doc.insert("project", Item::ArrayOfTables(Default::default()));
+        }
+        self.project_tables().expect("just inserted").push(t);
+        self.registry.projects.push(p.clone());
+        Ok(())
+    }
+
+    /// Change one string field of a project (`None` removes it). Returns whether it changed.
+    pub fn set_project_field(
+        &mut self,
+        name: &str,
+        key: &str,
+        new: Option<&str>,
+    ) -> Result<bool, RegistryError> {
+        let tables = self.project_tables().ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
+        let t = tables
+            .iter_mut()
+            .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+            .ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
+        let changed = match new {
+            Some(v) if t.get(key).and_then(Item::as_str) == Some(v) => false,
+            Some(v) => {
+                set_keep_decor(t, key, toml_edit::Value::from(v));
+                true
+            }
+            None => t.remove(key).is_some(),
+        };
+        if changed {
+            self.reparse()?;
+        }
+        Ok(changed)
+    }
+
+    /// Set the `container` flag of a project.
+    pub fn set_project_container(&mut self, name: &str, on: bool) -> Result<bool, RegistryError> {
+        let tables = self.project_tables().ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
+        let t = tables
+            .iter_mut()
+            .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+            .ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
+        let current = t.get("container").and_then(Item::as_bool).unwrap_or(true);
+        if current == on {
+            return Ok(false);
+        }
+        if on {
+            t.remove("container");
+        } else {
+            t.insert("container", value(false));
+        }
+        self.reparse()?;
+        Ok(true)
+    }
+
+    /// Remove a project. Returns whether it was registered.
+    pub fn remove_project(&mut self, name: &str) -> Result<bool, RegistryError> {
+        let Some(tables) = self.project_tables() else { return Ok(false) };
+        let before = tables.len();
+        tables.retain(|t| t.get("name").and_then(Item::as_str) != Some(name));
+        let removed = tables.len() != before;
+        if removed {
+            self.reparse()?;
+        }
+        Ok(removed)
+    }
+
+    fn reparse(&mut self) -> Result<(), RegistryError> {
+        self.registry = Registry::parse(&self.path, &self.doc.to_string())?;
+        Ok(())
+    }
+}
+
+/// Replace a value, keeping the comment before the key and the one after the old value.
+fn set_keep_decor(table: &mut Table, key: &str, mut new: toml_edit::Value) {
+    // Assigning through `get_mut` keeps the key (and the comment above it, which is the key's
+    // decor); copying the old value's decor keeps the spacing and the comment after the value.
+    match table.get_mut(key) {
+        Some(item) => {
+            if let Some(old) = item.as_value() {
+                *new.decor_mut() = old.decor().clone();
+            }
+            *item = Item::Value(new);
+        }
+        None => {
+            table.insert(key, Item::Value(new));
+        }
+    }
+}
+
+/// The lock file guarding a registry at `path`.
+pub fn lock_path_for(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.lock"))
+}
+
+/// A bind mount declared by a project (`[[mount]]` in `.repoman.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountDef {
+    /// Host path; relative paths are relative to the repo, `~` is the host user's home.
+    pub source: String,
+    /// Path inside the sandbox.
+    pub path: String,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// `[backup]` in `.repoman.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupOverrides {
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// `<repo>/.repoman.toml`: per-project overrides, committed with the repo.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectOverrides {
+    pub image: Option<String>,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    #[serde(default, rename = "mount")]
+    pub mounts: Vec<MountDef>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub backup: BackupOverrides,
+}
+
+/// The per-project overrides file name.
+pub const OVERRIDES_FILE: &str = ".repoman.toml";
+
+impl ProjectOverrides {
+    /// Load `<repo>/.repoman.toml`; a missing file means no overrides.
+    pub fn load(repo: &Path) -> Result<Self, RegistryError> {
+        let path = repo.join(OVERRIDES_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(RegistryError::Read { path, source }),
+        };
+        toml::from_str(&text)
+            .map_err(|e: toml::de::Error| RegistryError::parse(&path, &text, e.span(), e.message()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"# my estate
+schema_version = 1
+
+[defaults]
+# where the work lives
+local_repos = "/srv/repos" # fast disk
+backup_root = "/mnt/nfs/repos"
+
+[[project]]
+name = "alpha"   # first
+repo = "alpha"
+"#;
+
+    #[test]
+    fn edits_keep_comments_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repoman.toml");
+        std::fs::write(&path, SAMPLE).unwrap();
+        let (_, written) = RegistryFile::edit(&path, None, |f| {
+            assert!(f.set_default("local_repos", "/fast/repos"));
+            f.add_project(&ProjectEntry {
+                name: ProjectName::parse("beta").unwrap(),
+                repo: RepoDirName::parse("beta-repo").unwrap(),
+                container: false,
+                image: None,
+                profiles: vec![],
+                created_at: None,
+                last_sync: None,
+            })?;
+            f.set_project_field("alpha", "last_sync", Some("2026-01-01T00:00:00.000Z"))?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(written);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# my estate\nschema_version = 1\n"), "{text}");
+        assert!(text.contains("# where the work lives\nlocal_repos = \"/fast/repos\" # fast disk\n"), "{text}");
+        assert!(text.contains("name = \"alpha\"   # first\n"), "{text}");
+        let reg = RegistryFile::load(&path).unwrap().registry;
+        assert_eq!(reg.projects.len(), 2);
+        assert!(!reg.project("beta").unwrap().container);
+        assert_eq!(reg.project("alpha").unwrap().last_sync.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+    }
+
+    #[test]
+    fn unchanged_registry_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repoman.toml");
+        std::fs::write(&path, SAMPLE).unwrap();
+        let (_, written) = RegistryFile::edit(&path, None, |f| {
+            assert!(!f.set_default("backup_root", "/mnt/nfs/repos"));
+            Ok(())
+        })
+        .unwrap();
+        assert!(!written);
+    }
+
+    #[test]
+    fn malformed_toml_names_line_and_column() {
+        let e = Registry::parse(Path::new("/x/repoman.toml"), "schema_version = 1\n[defaults\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/x/repoman.toml:2:"), "{e}");
+        let e = Registry::parse(Path::new("r.toml"), "schema_version = 1\n[[project]]\nname = \"Bad\"\nrepo = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:3:8") && e.contains("lowercase"), "{e}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_older_is_migrated() {
+        let e = Registry::parse(Path::new("r.toml"), "schema_version = 99\n").unwrap_err();
+        assert!(matches!(e, RegistryError::TooNew { found: 99, .. }));
+        let old = "[defaults]\nnfs_repos = \"/mnt/b\" # backup\n";
+        let reg = Registry::parse(Path::new("r.toml"), old).unwrap();
+        assert_eq!(reg.defaults.backup_root.as_deref(), Some(Path::new("/mnt/b")));
+        let mut doc: DocumentMut = old.parse().unwrap();
+        let changes = migrate_doc(&mut doc);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(doc.to_string().contains("backup_root = \"/mnt/b\" # backup"), "{doc}");
+    }
+
+    #[test]
+    fn overrides_parse_and_report_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(OVERRIDES_FILE),
+            "image = \"debian\"\n[[mount]]\nsource = \"data\"\npath = \"/data\"\nreadonly = true\n[env]\nFOO = \"bar\"\n",
+        )
+        .unwrap();
+        let o = ProjectOverrides::load(dir.path()).unwrap();
+        assert_eq!(o.mounts[0].path, "/data");
+        assert_eq!(o.env["FOO"], "bar");
+        std::fs::write(dir.path().join(OVERRIDES_FILE), "image = \"x\"\n[env]\nFOO = \n").unwrap();
+        let e = ProjectOverrides::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(".repoman.toml:3:"), "{e}");
+        assert!(ProjectOverrides::load(&dir.path().join("missing")).unwrap() == ProjectOverrides::default());
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_col("ab\ncéd", 6), (2, 3));
+    }
+}
