@@ -17,6 +17,7 @@ pub mod names;
 pub mod paths;
 pub mod process;
 pub mod registry;
+pub mod settings;
 
 pub use cancel::Cancel;
 pub use clock::Clock;

@@ -1,0 +1,32 @@
+//! What every command receives: the environment snapshot, resolved paths, the printer, the clock,
+//! the cancellation token and the global flags. Built once in `main`.
+
+use repoman_core::registry::RegistryFile;
+use repoman_core::{Cancel, Clock, Env, Paths};
+
+use crate::cli::GlobalArgs;
+use crate::error::CliError;
+use crate::ui::Ui;
+
+/// The command context.
+#[derive(Debug)]
+pub struct App {
+    pub env: Env,
+    pub paths: Paths,
+    pub ui: Ui,
+    pub clock: Clock,
+    pub cancel: Cancel,
+    pub global: GlobalArgs,
+}
+
+impl App {
+    /// Load the registry (a missing file is an empty registry; nothing is created).
+    pub fn registry(&self) -> Result<RegistryFile, CliError> {
+        Ok(RegistryFile::load(&self.paths.config_file)?)
+    }
+
+    /// Fail with exit 130 if Ctrl-C was pressed.
+    pub fn check_cancelled(&self) -> Result<(), CliError> {
+        if self.cancel.is_cancelled() { Err(CliError::interrupted()) } else { Ok(()) }
+    }
+}

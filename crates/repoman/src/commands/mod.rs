@@ -1,0 +1,45 @@
+//! One file per command. Each exposes an args struct (its doc comment is the help text) and
+//! `run(app, args) -> Result<Exit, CliError>`. Register a command with one `mod` line, one
+//! [`Command`] variant and one arm in [`run`] and [`Command::name`].
+
+use clap::Subcommand;
+
+use crate::app::App;
+use crate::error::{CliError, Exit};
+
+mod completions;
+mod config;
+mod man;
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show or migrate the configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Write the man pages (for packagers and `scripts/gen-man`).
+    #[command(hide = true)]
+    GenerateMan(man::ManArgs),
+}
+
+impl Command {
+    /// The command's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Config(_) => "config",
+            Command::Completions(_) => "completions",
+            Command::GenerateMan(_) => "generate-man",
+        }
+    }
+}
+
+/// Dispatch to the command.
+pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
+    match command {
+        Command::Config(c) => config::run(app, c),
+        Command::Completions(a) => completions::run(app, a),
+        Command::GenerateMan(a) => man::run(app, a),
+    }
+}

@@ -1,0 +1,92 @@
+//! The `repoman` binary: parse, build the [`App`], run one command, map the result to an exit
+//! code. This is the only place that exits the process.
+
+mod app;
+mod cli;
+mod commands;
+mod error;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use repoman_core::{Cancel, Clock, Env, Paths};
+
+use crate::app::App;
+use crate::cli::{Cli, LogFormat};
+use crate::error::{CliError, Exit};
+use crate::ui::{Ui, UiConfig};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap: --help/--version are successes; everything else is a usage error (2).
+            return ExitCode::from(if e.use_stderr() { Exit::Usage.code() } else { 0 });
+        }
+    };
+    let env = Env::capture();
+    init_tracing(&env, cli.global.log_format);
+    let ui = Ui::new(UiConfig {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        no_progress: cli.global.no_progress,
+        color: cli.global.color,
+        no_color_env: env.is_set("NO_COLOR"),
+        yes: cli.global.yes,
+        no_input: cli.global.no_input,
+    });
+    let cancel = Cancel::new();
+    install_signal_handlers(&cancel);
+
+    let result = Paths::resolve(&env).map_err(CliError::from).and_then(|paths| {
+        let app = App { env, paths, ui, clock: Clock::system(), cancel, global: cli.global.clone() };
+        let span = tracing::info_span!("command", name = cli.command.name());
+        let _enter = span.enter();
+        let out = commands::run(&app, cli.command);
+        Ok((app, out))
+    });
+    let (exit, ui) = match result {
+        Ok((app, Ok(exit))) => (exit, Some(app.ui)),
+        Ok((app, Err(err))) => {
+            if !err.message.is_empty() {
+                app.ui.error(&err);
+            }
+            (err.exit, Some(app.ui))
+        }
+        Err(err) => {
+            let _ = ui_fallback(&err);
+            (err.exit, None)
+        }
+    };
+    drop(ui);
+    ExitCode::from(exit.code())
+}
+
+fn ui_fallback(err: &CliError) -> std::io::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stderr(), "error: {err}")
+}
+
+/// First Ctrl-C (or SIGTERM) asks the running command to stop cleanly; a second one while the
+/// first is pending exits at once with 130.
+fn install_signal_handlers(cancel: &Cancel) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = cancel.flag();
+    for sig in [SIGINT, SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+}
+
+fn init_tracing(env: &Env, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(env.get("REPOMAN_LOG").unwrap_or("warn"))
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}
