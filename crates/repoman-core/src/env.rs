@@ -128,3 +128,17 @@ mod tests {
         assert_eq!(env.get_path("NO_COLOR"), None);
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    use super::ENV_VARS;
+
+    #[test]
+    fn docs_environment_md_lists_every_variable() {
+        let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/environment.md"))
+            .expect("docs/environment.md exists");
+        let missing: Vec<_> =
+            ENV_VARS.iter().filter(|v| !page.contains(&format!("`{}`", v.name))).map(|v| v.name).collect();
+        assert!(missing.is_empty(), "docs/environment.md does not document {missing:?}");
+    }
+}

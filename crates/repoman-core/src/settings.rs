@@ -142,8 +142,8 @@ mod tests {
         let reg = Registry::parse(Path::new("r"), "[defaults]\nlocal_repos = \"/reg/local\"\n").unwrap();
         let s = Settings::resolve(&reg, &env);
         assert_eq!(s.local_repos.as_ref().unwrap().value, PathBuf::from("/reg/local"));
-        assert_eq!(s.local_repos.unwrap().source, Source::Registry);
-        let b = s.backup_root.unwrap();
+        assert_eq!(s.local_repos.as_ref().unwrap().source, Source::Registry);
+        let b = s.backup_root.clone().unwrap();
         assert_eq!((b.value, b.source), (PathBuf::from("/env/nfs"), Source::Env("NFS_REPOS")));
         assert_eq!(s.incus_project.source, Source::BuiltIn);
         assert_eq!(s.mount_path_for("dev", "app"), "/home/dev/app");
