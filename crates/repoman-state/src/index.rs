@@ -1,0 +1,440 @@
+//! The SQLite index: the current state of objects, actors, schemas, conflicts and every event,
+//! derived from the log by replay (DESIGN.md §4 "The index").
+//!
+//! Invariants:
+//! - Everything here can be rebuilt from the log (and the embedded schemas); the file may be
+//!   deleted at any time. `meta` records the schema version and the log head (`seq`, `hash`) the
+//!   index reflects.
+//! - [`apply`] is the only code that turns events into index rows; a rebuild and an incremental
+//!   update run the same function, so replaying any sequence of events into a fresh index yields the
+//!   same state as applying them one append at a time (a property test checks this).
+//! - Writes to the on-disk index happen under the event log's append lock, so there is one writer.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::Value;
+
+use crate::conflict::{self, Conflict, ConflictFilter, ConflictState, Resolution};
+use crate::error::StateError;
+use crate::event::{Event, object_kind};
+use crate::identity::ActorKind;
+use crate::log::Head;
+
+/// Bump when the table layout or the meaning of [`apply`] changes: older indexes are rebuilt.
+pub const SCHEMA_VERSION: i64 = 3;
+
+const DDL: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE events(
+  seq INTEGER PRIMARY KEY, id TEXT NOT NULL, at TEXT NOT NULL, type TEXT NOT NULL,
+  object TEXT NOT NULL, actor TEXT NOT NULL, device TEXT NOT NULL, profile TEXT NOT NULL,
+  data TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE objects(
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, schema TEXT, profile TEXT NOT NULL, device TEXT NOT NULL,
+  state TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, events INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE actors(
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, capabilities TEXT NOT NULL, trust TEXT NOT NULL,
+  first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, events INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE conflicts(
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, object TEXT NOT NULL, project TEXT, state TEXT NOT NULL,
+  resolution TEXT, detail TEXT NOT NULL, detected_at TEXT NOT NULL, detected_seq INTEGER NOT NULL,
+  resolved_at TEXT, resolved_by TEXT) WITHOUT ROWID;
+CREATE TABLE schemas(id TEXT PRIMARY KEY, kind TEXT NOT NULL, applies_to TEXT NOT NULL, title TEXT NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID;
+";
+
+/// Secondary indexes, created after a bulk rebuild (cheaper than maintaining them row by row).
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS events_object ON events(object, type, seq);
+CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
+CREATE INDEX IF NOT EXISTS conflicts_object ON conflicts(object);
+";
+
+/// Create the tables in an empty database.
+pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(DDL)?;
+    conn.execute_batch(INDEXES)?;
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES('schema_version', ?1)",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    write_head(conn, &Head::empty())?;
+    load_schemas(conn)
+}
+
+/// Create the tables without secondary indexes (for a bulk rebuild; call [`finish_bulk`] after).
+pub fn create_schema_bulk(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(DDL)?;
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES('schema_version', ?1)",
+        [SCHEMA_VERSION.to_string()],
+    )?;
+    write_head(conn, &Head::empty())?;
+    load_schemas(conn)
+}
+
+/// Create the secondary indexes after a bulk load.
+pub fn finish_bulk(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(INDEXES)
+}
+
+fn load_schemas(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("INSERT OR REPLACE INTO schemas(id, kind, applies_to, title, digest) VALUES(?1, ?2, ?3, ?4, ?5)")?;
+    for s in crate::schemas::list() {
+        let kind = serde_json::to_value(s.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        stmt.execute(params![s.id, kind, s.applies_to, s.title, s.digest()])?;
+    }
+    Ok(())
+}
+
+/// The schema version recorded in the index, if readable.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map(|v| v.and_then(|s| s.parse().ok()))
+}
+
+/// The log head the index reflects.
+pub fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+    let get = |k: &str| {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+    };
+    let seq = get("head_seq")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let hash = get("head_hash")?.unwrap_or_else(|| Head::empty().hash);
+    Ok(Head { seq, hash })
+}
+
+pub fn write_head(conn: &Connection, head: &Head) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES('head_seq', ?1)",
+        [head.seq.to_string()],
+    )?;
+    conn.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES('head_hash', ?1)",
+        [&head.hash],
+    )?;
+    Ok(())
+}
+
+/// The schema id that governs objects of `kind` unless an event names one (`data.schema`).
+pub fn default_schema_for_kind(kind: &str) -> Option<&'static str> {
+    match kind {
+        "project" => Some("repoman.toml/v1"),
+        "backup" => Some("repoman.manifest/v1"),
+        "store" => Some("repoman.repair-report/v1"),
+        _ => None,
+    }
+}
+
+fn is_creation(type_: &str) -> bool {
+    let last = type_.rsplit('.').next().unwrap_or("");
+    matches!(
+        last,
+        "created" | "registered" | "adopted" | "discovered" | "restored"
+    )
+}
+
+fn is_deletion(type_: &str) -> bool {
+    let last = type_.rsplit('.').next().unwrap_or("");
+    matches!(last, "deleted" | "removed" | "unregistered" | "destroyed")
+}
+
+/// Apply one event to the index (inside the caller's transaction). The one place events become rows.
+pub fn apply(tx: &Transaction<'_>, e: &Event, data_json: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events(seq, id, at, type, object, actor, device, profile, data, prev, hash)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        e.seq as i64,
+        e.id.to_string(),
+        e.at,
+        e.type_,
+        e.object,
+        e.actor,
+        e.device,
+        e.profile,
+        data_json,
+        e.prev,
+        e.hash
+    ])?;
+
+    // Actors registry.
+    let kind = ActorKind::of(&e.actor);
+    let (kind_s, caps, trust) = match kind {
+        Some(k) => (k.as_str(), k.capabilities().join(","), k.trust()),
+        None => ("unknown", String::new(), "untrusted"),
+    };
+    tx.prepare_cached(
+        "INSERT INTO actors(id, kind, capabilities, trust, first_seq, last_seq, events) VALUES(?1, ?2, ?3, ?4, ?5, ?5, 1)
+         ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq, events = events + 1",
+    )?
+    .execute(params![e.actor, kind_s, caps, trust, e.seq as i64])?;
+
+    // Objects registry.
+    let okind = object_kind(&e.object);
+    let named_schema = e.data.get("schema").and_then(Value::as_str);
+    let schema = named_schema.or_else(|| default_schema_for_kind(okind));
+    let mut new_state: Option<String> = None;
+    if e.type_ == "object.state" {
+        new_state = e
+            .data
+            .get("state")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    } else if is_deletion(&e.type_) {
+        new_state = Some("deleted".into());
+    } else if e.type_.ends_with(".quarantined") {
+        new_state = Some("quarantined".into());
+    } else if is_creation(&e.type_) {
+        new_state = Some("active".into());
+    }
+    let owner_change = is_creation(&e.type_);
+    tx.prepare_cached(
+        "INSERT INTO objects(id, kind, schema, profile, device, state, first_seq, last_seq, events)
+         VALUES(?1, ?2, ?3, ?4, ?5, COALESCE(?6, 'active'), ?7, ?7, 1)
+         ON CONFLICT(id) DO UPDATE SET
+           schema = COALESCE(?8, schema),
+           profile = CASE WHEN ?9 THEN excluded.profile ELSE profile END,
+           device = CASE WHEN ?9 THEN excluded.device ELSE device END,
+           state = COALESCE(?6, state),
+           last_seq = excluded.last_seq,
+           events = events + 1",
+    )?
+    .execute(params![
+        e.object,
+        okind,
+        schema,
+        e.profile,
+        e.device,
+        new_state,
+        e.seq as i64,
+        named_schema,
+        owner_change
+    ])?;
+
+    // Conflicts.
+    if e.type_ == conflict::DETECTED {
+        let get = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
+        let detail = e.data.get("detail").cloned().unwrap_or(Value::Null);
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO conflicts(id, kind, object, project, state, resolution, detail, detected_at, detected_seq, resolved_at, resolved_by)
+             VALUES(?1, ?2, ?3, ?4, 'pending', NULL, ?5, ?6, ?7, NULL, NULL)",
+        )?
+        .execute(params![e.id.to_string(), get("kind").unwrap_or_default(), e.object, get("project"), detail.to_string(), e.at, e.seq as i64])?;
+        tx.prepare_cached("UPDATE objects SET state = 'conflicted' WHERE id = ?1")?
+            .execute([&e.object])?;
+    } else if e.type_ == conflict::RESOLVED {
+        let id = e
+            .data
+            .get("conflict")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let res = e
+            .data
+            .get("resolution")
+            .and_then(Value::as_str)
+            .and_then(Resolution::parse);
+        if let Some(res) = res {
+            tx.prepare_cached(
+                "UPDATE conflicts SET state = ?2, resolution = ?3, resolved_at = ?4, resolved_by = ?5 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, res.state().as_str(), res.as_str(), e.at, e.actor])?;
+            // The object is conflicted while any conflict about it is pending.
+            tx.prepare_cached(
+                "UPDATE objects SET state = 'active' WHERE state = 'conflicted'
+                 AND id = (SELECT object FROM conflicts WHERE id = ?1)
+                 AND NOT EXISTS (SELECT 1 FROM conflicts c WHERE c.object = objects.id AND c.state = 'pending')",
+            )?
+            .execute([id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Read an event row.
+pub fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let id: String = r.get(1)?;
+    let data: String = r.get(8)?;
+    Ok(Event {
+        seq: r.get::<_, i64>(0)? as u64,
+        id: id.parse().unwrap_or_default(),
+        at: r.get(2)?,
+        type_: r.get(3)?,
+        object: r.get(4)?,
+        actor: r.get(5)?,
+        device: r.get(6)?,
+        profile: r.get(7)?,
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+        prev: r.get(9)?,
+        hash: r.get(10)?,
+    })
+}
+
+pub const EVENT_COLUMNS: &str =
+    "seq, id, at, type, object, actor, device, profile, data, prev, hash";
+
+/// The last event of `type_` about `object`.
+pub fn last_event(conn: &Connection, object: &str, type_: &str) -> rusqlite::Result<Option<Event>> {
+    conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE object = ?1 AND type = ?2 ORDER BY seq DESC LIMIT 1"))?
+        .query_row([object, type_], event_from_row)
+        .optional()
+}
+
+fn conflict_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conflict> {
+    let state: String = r.get(4)?;
+    let resolution: Option<String> = r.get(5)?;
+    let detail: String = r.get(6)?;
+    Ok(Conflict {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        object: r.get(2)?,
+        project: r.get(3)?,
+        state: ConflictState::parse(&state).unwrap_or(ConflictState::Pending),
+        resolution: resolution.as_deref().and_then(Resolution::parse),
+        detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+        detected_at: r.get(7)?,
+        resolved_at: r.get(8)?,
+        resolved_by: r.get(9)?,
+    })
+}
+
+const CONFLICT_COLUMNS: &str =
+    "id, kind, object, project, state, resolution, detail, detected_at, resolved_at, resolved_by";
+
+/// Conflicts matching `filter`, oldest first.
+pub fn conflicts(conn: &Connection, filter: &ConflictFilter) -> rusqlite::Result<Vec<Conflict>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CONFLICT_COLUMNS} FROM conflicts
+         WHERE (?1 = 0 OR state = 'pending') AND (?2 IS NULL OR project = ?2) AND (?3 IS NULL OR kind = ?3)
+         ORDER BY detected_seq"
+    ))?;
+    let rows = stmt.query_map(
+        params![filter.pending_only, filter.project, filter.kind],
+        conflict_from_row,
+    )?;
+    rows.collect()
+}
+
+/// Conflicts about one object, oldest first.
+pub fn conflicts_of(conn: &Connection, object: &str) -> rusqlite::Result<Vec<Conflict>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE object = ?1 ORDER BY detected_seq"
+    ))?;
+    let rows = stmt.query_map([object], conflict_from_row)?;
+    rows.collect()
+}
+
+/// One conflict by id.
+pub fn conflict(conn: &Connection, id: &str) -> rusqlite::Result<Option<Conflict>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE id = ?1"
+    ))?
+    .query_row([id], conflict_from_row)
+    .optional()
+}
+
+/// A row of the objects registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectRow {
+    pub id: String,
+    pub kind: String,
+    pub schema: Option<String>,
+    pub profile: String,
+    pub device: String,
+    pub state: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub events: u64,
+}
+
+pub fn object(conn: &Connection, id: &str) -> rusqlite::Result<Option<ObjectRow>> {
+    conn.prepare_cached("SELECT id, kind, schema, profile, device, state, first_seq, last_seq, events FROM objects WHERE id = ?1")?
+        .query_row([id], |r| {
+            Ok(ObjectRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                schema: r.get(2)?,
+                profile: r.get(3)?,
+                device: r.get(4)?,
+                state: r.get(5)?,
+                first_seq: r.get::<_, i64>(6)? as u64,
+                last_seq: r.get::<_, i64>(7)? as u64,
+                events: r.get::<_, i64>(8)? as u64,
+            })
+        })
+        .optional()
+}
+
+/// A row of the actors registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActorRow {
+    pub id: String,
+    pub kind: String,
+    pub capabilities: Vec<String>,
+    pub trust: String,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub events: u64,
+}
+
+pub fn actor(conn: &Connection, id: &str) -> rusqlite::Result<Option<ActorRow>> {
+    conn.prepare_cached("SELECT id, kind, capabilities, trust, first_seq, last_seq, events FROM actors WHERE id = ?1")?
+        .query_row([id], |r| {
+            let caps: String = r.get(2)?;
+            Ok(ActorRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                capabilities: caps.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                trust: r.get(3)?,
+                first_seq: r.get::<_, i64>(4)? as u64,
+                last_seq: r.get::<_, i64>(5)? as u64,
+                events: r.get::<_, i64>(6)? as u64,
+            })
+        })
+        .optional()
+}
+
+/// A deterministic dump of every derived table (for tests comparing two indexes).
+pub fn dump(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (table, order) in [
+        ("meta", "key"),
+        ("events", "seq"),
+        ("objects", "id"),
+        ("actors", "id"),
+        ("conflicts", "id"),
+        ("schemas", "id"),
+    ] {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let mut cells = Vec::with_capacity(n);
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i)?;
+                cells.push(format!("{v:?}"));
+            }
+            out.push(format!("{table}: {}", cells.join(" | ")));
+        }
+    }
+    Ok(out)
+}
+
+/// Open an index file with the settings repoman uses (WAL, relaxed sync: the index is rebuildable).
+pub fn open_conn(path: &Path) -> Result<Connection, StateError> {
+    let conn = Connection::open(path).map_err(StateError::index(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(StateError::index(path))?;
+    Ok(conn)
+}

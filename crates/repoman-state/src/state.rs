@@ -1,0 +1,746 @@
+//! [`State`]: the handle commands use — the event log plus its self-repairing index.
+//!
+//! Invariants:
+//! - Appends and every write to the on-disk index happen under the log's append lock, after
+//!   re-reading the log head from disk, so concurrent processes form one chain.
+//! - The index is checked against the log head before each query; if it is behind it catches up
+//!   (verifying the chain from its head), and if it is missing, corrupt, of another schema version
+//!   or not a prefix of the log it is moved aside and rebuilt, with a repair report and a
+//!   `repair.applied` event.
+//! - A read-only handle never creates a file or directory when the state directory does not exist:
+//!   an absent log is an empty log, served from an in-memory index.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use repoman_core::{Clock, Env, Paths};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use crate::conflict::{self, Conflict, ConflictFilter, ConflictState, NewConflict, Resolution};
+use crate::error::StateError;
+use crate::event::{Event, NewEvent};
+use crate::identity::{self, ActorKind, ActorRequest, Identity};
+use crate::index;
+use crate::log::{ChainVerifier, EventLog, Head, Tail};
+use crate::policy::{self, Decision, Effect, Operation, Verdict};
+use crate::repair::{self, RepairReport};
+use crate::schemas;
+
+/// The index file name in the state directory.
+pub const INDEX_FILE: &str = "index.db";
+
+/// Index files at most this large get a `PRAGMA quick_check` on every open; larger ones are
+/// checked by `repoman doctor` (a full check of a multi-GB index would cost seconds per command).
+pub const QUICK_CHECK_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Options for [`State::open_with`].
+#[derive(Debug, Clone)]
+pub struct StateOptions {
+    pub read_only: bool,
+    pub actor: ActorRequest,
+    pub segment_max: u64,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            actor: ActorRequest::Derived,
+            segment_max: crate::log::DEFAULT_SEGMENT_MAX,
+        }
+    }
+}
+
+/// The event log and its index.
+#[derive(Debug)]
+pub struct State {
+    paths: Paths,
+    log: EventLog,
+    clock: Clock,
+    identity: Identity,
+    read_only: bool,
+    conn: Mutex<Option<Conn>>,
+    repairs: Mutex<Vec<RepairReport>>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    conn: Connection,
+    on_disk: bool,
+}
+
+impl State {
+    /// For commands that write: stores the device id (creating the state dir) if absent.
+    pub fn open(paths: &Paths, env: &Env, clock: Clock) -> Result<State, StateError> {
+        Self::open_with(paths, env, clock, StateOptions::default())
+    }
+
+    /// For read-only commands: never creates a file or directory (an absent log is an empty log).
+    pub fn open_read_only(paths: &Paths, env: &Env, clock: Clock) -> Result<State, StateError> {
+        Self::open_with(
+            paths,
+            env,
+            clock,
+            StateOptions {
+                read_only: true,
+                ..StateOptions::default()
+            },
+        )
+    }
+
+    /// Open with explicit options (the daemon's actor, a small segment size in tests).
+    pub fn open_with(
+        paths: &Paths,
+        env: &Env,
+        clock: Clock,
+        opts: StateOptions,
+    ) -> Result<State, StateError> {
+        let (device, device_persisted) = if opts.read_only {
+            match identity::read_device_id(&paths.state_dir)? {
+                Some(d) => (d, true),
+                None => ("unrecorded".to_owned(), false),
+            }
+        } else {
+            (identity::ensure_device_id(&paths.state_dir, &clock)?, true)
+        };
+        let (actor, actor_kind) = Identity::derive_actor(env, &opts.actor);
+        let identity = Identity {
+            actor,
+            actor_kind,
+            device,
+            profile: Identity::profile(env),
+            device_persisted,
+        };
+        let log = EventLog::new(paths.state_dir.join("events")).with_segment_max(opts.segment_max);
+        Ok(State {
+            paths: paths.clone(),
+            log,
+            clock,
+            identity,
+            read_only: opts.read_only,
+            conn: Mutex::new(None),
+            repairs: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Actor, device id and profile recorded on this handle's events.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.paths.state_dir
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.paths.state_dir.join(INDEX_FILE)
+    }
+
+    /// Repairs this handle performed (index rebuilds, torn tails), for the CLI to mention.
+    pub fn repairs(&self) -> Vec<RepairReport> {
+        self.repairs.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Append one event (validated, chained, fsynced, indexed).
+    pub fn append(&self, ev: NewEvent) -> Result<Event, StateError> {
+        let mut v = self.append_batch(vec![ev])?;
+        v.pop().ok_or_else(|| StateError::InvalidEvent {
+            type_: String::new(),
+            object: String::new(),
+            reason: "nothing appended".into(),
+        })
+    }
+
+    /// Append many events with one write and one fsync.
+    pub fn append_batch(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StateError> {
+        if self.read_only && !self.identity.device_persisted {
+            return Err(StateError::NoState(self.paths.state_dir.clone()));
+        }
+        for ev in &evs {
+            validate_new_event(ev)?;
+        }
+        if evs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _lock = self.log.lock()?;
+        let mut tail = self.log.tail()?;
+        let mut prefix = Vec::new();
+        if let Some(torn) = tail.torn.clone() {
+            prefix.push(self.repair_torn_locked(&torn)?);
+            tail = self.log.tail()?;
+        }
+        let mut guard = self.conn_guard()?;
+        self.ensure_index_locked(&mut guard, &tail)?;
+        tail = self.log.tail()?; // a rebuild may have appended `repair.applied`
+        let n = evs.len();
+        let mut written =
+            self.write_locked(&mut guard, &tail, prefix.into_iter().chain(evs).collect())?;
+        // The caller gets its own events, not the repair event recorded in front of them.
+        Ok(written.split_off(written.len() - n))
+    }
+
+    /// Chain `evs` after `tail`, write them, apply them to the index. Lock must be held.
+    fn write_locked(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Conn>>,
+        tail: &Tail,
+        evs: Vec<NewEvent>,
+    ) -> Result<Vec<Event>, StateError> {
+        let mut head = tail.head.clone();
+        let mut out = Vec::with_capacity(evs.len());
+        for ev in evs {
+            let mut e = Event {
+                seq: head.seq + 1,
+                id: self.clock.new_id(),
+                at: self.clock.now_rfc3339(),
+                type_: ev.type_,
+                object: ev.object,
+                actor: self.identity.actor.clone(),
+                device: self.identity.device.clone(),
+                profile: self.identity.profile.clone(),
+                data: ev.data,
+                prev: head.hash.clone(),
+                hash: String::new(),
+            };
+            e.hash = e.compute_hash();
+            head = Head {
+                seq: e.seq,
+                hash: e.hash.clone(),
+            };
+            out.push(e);
+        }
+        self.log.write_events(tail, &out)?;
+        if let Some(c) = guard.as_mut() {
+            // The log is the truth and is already durable; a failing index update is repaired on
+            // the next open (the index is then behind the log and catches up).
+            if let Err(e) = apply_events(&mut c.conn, &out, &head) {
+                tracing::warn!(error = %e, "index update failed; it will catch up on next use");
+                **guard = None;
+            }
+        }
+        Ok(out)
+    }
+
+    fn conn_guard(&self) -> Result<MutexGuard<'_, Option<Conn>>, StateError> {
+        self.conn.lock().map_err(|_| StateError::InvalidEvent {
+            type_: String::new(),
+            object: String::new(),
+            reason: "state handle poisoned by an earlier panic".into(),
+        })
+    }
+
+    /// Make the cached connection reflect the log whose tail is `tail`. Lock must be held.
+    fn ensure_index_locked(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Conn>>,
+        tail: &Tail,
+    ) -> Result<(), StateError> {
+        let path = self.index_path();
+        if guard.as_ref().is_some_and(|c| !c.on_disk) {
+            **guard = None;
+        }
+        if guard.is_none() {
+            if !path.exists() && tail.head.seq == 0 {
+                // First use: a fresh index, nothing to report.
+                let conn = index::open_conn(&path)?;
+                index::create_schema(&conn).map_err(StateError::index(&path))?;
+                set_wal(&conn);
+                **guard = Some(Conn {
+                    conn,
+                    on_disk: true,
+                });
+                return Ok(());
+            }
+            match self.check_index_file(&path) {
+                Ok(conn) => {
+                    **guard = Some(Conn {
+                        conn,
+                        on_disk: true,
+                    })
+                }
+                Err(reason) => return self.rebuild_locked(guard, &reason),
+            }
+        }
+        let Some(c) = guard.as_mut() else {
+            return Ok(());
+        };
+        let idx_head = index::read_head(&c.conn).map_err(StateError::index(&path))?;
+        if idx_head == tail.head {
+            return Ok(());
+        }
+        if idx_head.seq < tail.head.seq && self.log_has(&idx_head)? {
+            return self.catch_up(c, &idx_head);
+        }
+        let reason = if idx_head.seq > tail.head.seq {
+            format!(
+                "the index is ahead of the log (index at seq {}, log at seq {})",
+                idx_head.seq, tail.head.seq
+            )
+        } else {
+            format!(
+                "the index (seq {}, hash {}) is not a prefix of the log",
+                idx_head.seq,
+                &idx_head.hash[..idx_head.hash.len().min(12)]
+            )
+        };
+        **guard = None;
+        self.rebuild_locked(guard, &reason)
+    }
+
+    /// Open an existing index file and check it; `Err` carries why it must be rebuilt.
+    fn check_index_file(&self, path: &Path) -> Result<Connection, String> {
+        let conn = index::open_conn(path).map_err(|e| format!("cannot open: {e}"))?;
+        let version = index::schema_version(&conn).map_err(|e| format!("unreadable ({e})"))?;
+        match version {
+            Some(v) if v == index::SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(format!(
+                    "index schema version {v}, this repoman needs {}",
+                    index::SCHEMA_VERSION
+                ));
+            }
+            None => return Err("no schema version recorded".into()),
+        }
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if size <= QUICK_CHECK_MAX_BYTES {
+            let r: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| format!("quick_check failed: {e}"))?;
+            if r != "ok" {
+                return Err(format!("PRAGMA quick_check: {r}"));
+            }
+        }
+        index::read_head(&conn).map_err(|e| format!("cannot read the head ({e})"))?;
+        Ok(conn)
+    }
+
+    /// Whether the log holds an event with `head.seq` and `head.hash` (seq 0 always matches).
+    fn log_has(&self, head: &Head) -> Result<bool, StateError> {
+        if head.seq == 0 {
+            return Ok(head.hash == Head::empty().hash);
+        }
+        match self.log.read_from(head.seq)?.next() {
+            Some(Ok(e)) => Ok(e.seq == head.seq && e.hash == head.hash),
+            Some(Err(_)) | None => Ok(false),
+        }
+    }
+
+    fn catch_up(&self, c: &mut Conn, from: &Head) -> Result<(), StateError> {
+        let path = self.index_path();
+        let mut verifier = ChainVerifier::new(from.clone());
+        let tx = c.conn.transaction().map_err(StateError::index(&path))?;
+        for l in self.log.read_from(from.seq + 1)?.located() {
+            let l = l?;
+            verifier.check(&l)?;
+            let data = crate::event::canonical_json(&l.event.data);
+            index::apply(&tx, &l.event, &data).map_err(StateError::index(&path))?;
+        }
+        index::write_head(&tx, verifier.head()).map_err(StateError::index(&path))?;
+        tx.commit().map_err(StateError::index(&path))?;
+        Ok(())
+    }
+
+    /// Move the index aside, rebuild it from the log, report, record `repair.applied`.
+    fn rebuild_locked(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Conn>>,
+        reason: &str,
+    ) -> Result<(), StateError> {
+        let at = self.clock.now_rfc3339();
+        let path = self.index_path();
+        tracing::warn!(reason, "rebuilding the index from the event log");
+        let mut report = RepairReport::new(&at, "index", reason);
+        **guard = None;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if let Some(q) = repair::quarantine_file(&self.paths.state_dir, &p, &at)? {
+                report.quarantined.push(q.display().to_string());
+            }
+        }
+        let head = rebuild_index(&self.log, &path)?;
+        report.preserved.push(format!(
+            "event log {} ({} events, head seq {})",
+            self.log.dir().display(),
+            head.seq,
+            head.seq
+        ));
+        report
+            .rebuilt
+            .push(format!("{} from {} events", path.display(), head.seq));
+        report.next_action = "none: the index was rebuilt from the event log; the moved-aside file can be deleted once you no longer need it for diagnosis".into();
+        let conn = index::open_conn(&path)?;
+        set_wal(&conn);
+        **guard = Some(Conn {
+            conn,
+            on_disk: true,
+        });
+        let report_path = report.write(&self.paths.state_dir)?;
+        let tail = self.log.tail()?;
+        let ev = NewEvent::new(
+            "repair.applied",
+            "store:index",
+            json!({"store": "index", "failed": reason, "report": report_path.display().to_string(), "quarantined": report.quarantined}),
+        );
+        self.write_locked(guard, &tail, vec![ev])?;
+        if let Ok(mut r) = self.repairs.lock() {
+            r.push(report);
+        }
+        Ok(())
+    }
+
+    /// Quarantine a torn tail and return the `repair.applied` event to record. Lock must be held.
+    fn repair_torn_locked(&self, torn: &crate::log::TornTail) -> Result<NewEvent, StateError> {
+        let at = self.clock.now_rfc3339();
+        let q = self.log.quarantine_torn(
+            torn,
+            &self.paths.state_dir.join("quarantine"),
+            &repair::file_stamp(&at),
+        )?;
+        let reason = format!(
+            "torn last line in {} ({} bytes after the last complete event; a crash during an append)",
+            torn.segment.display(),
+            torn.len
+        );
+        let mut report = RepairReport::new(&at, "events", &reason);
+        report.preserved.push(format!(
+            "every complete event in {}",
+            torn.segment.display()
+        ));
+        report.quarantined.push(q.display().to_string());
+        report.next_action = "none: the torn bytes were never a committed event; they are kept in quarantine for inspection".into();
+        let report_path = report.write(&self.paths.state_dir)?;
+        if let Ok(mut r) = self.repairs.lock() {
+            r.push(report);
+        }
+        Ok(NewEvent::new(
+            "repair.applied",
+            "store:events",
+            json!({"store": "events", "failed": reason, "report": report_path.display().to_string(), "quarantined": [q.display().to_string()]}),
+        ))
+    }
+
+    /// Repair a torn tail now (for `doctor --repair`). Returns the report, or `None` if not torn.
+    pub fn repair_torn_tail(&self) -> Result<Option<RepairReport>, StateError> {
+        if !self.log.exists() {
+            return Ok(None);
+        }
+        let _lock = self.log.lock()?;
+        let tail = self.log.tail()?;
+        let Some(torn) = tail.torn.clone() else {
+            return Ok(None);
+        };
+        let ev = self.repair_torn_locked(&torn)?;
+        let tail = self.log.tail()?;
+        let mut guard = self.conn_guard()?;
+        self.ensure_index_locked(&mut guard, &tail)?;
+        let tail = self.log.tail()?;
+        self.write_locked(&mut guard, &tail, vec![ev])?;
+        Ok(self.repairs().pop())
+    }
+
+    /// Force a rebuild of the index (for `doctor --repair` when it found an inconsistency).
+    pub fn rebuild_index(&self, reason: &str) -> Result<RepairReport, StateError> {
+        let _lock = self.log.lock()?;
+        let mut guard = self.conn_guard()?;
+        self.rebuild_locked(&mut guard, reason)?;
+        self.repairs()
+            .pop()
+            .ok_or_else(|| StateError::NoState(self.paths.state_dir.clone()))
+    }
+
+    /// Run `f` on an index that reflects the current log (repairing or catching up first).
+    pub fn with_index<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StateError> {
+        let path = self.index_path();
+        let mut guard = self.conn_guard()?;
+        if !self.log.exists() {
+            // Nothing recorded yet: an empty in-memory index, no files.
+            if guard.is_none() {
+                let conn = Connection::open_in_memory().map_err(StateError::index(&path))?;
+                index::create_schema(&conn).map_err(StateError::index(&path))?;
+                *guard = Some(Conn {
+                    conn,
+                    on_disk: false,
+                });
+            }
+        } else {
+            let tail = self.log.tail()?;
+            let fresh = match guard.as_ref() {
+                Some(c) if c.on_disk => index::read_head(&c.conn)
+                    .map(|h| h == tail.head)
+                    .unwrap_or(false),
+                _ => false,
+            };
+            if !fresh {
+                if tail.head.seq == 0 && !path.exists() {
+                    let conn = Connection::open_in_memory().map_err(StateError::index(&path))?;
+                    index::create_schema(&conn).map_err(StateError::index(&path))?;
+                    *guard = Some(Conn {
+                        conn,
+                        on_disk: false,
+                    });
+                } else {
+                    let _lock = self.log.lock()?;
+                    let tail = self.log.tail()?;
+                    self.ensure_index_locked(&mut guard, &tail)?;
+                }
+            }
+        }
+        let c = guard
+            .as_ref()
+            .ok_or_else(|| StateError::NoState(self.paths.state_dir.clone()))?;
+        f(&c.conn).map_err(StateError::index(&path))
+    }
+
+    /// The head of the log (seq 0 when empty).
+    pub fn head(&self) -> Result<Head, StateError> {
+        Ok(self.log.tail()?.head)
+    }
+
+    /// Last event of `type_` about `object`, from the index.
+    pub fn last_event(&self, object: &str, type_: &str) -> Result<Option<Event>, StateError> {
+        self.with_index(|c| index::last_event(c, object, type_))
+    }
+
+    /// Merge guard verdicts with user rules, record `policy.decided` and, when blocked,
+    /// `<operation>.plan.blocked`.
+    pub fn decide(
+        &self,
+        op: &Operation,
+        verdicts: Vec<Verdict>,
+        rules: &[repoman_core::registry::PolicyRule],
+    ) -> Result<Decision, StateError> {
+        let (effect, reasons) = policy::evaluate(op, verdicts, rules, &self.identity);
+        let mut evs = vec![NewEvent::new(
+            "policy.decided",
+            op.object.clone(),
+            json!({"operation": op.name, "project": op.project, "effect": effect.as_str(), "reasons": reasons}),
+        )];
+        if effect.blocks() {
+            let blocking: Vec<&Verdict> = reasons.iter().filter(|v| v.effect.blocks()).collect();
+            let explanation = format!(
+                "{} of {} is {}: {}",
+                op.name,
+                op.object,
+                if effect == Effect::Deny {
+                    "denied"
+                } else {
+                    "waiting for review"
+                },
+                blocking
+                    .iter()
+                    .map(|v| format!("{} ({})", v.reason, v.rule))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            let unblock: Vec<&str> = blocking
+                .iter()
+                .filter_map(|v| v.unblock.as_deref())
+                .collect();
+            // `decision_seq` is set under the lock once the decision's seq is known.
+            evs.push(NewEvent::new(
+                format!("{}.plan.blocked", op.name),
+                op.object.clone(),
+                json!({"operation": op.name, "project": op.project, "effect": effect.as_str(), "decision_seq": 1, "explanation": explanation, "unblock": unblock}),
+            ));
+        }
+        let written = self.append_decision(evs)?;
+        let event_seq = written.first().map(|e| e.seq).unwrap_or(0);
+        Ok(Decision {
+            effect,
+            reasons,
+            event_seq,
+        })
+    }
+
+    /// Append a decision batch, pointing the blocked event at the decision's seq.
+    fn append_decision(&self, mut evs: Vec<NewEvent>) -> Result<Vec<Event>, StateError> {
+        for ev in &evs {
+            validate_new_event(ev)?;
+        }
+        let _lock = self.log.lock()?;
+        let mut tail = self.log.tail()?;
+        let mut prefix = Vec::new();
+        if let Some(torn) = tail.torn.clone() {
+            prefix.push(self.repair_torn_locked(&torn)?);
+            tail = self.log.tail()?;
+        }
+        let mut guard = self.conn_guard()?;
+        self.ensure_index_locked(&mut guard, &tail)?;
+        tail = self.log.tail()?;
+        let decision_seq = tail.head.seq + prefix.len() as u64 + 1;
+        if let Some(blocked) = evs.get_mut(1)
+            && let Some(obj) = blocked.data.as_object_mut()
+        {
+            obj.insert("decision_seq".into(), json!(decision_seq));
+        }
+        let n = evs.len();
+        let mut written =
+            self.write_locked(&mut guard, &tail, prefix.into_iter().chain(evs).collect())?;
+        Ok(written.split_off(written.len() - n))
+    }
+
+    /// Record a conflict (`conflict.detected`); its id is the event's id.
+    pub fn record_conflict(&self, c: NewConflict) -> Result<Conflict, StateError> {
+        let ev = self.append(NewEvent::new(
+            conflict::DETECTED,
+            c.object.clone(),
+            json!({"kind": c.kind, "project": c.project, "detail": c.detail}),
+        ))?;
+        let id = ev.id.to_string();
+        self.with_index(|conn| index::conflict(conn, &id))?
+            .ok_or(StateError::ConflictNotFound(id))
+    }
+
+    /// Conflicts matching `filter`, oldest first.
+    pub fn conflicts(&self, filter: ConflictFilter) -> Result<Vec<Conflict>, StateError> {
+        self.with_index(|c| index::conflicts(c, &filter))
+    }
+
+    /// Settle a pending conflict. Humans only.
+    pub fn resolve_conflict(
+        &self,
+        id: &str,
+        resolution: Resolution,
+        note: Value,
+    ) -> Result<Conflict, StateError> {
+        if self.identity.actor_kind != ActorKind::Human {
+            return Err(StateError::NotPermitted {
+                actor: self.identity.actor.clone(),
+                action: format!("resolve conflict {id}"),
+            });
+        }
+        let existing = self
+            .with_index(|c| index::conflict(c, id))?
+            .ok_or_else(|| StateError::ConflictNotFound(id.to_owned()))?;
+        if existing.state != ConflictState::Pending {
+            return Err(StateError::ConflictClosed {
+                id: id.to_owned(),
+                state: existing.state.as_str().to_owned(),
+            });
+        }
+        self.append(NewEvent::new(
+            conflict::RESOLVED,
+            existing.object.clone(),
+            json!({"conflict": id, "resolution": resolution.as_str(), "note": note}),
+        ))?;
+        self.with_index(|c| index::conflict(c, id))?
+            .ok_or_else(|| StateError::ConflictNotFound(id.to_owned()))
+    }
+}
+
+fn set_wal(conn: &Connection) {
+    // WAL lets readers in other processes proceed while one appender writes; NORMAL sync is enough
+    // for a file that can always be rebuilt.
+    let _ = conn.pragma_update(None, "journal_mode", "WAL");
+    let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+}
+
+/// Apply written events to an index connection and move its head.
+fn apply_events(conn: &mut Connection, evs: &[Event], head: &Head) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for e in evs {
+        index::apply(&tx, e, &crate::event::canonical_json(&e.data))?;
+    }
+    index::write_head(&tx, head)?;
+    tx.commit()
+}
+
+/// Build a fresh index at `path` from the whole log, verifying the chain. Writes to a temporary
+/// file and renames it into place, so a crash mid-rebuild leaves no half-built index.
+pub fn rebuild_index(log: &EventLog, path: &Path) -> Result<Head, StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{INDEX_FILE}.rebuild-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut conn = Connection::open(&tmp).map_err(StateError::index(&tmp))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;",
+        )
+        .map_err(StateError::index(&tmp))?;
+        index::create_schema_bulk(&conn).map_err(StateError::index(&tmp))?;
+        let mut verifier = ChainVerifier::new(Head::empty());
+        let tx = conn.transaction().map_err(StateError::index(&tmp))?;
+        for l in log.read_from(1)?.located() {
+            let l = l?;
+            verifier.check(&l)?;
+            let data = crate::event::canonical_json(&l.event.data);
+            index::apply(&tx, &l.event, &data).map_err(StateError::index(&tmp))?;
+        }
+        index::write_head(&tx, verifier.head()).map_err(StateError::index(&tmp))?;
+        tx.commit().map_err(StateError::index(&tmp))?;
+        index::finish_bulk(&conn).map_err(StateError::index(&tmp))?;
+        conn.close().map_err(|(_, e)| StateError::Index {
+            path: tmp.clone(),
+            source: e,
+        })?;
+        Ok(verifier.head().clone())
+    })();
+    match result {
+        Ok(head) => {
+            std::fs::rename(&tmp, path).map_err(StateError::io(path))?;
+            let _ = repoman_core::fs::sync_dir(dir);
+            Ok(head)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn is_word(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Check an event before it is written: dotted lowercase type, `kind:id` object, object data,
+/// and the registered schema of its type if any.
+pub fn validate_new_event(ev: &NewEvent) -> Result<(), StateError> {
+    let bad = |reason: String| StateError::InvalidEvent {
+        type_: ev.type_.clone(),
+        object: ev.object.clone(),
+        reason,
+    };
+    let parts: Vec<&str> = ev.type_.split('.').collect();
+    if parts.len() < 2 || !parts.iter().all(|p| is_word(p)) {
+        return Err(bad(
+            "the type must be dotted lowercase words, e.g. `backup.synced`".into(),
+        ));
+    }
+    match ev.object.split_once(':') {
+        Some((kind, id)) if is_word(kind) && !id.is_empty() && !id.contains('\n') => {}
+        _ => {
+            return Err(bad(
+                "the object must be `kind:id`, e.g. `project:alpha`".into()
+            ));
+        }
+    }
+    if !ev.data.is_object() {
+        return Err(bad("data must be a JSON object".into()));
+    }
+    if let Some(id) = schemas::for_event_type(&ev.type_) {
+        schemas::validate(
+            &id,
+            &ev.data,
+            &format!("data of event {} for {}", ev.type_, ev.object),
+        )?;
+    }
+    Ok(())
+}
