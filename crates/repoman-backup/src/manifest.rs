@@ -1,0 +1,770 @@
+//! Content manifests: what a backup copy holds, provably.
+//!
+//! A manifest lists every entry of a synced tree (path, type, permission bits, size, mtime,
+//! BLAKE3 of file content, symlink target) and a Merkle root over them: a leaf hash per entry and,
+//! per directory, a hash over its mode and its children's (name, hash) pairs in byte order. The
+//! root is the hash of the top directory, so equal roots mean equal trees, and one changed file
+//! changes only the hashes on its path. Directory mtimes are recorded nowhere in the root: rsync
+//! rewrites them whenever a directory's content changes, and a restore cannot be expected to keep
+//! them.
+//!
+//! Manifests are immutable and content-addressed: `manifests/<root>.json` under the state dir.
+//! Loading one recomputes its root, so a damaged manifest is detected, never trusted.
+//!
+//! The stat cache (under the cache dir; rebuildable) remembers, per path, the working copy's
+//! `lstat` (size, mtime, inode, ctime, mode) next to the manifest entry recorded for it. When the
+//! working copy's `lstat` is unchanged and rsync did not transfer the path, the entry is reused
+//! without reading the file: an unchanged file costs one `lstat`. Otherwise the entry is read from
+//! the *content root* (the backup copy after a sync), so the manifest describes the bytes that
+//! actually landed on the backup, even if the working copy changed during the run.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::Metadata;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use repoman_core::Cancel;
+use serde::{Deserialize, Serialize};
+
+use crate::error::BackupError;
+use crate::exclude::Excludes;
+use crate::paths::{decode_path, encode_path, join};
+
+/// The manifest format tag.
+pub const MANIFEST_FORMAT: &str = "repoman.manifest/v1";
+/// Files at least this large are hashed through mmap with multithreaded BLAKE3.
+const MMAP_THRESHOLD: u64 = 1 << 20;
+
+/// The type of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    /// Devices, FIFOs, sockets: recorded by type and mode only.
+    Other,
+}
+
+impl EntryKind {
+    fn of(meta: &Metadata) -> Self {
+        let t = meta.file_type();
+        if t.is_file() {
+            Self::File
+        } else if t.is_dir() {
+            Self::Dir
+        } else if t.is_symlink() {
+            Self::Symlink
+        } else {
+            Self::Other
+        }
+    }
+
+    fn tag(self) -> u8 {
+        match self {
+            Self::File => b'f',
+            Self::Dir => b'd',
+            Self::Symlink => b'l',
+            Self::Other => b'o',
+        }
+    }
+}
+
+/// One entry of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative path (raw bytes, `/`-separated); empty for the top directory.
+    pub path: Vec<u8>,
+    pub kind: EntryKind,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    /// File length (0 for other kinds).
+    pub size: u64,
+    /// Modification time (0 for directories).
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    /// BLAKE3 of the content (files only).
+    pub hash: Option<[u8; 32]>,
+    /// Symlink target (raw bytes).
+    pub target: Option<Vec<u8>>,
+}
+
+impl Entry {
+    fn from_meta(path: Vec<u8>, meta: &Metadata) -> Self {
+        let kind = EntryKind::of(meta);
+        let (size, mtime, mtime_nsec) = match kind {
+            EntryKind::File => (meta.len(), meta.mtime(), meta.mtime_nsec() as u32),
+            EntryKind::Symlink => (0, meta.mtime(), meta.mtime_nsec() as u32),
+            _ => (0, 0, 0),
+        };
+        Self { path, kind, mode: meta.mode() & 0o7777, size, mtime, mtime_nsec, hash: None, target: None }
+    }
+
+    /// The leaf hash committed to by the Merkle root.
+    pub fn leaf_hash(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"repoman.leaf.v1\0");
+        h.update(&[self.kind.tag()]);
+        h.update(&self.mode.to_le_bytes());
+        h.update(&self.size.to_le_bytes());
+        // Symlink mtimes are not restorable everywhere; files' are (rsync -t).
+        if self.kind == EntryKind::File {
+            h.update(&self.mtime.to_le_bytes());
+            h.update(&self.mtime_nsec.to_le_bytes());
+        }
+        if let Some(hash) = &self.hash {
+            h.update(hash);
+        }
+        if let Some(t) = &self.target {
+            h.update(&(t.len() as u64).to_le_bytes());
+            h.update(t);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// The hex BLAKE3 of the content, if a file.
+    pub fn hash_hex(&self) -> Option<String> {
+        self.hash.map(|h| blake3::Hash::from(h).to_hex().to_string())
+    }
+}
+
+/// A manifest of one backup copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub project: String,
+    /// Hex Merkle root.
+    pub root: String,
+    pub created_at: String,
+    /// Sorted by path bytes.
+    pub entries: Vec<Entry>,
+}
+
+/// Counts for display.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub other: u64,
+    pub bytes: u64,
+}
+
+impl Manifest {
+    /// Assemble from entries (sorted here) and compute the root.
+    pub fn from_entries(project: &str, created_at: String, mut entries: Vec<Entry>) -> Self {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let root = merkle_root(&entries);
+        Self { project: project.to_owned(), root, created_at, entries }
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for e in &self.entries {
+            match e.kind {
+                EntryKind::File => {
+                    c.files += 1;
+                    c.bytes += e.size;
+                }
+                EntryKind::Dir if e.path.is_empty() => {}
+                EntryKind::Dir => c.dirs += 1,
+                EntryKind::Symlink => c.symlinks += 1,
+                EntryKind::Other => c.other += 1,
+            }
+        }
+        c
+    }
+
+    /// Entries other than the top directory.
+    pub fn len_without_root(&self) -> u64 {
+        self.entries.iter().filter(|e| !e.path.is_empty()).count() as u64
+    }
+
+    /// Find an entry by path.
+    pub fn get(&self, path: &[u8]) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.path.as_slice().cmp(path)).ok().map(|i| &self.entries[i])
+    }
+
+    /// Where a manifest with this root is stored.
+    pub fn path_in(dir: &Path, root: &str) -> PathBuf {
+        dir.join(format!("{root}.json"))
+    }
+
+    /// Store under `dir` (content-addressed; an existing file with the same root is kept).
+    pub fn store(&self, dir: &Path) -> Result<PathBuf, BackupError> {
+        let path = Self::path_in(dir, &self.root);
+        if path.exists() {
+            return Ok(path);
+        }
+        repoman_core::paths::ensure_dir(dir).map_err(|e| BackupError::io(dir, io::Error::other(e.to_string())))?;
+        let wire = WireManifest {
+            format: MANIFEST_FORMAT.into(),
+            project: self.project.clone(),
+            root: self.root.clone(),
+            created_at: self.created_at.clone(),
+            counts: self.counts(),
+            entries: self.entries.iter().map(WireEntry::from).collect(),
+        };
+        let mut bytes = serde_json::to_vec(&wire).map_err(|e| BackupError::Config(e.to_string()))?;
+        bytes.push(b'\n');
+        repoman_core::fs::write_atomic(&path, &bytes, Some(0o644))?;
+        Ok(path)
+    }
+
+    /// Load a manifest by root from `dir`, recomputing and checking the root.
+    pub fn load(dir: &Path, root: &str) -> Result<Self, BackupError> {
+        Self::load_file(&Self::path_in(dir, root), Some(root))
+    }
+
+    /// Load a manifest file; when `expect_root` is given the recomputed root must equal it.
+    pub fn load_file(path: &Path, expect_root: Option<&str>) -> Result<Self, BackupError> {
+        let bad = |message: String| BackupError::Manifest { path: path.to_path_buf(), message };
+        let bytes = std::fs::read(path).map_err(|e| BackupError::io(path, e))?;
+        let wire: WireManifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if wire.format != MANIFEST_FORMAT {
+            return Err(bad(format!("unknown format {:?}", wire.format)));
+        }
+        let entries = wire.entries.into_iter().map(Entry::try_from).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let m = Self::from_entries(&wire.project, wire.created_at, entries);
+        if m.root != wire.root || expect_root.is_some_and(|r| r != m.root) {
+            return Err(bad(format!("content does not match its root (recorded {}, computed {}): the file is damaged", wire.root, m.root)));
+        }
+        Ok(m)
+    }
+}
+
+/// The Merkle root of sorted entries (hex).
+pub fn merkle_root(entries: &[Entry]) -> String {
+    // Children of each directory, in path order (which is name order within one directory).
+    let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    let mut root_idx = None;
+    for (i, e) in entries.iter().enumerate() {
+        if e.path.is_empty() {
+            root_idx = Some(i);
+            continue;
+        }
+        let parent = match e.path.iter().rposition(|&b| b == b'/') {
+            Some(p) => &e.path[..p],
+            None => &e.path[..0],
+        };
+        children.entry(parent).or_default().push(i);
+    }
+    let root_mode = root_idx.map(|i| entries[i].mode).unwrap_or(0);
+    let h = node_hash(entries, &children, b"", root_mode);
+    blake3::Hash::from(h).to_hex().to_string()
+}
+
+fn node_hash(entries: &[Entry], children: &HashMap<&[u8], Vec<usize>>, dir: &[u8], mode: u32) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"repoman.dir.v1\0");
+    h.update(&mode.to_le_bytes());
+    if let Some(kids) = children.get(dir) {
+        let mut kids: Vec<usize> = kids.clone();
+        let name = |i: usize| {
+            let p = &entries[i].path;
+            match p.iter().rposition(|&b| b == b'/') {
+                Some(s) => &p[s + 1..],
+                None => &p[..],
+            }
+        };
+        kids.sort_by(|&a, &b| name(a).cmp(name(b)));
+        for i in kids {
+            let e = &entries[i];
+            let n = name(i);
+            h.update(&(n.len() as u64).to_le_bytes());
+            h.update(n);
+            let child = if e.kind == EntryKind::Dir {
+                node_hash(entries, children, &e.path, e.mode)
+            } else {
+                e.leaf_hash()
+            };
+            h.update(&child);
+        }
+    }
+    *h.finalize().as_bytes()
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireManifest {
+    format: String,
+    project: String,
+    root: String,
+    created_at: String,
+    counts: Counts,
+    entries: Vec<WireEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEntry {
+    path: String,
+    #[serde(rename = "type")]
+    kind: EntryKind,
+    mode: u32,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    mtime: i64,
+    #[serde(default)]
+    mtime_nsec: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+impl From<&Entry> for WireEntry {
+    fn from(e: &Entry) -> Self {
+        Self {
+            path: encode_path(&e.path),
+            kind: e.kind,
+            mode: e.mode,
+            size: e.size,
+            mtime: e.mtime,
+            mtime_nsec: e.mtime_nsec,
+            blake3: e.hash_hex(),
+            target: e.target.as_deref().map(encode_path),
+        }
+    }
+}
+
+impl TryFrom<WireEntry> for Entry {
+    type Error = String;
+    fn try_from(w: WireEntry) -> Result<Self, String> {
+        let hash = match w.blake3 {
+            Some(h) => Some(*blake3::Hash::from_hex(&h).map_err(|e| format!("entry {}: {e}", w.path))?.as_bytes()),
+            None => None,
+        };
+        Ok(Self {
+            path: decode_path(&w.path),
+            kind: w.kind,
+            mode: w.mode,
+            size: w.size,
+            mtime: w.mtime,
+            mtime_nsec: w.mtime_nsec,
+            hash,
+            target: w.target.as_deref().map(decode_path),
+        })
+    }
+}
+
+/// The working copy's `lstat` fields that decide whether a file is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalStat {
+    pub kind: u8,
+    pub mode: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub ino: u64,
+    pub ctime: i64,
+    pub ctime_nsec: u32,
+}
+
+impl LocalStat {
+    pub fn of(meta: &Metadata) -> Self {
+        Self {
+            kind: EntryKind::of(meta).tag(),
+            mode: meta.mode(),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec() as u32,
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec() as u32,
+        }
+    }
+}
+
+/// Per path: the local stat and the entry recorded for it.
+#[derive(Debug, Clone, Default)]
+pub struct StatCache {
+    pub map: HashMap<Vec<u8>, (LocalStat, Entry)>,
+}
+
+const CACHE_MAGIC: &[u8] = b"repoman-statcache-v1\n";
+
+impl StatCache {
+    /// Load; a missing or unreadable cache is an empty one (it is rebuildable).
+    pub fn load(path: &Path) -> Self {
+        std::fs::read(path).ok().and_then(|b| Self::decode(&b)).unwrap_or_default()
+    }
+
+    /// Save atomically.
+    pub fn save(&self, path: &Path) -> Result<(), BackupError> {
+        if let Some(dir) = path.parent() {
+            repoman_core::paths::ensure_dir(dir).map_err(|e| BackupError::io(dir, io::Error::other(e.to_string())))?;
+        }
+        repoman_core::fs::write_atomic(path, &self.encode(), Some(0o600))?;
+        Ok(())
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.map.len() * 128);
+        out.extend_from_slice(CACHE_MAGIC);
+        for (path, (s, e)) in &self.map {
+            put_bytes(&mut out, path);
+            out.push(s.kind);
+            out.extend_from_slice(&s.mode.to_le_bytes());
+            out.extend_from_slice(&s.size.to_le_bytes());
+            out.extend_from_slice(&s.mtime.to_le_bytes());
+            out.extend_from_slice(&s.mtime_nsec.to_le_bytes());
+            out.extend_from_slice(&s.ino.to_le_bytes());
+            out.extend_from_slice(&s.ctime.to_le_bytes());
+            out.extend_from_slice(&s.ctime_nsec.to_le_bytes());
+            out.push(e.kind.tag());
+            out.extend_from_slice(&e.mode.to_le_bytes());
+            out.extend_from_slice(&e.size.to_le_bytes());
+            out.extend_from_slice(&e.mtime.to_le_bytes());
+            out.extend_from_slice(&e.mtime_nsec.to_le_bytes());
+            match &e.hash {
+                Some(h) => {
+                    out.push(1);
+                    out.extend_from_slice(h);
+                }
+                None => out.push(0),
+            }
+            match &e.target {
+                Some(t) => {
+                    out.push(1);
+                    put_bytes(&mut out, t);
+                }
+                None => out.push(0),
+            }
+        }
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let mut r = Reader(b.strip_prefix(CACHE_MAGIC)?);
+        let mut map = HashMap::new();
+        while !r.0.is_empty() {
+            let path = r.bytes()?;
+            let s = LocalStat {
+                kind: r.u8()?,
+                mode: r.u32()?,
+                size: r.u64()?,
+                mtime: r.u64()? as i64,
+                mtime_nsec: r.u32()?,
+                ino: r.u64()?,
+                ctime: r.u64()? as i64,
+                ctime_nsec: r.u32()?,
+            };
+            let kind = match r.u8()? {
+                b'f' => EntryKind::File,
+                b'd' => EntryKind::Dir,
+                b'l' => EntryKind::Symlink,
+                _ => EntryKind::Other,
+            };
+            let mode = r.u32()?;
+            let size = r.u64()?;
+            let mtime = r.u64()? as i64;
+            let mtime_nsec = r.u32()?;
+            let hash = if r.u8()? == 1 { Some(r.take(32)?.try_into().ok()?) } else { None };
+            let target = if r.u8()? == 1 { Some(r.bytes()?) } else { None };
+            let e = Entry { path: path.clone(), kind, mode, size, mtime, mtime_nsec, hash, target };
+            map.insert(path, (s, e));
+        }
+        Some(Self { map })
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+    }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let n = self.u32()? as usize;
+        self.take(n).map(<[u8]>::to_vec)
+    }
+}
+
+/// Walk `root` in parallel (not following symlinks), skipping excluded entries and everything
+/// below excluded directories. Returns (relative path, lstat) including the top directory.
+pub fn walk(root: &Path, excludes: &Excludes, cancel: &Cancel) -> Result<Vec<(Vec<u8>, Metadata)>, BackupError> {
+    let top = std::fs::symlink_metadata(root).map_err(|e| BackupError::io(root, e))?;
+    let out = Mutex::new(vec![(Vec::new(), top)]);
+    let err: Mutex<Option<BackupError>> = Mutex::new(None);
+    rayon::scope(|s| walk_dir(s, root, Vec::new(), excludes, cancel, &out, &err));
+    if let Some(e) = err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    if cancel.is_cancelled() {
+        return Err(BackupError::Cancelled);
+    }
+    Ok(out.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+type WalkOut = Mutex<Vec<(Vec<u8>, Metadata)>>;
+
+fn walk_dir<'s>(
+    s: &rayon::Scope<'s>,
+    root: &'s Path,
+    rel: Vec<u8>,
+    excludes: &'s Excludes,
+    cancel: &'s Cancel,
+    out: &'s WalkOut,
+    err: &'s Mutex<Option<BackupError>>,
+) {
+    if cancel.is_cancelled() {
+        return;
+    }
+    let dir = join(root, &rel);
+    let fail = |e: BackupError| {
+        if let Ok(mut slot) = err.lock() {
+            slot.get_or_insert(e);
+        }
+    };
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) => return fail(BackupError::io(&dir, e)),
+    };
+    let mut local = Vec::new();
+    for ent in rd {
+        let ent = match ent {
+            Ok(e) => e,
+            Err(e) => return fail(BackupError::io(&dir, e)),
+        };
+        let name = ent.file_name();
+        let mut path = rel.clone();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name.as_bytes());
+        let meta = match ent.metadata() {
+            Ok(m) => m,
+            // Deleted between readdir and lstat: it is simply not part of the tree.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return fail(BackupError::io(ent.path(), e)),
+        };
+        let is_dir = meta.is_dir();
+        if excludes.is_excluded(&path, is_dir) {
+            continue;
+        }
+        if is_dir {
+            let sub = path.clone();
+            s.spawn(move |s| walk_dir(s, root, sub, excludes, cancel, out, err));
+        }
+        local.push((path, meta));
+    }
+    if let Ok(mut o) = out.lock() {
+        o.extend(local);
+    }
+}
+
+/// Hash a file's content with BLAKE3 (mmap + rayon for large files).
+pub fn hash_file(path: &Path, size: u64) -> io::Result<[u8; 32]> {
+    let mut h = blake3::Hasher::new();
+    if size >= MMAP_THRESHOLD {
+        h.update_mmap_rayon(path)?;
+    } else {
+        let mut f = std::fs::File::open(path)?;
+        let mut buf = Vec::with_capacity(size as usize + 1);
+        f.read_to_end(&mut buf)?;
+        h.update(&buf);
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// What [`build`] needs.
+#[derive(Debug)]
+pub struct BuildInput<'a> {
+    pub project: &'a str,
+    /// The tree whose structure is listed (the working copy).
+    pub walk_root: &'a Path,
+    /// Where entries that are not reused are read from (the backup copy; or `walk_root`).
+    pub content_root: &'a Path,
+    pub excludes: &'a Excludes,
+    pub cache: Option<&'a StatCache>,
+    /// Paths that must not be reused from the cache (rsync transferred them).
+    pub force: &'a HashSet<Vec<u8>>,
+    pub cancel: &'a Cancel,
+    pub created_at: String,
+}
+
+/// How much work a build did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BuildStats {
+    pub entries: u64,
+    pub reused: u64,
+    pub hashed: u64,
+    pub bytes_hashed: u64,
+}
+
+/// Build a manifest (and the next stat cache).
+pub fn build(input: &BuildInput<'_>) -> Result<(Manifest, StatCache, BuildStats), BackupError> {
+    use rayon::prelude::*;
+    let walked = walk(input.walk_root, input.excludes, input.cancel)?;
+    let same_root = input.walk_root == input.content_root;
+    let results: Vec<Option<(Entry, LocalStat, bool)>> = walked
+        .par_iter()
+        .map(|(path, local_meta)| -> Result<Option<(Entry, LocalStat, bool)>, BackupError> {
+            if input.cancel.is_cancelled() {
+                return Err(BackupError::Cancelled);
+            }
+            let local = LocalStat::of(local_meta);
+            if !input.force.contains(path)
+                && let Some((cached_stat, entry)) = input.cache.and_then(|c| c.map.get(path))
+                && *cached_stat == local
+            {
+                return Ok(Some((entry.clone(), local, false)));
+            }
+            let content_path = join(input.content_root, path);
+            let meta = if same_root {
+                local_meta.clone()
+            } else {
+                match std::fs::symlink_metadata(&content_path) {
+                    Ok(m) => m,
+                    // Created in the working copy after rsync ran: not in the backup.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(BackupError::io(&content_path, e)),
+                }
+            };
+            let mut entry = Entry::from_meta(path.clone(), &meta);
+            match entry.kind {
+                EntryKind::File => {
+                    entry.hash = Some(hash_file(&content_path, entry.size).map_err(|e| BackupError::io(&content_path, e))?);
+                }
+                EntryKind::Symlink => {
+                    let t = std::fs::read_link(&content_path).map_err(|e| BackupError::io(&content_path, e))?;
+                    entry.target = Some(t.as_os_str().as_bytes().to_vec());
+                }
+                _ => {}
+            }
+            Ok(Some((entry, local, true)))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut stats = BuildStats::default();
+    let mut cache = StatCache::default();
+    let mut entries = Vec::with_capacity(results.len());
+    for (entry, local, hashed) in results.into_iter().flatten() {
+        stats.entries += 1;
+        if hashed {
+            stats.hashed += 1;
+            if entry.kind == EntryKind::File {
+                stats.bytes_hashed += entry.size;
+            }
+        } else {
+            stats.reused += 1;
+        }
+        cache.map.insert(entry.path.clone(), (local, entry.clone()));
+        entries.push(entry);
+    }
+    Ok((Manifest::from_entries(input.project, input.created_at.clone(), entries), cache, stats))
+}
+
+/// Build a manifest of one tree, hashing everything (no cache).
+pub fn build_full(project: &str, root: &Path, excludes: &Excludes, cancel: &Cancel, created_at: String) -> Result<Manifest, BackupError> {
+    let none = HashSet::new();
+    let input = BuildInput { project, walk_root: root, content_root: root, excludes, cache: None, force: &none, cancel, created_at };
+    Ok(build(&input)?.0)
+}
+
+/// Write raw bytes of a manifest's entry list for debugging (`repoman verify --json` does not use it).
+pub fn write_listing(m: &Manifest, mut w: impl Write) -> io::Result<()> {
+    for e in &m.entries {
+        writeln!(w, "{:?} {:o} {} {}", e.kind, e.mode, e.size, encode_path(&e.path))?;
+    }
+    Ok(())
+}
+
+/// Whether a file type is one a manifest records as `Other`.
+pub fn is_special(meta: &Metadata) -> bool {
+    let t = meta.file_type();
+    t.is_block_device() || t.is_char_device() || t.is_fifo() || t.is_socket()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::create_dir_all(d.path().join("empty")).unwrap();
+        std::fs::write(d.path().join("a/b/f"), b"hello").unwrap();
+        std::fs::write(d.path().join(std::ffi::OsStr::from_bytes(b"odd\xff name\n")), b"x").unwrap();
+        std::os::unix::fs::symlink("a/b/f", d.path().join("link")).unwrap();
+        d
+    }
+
+    #[test]
+    fn root_is_stable_and_sensitive() {
+        let d = tree();
+        let c = Cancel::new();
+        let ex = Excludes::default();
+        let m1 = build_full("p", d.path(), &ex, &c, "t".into()).unwrap();
+        let m2 = build_full("p", d.path(), &ex, &c, "t2".into()).unwrap();
+        assert_eq!(m1.root, m2.root);
+        assert_eq!(m1.counts().files, 2);
+        assert_eq!(m1.counts().dirs, 3);
+        assert_eq!(m1.counts().symlinks, 1);
+        std::fs::set_permissions(d.path().join("a/b/f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let m3 = build_full("p", d.path(), &ex, &c, "t".into()).unwrap();
+        assert_ne!(m1.root, m3.root, "mode is part of the root");
+        std::fs::create_dir(d.path().join("empty/more")).unwrap();
+        let m4 = build_full("p", d.path(), &ex, &c, "t".into()).unwrap();
+        assert_ne!(m3.root, m4.root, "empty directories count");
+    }
+
+    #[test]
+    fn store_and_load_round_trip_and_detect_damage() {
+        let d = tree();
+        let m = build_full("p", d.path(), &Excludes::default(), &Cancel::new(), "t".into()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = m.store(dir.path()).unwrap();
+        let back = Manifest::load(dir.path(), &m.root).unwrap();
+        assert_eq!(back, m);
+        let text = std::fs::read_to_string(&path).unwrap().replace("\"size\":5", "\"size\":6");
+        std::fs::write(&path, text).unwrap();
+        let e = Manifest::load(dir.path(), &m.root).unwrap_err().to_string();
+        assert!(e.contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn stat_cache_makes_unchanged_files_free() {
+        let d = tree();
+        let c = Cancel::new();
+        let ex = Excludes::default();
+        let none = HashSet::new();
+        let mk = |cache: Option<&StatCache>| {
+            build(&BuildInput { project: "p", walk_root: d.path(), content_root: d.path(), excludes: &ex, cache, force: &none, cancel: &c, created_at: "t".into() }).unwrap()
+        };
+        let (m1, cache, s1) = mk(None);
+        assert_eq!(s1.reused, 0);
+        let cache_file = d.path().join("../cache.bin");
+        cache.save(&cache_file).unwrap();
+        let cache = StatCache::load(&cache_file);
+        let (m2, _, s2) = mk(Some(&cache));
+        assert_eq!(m1.root, m2.root);
+        assert_eq!(s2.hashed, 0, "{s2:?}");
+        std::fs::write(d.path().join("a/b/f"), b"HELLO").unwrap();
+        let (m3, _, s3) = mk(Some(&cache));
+        assert_ne!(m3.root, m1.root);
+        assert!(s3.hashed >= 1 && s3.reused >= 4, "{s3:?}");
+        let _ = std::fs::remove_file(cache_file);
+    }
+}
