@@ -3,6 +3,7 @@
 
 use repoman_core::registry::RegistryFile;
 use repoman_core::{Cancel, Clock, Env, Paths};
+use repoman_state::{State, StateError};
 
 use crate::cli::GlobalArgs;
 use crate::error::CliError;
@@ -23,6 +24,16 @@ impl App {
     /// Load the registry (a missing file is an empty registry; nothing is created).
     pub fn registry(&self) -> Result<RegistryFile, CliError> {
         Ok(RegistryFile::load(&self.paths.config_file)?)
+    }
+
+    /// Open the state for a command that records events (creates the state dir on first write).
+    pub fn state(&self) -> Result<State, CliError> {
+        Ok(State::open(&self.paths, &self.env, self.clock.clone())?)
+    }
+
+    /// Open the state for a read-only command: never creates a file or directory.
+    pub fn state_read_only(&self) -> Result<State, CliError> {
+        Ok(State::open_read_only(&self.paths, &self.env, self.clock.clone())?)
     }
 
     /// Fail with exit 130 if Ctrl-C was pressed.

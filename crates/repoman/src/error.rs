@@ -177,6 +177,26 @@ impl From<ProcessError> for CliError {
     }
 }
 
+impl From<repoman_state::StateError> for CliError {
+    fn from(e: repoman_state::StateError) -> Self {
+        use repoman_state::StateError as S;
+        let exit = if e.needs_human() {
+            Exit::Blocked
+        } else {
+            match &e {
+                S::InvalidEvent { .. } | S::UnknownSchema(_) | S::ConflictNotFound(_) | S::Paths(_) => Exit::Usage,
+                _ => Exit::Failure,
+            }
+        };
+        let err = CliError::from_error(exit, &e);
+        match &e {
+            S::CorruptLine { .. } => err.with_hint("run `repoman doctor` (and `repoman doctor --repair` for what it can fix)"),
+            S::Lock(_) => err.with_hint("another repoman process holds the lock; retry when it has finished"),
+            _ => err,
+        }
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         CliError::from_error(Exit::Failure, &e)
