@@ -1,0 +1,599 @@
+//! The client handle: connecting, the request/response plumbing, operations, server info and
+//! projects. Per-project calls (profiles, images, instances, exec, files) live on
+//! [`ProjectScope`], obtained with [`Incus::project`].
+//!
+//! Invariants:
+//! - every request has a timeout ([`Timeouts::request`]);
+//! - every call that creates a background operation waits for it with a deadline
+//!   ([`Timeouts::operation`]) and reports a still-running operation as
+//!   [`IncusError::OperationTimeout`], never as success;
+//! - error envelopes become typed errors carrying the HTTP status and Incus' message.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use repoman_core::Env;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ProjectScope;
+use crate::access::Access;
+use crate::api::{Envelope, Operation, Project, ServerInfo};
+use crate::error::{IncusError, Result};
+use crate::socket::{self, SocketPath};
+use crate::spec::ProjectSpec;
+use crate::transport::{
+    HttpRequest, HttpResponse, Method, Transport, TransportError, UnixTransport,
+};
+
+/// API extensions every repoman call relies on; checked once at connect.
+pub const REQUIRED_EXTENSIONS: &[(&str, &str)] = &[
+    ("projects", "use Incus projects"),
+    ("instances", "manage instances via /1.0/instances"),
+];
+
+/// How long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One HTTP request (connect + answer).
+    pub request: Duration,
+    /// One background operation (create, start, stop, delete, exec, ...).
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            request: Duration::from_secs(30),
+            operation: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    transport: Box<dyn Transport>,
+    socket: Option<SocketPath>,
+    server: ServerInfo,
+    access: Access,
+}
+
+/// A connection to one Incus daemon. Cheap to clone; clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Incus {
+    shared: Arc<Shared>,
+    timeouts: Timeouts,
+}
+
+impl Incus {
+    /// Connect to the local daemon: resolve the socket from `env` (see [`crate::socket`]), fetch
+    /// `GET /1.0`, check [`REQUIRED_EXTENSIONS`] and work out the [`Access`] level.
+    pub fn connect(env: &Env) -> Result<Incus> {
+        Self::connect_with(env, Timeouts::default())
+    }
+
+    /// [`Incus::connect`] with explicit timeouts.
+    pub fn connect_with(env: &Env, timeouts: Timeouts) -> Result<Incus> {
+        let socket = socket::resolve(env);
+        let transport = UnixTransport::new(&socket.path).map_err(|e| IncusError::Unavailable {
+            socket: socket.path.clone(),
+            cause: e.to_string(),
+        })?;
+        Self::with_transport(Box::new(transport), Some(socket), timeouts)
+    }
+
+    /// Connect over any [`Transport`] (an HTTPS remote, later). `socket` is the resolved local
+    /// socket when there is one; it decides whether the per-user restrictions apply.
+    pub fn with_transport(
+        transport: Box<dyn Transport>,
+        socket: Option<SocketPath>,
+        timeouts: Timeouts,
+    ) -> Result<Incus> {
+        let mut incus = Incus {
+            shared: Arc::new(Shared {
+                transport,
+                socket,
+                server: ServerInfo::default(),
+                access: Access::Untrusted,
+            }),
+            timeouts,
+        };
+        let server: ServerInfo = incus.get("/1.0")?;
+        let access = Access::classify(incus.shared.socket.as_ref(), &server);
+        if access != Access::Untrusted {
+            for (ext, why) in REQUIRED_EXTENSIONS {
+                check_extension(&server, ext, why)?;
+            }
+        }
+        let shared = Arc::get_mut(&mut incus.shared).ok_or_else(|| {
+            IncusError::Invalid("connection shared before it was initialised".to_owned())
+        })?;
+        shared.server = server;
+        shared.access = access;
+        Ok(incus)
+    }
+
+    /// The same connection with other timeouts (e.g. a short deadline for one call).
+    pub fn with_timeouts(&self, timeouts: Timeouts) -> Incus {
+        Incus {
+            shared: Arc::clone(&self.shared),
+            timeouts,
+        }
+    }
+
+    /// The same connection with another operation deadline.
+    pub fn with_operation_timeout(&self, d: Duration) -> Incus {
+        self.with_timeouts(Timeouts {
+            operation: d,
+            ..self.timeouts
+        })
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// `GET /1.0` as fetched at connect.
+    pub fn server(&self) -> &ServerInfo {
+        &self.shared.server
+    }
+
+    /// Fetch `GET /1.0` again (e.g. to measure latency or see config changes).
+    pub fn fetch_server(&self) -> Result<ServerInfo> {
+        self.get("/1.0")
+    }
+
+    /// The socket we talk to, when local.
+    pub fn socket(&self) -> Option<&SocketPath> {
+        self.shared.socket.as_ref()
+    }
+
+    /// Where requests go (socket path or URL), for messages.
+    pub fn endpoint(&self) -> std::path::PathBuf {
+        self.shared.transport.endpoint()
+    }
+
+    /// What this connection may do.
+    pub fn access(&self) -> &Access {
+        &self.shared.access
+    }
+
+    /// Fail with [`IncusError::MissingExtension`] unless the server has `extension`.
+    pub fn require_extension(&self, extension: &str, needed_for: &str) -> Result<()> {
+        check_extension(&self.shared.server, extension, needed_for)
+    }
+
+    /// Calls scoped to one Incus project.
+    pub fn project(&self, name: impl Into<String>) -> ProjectScope {
+        ProjectScope::new(self.clone(), name.into())
+    }
+
+    /// The project callers should use when they have no other: `default`, or `user-<uid>` on the
+    /// restricted per-user socket.
+    pub fn default_project(&self) -> ProjectScope {
+        let name = self
+            .shared
+            .access
+            .forced_project()
+            .unwrap_or("default")
+            .to_owned();
+        self.project(name)
+    }
+
+    // --- projects ---------------------------------------------------------------------------
+
+    /// Create a project.
+    pub fn create_project(&self, spec: &ProjectSpec) -> Result<()> {
+        self.mutate(Method::Post, "/1.0/projects", Some(spec))?;
+        Ok(())
+    }
+
+    /// One project.
+    pub fn get_project(&self, name: &str) -> Result<Project> {
+        self.get(&format!("/1.0/projects/{}", enc(name)))
+    }
+
+    /// All projects we may see, with their config.
+    pub fn list_projects(&self) -> Result<Vec<Project>> {
+        self.get("/1.0/projects?recursion=1")
+    }
+
+    /// Delete an empty project (Incus refuses a project that still has instances, images,
+    /// profiles other than `default`, or volumes).
+    pub fn delete_project(&self, name: &str) -> Result<()> {
+        self.mutate::<()>(
+            Method::Delete,
+            &format!("/1.0/projects/{}", enc(name)),
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Delete a project and what is in it: force-stop and delete its instances, delete its
+    /// profiles (emptying `default`), and its own images when it has `features.images=true` (with
+    /// `false` the images belong to the default project and are left alone). Done client-side so
+    /// each step has our deadline and works on servers without `projects_force_delete`.
+    pub fn delete_project_force(&self, name: &str) -> Result<()> {
+        let project = self.get_project(name)?;
+        let scope = self.project(name);
+        for inst in scope.list_instances()? {
+            if inst.status != "Stopped" {
+                match scope.stop(&inst.name, true) {
+                    Ok(()) => {}
+                    // It may have stopped (or been deleted, if ephemeral) meanwhile.
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => {
+                        if scope
+                            .get_instance(&inst.name)
+                            .map(|i| i.is_running())
+                            .unwrap_or(false)
+                        {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            match scope.delete_instance(&inst.name) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if project.config.get("features.profiles").map(String::as_str) == Some("true") {
+            for profile in scope.list_profiles()? {
+                if profile.name == "default" {
+                    scope.update_profile("default", &crate::api::ProfilePut::default())?;
+                } else {
+                    scope.delete_profile(&profile.name)?;
+                }
+            }
+        }
+        if project.config.get("features.images").map(String::as_str) == Some("true") {
+            for fingerprint in scope.list_image_fingerprints()? {
+                scope.delete_image(&fingerprint)?;
+            }
+        }
+        self.delete_project(name)
+    }
+
+    // --- operations -------------------------------------------------------------------------
+
+    /// One operation's current state.
+    pub fn get_operation(&self, id: &str) -> Result<Operation> {
+        self.get(&format!("/1.0/operations/{}", enc(id)))
+    }
+
+    /// Cancel an operation (only those with `may_cancel`).
+    pub fn cancel_operation(&self, id: &str) -> Result<()> {
+        self.mutate::<()>(
+            Method::Delete,
+            &format!("/1.0/operations/{}", enc(id)),
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Wait for an operation until `timeout` has passed. A final failure becomes
+    /// [`IncusError::OperationFailed`]; still running at the deadline becomes
+    /// [`IncusError::OperationTimeout`].
+    pub fn wait_operation(&self, op: &Operation, timeout: Duration) -> Result<Operation> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut current = op.clone();
+        loop {
+            if current.is_final() {
+                return finished(current);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // The server takes whole seconds; round up so a 1.5 s deadline is not cut to 1 s,
+            // and check our own deadline after each answer.
+            let secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+            let path = format!("/1.0/operations/{}/wait?timeout={secs}", enc(&current.id));
+            let request_timeout = Duration::from_secs(secs) + self.timeouts.request;
+            let response = self.send(Method::Get, &path, Vec::new(), None, request_timeout)?;
+            let label = format!("GET {path}");
+            let envelope = parse_envelope(&label, &response)?;
+            current = if response.status < 400 && envelope.kind != "error" {
+                decode(&label, envelope.metadata)?
+            } else if response.status == 404 {
+                // Finished operations are forgotten after a few seconds: we cannot learn the
+                // outcome any more. Say so rather than guess.
+                return Err(IncusError::Protocol {
+                    request: label,
+                    message: format!(
+                        "operation `{}` vanished before its result was read",
+                        current.description
+                    ),
+                });
+            } else {
+                // Incus writes "200 OK" before waiting and then, when the wait's own deadline
+                // passes, an error envelope ("context deadline exceeded") into the same body.
+                // Ask for the state instead of trusting that message.
+                self.get_operation(&current.id)?
+            };
+            if current.is_final() {
+                return finished(current);
+            }
+            if Instant::now() >= deadline {
+                return Err(IncusError::OperationTimeout {
+                    id: current.id,
+                    description: current.description,
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    // --- plumbing (crate-internal) ----------------------------------------------------------
+
+    /// Send one request; transport failures become typed errors.
+    pub(crate) fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<HttpResponse> {
+        let request = HttpRequest {
+            method,
+            path: path.to_owned(),
+            headers,
+            body,
+            timeout,
+        };
+        tracing::trace!(%method, path, "incus request");
+        self.shared.transport.send(request).map_err(|e| match e {
+            TransportError::Unavailable(cause) => IncusError::Unavailable {
+                socket: self.shared.transport.endpoint(),
+                cause,
+            },
+            TransportError::Timeout => IncusError::RequestTimeout {
+                request: format!("{method} {path}"),
+                timeout,
+            },
+            TransportError::Other(cause) => IncusError::Transport {
+                request: format!("{method} {path}"),
+                cause,
+            },
+        })
+    }
+
+    /// A JSON request; returns the envelope and the response (for headers).
+    pub(crate) fn json_request<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<(Envelope, HttpResponse)> {
+        let label = format!("{method} {path}");
+        let mut headers = extra_headers;
+        let body = match body {
+            Some(b) => {
+                headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+                Some(
+                    serde_json::to_vec(b)
+                        .map_err(|e| IncusError::Invalid(format!("{label}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let response = self.send(method, path, headers, body, self.timeouts.request)?;
+        let envelope = parse_envelope(&label, &response)?;
+        check_envelope(&label, &response, &envelope)?;
+        Ok((envelope, response))
+    }
+
+    /// `GET` a sync answer and decode its metadata.
+    pub(crate) fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let (envelope, _) = self.json_request::<()>(Method::Get, path, None, Vec::new())?;
+        decode(&format!("GET {path}"), envelope.metadata)
+    }
+
+    /// `GET` with the `ETag`, for read-modify-write with `If-Match`.
+    pub(crate) fn get_with_etag<T: DeserializeOwned>(&self, path: &str) -> Result<(T, String)> {
+        let (envelope, response) = self.json_request::<()>(Method::Get, path, None, Vec::new())?;
+        let etag = response.header("etag").unwrap_or_default().to_owned();
+        Ok((decode(&format!("GET {path}"), envelope.metadata)?, etag))
+    }
+
+    /// A mutation: send it, and when Incus answers with a background operation wait for it with
+    /// the operation deadline. Returns the finished operation, if there was one.
+    pub(crate) fn mutate<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Option<Operation>> {
+        self.mutate_with(method, path, body, Vec::new(), self.timeouts.operation)
+    }
+
+    pub(crate) fn mutate_with<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: Vec<(String, String)>,
+        op_timeout: Duration,
+    ) -> Result<Option<Operation>> {
+        let (envelope, _) = self.json_request(method, path, body, headers)?;
+        self.finish_envelope(&format!("{method} {path}"), envelope, op_timeout)
+    }
+
+    /// Wait for the operation an envelope announces (if it is async).
+    pub(crate) fn finish_envelope(
+        &self,
+        label: &str,
+        envelope: Envelope,
+        op_timeout: Duration,
+    ) -> Result<Option<Operation>> {
+        if envelope.kind != "async" {
+            return Ok(None);
+        }
+        let op: Operation = decode(label, envelope.metadata)?;
+        self.wait_operation(&op, op_timeout).map(Some)
+    }
+}
+
+fn finished(op: Operation) -> Result<Operation> {
+    if op.status_code == 200 {
+        Ok(op)
+    } else {
+        let message = if op.err.is_empty() {
+            op.status.clone()
+        } else {
+            op.err.clone()
+        };
+        Err(IncusError::OperationFailed {
+            id: op.id,
+            description: op.description,
+            message,
+        })
+    }
+}
+
+fn check_extension(server: &ServerInfo, extension: &str, needed_for: &str) -> Result<()> {
+    if server.has_extension(extension) {
+        return Ok(());
+    }
+    let version = &server.environment.server_version;
+    Err(IncusError::MissingExtension {
+        extension: extension.to_owned(),
+        needed_for: needed_for.to_owned(),
+        server_version: if version.is_empty() {
+            "(unknown version)".to_owned()
+        } else {
+            version.clone()
+        },
+    })
+}
+
+/// Parse the JSON envelope; a non-JSON error answer keeps its HTTP status and text.
+pub(crate) fn parse_envelope(label: &str, response: &HttpResponse) -> Result<Envelope> {
+    match serde_json::from_slice::<Envelope>(&response.body) {
+        Ok(envelope) => Ok(envelope),
+        Err(_) if response.status >= 400 => Err(IncusError::from_status(
+            label.to_owned(),
+            response.status,
+            String::from_utf8_lossy(&response.body).trim().to_owned(),
+        )),
+        Err(e) => Err(IncusError::Protocol {
+            request: label.to_owned(),
+            message: format!("HTTP {}: not an Incus JSON answer: {e}", response.status),
+        }),
+    }
+}
+
+/// Turn an error envelope (or an error HTTP status) into a typed error.
+pub(crate) fn check_envelope(
+    label: &str,
+    response: &HttpResponse,
+    envelope: &Envelope,
+) -> Result<()> {
+    if envelope.kind == "error" || response.status >= 400 {
+        let status = match envelope.error_code {
+            code @ 100..=599 => code as u16,
+            _ => response.status,
+        };
+        let message = if envelope.error.is_empty() {
+            format!("HTTP {}", response.status)
+        } else {
+            envelope.error.clone()
+        };
+        return Err(IncusError::from_status(label.to_owned(), status, message));
+    }
+    Ok(())
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(label: &str, value: serde_json::Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| IncusError::Protocol {
+        request: label.to_owned(),
+        message: format!("cannot decode the answer: {e}"),
+    })
+}
+
+/// Percent-encode a path segment or query value (everything but RFC 3986 unreserved characters).
+pub(crate) fn enc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_keeps_unreserved_and_escapes_the_rest() {
+        assert_eq!(enc("repoman-test_1.x~"), "repoman-test_1.x~");
+        assert_eq!(enc("/home/dev/a b&c"), "%2Fhome%2Fdev%2Fa%20b%26c");
+    }
+
+    #[test]
+    fn error_envelopes_become_typed_errors() {
+        let resp = |status: u16, body: &str| HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        };
+        let r = resp(
+            404,
+            r#"{"type":"error","error":"Instance not found","error_code":404}"#,
+        );
+        let env = parse_envelope("GET /x", &r).unwrap();
+        let err = check_envelope("GET /x", &r, &env).unwrap_err();
+        assert!(err.is_not_found());
+        assert_eq!(err.incus_message(), Some("Instance not found"));
+
+        let r = resp(
+            500,
+            r#"{"type":"error","error":"A project named \"p\" already exists","error_code":500}"#,
+        );
+        let env = parse_envelope("POST /p", &r).unwrap();
+        let err = check_envelope("POST /p", &r, &env).unwrap_err();
+        assert!(
+            matches!(err, IncusError::AlreadyExists { status: 500, .. }),
+            "{err:?}"
+        );
+
+        // A non-JSON error body keeps its status.
+        let r = resp(502, "bad gateway");
+        let err = parse_envelope("GET /y", &r).unwrap_err();
+        assert_eq!(err.status(), Some(502));
+        // A non-JSON success body is a protocol error, not a silent success.
+        let r = resp(200, "<html>");
+        assert!(matches!(
+            parse_envelope("GET /z", &r),
+            Err(IncusError::Protocol { .. })
+        ));
+    }
+
+    #[test]
+    fn operation_outcomes() {
+        let ok = Operation {
+            status_code: 200,
+            ..Default::default()
+        };
+        assert!(finished(ok).is_ok());
+        let failed = Operation {
+            status_code: 400,
+            err: "boom".into(),
+            description: "Creating instance".into(),
+            ..Default::default()
+        };
+        let err = finished(failed).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "operation `Creating instance` failed: boom"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! The one error type of this crate.
+//!
+//! Every failure says which request or object it concerns and, where the daemon answered, carries
+//! the HTTP status and Incus' own message. The variants are chosen for what a caller does next:
+//! [`IncusError::Unavailable`] means "the environment is not there" (the CLI exits 4),
+//! [`IncusError::NotFound`] and [`IncusError::AlreadyExists`] are answers a caller often branches
+//! on, [`IncusError::OperationTimeout`] means the work may still finish on the server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = IncusError> = std::result::Result<T, E>;
+
+/// What can go wrong talking to Incus.
+#[derive(Debug, thiserror::Error)]
+pub enum IncusError {
+    /// The socket is missing, refuses connections or is not accessible: incusd is not running
+    /// (or we may not talk to it). Maps to "environment unavailable".
+    #[error("Incus is unavailable at {}: {cause}", socket.display())]
+    Unavailable { socket: PathBuf, cause: String },
+
+    /// The daemon answered 404 for this request.
+    #[error("{request}: not found: {message}")]
+    NotFound { request: String, message: String },
+
+    /// The object already exists or the request conflicts with the current state (HTTP 409, or
+    /// 412 when an ETag no longer matches because someone else changed the object meanwhile).
+    #[error("{request}: conflict (HTTP {status}): {message}")]
+    AlreadyExists {
+        request: String,
+        status: u16,
+        message: String,
+    },
+
+    /// The daemon refused the request (HTTP 403), typically on a restricted socket or project.
+    #[error("{request}: forbidden: {message}")]
+    Forbidden { request: String, message: String },
+
+    /// Any other error envelope from the daemon.
+    #[error("{request}: Incus answered HTTP {status}: {message}")]
+    Api {
+        request: String,
+        status: u16,
+        message: String,
+    },
+
+    /// A background operation finished with a failure.
+    #[error("operation `{description}` failed: {message}")]
+    OperationFailed {
+        id: String,
+        description: String,
+        message: String,
+    },
+
+    /// A background operation was still running when our deadline passed. It may still complete on
+    /// the server (see `incus operation list`).
+    #[error(
+        "operation `{description}` ({id}) still running after {}s; it may still finish on the server",
+        waited.as_secs_f64()
+    )]
+    OperationTimeout {
+        id: String,
+        description: String,
+        waited: Duration,
+    },
+
+    /// A single HTTP request got no complete answer in time.
+    #[error("{request}: no answer from Incus within {}s", timeout.as_secs_f64())]
+    RequestTimeout { request: String, timeout: Duration },
+
+    /// The server lacks an API extension that the requested call needs.
+    #[error(
+        "Incus {server_version} lacks the API extension `{extension}` needed to {needed_for}; upgrade to Incus 6.0 LTS or later"
+    )]
+    MissingExtension {
+        extension: String,
+        needed_for: String,
+        server_version: String,
+    },
+
+    /// The answer did not have the shape the Incus API documents.
+    #[error("{request}: unexpected answer from Incus: {message}")]
+    Protocol { request: String, message: String },
+
+    /// Transport failure after the connection was made (broken pipe, reset, ...).
+    #[error("{request}: talking to Incus failed: {cause}")]
+    Transport { request: String, cause: String },
+
+    /// The caller asked for something this client will not send (bad path, unknown remote, ...).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl IncusError {
+    /// The HTTP status the daemon answered with, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            IncusError::NotFound { .. } => Some(404),
+            IncusError::Forbidden { .. } => Some(403),
+            IncusError::AlreadyExists { status, .. } | IncusError::Api { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Incus' own message, when the daemon answered with one.
+    pub fn incus_message(&self) -> Option<&str> {
+        match self {
+            IncusError::NotFound { message, .. }
+            | IncusError::AlreadyExists { message, .. }
+            | IncusError::Forbidden { message, .. }
+            | IncusError::Api { message, .. }
+            | IncusError::OperationFailed { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, IncusError::NotFound { .. })
+    }
+
+    /// Whether the environment is missing (the CLI maps this to exit code 4).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, IncusError::Unavailable { .. })
+    }
+
+    /// A one-line suggestion for the user, when there is an obvious next step.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            IncusError::Unavailable { socket, .. } => Some(format!(
+                "is incusd running? try `scripts/incus-lab` (test lab) or `systemctl start incus`; \
+                 set INCUS_SOCKET if the socket is not {}",
+                socket.display()
+            )),
+            IncusError::Forbidden { .. } => Some(
+                "the restricted per-user socket only allows your own `user-<uid>` project; \
+                 add yourself to the `incus-admin` group for full access"
+                    .to_owned(),
+            ),
+            IncusError::OperationTimeout { .. } => {
+                Some("check `incus operation list`; retry with a longer timeout".to_owned())
+            }
+            IncusError::MissingExtension { .. } => {
+                Some("install Incus 6.0 LTS (see scripts/incus-lab)".to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// Build the typed error for an error envelope (or a bare HTTP error status).
+    pub(crate) fn from_status(request: String, status: u16, message: String) -> Self {
+        // Incus reports some duplicates ("A project named .. already exists") as plain errors with
+        // status 400/500, so the message decides too; its wording is stable across releases.
+        let duplicate = message.to_ascii_lowercase().contains("already exists");
+        match status {
+            404 => IncusError::NotFound { request, message },
+            409 | 412 => IncusError::AlreadyExists {
+                request,
+                status,
+                message,
+            },
+            _ if duplicate => IncusError::AlreadyExists {
+                request,
+                status,
+                message,
+            },
+            403 => IncusError::Forbidden { request, message },
+            _ => IncusError::Api {
+                request,
+                status,
+                message,
+            },
+        }
+    }
+}
