@@ -1,0 +1,2 @@
+//! repoman realms.
+pub mod compat;
