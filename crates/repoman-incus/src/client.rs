@@ -447,6 +447,13 @@ fn finished(op: Operation) -> Result<Operation> {
         } else {
             op.err.clone()
         };
+        if crate::error::is_duplicate_message(&message) {
+            return Err(IncusError::AlreadyExists {
+                request: format!("operation `{}`", op.description),
+                status: 409,
+                message,
+            });
+        }
         Err(IncusError::OperationFailed {
             id: op.id,
             description: op.description,

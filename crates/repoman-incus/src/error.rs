@@ -152,9 +152,7 @@ impl IncusError {
 
     /// Build the typed error for an error envelope (or a bare HTTP error status).
     pub(crate) fn from_status(request: String, status: u16, message: String) -> Self {
-        // Incus reports some duplicates ("A project named .. already exists") as plain errors with
-        // status 400/500, so the message decides too; its wording is stable across releases.
-        let duplicate = message.to_ascii_lowercase().contains("already exists");
+        let duplicate = is_duplicate_message(&message);
         match status {
             404 => IncusError::NotFound { request, message },
             409 | 412 => IncusError::AlreadyExists {
@@ -175,4 +173,12 @@ impl IncusError {
             },
         }
     }
+}
+
+/// Incus reports some duplicates as plain errors (status 400/500, or a failed operation):
+/// "A project named .. already exists", or the database's "UNIQUE constraint failed" when two
+/// creates race or the name is taken. The wording is stable across releases.
+pub(crate) fn is_duplicate_message(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("already exists") || lower.contains("unique constraint failed")
 }

@@ -469,7 +469,8 @@ impl ProjectScope {
 
     // --- files ------------------------------------------------------------------------------
 
-    /// Write `content` to `path` in the instance (created or overwritten) with owner and mode.
+    /// Write `content` to `path` in the instance (created or overwritten). Owner and mode apply
+    /// when the file is created; an existing file keeps its own (Incus' `file push` semantics).
     pub fn push_file(
         &self,
         instance: &str,

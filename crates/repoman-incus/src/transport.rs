@@ -163,12 +163,21 @@ fn classify(err: reqwest::Error) -> TransportError {
     if err.is_timeout() {
         return TransportError::Timeout;
     }
-    let chain = error_chain(&err);
     if err.is_connect() {
-        TransportError::Unavailable(chain)
+        // The innermost cause is the useful one: "No such file or directory (os error 2)",
+        // "Connection refused (os error 111)", "Permission denied (os error 13)".
+        TransportError::Unavailable(root_cause(&err))
     } else {
-        TransportError::Other(chain)
+        TransportError::Other(error_chain(&err))
     }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 /// reqwest's top-level message ("error sending request") hides the useful part (ENOENT,
