@@ -15,22 +15,35 @@ pub enum BackupError {
     #[error("backup root {path} not reachable within {}s (a stale NFS mount or a hung automounter); check the mount and try again", .after.as_secs())]
     Unreachable { path: PathBuf, after: Duration },
     #[error("backup root {path} is not mounted as expected: {reason}")]
-    NotMounted { path: PathBuf, reason: String, hint: String },
+    NotMounted {
+        path: PathBuf,
+        reason: String,
+        hint: String,
+    },
     #[error("{}{}", .outcome.explain(), stderr_suffix(.stderr))]
-    Rsync { outcome: RsyncOutcome, stage: &'static str, stderr: String },
+    Rsync {
+        outcome: RsyncOutcome,
+        stage: &'static str,
+        stderr: String,
+    },
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error("interrupted")]
     Cancelled,
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Lock(#[from] FsError),
     #[error("{path}: not a valid repoman manifest: {message}")]
     Manifest { path: PathBuf, message: String },
     #[error("no manifest recorded for project `{project}`: run `repoman sync {project}` first")]
     NoManifest { project: String },
-    #[error("restore target {path} is not empty; pass --force to restore into it (files are overwritten, none deleted) or choose another --to DIR")]
+    #[error(
+        "restore target {path} is not empty; pass --force to restore into it (files are overwritten, none deleted) or choose another --to DIR"
+    )]
     TargetNotEmpty { path: PathBuf },
     #[error("backup copy {path} does not exist; nothing to restore")]
     NoBackup { path: PathBuf },
@@ -40,7 +53,11 @@ pub enum BackupError {
 
 fn stderr_suffix(s: &str) -> String {
     let t = s.trim();
-    if t.is_empty() { String::new() } else { format!("\nrsync said: {t}") }
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("\nrsync said: {t}")
+    }
 }
 
 /// How the CLI should classify an error.
@@ -61,7 +78,9 @@ impl BackupError {
         match self {
             Self::Unreachable { .. } | Self::NotMounted { .. } => ErrorKind::Environment,
             Self::Process(ProcessError::NotFound { .. }) => ErrorKind::Environment,
-            Self::Cancelled | Self::Process(ProcessError::Cancelled { .. }) => ErrorKind::Interrupted,
+            Self::Cancelled | Self::Process(ProcessError::Cancelled { .. }) => {
+                ErrorKind::Interrupted
+            }
             Self::Config(_) | Self::TargetNotEmpty { .. } => ErrorKind::Usage,
             _ => ErrorKind::Failed,
         }
@@ -71,12 +90,17 @@ impl BackupError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::NotMounted { hint, .. } => Some(hint.clone()),
-            Self::Unreachable { .. } => Some("raise [defaults] probe_timeout_secs if the share is just slow".into()),
+            Self::Unreachable { .. } => {
+                Some("raise [defaults] probe_timeout_secs if the share is just slow".into())
+            }
             _ => None,
         }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -31,7 +31,12 @@ impl Excludes {
     pub fn new(patterns: &[String]) -> Result<Self, BackupError> {
         let mut out = Self::default();
         for p in patterns {
-            if p.is_empty() || p.starts_with("+ ") || p.starts_with("- ") || p.starts_with(':') || p.starts_with(". ") {
+            if p.is_empty()
+                || p.starts_with("+ ")
+                || p.starts_with("- ")
+                || p.starts_with(':')
+                || p.starts_with(". ")
+            {
                 return Err(BackupError::Config(format!(
                     "backup exclude pattern {p:?} is not supported: use plain rsync --exclude patterns (no filter-rule prefixes)"
                 )));
@@ -69,7 +74,12 @@ impl Pattern {
             s = &s[..s.len() - 1];
         }
         let full_path = anchored || s.contains(&b'/') || s.windows(2).any(|w| w == b"**");
-        Self { glob: s.to_vec(), anchored, dir_only, full_path }
+        Self {
+            glob: s.to_vec(),
+            anchored,
+            dir_only,
+            full_path,
+        }
     }
 
     fn matches(&self, rel: &[u8], name: &[u8], is_dir: bool) -> bool {
@@ -86,7 +96,9 @@ impl Pattern {
         if glob(&self.glob, rel) {
             return true;
         }
-        rel.iter().enumerate().any(|(i, &b)| b == b'/' && glob(&self.glob, &rel[i + 1..]))
+        rel.iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'/' && glob(&self.glob, &rel[i + 1..]))
     }
 }
 
@@ -115,7 +127,9 @@ fn glob(pat: &[u8], text: &[u8]) -> bool {
             };
             matched && glob(&pat[1 + consumed..], &text[1..])
         }
-        Some(b'\\') if pat.len() > 1 => text.first() == Some(&pat[1]) && glob(&pat[2..], &text[1..]),
+        Some(b'\\') if pat.len() > 1 => {
+            text.first() == Some(&pat[1]) && glob(&pat[2..], &text[1..])
+        }
         Some(&c) => text.first() == Some(&c) && glob(&pat[1..], &text[1..]),
     }
 }
@@ -166,13 +180,19 @@ mod tests {
         let e = ex(&["target/", "*.o", "/build", "docs/*.tmp", "a/**/z", "[ab]c?"]);
         assert!(e.is_excluded(b"target", true));
         assert!(e.is_excluded(b"x/target", true));
-        assert!(!e.is_excluded(b"target", false), "trailing slash: directories only");
+        assert!(
+            !e.is_excluded(b"target", false),
+            "trailing slash: directories only"
+        );
         assert!(e.is_excluded(b"x/y.o", false));
         assert!(e.is_excluded(b"build", true));
         assert!(!e.is_excluded(b"x/build", true), "leading slash anchors");
         assert!(e.is_excluded(b"docs/a.tmp", false));
         assert!(e.is_excluded(b"p/docs/a.tmp", false));
-        assert!(!e.is_excluded(b"docs/sub/a.tmp", false), "* does not cross /");
+        assert!(
+            !e.is_excluded(b"docs/sub/a.tmp", false),
+            "* does not cross /"
+        );
         assert!(e.is_excluded(b"a/1/2/z", false));
         assert!(e.is_excluded(b"bcd", false));
         assert!(!e.is_excluded(b"dcd", false));

@@ -100,7 +100,16 @@ impl Entry {
             EntryKind::Symlink => (0, meta.mtime(), meta.mtime_nsec() as u32),
             _ => (0, 0, 0),
         };
-        Self { path, kind, mode: meta.mode() & 0o7777, size, mtime, mtime_nsec, hash: None, target: None }
+        Self {
+            path,
+            kind,
+            mode: meta.mode() & 0o7777,
+            size,
+            mtime,
+            mtime_nsec,
+            hash: None,
+            target: None,
+        }
     }
 
     /// The leaf hash committed to by the Merkle root.
@@ -127,7 +136,8 @@ impl Entry {
 
     /// The hex BLAKE3 of the content, if a file.
     pub fn hash_hex(&self) -> Option<String> {
-        self.hash.map(|h| blake3::Hash::from(h).to_hex().to_string())
+        self.hash
+            .map(|h| blake3::Hash::from(h).to_hex().to_string())
     }
 }
 
@@ -157,7 +167,12 @@ impl Manifest {
     pub fn from_entries(project: &str, created_at: String, mut entries: Vec<Entry>) -> Self {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         let root = merkle_root(&entries);
-        Self { project: project.to_owned(), root, created_at, entries }
+        Self {
+            project: project.to_owned(),
+            root,
+            created_at,
+            entries,
+        }
     }
 
     pub fn counts(&self) -> Counts {
@@ -184,7 +199,10 @@ impl Manifest {
 
     /// Find an entry by path.
     pub fn get(&self, path: &[u8]) -> Option<&Entry> {
-        self.entries.binary_search_by(|e| e.path.as_slice().cmp(path)).ok().map(|i| &self.entries[i])
+        self.entries
+            .binary_search_by(|e| e.path.as_slice().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
     }
 
     /// Where a manifest with this root is stored.
@@ -198,16 +216,18 @@ impl Manifest {
         if path.exists() {
             return Ok(path);
         }
-        repoman_core::paths::ensure_dir(dir).map_err(|e| BackupError::io(dir, io::Error::other(e.to_string())))?;
+        repoman_core::paths::ensure_dir(dir)
+            .map_err(|e| BackupError::io(dir, io::Error::other(e.to_string())))?;
         let wire = WireManifest {
-            format: MANIFEST_FORMAT.into(),
+            schema: MANIFEST_FORMAT.into(),
             project: self.project.clone(),
             root: self.root.clone(),
             created_at: self.created_at.clone(),
             counts: self.counts(),
-            entries: self.entries.iter().map(WireEntry::from).collect(),
+            files: self.entries.iter().map(WireEntry::from).collect(),
         };
-        let mut bytes = serde_json::to_vec(&wire).map_err(|e| BackupError::Config(e.to_string()))?;
+        let mut bytes =
+            serde_json::to_vec(&wire).map_err(|e| BackupError::Config(e.to_string()))?;
         bytes.push(b'\n');
         repoman_core::fs::write_atomic(&path, &bytes, Some(0o644))?;
         Ok(path)
@@ -220,16 +240,27 @@ impl Manifest {
 
     /// Load a manifest file; when `expect_root` is given the recomputed root must equal it.
     pub fn load_file(path: &Path, expect_root: Option<&str>) -> Result<Self, BackupError> {
-        let bad = |message: String| BackupError::Manifest { path: path.to_path_buf(), message };
+        let bad = |message: String| BackupError::Manifest {
+            path: path.to_path_buf(),
+            message,
+        };
         let bytes = std::fs::read(path).map_err(|e| BackupError::io(path, e))?;
         let wire: WireManifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if wire.format != MANIFEST_FORMAT {
-            return Err(bad(format!("unknown format {:?}", wire.format)));
+        if wire.schema != MANIFEST_FORMAT {
+            return Err(bad(format!("unknown schema {:?}", wire.schema)));
         }
-        let entries = wire.entries.into_iter().map(Entry::try_from).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let entries = wire
+            .files
+            .into_iter()
+            .map(Entry::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
         let m = Self::from_entries(&wire.project, wire.created_at, entries);
         if m.root != wire.root || expect_root.is_some_and(|r| r != m.root) {
-            return Err(bad(format!("content does not match its root (recorded {}, computed {}): the file is damaged", wire.root, m.root)));
+            return Err(bad(format!(
+                "content does not match its root (recorded {}, computed {}): the file is damaged",
+                wire.root, m.root
+            )));
         }
         Ok(m)
     }
@@ -256,7 +287,12 @@ pub fn merkle_root(entries: &[Entry]) -> String {
     blake3::Hash::from(h).to_hex().to_string()
 }
 
-fn node_hash(entries: &[Entry], children: &HashMap<&[u8], Vec<usize>>, dir: &[u8], mode: u32) -> [u8; 32] {
+fn node_hash(
+    entries: &[Entry],
+    children: &HashMap<&[u8], Vec<usize>>,
+    dir: &[u8],
+    mode: u32,
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"repoman.dir.v1\0");
     h.update(&mode.to_le_bytes());
@@ -288,12 +324,12 @@ fn node_hash(entries: &[Entry], children: &HashMap<&[u8], Vec<usize>>, dir: &[u8
 
 #[derive(Serialize, Deserialize)]
 struct WireManifest {
-    format: String,
+    schema: String,
     project: String,
     root: String,
     created_at: String,
     counts: Counts,
-    entries: Vec<WireEntry>,
+    files: Vec<WireEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -333,7 +369,11 @@ impl TryFrom<WireEntry> for Entry {
     type Error = String;
     fn try_from(w: WireEntry) -> Result<Self, String> {
         let hash = match w.blake3 {
-            Some(h) => Some(*blake3::Hash::from_hex(&h).map_err(|e| format!("entry {}: {e}", w.path))?.as_bytes()),
+            Some(h) => Some(
+                *blake3::Hash::from_hex(&h)
+                    .map_err(|e| format!("entry {}: {e}", w.path))?
+                    .as_bytes(),
+            ),
             None => None,
         };
         Ok(Self {
@@ -388,13 +428,17 @@ const CACHE_MAGIC: &[u8] = b"repoman-statcache-v1\n";
 impl StatCache {
     /// Load; a missing or unreadable cache is an empty one (it is rebuildable).
     pub fn load(path: &Path) -> Self {
-        std::fs::read(path).ok().and_then(|b| Self::decode(&b)).unwrap_or_default()
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| Self::decode(&b))
+            .unwrap_or_default()
     }
 
     /// Save atomically.
     pub fn save(&self, path: &Path) -> Result<(), BackupError> {
         if let Some(dir) = path.parent() {
-            repoman_core::paths::ensure_dir(dir).map_err(|e| BackupError::io(dir, io::Error::other(e.to_string())))?;
+            repoman_core::paths::ensure_dir(dir)
+                .map_err(|e| BackupError::io(dir, io::Error::other(e.to_string())))?;
         }
         repoman_core::fs::write_atomic(path, &self.encode(), Some(0o600))?;
         Ok(())
@@ -461,9 +505,22 @@ impl StatCache {
             let size = r.u64()?;
             let mtime = r.u64()? as i64;
             let mtime_nsec = r.u32()?;
-            let hash = if r.u8()? == 1 { Some(r.take(32)?.try_into().ok()?) } else { None };
+            let hash = if r.u8()? == 1 {
+                Some(r.take(32)?.try_into().ok()?)
+            } else {
+                None
+            };
             let target = if r.u8()? == 1 { Some(r.bytes()?) } else { None };
-            let e = Entry { path: path.clone(), kind, mode, size, mtime, mtime_nsec, hash, target };
+            let e = Entry {
+                path: path.clone(),
+                kind,
+                mode,
+                size,
+                mtime,
+                mtime_nsec,
+                hash,
+                target,
+            };
             map.insert(path, (s, e));
         }
         Some(Self { map })
@@ -490,10 +547,14 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
     }
     fn bytes(&mut self) -> Option<Vec<u8>> {
         let n = self.u32()? as usize;
@@ -503,7 +564,11 @@ impl<'a> Reader<'a> {
 
 /// Walk `root` in parallel (not following symlinks), skipping excluded entries and everything
 /// below excluded directories. Returns (relative path, lstat) including the top directory.
-pub fn walk(root: &Path, excludes: &Excludes, cancel: &Cancel) -> Result<Vec<(Vec<u8>, Metadata)>, BackupError> {
+pub fn walk(
+    root: &Path,
+    excludes: &Excludes,
+    cancel: &Cancel,
+) -> Result<Vec<(Vec<u8>, Metadata)>, BackupError> {
     let top = std::fs::symlink_metadata(root).map_err(|e| BackupError::io(root, e))?;
     let out = Mutex::new(vec![(Vec::new(), top)]);
     let err: Mutex<Option<BackupError>> = Mutex::new(None);
@@ -620,41 +685,47 @@ pub fn build(input: &BuildInput<'_>) -> Result<(Manifest, StatCache, BuildStats)
     let same_root = input.walk_root == input.content_root;
     let results: Vec<Option<(Entry, LocalStat, bool)>> = walked
         .par_iter()
-        .map(|(path, local_meta)| -> Result<Option<(Entry, LocalStat, bool)>, BackupError> {
-            if input.cancel.is_cancelled() {
-                return Err(BackupError::Cancelled);
-            }
-            let local = LocalStat::of(local_meta);
-            if !input.force.contains(path)
-                && let Some((cached_stat, entry)) = input.cache.and_then(|c| c.map.get(path))
-                && *cached_stat == local
-            {
-                return Ok(Some((entry.clone(), local, false)));
-            }
-            let content_path = join(input.content_root, path);
-            let meta = if same_root {
-                local_meta.clone()
-            } else {
-                match std::fs::symlink_metadata(&content_path) {
-                    Ok(m) => m,
-                    // Created in the working copy after rsync ran: not in the backup.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(BackupError::io(&content_path, e)),
+        .map(
+            |(path, local_meta)| -> Result<Option<(Entry, LocalStat, bool)>, BackupError> {
+                if input.cancel.is_cancelled() {
+                    return Err(BackupError::Cancelled);
                 }
-            };
-            let mut entry = Entry::from_meta(path.clone(), &meta);
-            match entry.kind {
-                EntryKind::File => {
-                    entry.hash = Some(hash_file(&content_path, entry.size).map_err(|e| BackupError::io(&content_path, e))?);
+                let local = LocalStat::of(local_meta);
+                if !input.force.contains(path)
+                    && let Some((cached_stat, entry)) = input.cache.and_then(|c| c.map.get(path))
+                    && *cached_stat == local
+                {
+                    return Ok(Some((entry.clone(), local, false)));
                 }
-                EntryKind::Symlink => {
-                    let t = std::fs::read_link(&content_path).map_err(|e| BackupError::io(&content_path, e))?;
-                    entry.target = Some(t.as_os_str().as_bytes().to_vec());
+                let content_path = join(input.content_root, path);
+                let meta = if same_root {
+                    local_meta.clone()
+                } else {
+                    match std::fs::symlink_metadata(&content_path) {
+                        Ok(m) => m,
+                        // Created in the working copy after rsync ran: not in the backup.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                        Err(e) => return Err(BackupError::io(&content_path, e)),
+                    }
+                };
+                let mut entry = Entry::from_meta(path.clone(), &meta);
+                match entry.kind {
+                    EntryKind::File => {
+                        entry.hash = Some(
+                            hash_file(&content_path, entry.size)
+                                .map_err(|e| BackupError::io(&content_path, e))?,
+                        );
+                    }
+                    EntryKind::Symlink => {
+                        let t = std::fs::read_link(&content_path)
+                            .map_err(|e| BackupError::io(&content_path, e))?;
+                        entry.target = Some(t.as_os_str().as_bytes().to_vec());
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            Ok(Some((entry, local, true)))
-        })
+                Ok(Some((entry, local, true)))
+            },
+        )
         .collect::<Result<_, _>>()?;
     let mut stats = BuildStats::default();
     let mut cache = StatCache::default();
@@ -672,20 +743,46 @@ pub fn build(input: &BuildInput<'_>) -> Result<(Manifest, StatCache, BuildStats)
         cache.map.insert(entry.path.clone(), (local, entry.clone()));
         entries.push(entry);
     }
-    Ok((Manifest::from_entries(input.project, input.created_at.clone(), entries), cache, stats))
+    Ok((
+        Manifest::from_entries(input.project, input.created_at.clone(), entries),
+        cache,
+        stats,
+    ))
 }
 
 /// Build a manifest of one tree, hashing everything (no cache).
-pub fn build_full(project: &str, root: &Path, excludes: &Excludes, cancel: &Cancel, created_at: String) -> Result<Manifest, BackupError> {
+pub fn build_full(
+    project: &str,
+    root: &Path,
+    excludes: &Excludes,
+    cancel: &Cancel,
+    created_at: String,
+) -> Result<Manifest, BackupError> {
     let none = HashSet::new();
-    let input = BuildInput { project, walk_root: root, content_root: root, excludes, cache: None, force: &none, cancel, created_at };
+    let input = BuildInput {
+        project,
+        walk_root: root,
+        content_root: root,
+        excludes,
+        cache: None,
+        force: &none,
+        cancel,
+        created_at,
+    };
     Ok(build(&input)?.0)
 }
 
 /// Write raw bytes of a manifest's entry list for debugging (`repoman verify --json` does not use it).
 pub fn write_listing(m: &Manifest, mut w: impl Write) -> io::Result<()> {
     for e in &m.entries {
-        writeln!(w, "{:?} {:o} {} {}", e.kind, e.mode, e.size, encode_path(&e.path))?;
+        writeln!(
+            w,
+            "{:?} {:o} {} {}",
+            e.kind,
+            e.mode,
+            e.size,
+            encode_path(&e.path)
+        )?;
     }
     Ok(())
 }
@@ -706,7 +803,12 @@ mod tests {
         std::fs::create_dir_all(d.path().join("a/b")).unwrap();
         std::fs::create_dir_all(d.path().join("empty")).unwrap();
         std::fs::write(d.path().join("a/b/f"), b"hello").unwrap();
-        std::fs::write(d.path().join(std::ffi::OsStr::from_bytes(b"odd\xff name\n")), b"x").unwrap();
+        std::fs::write(
+            d.path()
+                .join(std::ffi::OsStr::from_bytes(b"odd\xff name\n")),
+            b"x",
+        )
+        .unwrap();
         std::os::unix::fs::symlink("a/b/f", d.path().join("link")).unwrap();
         d
     }
@@ -722,7 +824,11 @@ mod tests {
         assert_eq!(m1.counts().files, 2);
         assert_eq!(m1.counts().dirs, 3);
         assert_eq!(m1.counts().symlinks, 1);
-        std::fs::set_permissions(d.path().join("a/b/f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            d.path().join("a/b/f"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let m3 = build_full("p", d.path(), &ex, &c, "t".into()).unwrap();
         assert_ne!(m1.root, m3.root, "mode is part of the root");
         std::fs::create_dir(d.path().join("empty/more")).unwrap();
@@ -733,12 +839,21 @@ mod tests {
     #[test]
     fn store_and_load_round_trip_and_detect_damage() {
         let d = tree();
-        let m = build_full("p", d.path(), &Excludes::default(), &Cancel::new(), "t".into()).unwrap();
+        let m = build_full(
+            "p",
+            d.path(),
+            &Excludes::default(),
+            &Cancel::new(),
+            "t".into(),
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = m.store(dir.path()).unwrap();
         let back = Manifest::load(dir.path(), &m.root).unwrap();
         assert_eq!(back, m);
-        let text = std::fs::read_to_string(&path).unwrap().replace("\"size\":5", "\"size\":6");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"size\":5", "\"size\":6");
         std::fs::write(&path, text).unwrap();
         let e = Manifest::load(dir.path(), &m.root).unwrap_err().to_string();
         assert!(e.contains("damaged"), "{e}");
@@ -751,7 +866,17 @@ mod tests {
         let ex = Excludes::default();
         let none = HashSet::new();
         let mk = |cache: Option<&StatCache>| {
-            build(&BuildInput { project: "p", walk_root: d.path(), content_root: d.path(), excludes: &ex, cache, force: &none, cancel: &c, created_at: "t".into() }).unwrap()
+            build(&BuildInput {
+                project: "p",
+                walk_root: d.path(),
+                content_root: d.path(),
+                excludes: &ex,
+                cache,
+                force: &none,
+                cancel: &c,
+                created_at: "t".into(),
+            })
+            .unwrap()
         };
         let (m1, cache, s1) = mk(None);
         assert_eq!(s1.reused, 0);

@@ -72,7 +72,8 @@ impl Marker {
 
     /// Write atomically.
     pub fn write(&self, path: &Path) -> Result<(), BackupError> {
-        let mut text = serde_json::to_string_pretty(self).map_err(|e| BackupError::Config(e.to_string()))?;
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|e| BackupError::Config(e.to_string()))?;
         text.push('\n');
         repoman_core::fs::write_atomic(path, text.as_bytes(), Some(0o644))?;
         Ok(())

@@ -34,7 +34,8 @@ pub fn decode_path(text: &str) -> Vec<u8> {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
         {
             out.push(v);
             i += 3;
@@ -48,7 +49,11 @@ pub fn decode_path(text: &str) -> Vec<u8> {
 
 /// Join a raw relative path onto a directory.
 pub fn join(dir: &Path, rel: &[u8]) -> PathBuf {
-    if rel.is_empty() { dir.to_path_buf() } else { dir.join(OsStr::from_bytes(rel)) }
+    if rel.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(OsStr::from_bytes(rel))
+    }
 }
 
 /// The raw bytes of a path.
@@ -62,7 +67,14 @@ mod tests {
 
     #[test]
     fn round_trips_any_bytes() {
-        for case in [&b"plain/x.txt"[..], b"100%", b"bad\xff\xfe/ok", b"new\nline", b"%41", b"caf\xc3\xa9"] {
+        for case in [
+            &b"plain/x.txt"[..],
+            b"100%",
+            b"bad\xff\xfe/ok",
+            b"new\nline",
+            b"%41",
+            b"caf\xc3\xa9",
+        ] {
             let enc = encode_path(case);
             assert_eq!(decode_path(&enc), case, "{enc}");
         }

@@ -36,7 +36,11 @@ pub fn with_timeout<T: Send + 'static>(
         })
         .map_err(|e| BackupError::io(root, e))?;
     drop(spawned); // detached on purpose: a thread stuck in the kernel cannot be joined
-    rx.recv_timeout(timeout).map_err(|_| BackupError::Unreachable { path: root.to_path_buf(), after: timeout })
+    rx.recv_timeout(timeout)
+        .map_err(|_| BackupError::Unreachable {
+            path: root.to_path_buf(),
+            after: timeout,
+        })
 }
 
 /// One line of `/proc/self/mountinfo`.
@@ -57,7 +61,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let fstype = fields.get(dash + 1)?;
             let source = fields.get(dash + 2).copied().unwrap_or("");
             Some(MountEntry {
-                mount_point: PathBuf::from(std::ffi::OsString::from_vec(unescape_octal(mount_point.as_bytes()))),
+                mount_point: PathBuf::from(std::ffi::OsString::from_vec(unescape_octal(
+                    mount_point.as_bytes(),
+                ))),
                 fstype: (*fstype).to_owned(),
                 source: source.to_owned(),
             })
@@ -70,7 +76,10 @@ fn unescape_octal(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'\\' && s.len() - i > 3 && s[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if s[i] == b'\\'
+            && s.len() - i > 3
+            && s[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
             out.push(((s[i + 1] - b'0') << 6) | ((s[i + 2] - b'0') << 3) | (s[i + 3] - b'0'));
             i += 4;
         } else {
@@ -87,7 +96,8 @@ pub fn containing_mount<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a
     let mut best: Option<&MountEntry> = None;
     for m in mounts {
         if path.starts_with(&m.mount_point)
-            && best.is_none_or(|b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len())
+            && best
+                .is_none_or(|b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len())
         {
             best = Some(m);
         }
@@ -124,7 +134,10 @@ pub fn probe_destination(
             BackupError::NotMounted {
                 path: backup_root.to_path_buf(),
                 reason: "the directory does not exist".into(),
-                hint: format!("mount the backup share at {} (or fix [defaults] backup_root)", backup_root.display()),
+                hint: format!(
+                    "mount the backup share at {} (or fix [defaults] backup_root)",
+                    backup_root.display()
+                ),
             }
         } else {
             BackupError::io(path, e)
@@ -134,30 +147,59 @@ pub fn probe_destination(
     Ok(probe)
 }
 
-fn check_mount(backup_root: &Path, mount: &MountEntry, expected: Option<&str>) -> Result<(), BackupError> {
-    let not_mounted = |reason: String, hint: String| BackupError::NotMounted { path: backup_root.to_path_buf(), reason, hint };
+fn check_mount(
+    backup_root: &Path,
+    mount: &MountEntry,
+    expected: Option<&str>,
+) -> Result<(), BackupError> {
+    let not_mounted = |reason: String, hint: String| BackupError::NotMounted {
+        path: backup_root.to_path_buf(),
+        reason,
+        hint,
+    };
     if mount.fstype == "autofs" {
         return Err(not_mounted(
-            format!("{} is still an automount trigger after access (the share did not mount)", mount.mount_point.display()),
+            format!(
+                "{} is still an automount trigger after access (the share did not mount)",
+                mount.mount_point.display()
+            ),
             "check the automounter (`systemctl status autofs`) and the file server".into(),
         ));
     }
     match expected {
         Some(want) if want != mount.fstype => Err(not_mounted(
-            format!("it is on {} ({} mounted at {}), but [defaults] backup_fstype is {want}", mount.fstype, mount.source, mount.mount_point.display()),
-            format!("mount the backup share at {} (or fix [defaults] backup_fstype)", backup_root.display()),
+            format!(
+                "it is on {} ({} mounted at {}), but [defaults] backup_fstype is {want}",
+                mount.fstype,
+                mount.source,
+                mount.mount_point.display()
+            ),
+            format!(
+                "mount the backup share at {} (or fix [defaults] backup_fstype)",
+                backup_root.display()
+            ),
         )),
         Some(_) => Ok(()),
         None if mount.mount_point == Path::new("/") => Err(not_mounted(
-            format!("it is on the root filesystem ({}), which usually means the share is not mounted", mount.fstype),
-            format!("mount the share; if {} really is meant to live on the root filesystem, set [defaults] backup_fstype = \"{}\"", backup_root.display(), mount.fstype),
+            format!(
+                "it is on the root filesystem ({}), which usually means the share is not mounted",
+                mount.fstype
+            ),
+            format!(
+                "mount the share; if {} really is meant to live on the root filesystem, set [defaults] backup_fstype = \"{}\"",
+                backup_root.display(),
+                mount.fstype
+            ),
         )),
         None => Ok(()),
     }
 }
 
 fn probe_blocking(root: &Path, repo: &str) -> Result<DestinationProbe, (PathBuf, io::Error)> {
-    let at = |p: &Path| { let p = p.to_path_buf(); move |e| (p, e) };
+    let at = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| (p, e)
+    };
     // Listing the root is the access that triggers an automount.
     let mut entries = std::fs::read_dir(root).map_err(at(root))?;
     let _ = entries.next();
@@ -180,12 +222,24 @@ fn probe_blocking(root: &Path, repo: &str) -> Result<DestinationProbe, (PathBuf,
         Err(e) => return Err((repo_dir, e)),
     };
     let marker = Marker::read(&repo_dir.join(MARKER_FILE));
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(at(Path::new("/proc/self/mountinfo")))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(at(Path::new("/proc/self/mountinfo")))?;
     let mounts = parse_mountinfo(&mountinfo);
-    let mount = containing_mount(&mounts, &canonical).cloned().ok_or_else(|| {
-        (canonical.clone(), io::Error::other("no mount in /proc/self/mountinfo contains this path"))
-    })?;
-    Ok(DestinationProbe { root: canonical, mount, repo_dir_exists, repo_dir_has_content, marker })
+    let mount = containing_mount(&mounts, &canonical)
+        .cloned()
+        .ok_or_else(|| {
+            (
+                canonical.clone(),
+                io::Error::other("no mount in /proc/self/mountinfo contains this path"),
+            )
+        })?;
+    Ok(DestinationProbe {
+        root: canonical,
+        mount,
+        repo_dir_exists,
+        repo_dir_has_content,
+        marker,
+    })
 }
 
 #[cfg(test)]
@@ -211,7 +265,11 @@ mod tests {
 
     #[test]
     fn root_filesystem_without_expected_type_is_refused() {
-        let root = MountEntry { mount_point: "/".into(), fstype: "ext4".into(), source: "/dev/vda".into() };
+        let root = MountEntry {
+            mount_point: "/".into(),
+            fstype: "ext4".into(),
+            source: "/dev/vda".into(),
+        };
         let e = check_mount(Path::new("/mnt/b"), &root, None).unwrap_err();
         assert!(e.to_string().contains("root filesystem"), "{e}");
         check_mount(Path::new("/mnt/b"), &root, Some("ext4")).unwrap();
@@ -224,9 +282,17 @@ mod tests {
         // A FIFO blocks open(2) until a writer appears: a real hang, like a dead NFS server.
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         let f2 = fifo.clone();
-        let e = with_timeout(dir.path(), Duration::from_millis(200), move || std::fs::read(&f2).is_ok()).unwrap_err();
+        let e = with_timeout(dir.path(), Duration::from_millis(200), move || {
+            std::fs::read(&f2).is_ok()
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("not reachable within 0s"), "{e}");
         // Unblock the stuck thread so the test process ends cleanly.
         let _ = std::fs::OpenOptions::new().write(true).open(&fifo);

@@ -80,7 +80,13 @@ impl RsyncJob {
         .map(OsString::from)
         .collect();
         a.push(format!("--partial-dir={PARTIAL_DIR}").into());
-        a.push(format!("--out-format={} %i %l %n", String::from_utf8_lossy(ITEM_PREFIX).trim_end()).into());
+        a.push(
+            format!(
+                "--out-format={} %i %l %n",
+                String::from_utf8_lossy(ITEM_PREFIX).trim_end()
+            )
+            .into(),
+        );
         a.push(format!("--timeout={}", self.io_timeout_secs).into());
         if self.delete {
             a.push("--delete".into());
@@ -130,7 +136,10 @@ impl RsyncJob {
 
     /// Dry-run with the shared arguments and parse what rsync would do.
     pub fn plan(&self, cancel: &Cancel) -> Result<Plan, BackupError> {
-        let out = self.cmd(self.plan_argv(), cancel).output().map_err(map_process)?;
+        let out = self
+            .cmd(self.plan_argv(), cancel)
+            .output()
+            .map_err(map_process)?;
         let code = out.status.code().unwrap_or(-1);
         if code != 0 {
             return Err(BackupError::Rsync {
@@ -175,9 +184,17 @@ impl RsyncJob {
         let outcome = RsyncOutcome::from_code(code);
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         if !outcome.is_usable() {
-            return Err(BackupError::Rsync { outcome, stage: "run", stderr });
+            return Err(BackupError::Rsync {
+                outcome,
+                stage: "run",
+                stderr,
+            });
         }
-        Ok(RunReport { items, outcome, stderr })
+        Ok(RunReport {
+            items,
+            outcome,
+            stderr,
+        })
     }
 }
 
@@ -355,7 +372,8 @@ impl PlanItem {
             Change::HardLink
         } else if fb[2..].iter().all(|&b| b == b'+') {
             Change::Create
-        } else if matches!(fb[0], b'<' | b'>') || (fb[0] == b'c' && kind == Some(ItemKind::Symlink)) {
+        } else if matches!(fb[0], b'<' | b'>') || (fb[0] == b'c' && kind == Some(ItemKind::Symlink))
+        {
             Change::Update
         } else if fb[0] == b'*' {
             // Other messages (none are produced by our options); treat as attribute noise.
@@ -363,13 +381,18 @@ impl PlanItem {
         } else {
             Change::Attributes
         };
-        Some(Self { change, kind, path, size, flags })
+        Some(Self {
+            change,
+            kind,
+            path,
+            size,
+            flags,
+        })
     }
 
     /// Whether this item moves file content (counts toward bytes).
     pub fn transfers_content(&self) -> bool {
-        self.kind == Some(ItemKind::File)
-            && matches!(self.change, Change::Create | Change::Update)
+        self.kind == Some(ItemKind::File) && matches!(self.change, Change::Create | Change::Update)
     }
 
     /// The path for display and JSON (percent-escaped where not UTF-8).
@@ -388,7 +411,9 @@ pub fn unescape(s: &[u8]) -> Vec<u8> {
             && s[i + 1] == b'#'
             && s[i + 2..i + 5].iter().all(|b| (b'0'..=b'7').contains(b))
         {
-            let v = (s[i + 2] - b'0') as u32 * 64 + (s[i + 3] - b'0') as u32 * 8 + (s[i + 4] - b'0') as u32;
+            let v = (s[i + 2] - b'0') as u32 * 64
+                + (s[i + 3] - b'0') as u32 * 8
+                + (s[i + 4] - b'0') as u32;
             out.push(v as u8);
             i += 5;
         } else {
@@ -489,7 +514,11 @@ pub fn display_argv(args: &[OsString]) -> String {
         .chain(args.iter().map(OsString::as_os_str))
         .map(|a| {
             let s = a.to_string_lossy();
-            if s.contains(' ') { format!("'{s}'") } else { s.into_owned() }
+            if s.contains(' ') {
+                format!("'{s}'")
+            } else {
+                s.into_owned()
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -522,7 +551,10 @@ mod tests {
         assert_eq!(paths[8], b"old");
         assert_eq!(plan.creates, 5);
         assert_eq!(plan.updates, 1);
-        assert_eq!(plan.attribute_changes, 1, "the top directory is not counted");
+        assert_eq!(
+            plan.attribute_changes, 1,
+            "the top directory is not counted"
+        );
         assert_eq!(plan.deletes, 2);
         assert_eq!(plan.bytes, 1 + 1 + 10 + 1);
         assert_eq!(plan.files_to_transfer, 4);
@@ -532,7 +564,10 @@ mod tests {
 
     #[test]
     fn progress_lines_are_not_items() {
-        assert_eq!(parse_progress2(b"     50,000,002  99%  277.23MB/s    0:00:00 (xfr#3, to-chk=6/10)"), Some(50_000_002));
+        assert_eq!(
+            parse_progress2(b"     50,000,002  99%  277.23MB/s    0:00:00 (xfr#3, to-chk=6/10)"),
+            Some(50_000_002)
+        );
         assert_eq!(parse_progress2(b"@rm >f+++++++++ 1 x"), None);
         assert!(PlanItem::parse_line(b"     1   0%    0.00kB/s    0:00:00").is_none());
     }
@@ -540,12 +575,15 @@ mod tests {
     #[test]
     fn exit_codes_are_distinct_and_explained() {
         let outcomes: Vec<_> = [23, 24, 25, 30].map(RsyncOutcome::from_code).to_vec();
-        assert_eq!(outcomes, [
-            RsyncOutcome::PartialTransfer,
-            RsyncOutcome::SourceVanished,
-            RsyncOutcome::MaxDeleteStopped,
-            RsyncOutcome::IoTimeout
-        ]);
+        assert_eq!(
+            outcomes,
+            [
+                RsyncOutcome::PartialTransfer,
+                RsyncOutcome::SourceVanished,
+                RsyncOutcome::MaxDeleteStopped,
+                RsyncOutcome::IoTimeout
+            ]
+        );
         for o in &outcomes {
             assert!(o.explain().starts_with(&format!("rsync exit {}", o.code())));
         }

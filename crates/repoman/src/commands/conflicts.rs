@@ -1,0 +1,231 @@
+//! `repoman conflicts`: list conflicts, and resolve `backup-diverged` ones (humans only).
+
+use clap::{ArgGroup, Args, Subcommand};
+use repoman_backup::conflict::{self, Keep, ResolveInput};
+use repoman_backup::engine;
+use repoman_backup::probe::probe_destination;
+use repoman_core::fs::FileLock;
+use repoman_core::settings::Settings;
+use repoman_state::{ActorKind, ConflictFilter, ConflictState, NewEvent, Resolution};
+use serde_json::json;
+
+use super::sync::{backup_error, last_manifest, targets};
+use crate::app::App;
+use crate::error::{CliError, Exit};
+
+/// List pending conflicts (with `--all`, resolved ones too), or resolve one.
+///
+/// A `backup-diverged` conflict means files changed on the backup since the last sync, so the
+/// next mirror would destroy those changes. Resolve it with `repoman conflicts resolve ID` and
+/// one of `--keep-local`, `--keep-backup` or `--skip`; the losing side's bytes are saved under
+/// `<backup_root>/.repoman-conflicts/<repo>/<timestamp>/`.
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    #[command(subcommand)]
+    pub command: Option<ConflictsCommand>,
+    /// Include resolved and skipped conflicts.
+    #[arg(long)]
+    pub all: bool,
+    /// Only this project's conflicts.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConflictsCommand {
+    /// Resolve a conflict (human actors only).
+    Resolve(ResolveArgs),
+}
+
+/// Resolve one conflict.
+///
+/// --keep-local: save the backup's versions, then copy the working copy's over them.
+/// --keep-backup: save the working copy's versions, then copy the backup's into the working copy.
+/// --skip: change nothing and close the conflict; the next sync detects any divergence again.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("resolution").required(true).args(["keep_local", "keep_backup", "skip"])))]
+pub struct ResolveArgs {
+    /// The conflict id (from `repoman conflicts`).
+    pub id: String,
+    #[arg(long)]
+    pub keep_local: bool,
+    #[arg(long)]
+    pub keep_backup: bool,
+    #[arg(long)]
+    pub skip: bool,
+}
+
+pub fn run(app: &App, args: ConflictsArgs) -> Result<Exit, CliError> {
+    match args.command {
+        Some(ConflictsCommand::Resolve(r)) => resolve(app, r),
+        None => list(app, args.all, args.project),
+    }
+}
+
+fn list(app: &App, all: bool, project: Option<String>) -> Result<Exit, CliError> {
+    let state = app.state_read_only()?;
+    let conflicts = state.conflicts(ConflictFilter {
+        pending_only: !all,
+        project,
+        kind: None,
+    })?;
+    if app.ui.json() {
+        app.ui.print_json(&json!({"conflicts": conflicts}))?;
+        return Ok(Exit::Success);
+    }
+    if conflicts.is_empty() {
+        app.ui.info("no pending conflicts");
+        return Ok(Exit::Success);
+    }
+    for c in &conflicts {
+        app.ui.data(&format!(
+            "{}\t{}\t{}\t{}\tdetected {}",
+            c.id,
+            c.kind,
+            c.object,
+            c.state.as_str(),
+            c.detected_at
+        ))?;
+        if let Some(files) = c.detail["files"].as_array() {
+            for f in files {
+                app.ui.data(&format!(
+                    "  {}\t{}",
+                    f["case"].as_str().unwrap_or(""),
+                    f["path"].as_str().unwrap_or("")
+                ))?;
+            }
+        }
+    }
+    if conflicts.iter().any(|c| c.state == ConflictState::Pending) {
+        app.ui
+            .hint("repoman conflicts resolve ID --keep-local|--keep-backup|--skip");
+    }
+    Ok(Exit::Success)
+}
+
+fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
+    let state = app.state()?;
+    if state.identity().actor_kind != ActorKind::Human {
+        return Err(CliError::new(
+            Exit::Blocked,
+            format!(
+                "{} may not resolve conflicts; a human has to decide",
+                state.identity().actor
+            ),
+        )
+        .with_hint("run the command yourself, outside the agent/CI/daemon context"));
+    }
+    let c = state
+        .conflicts(ConflictFilter {
+            pending_only: false,
+            project: None,
+            kind: None,
+        })?
+        .into_iter()
+        .find(|c| c.id == args.id)
+        .ok_or_else(|| {
+            CliError::usage(format!("no conflict with id {:?}", args.id))
+                .with_hint("`repoman conflicts` lists the pending ones")
+        })?;
+    if c.state != ConflictState::Pending {
+        return Err(CliError::new(
+            Exit::Blocked,
+            format!("conflict {} is already {}", c.id, c.state.as_str()),
+        ));
+    }
+    let resolution = if args.keep_local {
+        Resolution::KeepLocal
+    } else if args.keep_backup {
+        Resolution::KeepBackup
+    } else {
+        Resolution::Skip
+    };
+    if c.kind != conflict::KIND || resolution == Resolution::Skip {
+        let done = state.resolve_conflict(&c.id, resolution, json!({}))?;
+        return report(app, &done.id, resolution, json!({}));
+    }
+    let project = c
+        .project
+        .clone()
+        .ok_or_else(|| CliError::failed(format!("conflict {} names no project", c.id)))?;
+    let reg = app.registry()?;
+    let settings = Settings::resolve(&reg.registry, &app.env);
+    let t = targets(&reg.registry, &settings, std::slice::from_ref(&project))?.remove(0);
+    probe_destination(
+        &t.backup_root,
+        t.entry.repo.as_str(),
+        settings.backup_fstype.as_ref().map(|f| f.value.as_str()),
+        settings.probe_timeout.value,
+    )
+    .map_err(backup_error)?;
+    // Hold the project's sync lock: nothing may mirror while both sides are being rewritten.
+    let lock_dir = app.paths.runtime_dir.join("locks");
+    repoman_core::paths::ensure_dir(&lock_dir)?;
+    let _lock = FileLock::acquire(
+        &lock_dir.join(format!("sync-{project}.lock")),
+        &format!("the backup of project {project}"),
+        None,
+        || {
+            app.ui.info(&format!(
+                "waiting for a running sync of {project} to finish..."
+            ));
+        },
+    )?;
+    let paths = conflict::paths_from_detail(&c.detail);
+    let ts = app.clock.now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let input = ResolveInput {
+        src: &t.src,
+        dst: &t.dst,
+        backup_root: &t.backup_root,
+        repo: t.entry.repo.as_str(),
+        timestamp: &ts,
+        paths: &paths,
+        scratch: &app.paths.cache_dir.join("backup"),
+        search_path: app.env.get_os("PATH").map(|p| p.to_owned()),
+        cancel: &app.cancel,
+    };
+    let keep = if resolution == Resolution::KeepLocal {
+        Keep::Local
+    } else {
+        Keep::Backup
+    };
+    let done = conflict::resolve(&input, keep).map_err(backup_error)?;
+    // The backup copy of these paths changed (keep-local) or is now the accepted version
+    // (keep-backup): record a manifest that says so, or the next sync would flag them again.
+    let mut note = json!({"saved_to": done.saved_to, "saved": done.saved, "copied": done.copied, "removed": done.removed});
+    if let Some((m, _)) = last_manifest(app, &state, &project)? {
+        let patched = conflict::patch_manifest(&m, &t.dst, &paths, app.clock.now_rfc3339())
+            .map_err(backup_error)?;
+        patched
+            .store(&engine::manifests_dir(&app.paths.state_dir))
+            .map_err(backup_error)?;
+        state.append(NewEvent::new(
+            "backup.manifest.updated",
+            format!("backup:{project}"),
+            json!({"project": project, "root": patched.root, "previous_root": m.root, "reason": "conflict resolved", "conflict": c.id}),
+        ))?;
+        note["root"] = json!(patched.root);
+    }
+    let closed = state.resolve_conflict(&c.id, resolution, note.clone())?;
+    report(app, &closed.id, resolution, note)
+}
+
+fn report(
+    app: &App,
+    id: &str,
+    resolution: Resolution,
+    note: serde_json::Value,
+) -> Result<Exit, CliError> {
+    if app.ui.json() {
+        app.ui.print_json(
+            &json!({"conflict": id, "resolution": resolution.as_str(), "detail": note}),
+        )?;
+    } else {
+        app.ui
+            .data(&format!("{id}\tresolved\t{}", resolution.as_str()))?;
+        if let Some(dir) = note["saved_to"].as_str() {
+            app.ui.data(&format!("  saved copies: {dir}"))?;
+        }
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,539 @@
+//! `repoman sync`: guarded rsync mirror of working copies onto the backup share, then a content
+//! manifest. Also the helpers the other backup commands (`verify`, `restore`, `conflicts`) share:
+//! resolving a project's paths, loading its last manifest, and mapping backup errors to exits.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use repoman_backup::engine::{self, Prepared, Settings as SyncSettings};
+use repoman_backup::guards::{self, DeleteLimits};
+use repoman_backup::manifest::Manifest;
+use repoman_backup::marker::Owner;
+use repoman_backup::{BackupError, ErrorKind, conflict};
+use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry, RegistryFile};
+use repoman_core::settings::Settings;
+use repoman_state::{
+    ConflictFilter, Effect, Event, NewConflict, NewEvent, Operation, State, Verdict,
+};
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::error::{CliError, Exit};
+
+/// Mirror working copies to the backup share: `<local_repos>/<repo>` -> `<backup_root>/<repo>`.
+///
+/// Each project is planned with `rsync --dry-run --itemize-changes`, checked by the mirror guards
+/// (source present and not emptied, backup mounted with the expected filesystem type, destination
+/// marker ours, deletions under max_delete, no backup-side changes since the last sync), then
+/// mirrored with the same rsync arguments; a BLAKE3 manifest of the result is stored and recorded
+/// in a `backup.synced` event. A blocked project does not stop the others; the exit code is the
+/// worst outcome (3 blocked, 4 backup not reachable, 130 interrupted).
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Projects to sync (default: all registered projects).
+    pub names: Vec<String>,
+    /// Sync every registered project.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+    /// Plan and check the guards, change nothing (no files, no events).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not delete anything from the backup.
+    #[arg(long)]
+    pub no_delete: bool,
+    /// Allow up to N deletions, or P% of the backup's entries (e.g. `50` or `10%`).
+    #[arg(long, value_name = "N|P%")]
+    pub max_delete: Option<String>,
+    /// Projects synced at the same time (default: 2; rsync is I/O bound).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Mirror an emptied working copy (deletes the whole backup copy).
+    #[arg(long)]
+    pub allow_empty_source: bool,
+    /// Take over a backup copy without a marker or with another owner's marker.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Give up waiting for another sync of the same project after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub lock_timeout: Option<u64>,
+}
+
+/// A registered project's backup paths.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub entry: ProjectEntry,
+    pub src: PathBuf,
+    pub backup_root: PathBuf,
+    pub dst: PathBuf,
+    pub excludes: Vec<String>,
+}
+
+/// Resolve `names` (or all projects) to their source and backup paths.
+pub(crate) fn targets(
+    reg: &Registry,
+    settings: &Settings,
+    names: &[String],
+) -> Result<Vec<Target>, CliError> {
+    let local = settings
+        .local_repos
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or_else(|| {
+            CliError::usage("[defaults] local_repos is not set")
+                .with_hint("set it in repoman.toml (or LOCAL_REPOS)")
+        })?;
+    let backup_root = settings
+        .backup_root
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or_else(|| {
+            CliError::usage("[defaults] backup_root is not set")
+                .with_hint("set it in repoman.toml (or NFS_REPOS)")
+        })?;
+    let entries: Vec<ProjectEntry> = if names.is_empty() {
+        reg.projects.clone()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                reg.project(n).cloned().ok_or_else(|| {
+                    CliError::usage(format!("project `{n}` is not registered"))
+                        .with_hint("`repoman list` shows the registered projects")
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let src = local.join(entry.repo.as_str());
+        let overrides = if src.is_dir() {
+            ProjectOverrides::load(&src)?
+        } else {
+            ProjectOverrides::default()
+        };
+        let mut excludes = settings.backup_exclude.value.clone();
+        excludes.extend(overrides.backup.exclude);
+        let dst = backup_root.join(entry.repo.as_str());
+        out.push(Target {
+            entry,
+            src,
+            backup_root: backup_root.clone(),
+            dst,
+            excludes,
+        });
+    }
+    Ok(out)
+}
+
+/// The last manifest of a project and the event that recorded it (`backup.synced`, or
+/// `backup.manifest.updated` after a conflict resolution, whichever is newer).
+pub(crate) fn last_manifest(
+    app: &App,
+    state: &State,
+    project: &str,
+) -> Result<Option<(Manifest, Event)>, CliError> {
+    let object = format!("backup:{project}");
+    let a = state.last_event(&object, "backup.synced")?;
+    let b = state.last_event(&object, "backup.manifest.updated")?;
+    let ev = match (a, b) {
+        (Some(a), Some(b)) => Some(if b.seq > a.seq { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    let Some(ev) = ev else { return Ok(None) };
+    let root = ev.data["root"].as_str().unwrap_or_default().to_owned();
+    let m = Manifest::load(&engine::manifests_dir(&app.paths.state_dir), &root)
+        .map_err(backup_error)?;
+    Ok(Some((m, ev)))
+}
+
+/// Map a backup error to the CLI error and exit code.
+pub(crate) fn backup_error(e: BackupError) -> CliError {
+    let exit = match e.kind() {
+        ErrorKind::Environment => Exit::Unavailable,
+        ErrorKind::Interrupted => Exit::Interrupted,
+        ErrorKind::Usage => Exit::Usage,
+        ErrorKind::Failed => Exit::Failure,
+    };
+    let hint = e.hint();
+    let err = CliError::from_error(exit, &e);
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
+}
+
+/// Parse `--max-delete N|P%` into limits.
+fn limits(settings: &Settings, flag: Option<&str>) -> Result<DeleteLimits, CliError> {
+    let mut l = DeleteLimits {
+        count: settings.max_delete.value,
+        percent: settings.max_delete_percent.value,
+    };
+    if let Some(v) = flag {
+        let bad = || {
+            CliError::usage(format!(
+                "--max-delete {v:?}: expected a count like 50 or a percentage like 10%"
+            ))
+        };
+        if let Some(p) = v.strip_suffix('%') {
+            l.percent = p.trim().parse::<f64>().map_err(|_| bad())?;
+            l.count = u64::MAX;
+        } else {
+            l.count = v.trim().parse().map_err(|_| bad())?;
+            l.percent = 100.0;
+        }
+    }
+    Ok(l)
+}
+
+/// The worst of two exits.
+pub(crate) fn worst(a: Exit, b: Exit) -> Exit {
+    let rank = |e: Exit| match e {
+        Exit::Success => 0,
+        Exit::Failure => 1,
+        Exit::Usage => 2,
+        Exit::Blocked => 3,
+        Exit::Unavailable => 4,
+        Exit::Interrupted => 5,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// One project's result, for output.
+struct Outcome {
+    exit: Exit,
+    json: Value,
+    line: String,
+    details: Vec<String>,
+}
+
+pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
+    let reg = app.registry()?;
+    let settings = Settings::resolve(&reg.registry, &app.env);
+    let targets = targets(&reg.registry, &settings, &args.names)?;
+    if targets.is_empty() {
+        app.ui.warn("no projects registered; nothing to sync");
+        return Ok(Exit::Success);
+    }
+    let limits = limits(&settings, args.max_delete.as_deref())?;
+    let state = if args.dry_run {
+        app.state_read_only()?
+    } else {
+        app.state()?
+    };
+    let estate_id = if args.dry_run {
+        reg.registry
+            .estate_id
+            .clone()
+            .unwrap_or_else(|| "(not yet assigned)".into())
+    } else {
+        RegistryFile::edit(&app.paths.config_file, None, |f| {
+            Ok(f.ensure_estate_id(|| app.clock.new_id().to_string()))
+        })?
+        .0
+    };
+    let jobs = args.jobs.unwrap_or(2).max(1).min(targets.len());
+    let queue = Mutex::new(targets.into_iter().enumerate().collect::<Vec<_>>());
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some((i, t)) = next else { break };
+                    let out = sync_one(app, &state, &reg.registry, &settings, &args, limits, &estate_id, &t)
+                        .unwrap_or_else(|e| Outcome {
+                            exit: e.exit,
+                            json: json!({"project": t.entry.name.as_str(), "status": status_of(e.exit), "error": e.to_string()}),
+                            line: format!("{}\t{}\t{}", t.entry.name, status_of(e.exit), e.message),
+                            details: e.hint.iter().map(|h| format!("hint: {h}")).chain(e.causes.iter().map(|c| format!("caused by: {c}"))).collect(),
+                        });
+                    if let Ok(mut r) = results.lock() {
+                        r.push((i, out));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut exit = Exit::Success;
+    for (_, o) in &results {
+        exit = worst(exit, o.exit);
+    }
+    if app.ui.json() {
+        app.ui.print_json(&json!({"dry_run": args.dry_run, "projects": results.iter().map(|(_, o)| o.json.clone()).collect::<Vec<_>>()}))?;
+    } else {
+        for (_, o) in &results {
+            app.ui.data(&o.line)?;
+            for d in &o.details {
+                if o.exit == Exit::Success {
+                    app.ui.data(&format!("  {d}"))?;
+                } else {
+                    app.ui.warn(d);
+                }
+            }
+        }
+    }
+    Ok(exit)
+}
+
+fn status_of(exit: Exit) -> &'static str {
+    match exit {
+        Exit::Success => "synced",
+        Exit::Blocked => "blocked",
+        Exit::Unavailable => "unavailable",
+        Exit::Interrupted => "cancelled",
+        _ => "failed",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sync_one(
+    app: &App,
+    state: &State,
+    reg: &Registry,
+    settings: &Settings,
+    args: &SyncArgs,
+    limits: DeleteLimits,
+    estate_id: &str,
+    t: &Target,
+) -> Result<Outcome, CliError> {
+    let name = t.entry.name.as_str().to_owned();
+    let object = format!("backup:{name}");
+    let last = last_manifest(app, state, &name)?;
+    let mut s = SyncSettings::new(
+        t.src.clone(),
+        t.backup_root.clone(),
+        app.paths.runtime_dir.join("locks"),
+        engine::stat_cache_path(&app.paths.cache_dir, &name),
+        engine::manifests_dir(&app.paths.state_dir),
+    );
+    s.expected_fstype = settings.backup_fstype.as_ref().map(|f| f.value.clone());
+    s.probe_timeout = settings.probe_timeout.value;
+    s.delete = !args.no_delete;
+    s.limits = limits;
+    s.allow_empty_source = args.allow_empty_source;
+    s.adopt = args.adopt;
+    s.excludes = t.excludes.clone();
+    s.lock_timeout = args.lock_timeout.map(Duration::from_secs);
+    s.search_path = app.env.get_os("PATH").map(|p| p.to_owned());
+    let owner = Owner {
+        estate_id: estate_id.to_owned(),
+        project: name.clone(),
+        repo: t.entry.repo.as_str().to_owned(),
+        device: state.identity().device.clone(),
+        profile: state.identity().profile.clone(),
+    };
+    let ui = &app.ui;
+    let prep = engine::prepare(
+        s,
+        owner,
+        last.as_ref().map(|(m, _)| m.clone()),
+        &app.cancel,
+        || {
+            ui.info(&format!(
+                "waiting for another sync of project {name} to finish..."
+            ));
+        },
+    )
+    .map_err(backup_error)?;
+
+    let mut verdicts: Vec<Verdict> = prep.verdicts.clone();
+    let mut conflict_id = None;
+    if !prep.diverged.is_empty() {
+        let root = last
+            .as_ref()
+            .map(|(m, _)| m.root.clone())
+            .unwrap_or_default();
+        let id = if args.dry_run {
+            "(not recorded in a dry run)".to_owned()
+        } else {
+            let filter = ConflictFilter {
+                pending_only: true,
+                project: Some(name.clone()),
+                kind: Some(conflict::KIND.into()),
+            };
+            match state
+                .conflicts(filter)?
+                .into_iter()
+                .find(|c| c.object == object)
+            {
+                Some(c) => c.id,
+                None => {
+                    state
+                        .record_conflict(NewConflict {
+                            kind: conflict::KIND.into(),
+                            object: object.clone(),
+                            project: Some(name.clone()),
+                            detail: conflict::detail(t.entry.repo.as_str(), &root, &prep.diverged),
+                        })?
+                        .id
+                }
+            }
+        };
+        verdicts.push(guards::diverged(&name, &id, prep.diverged.len()));
+        conflict_id = Some(id);
+    }
+    let op = Operation {
+        name: "sync".into(),
+        object: object.clone(),
+        project: Some(name.clone()),
+    };
+    let (effect, reasons, decision_seq) = if args.dry_run {
+        let (effect, reasons) =
+            repoman_state::policy::evaluate(&op, verdicts, &reg.policy.rules, state.identity());
+        (effect, reasons, None)
+    } else {
+        let d = state.decide(&op, verdicts, &reg.policy.rules)?;
+        (d.effect, d.reasons, Some(d.event_seq))
+    };
+    let plan_json = serde_json::to_value(&prep.plan).unwrap_or(Value::Null);
+    let plan_summary = format!(
+        "+{} ~{} -{} ({} to transfer)",
+        prep.plan.creates,
+        prep.plan.updates + prep.plan.attribute_changes,
+        prep.plan.deletes,
+        human_bytes(prep.plan.bytes)
+    );
+    let reasons_json = serde_json::to_value(&reasons).unwrap_or(Value::Null);
+    let diverged_json =
+        conflict::detail(t.entry.repo.as_str(), "", &prep.diverged)["files"].clone();
+    if effect.blocks() {
+        let mut details = Vec::new();
+        for v in reasons.iter().filter(|v| v.effect.blocks()) {
+            details.push(format!(
+                "{} ({}): {}",
+                if v.effect == Effect::Deny {
+                    "denied"
+                } else {
+                    "review required"
+                },
+                v.rule,
+                v.reason
+            ));
+            if let Some(u) = &v.unblock {
+                details.push(format!("  to unblock: {u}"));
+            }
+        }
+        for d in &prep.diverged {
+            details.push(format!(
+                "  diverged: {} ({})",
+                repoman_backup::paths::encode_path(&d.path),
+                serde_json::to_value(d.case)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ));
+        }
+        return Ok(Outcome {
+            exit: Exit::Blocked,
+            json: json!({"project": name, "status": "blocked", "effect": effect.as_str(), "plan": plan_json, "reasons": reasons_json, "conflict": conflict_id, "diverged": diverged_json, "decision_seq": decision_seq}),
+            line: format!("{name}\tblocked\t{plan_summary}"),
+            details,
+        });
+    }
+    if args.dry_run {
+        let details = plan_lines(&prep);
+        return Ok(Outcome {
+            exit: Exit::Success,
+            json: json!({"project": name, "status": "planned", "plan": plan_json, "items": items_json(&prep), "reasons": reasons_json, "rsync": repoman_backup::rsync::display_argv(&prep.job.run_argv(Some(prep.plan.deletes)))}),
+            line: format!("{name}\tplanned\t{plan_summary}"),
+            details,
+        });
+    }
+
+    let pb = app.ui.progress_bar(prep.plan.bytes.max(1), &name, true);
+    let created_at = app.clock.now_rfc3339();
+    let result = engine::execute(&prep, created_at.clone(), &app.cancel, |p| {
+        pb.set_position(p.bytes_done)
+    });
+    pb.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(BackupError::Cancelled) => {
+            state.append(NewEvent::new("sync.cancelled", object.clone(), json!({"project": name, "plan": plan_json, "note": "rsync's process group was stopped; files already moved into place are complete, partial ones stay in rsync's partial directory"})))?;
+            return Err(CliError::interrupted().with_hint(format!(
+                "the backup of {name} is usable; run `repoman sync {name}` to finish"
+            )));
+        }
+        Err(e @ BackupError::Rsync { .. }) => {
+            let (code, explanation) = match &e {
+                BackupError::Rsync { outcome, .. } => (outcome.code(), outcome.explain()),
+                _ => (-1, String::new()),
+            };
+            state.append(NewEvent::new("sync.failed", object.clone(), json!({"project": name, "rsync_exit": code, "explanation": explanation, "error": e.to_string()})))?;
+            return Err(backup_error(e));
+        }
+        Err(e) => return Err(backup_error(e)),
+    };
+    drop(prep); // release the project lock before touching the registry
+    let ev = state.append(NewEvent::new(
+        "backup.synced",
+        object.clone(),
+        json!({
+            "project": name,
+            "root": report.manifest_root,
+            "manifest": report.manifest_path.file_name().map(|f| f.to_string_lossy().into_owned()),
+            "plan": plan_json,
+            "rsync": report.outcome,
+            "ran": report.ran,
+            "counts": report.counts,
+            "manifest_stats": report.manifest_stats,
+            "duration_ms": report.duration_ms,
+            "decision_seq": decision_seq,
+        }),
+    ))?;
+    RegistryFile::edit(&app.paths.config_file, None, |f| {
+        f.set_project_field(&name, "last_sync", Some(&created_at))
+    })?;
+    let mut details = Vec::new();
+    if !report.rsync_warnings.is_empty()
+        || report.outcome != repoman_backup::rsync::RsyncOutcome::Complete
+    {
+        details.push(report.outcome.explain());
+    }
+    Ok(Outcome {
+        exit: Exit::Success,
+        json: json!({"project": name, "status": "synced", "plan": plan_json, "rsync": report.outcome, "root": report.manifest_root, "counts": report.counts, "event_seq": ev.seq, "manifest_stats": report.manifest_stats}),
+        line: format!(
+            "{name}\tsynced\t{plan_summary}\troot {}",
+            &report.manifest_root[..16]
+        ),
+        details,
+    })
+}
+
+fn items_json(prep: &Prepared) -> Value {
+    Value::Array(
+        prep.plan
+            .items
+            .iter()
+            .map(|i| json!({"change": i.change, "type": i.kind, "path": i.display_path(), "size": i.size, "itemize": i.flags}))
+            .collect(),
+    )
+}
+
+fn plan_lines(prep: &Prepared) -> Vec<String> {
+    prep.plan
+        .items
+        .iter()
+        .map(|i| format!("{} {}", i.flags, i.display_path()))
+        .collect()
+}
