@@ -438,3 +438,67 @@ pub fn open_conn(path: &Path) -> Result<Connection, StateError> {
         .map_err(StateError::index(path))?;
     Ok(conn)
 }
+
+/// Filters for listing events (`repoman log`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Exact object id.
+    pub object: Option<String>,
+    /// Exact type, or a prefix ending in `*` (`backup.*`).
+    pub type_: Option<String>,
+    /// Exact actor, an actor kind (`human`), or a prefix ending in `*`.
+    pub actor: Option<String>,
+    /// Only events at or after this RFC 3339 UTC instant (same format as `at`).
+    pub since: Option<String>,
+    /// Only events with a seq greater than this.
+    pub after_seq: Option<u64>,
+    /// At most this many, the most recent ones.
+    pub limit: Option<u64>,
+}
+
+fn like_pattern(p: &str) -> String {
+    let escaped = p
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    match escaped.strip_suffix('*') {
+        Some(prefix) => format!("{prefix}%"),
+        None => escaped,
+    }
+}
+
+/// Events matching `q`, in seq order (the last `limit` ones when a limit is given).
+pub fn query_events(conn: &Connection, q: &EventQuery) -> rusqlite::Result<Vec<Event>> {
+    let actor = q.actor.as_ref().map(|a| {
+        if a.contains(':') || a.ends_with('*') {
+            like_pattern(a)
+        } else {
+            format!("{}:%", like_pattern(a))
+        }
+    });
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE (?1 IS NULL OR object = ?1)
+           AND (?2 IS NULL OR type LIKE ?2 ESCAPE '\\')
+           AND (?3 IS NULL OR actor LIKE ?3 ESCAPE '\\')
+           AND (?4 IS NULL OR at >= ?4)
+           AND seq > ?5
+         ORDER BY seq DESC LIMIT ?6"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let limit = q.limit.map_or(-1, |l| l as i64);
+    let rows = stmt.query_map(
+        params![
+            q.object,
+            q.type_.as_deref().map(like_pattern),
+            actor,
+            q.since,
+            q.after_seq.unwrap_or(0) as i64,
+            limit
+        ],
+        event_from_row,
+    )?;
+    let mut v: Vec<Event> = rows.collect::<rusqlite::Result<_>>()?;
+    v.reverse();
+    Ok(v)
+}

@@ -11,21 +11,22 @@
 //! Library code never prints, prompts or exits; it returns typed values and [`StateError`].
 
 pub mod conflict;
-
+pub mod doctor;
 pub mod error;
 pub mod event;
-
+pub mod explain;
 pub mod identity;
 pub mod index;
 pub mod log;
 pub mod policy;
 pub mod repair;
 pub mod schemas;
-mod state;
+pub mod state;
 
 pub use conflict::{Conflict, ConflictFilter, ConflictState, NewConflict, Resolution};
 pub use error::StateError;
 pub use event::{Event, NewEvent};
 pub use identity::{ActorKind, ActorRequest, Identity};
+pub use index::EventQuery;
 pub use policy::{Decision, Effect, Operation, Verdict};
 pub use state::{State, StateOptions};

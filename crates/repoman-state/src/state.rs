@@ -264,6 +264,9 @@ impl State {
                 });
                 return Ok(());
             }
+            if !path.exists() {
+                return self.rebuild_locked(guard, "the index is missing");
+            }
             match self.check_index_file(&path) {
                 Ok(conn) => {
                     **guard = Some(Conn {
@@ -505,6 +508,11 @@ impl State {
             .as_ref()
             .ok_or_else(|| StateError::NoState(self.paths.state_dir.clone()))?;
         f(&c.conn).map_err(StateError::index(&path))
+    }
+
+    /// Events matching `q`, in seq order (from the index).
+    pub fn events(&self, q: &index::EventQuery) -> Result<Vec<Event>, StateError> {
+        self.with_index(|c| index::query_events(c, q))
     }
 
     /// The head of the log (seq 0 when empty).

@@ -9,7 +9,11 @@ use crate::error::{CliError, Exit};
 
 mod completions;
 mod config;
+mod doctor;
+mod explain;
+pub(crate) mod log;
 mod man;
+mod schema;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -22,6 +26,15 @@ pub enum Command {
     /// Write the man pages (for packagers and `scripts/gen-man`).
     #[command(hide = true)]
     GenerateMan(man::ManArgs),
+    /// Show recorded events (the hash-chained event log).
+    Log(log::LogArgs),
+    /// Explain an object from recorded state (the state-integrity questions).
+    Explain(explain::ExplainArgs),
+    /// Check the event log, index, registry and directories; repair what is safe to repair.
+    Doctor(doctor::DoctorArgs),
+    /// List or print the JSON Schemas of repoman's file formats and events.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
 }
 
 impl Command {
@@ -31,6 +44,10 @@ impl Command {
             Command::Config(_) => "config",
             Command::Completions(_) => "completions",
             Command::GenerateMan(_) => "generate-man",
+            Command::Log(_) => "log",
+            Command::Explain(_) => "explain",
+            Command::Doctor(_) => "doctor",
+            Command::Schema(_) => "schema",
         }
     }
 }
@@ -41,5 +58,9 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Config(c) => config::run(app, c),
         Command::Completions(a) => completions::run(app, a),
         Command::GenerateMan(a) => man::run(app, a),
+        Command::Log(a) => log::run(app, a),
+        Command::Explain(a) => explain::run(app, a),
+        Command::Doctor(a) => doctor::run(app, a),
+        Command::Schema(c) => schema::run(app, c),
     }
 }

@@ -1,0 +1,46 @@
+//! `repoman explain OBJECT`: the state-integrity questions answered from recorded state.
+
+use clap::Args;
+
+use crate::app::App;
+use crate::commands::log::report_repairs;
+use crate::error::{CliError, Exit};
+
+/// Explain an object from recorded state: what it is, which schema governs it, who changed it
+/// last, who owns it, whether it is safe to sync, why it is blocked, its conflicts, what can be
+/// repaired automatically, what needs a human, what is durable vs rebuildable, and whether a
+/// restore can be proven.
+///
+/// Every answer comes from the event log's index, not from a fresh scan; a question that does not
+/// apply, or that recorded state cannot answer, says so and why. --json prints the
+/// `repoman.explain/v1` shape (see docs/state.md).
+///
+/// Examples:
+///   repoman explain alpha                 (same as project:alpha)
+///   repoman explain backup:alpha --json
+///   repoman explain store:index
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The object: `project:NAME` (or just NAME), `backup:NAME`, `sandbox:NAME`, `tool:NAME`,
+    /// `contract:REALM/DOMAIN/NAME`, `store:index`, ...
+    pub object: String,
+}
+
+pub fn run(app: &App, args: ExplainArgs) -> Result<Exit, CliError> {
+    let _span = tracing::info_span!("explain", object = %args.object).entered();
+    let state = app.state_read_only()?;
+    let explanation = repoman_state::explain::explain(&state, &args.object)?;
+    report_repairs(app, &state);
+    if app.ui.json() {
+        app.ui.print_json(&explanation)?;
+    } else {
+        app.ui.data(explanation.to_text().trim_end())?;
+    }
+    if !explanation.known {
+        app.ui.hint(&format!(
+            "nothing is recorded about {}; `repoman log` lists recorded events",
+            explanation.object
+        ));
+    }
+    Ok(Exit::Success)
+}
