@@ -195,6 +195,15 @@ impl Incus {
         self.get(&format!("/1.0/projects/{}", enc(name)))
     }
 
+    /// One project, or `None` when it does not exist.
+    pub fn find_project(&self, name: &str) -> Result<Option<Project>> {
+        match self.get_project(name) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// All projects we may see, with their config.
     pub fn list_projects(&self) -> Result<Vec<Project>> {
         self.get("/1.0/projects?recursion=1")
@@ -538,6 +547,14 @@ pub(crate) fn enc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_are_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Incus>();
+        assert_send_sync::<crate::ProjectScope>();
+        assert_send_sync::<IncusError>();
+    }
 
     #[test]
     fn encoding_keeps_unreserved_and_escapes_the_rest() {

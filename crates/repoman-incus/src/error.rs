@@ -24,14 +24,19 @@ pub enum IncusError {
     #[error("{request}: not found: {message}")]
     NotFound { request: String, message: String },
 
-    /// The object already exists or the request conflicts with the current state (HTTP 409, or
-    /// 412 when an ETag no longer matches because someone else changed the object meanwhile).
-    #[error("{request}: conflict (HTTP {status}): {message}")]
+    /// The object already exists (HTTP 409, or Incus' "already exists"/"UNIQUE constraint" errors,
+    /// which it sometimes reports with status 400/500 or as a failed operation).
+    #[error("{request}: already exists (HTTP {status}): {message}")]
     AlreadyExists {
         request: String,
         status: u16,
         message: String,
     },
+
+    /// The object changed since we read it (HTTP 412 on `If-Match`): someone else edited it
+    /// concurrently. Nothing was written; read again and retry.
+    #[error("{request}: changed concurrently, nothing written: {message}")]
+    Conflict { request: String, message: String },
 
     /// The daemon refused the request (HTTP 403), typically on a restricted socket or project.
     #[error("{request}: forbidden: {message}")]
@@ -98,6 +103,7 @@ impl IncusError {
         match self {
             IncusError::NotFound { .. } => Some(404),
             IncusError::Forbidden { .. } => Some(403),
+            IncusError::Conflict { .. } => Some(412),
             IncusError::AlreadyExists { status, .. } | IncusError::Api { status, .. } => {
                 Some(*status)
             }
@@ -110,6 +116,7 @@ impl IncusError {
         match self {
             IncusError::NotFound { message, .. }
             | IncusError::AlreadyExists { message, .. }
+            | IncusError::Conflict { message, .. }
             | IncusError::Forbidden { message, .. }
             | IncusError::Api { message, .. }
             | IncusError::OperationFailed { message, .. } => Some(message),
@@ -120,6 +127,11 @@ impl IncusError {
     /// Whether this is a 404.
     pub fn is_not_found(&self) -> bool {
         matches!(self, IncusError::NotFound { .. })
+    }
+
+    /// Whether the object already exists.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, IncusError::AlreadyExists { .. })
     }
 
     /// Whether the environment is missing (the CLI maps this to exit code 4).
@@ -155,7 +167,8 @@ impl IncusError {
         let duplicate = is_duplicate_message(&message);
         match status {
             404 => IncusError::NotFound { request, message },
-            409 | 412 => IncusError::AlreadyExists {
+            412 => IncusError::Conflict { request, message },
+            409 => IncusError::AlreadyExists {
                 request,
                 status,
                 message,

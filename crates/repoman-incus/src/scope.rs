@@ -2,8 +2,8 @@
 //!
 //! A [`ProjectScope`] is a client handle plus a project name; every request it sends carries
 //! `?project=<name>`. Device changes are read-modify-write with the instance's `ETag`
-//! (`If-Match`), so a concurrent change by someone else fails with
-//! [`IncusError::AlreadyExists`] (HTTP 412) instead of being silently overwritten.
+//! (`If-Match`), so a concurrent change by someone else fails with [`IncusError::Conflict`]
+//! (HTTP 412) instead of being silently overwritten.
 
 use std::time::Duration;
 
@@ -83,6 +83,15 @@ impl ProjectScope {
     pub fn get_profile(&self, name: &str) -> Result<Profile> {
         self.incus
             .get(&self.url(&format!("/1.0/profiles/{}", enc(name))))
+    }
+
+    /// One profile, or `None` when it does not exist.
+    pub fn find_profile(&self, name: &str) -> Result<Option<Profile>> {
+        match self.get_profile(name) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// All profiles of the project.
@@ -348,7 +357,10 @@ impl ProjectScope {
         })
     }
 
-    fn edit_devices(
+    /// Edit the instance's own devices in one read-modify-write: `edit` gets the current map and
+    /// may change it; the result is written with `If-Match`, so if the instance changed in the
+    /// meantime nothing is written and the call fails with [`IncusError::Conflict`].
+    pub fn edit_devices(
         &self,
         instance: &str,
         edit: impl FnOnce(&mut Devices) -> Result<()>,

@@ -56,6 +56,8 @@ fn profiles_create_get_update_list_delete() {
 
     project.delete_profile("sandbox").unwrap();
     assert!(project.get_profile("sandbox").unwrap_err().is_not_found());
+    assert!(project.find_profile("sandbox").unwrap().is_none());
+    assert!(project.find_profile("default").unwrap().is_some());
 }
 
 #[test]
@@ -251,4 +253,40 @@ fn add_update_remove_device() {
             .unwrap_err()
             .is_not_found()
     );
+}
+
+#[test]
+fn concurrent_device_edit_is_a_conflict_and_writes_nothing() {
+    let lab = lab!();
+    let project = lab.project("etag");
+    project.create_instance(&busybox("e1")).unwrap();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let err = project
+        .edit_devices("e1", |devices| {
+            // Someone else changes the instance between our read and our write.
+            project.add_device("e1", "theirs", DeviceSpec::disk(b.path(), "/b").into())?;
+            devices.insert("ours".into(), DeviceSpec::disk(a.path(), "/a").into());
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, IncusError::Conflict { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(412));
+    let devices = project.get_instance("e1").unwrap().devices;
+    assert!(devices.contains_key("theirs"), "their change stays");
+    assert!(
+        !devices.contains_key("ours"),
+        "ours was not written over theirs"
+    );
+
+    // Several devices in one edit.
+    project
+        .edit_devices("e1", |devices| {
+            devices.remove("theirs");
+            devices.insert("ours".into(), DeviceSpec::disk(a.path(), "/a").into());
+            Ok(())
+        })
+        .unwrap();
+    let devices = project.get_instance("e1").unwrap().devices;
+    assert_eq!(devices.keys().collect::<Vec<_>>(), ["ours"]);
 }

@@ -51,6 +51,8 @@ fn project_create_get_list_delete() {
     let err = incus.get_project(&name).unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     assert_eq!(err.status(), Some(404));
+    assert!(incus.find_project(&name).unwrap().is_none());
+    assert!(incus.find_project("default").unwrap().is_some());
 }
 
 #[test]
