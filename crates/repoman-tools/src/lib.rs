@@ -3,10 +3,16 @@
 //!
 //! - [`manifest`]: `.tool-versions`, mise TOML and idiomatic files; precedence and merging;
 //!   pin/unpin as planned [`manifest::Edit`]s that change only what they must.
+//! - [`rules`]: the table-driven identification rules (embedded TOML + `tools.d/*.toml`).
+//! - [`discover`]: walking `PATH` and tools directories, shim detection, cached parallel probes.
+//! - [`drift`]: declared vs installed (status), ghosts, `tool.discovered` events, doctor.
 //!
 //! Library code never prints, prompts or exits; the CLI renders the typed values returned here.
 
+pub mod discover;
+pub mod drift;
 pub mod error;
 pub mod manifest;
+pub mod rules;
 
 pub use error::ToolsError;

@@ -1,0 +1,787 @@
+//! Tool discovery: walk `PATH` and the tools directories, identify executables by rule, probe
+//! their versions, and never execute a shim.
+//!
+//! Invariants:
+//! - a probe runs the absolute path of the tool with stdin null, a cleared environment (a minimal
+//!   `PATH`, `HOME`, `LC_ALL=C`), the working directory `/` (so no project toolchain file can
+//!   trigger an install) and a timeout; a timeout or failure is reported and the scan goes on;
+//! - probes run in parallel on a bounded pool (`parallelism`, 1 = sequential);
+//! - shims and proxies (mise and asdf shim directories, files that are symlinks to or hard links of
+//!   `mise`, `rtx`, `rustup`, `elan`, asdf shim scripts) are recognised without running them and
+//!   listed with the real installs they stand for;
+//! - results are cached by (path, device, inode, size, mtime, rule fingerprint): a warm scan only
+//!   reads directories and stats files, it runs no process;
+//! - executables in tools directories that match no rule are listed as unidentified; nothing is
+//!   guessed. (Executables on `PATH` that match no rule are not listed: `/usr/bin` is not news.)
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use repoman_core::process::{Cmd, ProcessError};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ToolsError;
+use crate::rules::{Category, Rule, Rules};
+
+/// Default probe timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default depth below a tools directory (`/opt/<tool>/<version>/bin/<exe>` is depth 4).
+pub const DEFAULT_MAX_DEPTH: usize = 4;
+/// Default number of concurrent probes. Probes mostly wait on process start-up, so more than
+/// the core count pays off.
+pub const DEFAULT_PARALLELISM: usize = 8;
+/// `PATH` given to probes (wrapper scripts need `sh`, `dirname`, ...).
+pub const PROBE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Directory names never descended into below a tools directory.
+const SKIP_DIRS: &[&str] = &[
+    "lib",
+    "lib64",
+    "lib32",
+    "share",
+    "include",
+    "man",
+    "doc",
+    "docs",
+    "src",
+    "node_modules",
+    "site-packages",
+    "__pycache__",
+    "etc",
+    "var",
+    "tmp",
+    "test",
+    "tests",
+    "examples",
+    "contrib",
+    "shims",
+    "plugins",
+    "downloads",
+    "cache",
+];
+
+/// How to scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// `PATH` directories in order (scanned one level deep).
+    pub path_dirs: Vec<PathBuf>,
+    /// Tools directories (scanned to `max_depth`).
+    pub tools_dirs: Vec<PathBuf>,
+    /// Directories holding tool-manager installs (mise, asdf, elan, rustup); scanned like tools
+    /// directories and used to resolve shims.
+    pub manager_dirs: Vec<(String, PathBuf)>,
+    pub max_depth: usize,
+    pub timeout: Duration,
+    pub parallelism: usize,
+    /// Ignore cached probe results.
+    pub refresh: bool,
+    /// `HOME` given to probes.
+    pub home: Option<PathBuf>,
+}
+
+impl ScanOptions {
+    /// Options from the environment and the registry's `tools_dirs` (which replaces the default
+    /// tools directories when set; manager install directories are always scanned).
+    pub fn new(
+        env: &repoman_core::Env,
+        home: Option<&Path>,
+        tools_dirs: Option<&[PathBuf]>,
+    ) -> Self {
+        let path_dirs: Vec<PathBuf> = env
+            .get_os("PATH")
+            .map(|p| {
+                std::env::split_paths(p)
+                    .filter(|d| d.is_absolute())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tools_dirs = match tools_dirs {
+            Some(d) => d.to_vec(),
+            None => default_tools_dirs(home),
+        };
+        Self {
+            path_dirs,
+            tools_dirs,
+            manager_dirs: manager_dirs(home),
+            max_depth: DEFAULT_MAX_DEPTH,
+            timeout: DEFAULT_TIMEOUT,
+            parallelism: DEFAULT_PARALLELISM,
+            refresh: false,
+            home: home.map(Path::to_path_buf),
+        }
+    }
+}
+
+/// `~/developer/tools`, `~/.local/bin`, `/opt`, `~/.cargo/bin`.
+pub fn default_tools_dirs(home: Option<&Path>) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(h) = home {
+        v.push(h.join("developer/tools"));
+        v.push(h.join(".local/bin"));
+    }
+    v.push(PathBuf::from("/opt"));
+    if let Some(h) = home {
+        v.push(h.join(".cargo/bin"));
+    }
+    v
+}
+
+/// Install directories of mise, asdf, elan and rustup under `home`.
+pub fn manager_dirs(home: Option<&Path>) -> Vec<(String, PathBuf)> {
+    let Some(h) = home else { return Vec::new() };
+    vec![
+        ("mise".into(), h.join(".local/share/mise/installs")),
+        ("asdf".into(), h.join(".asdf/installs")),
+        ("elan".into(), h.join(".elan/toolchains")),
+        ("rustup".into(), h.join(".rustup/toolchains")),
+    ]
+}
+
+/// Where an executable was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Origin {
+    /// On `PATH`, at this position (0 = first).
+    Path { rank: usize, dir: PathBuf },
+    /// Below a configured tools directory.
+    ToolsDir { root: PathBuf },
+    /// Below a tool manager's install directory.
+    Manager { manager: String, root: PathBuf },
+}
+
+/// Shim and proxy kinds that are never executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShimKind {
+    Mise,
+    Asdf,
+    Rustup,
+    Elan,
+}
+
+/// How a probe went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Outcome {
+    Ok,
+    /// Ran, but the output matched no version pattern.
+    NoVersion {
+        output: String,
+    },
+    /// Exited non-zero without a version.
+    Failed {
+        code: Option<i32>,
+        output: String,
+    },
+    TimedOut {
+        after_ms: u64,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// An identified tool installation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Install {
+    pub id: String,
+    pub category: Category,
+    pub path: PathBuf,
+    /// Other paths reaching the same file (symlinks, merged `/usr`).
+    pub also: Vec<PathBuf>,
+    pub version: Option<String>,
+    pub origin: Origin,
+    pub outcome: Outcome,
+    /// The result came from the cache (no process ran).
+    pub cached: bool,
+}
+
+/// A shim or proxy, and the real installs of the same executable name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shim {
+    pub path: PathBuf,
+    pub kind: ShimKind,
+    pub name: String,
+    pub origin: Origin,
+    pub resolves_to: Vec<PathBuf>,
+}
+
+/// An executable in a tools directory that no rule identifies.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unidentified {
+    pub path: PathBuf,
+    pub root: PathBuf,
+}
+
+/// Something that went wrong during the scan without stopping it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanProblem {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Counters for one scan.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScanStats {
+    pub candidates: usize,
+    pub probed: usize,
+    pub cached: usize,
+    pub timed_out: usize,
+    pub failed: usize,
+    pub elapsed_ms: u64,
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Inventory {
+    pub installs: Vec<Install>,
+    pub shims: Vec<Shim>,
+    pub unidentified: Vec<Unidentified>,
+    pub problems: Vec<ScanProblem>,
+    /// Shim directories seen on `PATH`, with their rank.
+    pub shim_dirs_on_path: Vec<(usize, PathBuf)>,
+    pub stats: ScanStats,
+}
+
+/// Progress callbacks; the CLI draws a bar, tests count.
+pub trait ScanReporter: Sync {
+    fn probing(&self, _total: usize) {}
+    fn probed(&self, _path: &Path) {}
+}
+
+/// A reporter that reports nothing.
+#[derive(Debug, Default)]
+pub struct NoReport;
+impl ScanReporter for NoReport {}
+
+/// Identity of a file's contents for the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileKey {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
+}
+
+/// One cached probe result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    pub key: FileKey,
+    pub rule: String,
+    pub version: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// The probe cache, `<cache_dir>/tools/probes.json`. Rebuildable: a missing or unreadable file
+/// is an empty cache.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProbeCache {
+    #[serde(default)]
+    pub entries: BTreeMap<PathBuf, CacheEntry>,
+    /// What was last reported as `tool.discovered` per path: (version, ghost).
+    #[serde(default)]
+    pub reported: BTreeMap<PathBuf, (Option<String>, bool)>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl ProbeCache {
+    pub fn file(cache_dir: &Path) -> PathBuf {
+        cache_dir.join("tools").join("probes.json")
+    }
+
+    /// Load the cache; anything wrong with the file gives an empty cache.
+    pub fn load(cache_dir: &Path) -> Self {
+        std::fs::read(Self::file(cache_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Write the cache atomically if it changed. Returns whether it wrote.
+    pub fn save(&mut self, cache_dir: &Path) -> Result<bool, ToolsError> {
+        if !self.dirty {
+            return Ok(false);
+        }
+        let path = Self::file(cache_dir);
+        if let Some(dir) = path.parent() {
+            repoman_core::paths::ensure_dir(dir)
+                .map_err(|e| ToolsError::read(dir, std::io::Error::other(e.to_string())))?;
+        }
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| ToolsError::read(&path, std::io::Error::other(e)))?;
+        repoman_core::fs::write_atomic(&path, &bytes, None)?;
+        self.dirty = false;
+        Ok(true)
+    }
+}
+
+/// What the walk found before probing.
+#[derive(Debug, Clone)]
+struct Candidate {
+    path: PathBuf,
+    key: FileKey,
+    rule: usize,
+    origin: Origin,
+    /// A rule `files` entry (run through the rule's runner) rather than an executable.
+    via_runner: bool,
+}
+
+fn is_exec(m: &std::fs::Metadata) -> bool {
+    m.is_file() && m.permissions().mode() & 0o111 != 0
+}
+
+fn skip_file(name: &str) -> bool {
+    name.contains(".so")
+        || [
+            ".dll", ".dylib", ".a", ".o", ".la", ".h", ".txt", ".md", ".json",
+        ]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+/// The shim kind of a directory recognised by its path.
+pub fn shim_dir_kind(dir: &Path) -> Option<ShimKind> {
+    if dir.file_name()? != "shims" {
+        return None;
+    }
+    let parent = dir.parent()?.file_name()?.to_str()?;
+    match parent {
+        "mise" | "rtx" => Some(ShimKind::Mise),
+        ".asdf" | "asdf" => Some(ShimKind::Asdf),
+        _ => None,
+    }
+}
+
+/// The shim kind of one file, recognised without running it.
+fn shim_file_kind(path: &Path, meta: &std::fs::Metadata) -> Option<ShimKind> {
+    let by_name = |n: &str| match n {
+        "mise" | "rtx" => Some(ShimKind::Mise),
+        "rustup" | "rustup-init" => Some(ShimKind::Rustup),
+        "elan" | "elan-init" => Some(ShimKind::Elan),
+        _ => None,
+    };
+    let own = path.file_name()?.to_str()?;
+    if let Ok(target) = std::fs::read_link(path)
+        && let Some(k) = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(by_name)
+        && by_name(own).is_none()
+    {
+        return Some(k);
+    }
+    // rustup and elan install their proxies as hard links of themselves.
+    if meta.nlink() > 1 && by_name(own).is_none() {
+        let dir = path.parent()?;
+        for proxy in ["rustup", "elan"] {
+            if let Ok(m) = std::fs::metadata(dir.join(proxy))
+                && m.ino() == meta.ino()
+                && m.dev() == meta.dev()
+            {
+                return by_name(proxy);
+            }
+        }
+    }
+    // asdf shims are small shell scripts that call `asdf exec`.
+    if meta.len() < 4096 {
+        let head = std::fs::read(path).ok()?;
+        let text = String::from_utf8_lossy(&head);
+        if text.starts_with("#!") && (text.contains("asdf exec") || text.contains("# asdf-plugin:"))
+        {
+            return Some(ShimKind::Asdf);
+        }
+        if text.starts_with("#!") && (text.contains("mise x ") || text.contains("exec mise ")) {
+            return Some(ShimKind::Mise);
+        }
+    }
+    None
+}
+
+struct Walker<'a> {
+    rules: &'a Rules,
+    max_depth: usize,
+    visited_dirs: HashSet<(u64, u64)>,
+    by_file: HashMap<(u64, u64), usize>,
+    candidates: Vec<Candidate>,
+    also: HashMap<usize, Vec<PathBuf>>,
+    shims: Vec<Shim>,
+    unidentified: Vec<Unidentified>,
+    problems: Vec<ScanProblem>,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, dir: &Path, depth: usize, origin: &Origin) {
+        let Ok(dmeta) = std::fs::metadata(dir) else {
+            // A missing directory is not a problem (defaults name dirs that may not exist)...
+            if dir.symlink_metadata().is_ok() || dir.exists() {
+                self.problems.push(ScanProblem {
+                    path: dir.to_path_buf(),
+                    message: "cannot read".into(),
+                });
+            }
+            return;
+        };
+        if !self.visited_dirs.insert((dmeta.dev(), dmeta.ino())) {
+            return;
+        }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                // ...but an unreadable one is.
+                self.problems.push(ScanProblem {
+                    path: dir.to_path_buf(),
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        let shim_dir = shim_dir_kind(dir);
+        let mut names: Vec<(OsString, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .map(|e| (e.file_name(), e.path()))
+            .collect();
+        names.sort();
+        for (name, path) in names {
+            let Some(name) = name.to_str() else { continue };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if depth < self.max_depth && !name.starts_with('.') && !SKIP_DIRS.contains(&name) {
+                    self.walk(&path, depth + 1, origin);
+                }
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            if !is_exec(&meta) {
+                if let Some(rule) = self.rules.for_file(name) {
+                    let idx = self
+                        .rules
+                        .all()
+                        .iter()
+                        .position(|r| r.id == rule.id)
+                        .unwrap_or(0);
+                    self.add(path, &meta, idx, origin, true);
+                }
+                continue;
+            }
+            if skip_file(name) {
+                continue;
+            }
+            let shim = shim_dir.or_else(|| shim_file_kind(&path, &meta));
+            if let Some(kind) = shim {
+                self.shims.push(Shim {
+                    path,
+                    kind,
+                    name: name.to_owned(),
+                    origin: origin.clone(),
+                    resolves_to: Vec::new(),
+                });
+                continue;
+            }
+            match self.rules.for_exe(name) {
+                Some(rule) => {
+                    let idx = self
+                        .rules
+                        .all()
+                        .iter()
+                        .position(|r| r.id == rule.id)
+                        .unwrap_or(0);
+                    self.add(path, &meta, idx, origin, false);
+                }
+                None => {
+                    if let Origin::ToolsDir { root } | Origin::Manager { root, .. } = origin {
+                        self.unidentified.push(Unidentified {
+                            path,
+                            root: root.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(
+        &mut self,
+        path: PathBuf,
+        meta: &std::fs::Metadata,
+        rule: usize,
+        origin: &Origin,
+        via_runner: bool,
+    ) {
+        let id = (meta.dev(), meta.ino());
+        if let Some(&i) = self.by_file.get(&id) {
+            self.also.entry(i).or_default().push(path);
+            return;
+        }
+        self.by_file.insert(id, self.candidates.len());
+        self.candidates.push(Candidate {
+            path,
+            key: FileKey::of(meta),
+            rule,
+            origin: origin.clone(),
+            via_runner,
+        });
+    }
+}
+
+/// Run one probe.
+fn probe(c: &Candidate, rule: &Rule, opts: &ScanOptions) -> (Option<String>, Outcome) {
+    let mut argv: Vec<OsString> = Vec::new();
+    let program: OsString = if c.via_runner {
+        let java =
+            repoman_core::process::resolve_program("java".as_ref(), Some(PROBE_PATH.as_ref()))
+                .map(PathBuf::into_os_string)
+                .map_err(|e| e.to_string());
+        let mut it = rule.runner.iter().map(|a| {
+            if a == "{path}" {
+                Ok(c.path.clone().into_os_string())
+            } else if a == "{java}" {
+                java.clone()
+            } else {
+                Ok(OsString::from(a))
+            }
+        });
+        let first = match it.next() {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return (None, Outcome::Error { message: e }),
+            None => {
+                return (
+                    None,
+                    Outcome::Error {
+                        message: "empty runner".into(),
+                    },
+                );
+            }
+        };
+        for a in it {
+            match a {
+                Ok(a) => argv.push(a),
+                Err(e) => return (None, Outcome::Error { message: e }),
+            }
+        }
+        first
+    } else {
+        argv.extend(rule.version_args.iter().map(OsString::from));
+        c.path.clone().into_os_string()
+    };
+    let mut cmd = Cmd::new(&program)
+        .args(&argv)
+        .env_clear()
+        .env("PATH", PROBE_PATH)
+        .env("LC_ALL", "C")
+        .current_dir("/")
+        .search_path(PROBE_PATH)
+        .timeout(opts.timeout);
+    if let Some(h) = &opts.home {
+        cmd = cmd.env("HOME", h);
+    }
+    match cmd.output() {
+        Ok(out) => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let version = rule.extract_version(&stdout, &stderr);
+            let excerpt = || {
+                let s = format!("{}{}", stdout.trim(), stderr.trim());
+                s.chars().take(200).collect::<String>()
+            };
+            match (version, out.status.success()) {
+                (Some(v), _) => (Some(v), Outcome::Ok),
+                (None, true) => (None, Outcome::NoVersion { output: excerpt() }),
+                (None, false) => (
+                    None,
+                    Outcome::Failed {
+                        code: out.status.code(),
+                        output: excerpt(),
+                    },
+                ),
+            }
+        }
+        Err(ProcessError::Timeout { after, .. }) => (
+            None,
+            Outcome::TimedOut {
+                after_ms: after.as_millis() as u64,
+            },
+        ),
+        Err(e) => (
+            None,
+            Outcome::Error {
+                message: e.to_string(),
+            },
+        ),
+    }
+}
+
+/// Scan, probe (or reuse the cache) and build the inventory. The cache is updated in memory;
+/// the caller saves it.
+pub fn scan(
+    opts: &ScanOptions,
+    rules: &Rules,
+    cache: &mut ProbeCache,
+    reporter: &dyn ScanReporter,
+) -> Inventory {
+    let start = Instant::now();
+    let mut w = Walker {
+        rules,
+        max_depth: opts.max_depth,
+        visited_dirs: HashSet::new(),
+        by_file: HashMap::new(),
+        candidates: Vec::new(),
+        also: HashMap::new(),
+        shims: Vec::new(),
+        unidentified: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut shim_dirs_on_path = Vec::new();
+    for (rank, dir) in opts.path_dirs.iter().enumerate() {
+        if shim_dir_kind(dir).is_some() {
+            shim_dirs_on_path.push((rank, dir.clone()));
+        }
+        let origin = Origin::Path {
+            rank,
+            dir: dir.clone(),
+        };
+        let saved = w.max_depth;
+        w.max_depth = 0;
+        w.walk(dir, 0, &origin);
+        w.max_depth = saved;
+    }
+    for root in &opts.tools_dirs {
+        w.walk(root, 0, &Origin::ToolsDir { root: root.clone() });
+    }
+    for (manager, root) in &opts.manager_dirs {
+        w.walk(
+            root,
+            0,
+            &Origin::Manager {
+                manager: manager.clone(),
+                root: root.clone(),
+            },
+        );
+    }
+
+    // Decide which candidates need a process.
+    let mut results: Vec<Option<(Option<String>, Outcome, bool)>> = vec![None; w.candidates.len()];
+    let mut todo = Vec::new();
+    for (i, c) in w.candidates.iter().enumerate() {
+        let rule = &rules.all()[c.rule];
+        let hit = (!opts.refresh)
+            .then(|| cache.entries.get(&c.path))
+            .flatten()
+            .filter(|e| e.key == c.key && e.rule == rule.fingerprint());
+        match hit {
+            Some(e) => results[i] = Some((e.version.clone(), e.outcome.clone(), true)),
+            None => todo.push(i),
+        }
+    }
+    reporter.probing(todo.len());
+    let run = |i: &usize| {
+        let c = &w.candidates[*i];
+        let r = probe(c, &rules.all()[c.rule], opts);
+        reporter.probed(&c.path);
+        (*i, r)
+    };
+    let probed: Vec<(usize, (Option<String>, Outcome))> =
+        if opts.parallelism <= 1 || todo.len() <= 1 {
+            todo.iter().map(run).collect()
+        } else {
+            match rayon::ThreadPoolBuilder::new()
+                .num_threads(opts.parallelism)
+                .build()
+            {
+                Ok(pool) => pool.install(|| todo.par_iter().map(run).collect()),
+                Err(_) => todo.iter().map(run).collect(),
+            }
+        };
+    let mut stats = ScanStats {
+        candidates: w.candidates.len(),
+        probed: probed.len(),
+        ..Default::default()
+    };
+    for (i, (version, outcome)) in probed {
+        let c = &w.candidates[i];
+        cache.entries.insert(
+            c.path.clone(),
+            CacheEntry {
+                key: c.key,
+                rule: rules.all()[c.rule].fingerprint(),
+                version: version.clone(),
+                outcome: outcome.clone(),
+            },
+        );
+        cache.dirty = true;
+        results[i] = Some((version, outcome, false));
+    }
+
+    let mut installs = Vec::new();
+    for (i, c) in w.candidates.iter().enumerate() {
+        let Some((version, outcome, cached)) = results[i].take() else {
+            continue;
+        };
+        stats.cached += usize::from(cached);
+        match &outcome {
+            Outcome::TimedOut { .. } => stats.timed_out += 1,
+            Outcome::Failed { .. } | Outcome::Error { .. } | Outcome::NoVersion { .. } => {
+                stats.failed += 1
+            }
+            Outcome::Ok => {}
+        }
+        let rule = &rules.all()[c.rule];
+        installs.push(Install {
+            id: rule.id.clone(),
+            category: rule.category,
+            path: c.path.clone(),
+            also: w.also.remove(&i).unwrap_or_default(),
+            version,
+            origin: c.origin.clone(),
+            outcome,
+            cached,
+        });
+    }
+
+    // Resolve each shim to the real installs of the same executable name under manager dirs.
+    let mut shims = w.shims;
+    for s in &mut shims {
+        s.resolves_to = installs
+            .iter()
+            .filter(|i| matches!(i.origin, Origin::Manager { .. }))
+            .filter(|i| i.path.file_name().and_then(|n| n.to_str()) == Some(s.name.as_str()))
+            .map(|i| i.path.clone())
+            .collect();
+    }
+    stats.elapsed_ms = start.elapsed().as_millis() as u64;
+    Inventory {
+        installs,
+        shims,
+        unidentified: w.unidentified,
+        problems: w.problems,
+        shim_dirs_on_path,
+        stats,
+    }
+}
