@@ -13,6 +13,7 @@ mod doctor;
 mod explain;
 pub(crate) mod log;
 mod man;
+mod realm;
 mod schema;
 
 /// The subcommands.
@@ -35,6 +36,9 @@ pub enum Command {
     /// List or print the JSON Schemas of repoman's file formats and events.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Realm contracts between repositories: diff, check, status, admin.
+    #[command(subcommand)]
+    Realm(realm::RealmCommand),
 }
 
 impl Command {
@@ -48,6 +52,7 @@ impl Command {
             Command::Explain(_) => "explain",
             Command::Doctor(_) => "doctor",
             Command::Schema(_) => "schema",
+            Command::Realm(_) => "realm",
         }
     }
 }
@@ -62,5 +67,6 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Explain(a) => explain::run(app, a),
         Command::Doctor(a) => doctor::run(app, a),
         Command::Schema(c) => schema::run(app, c),
+        Command::Realm(c) => realm::run(app, c),
     }
 }
