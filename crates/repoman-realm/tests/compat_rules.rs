@@ -22,10 +22,20 @@ fn seed_contract_evolution_adding_optional_arrays_is_backward_compatible() {
     let v2 = json!({"type": "object", "required": ["read"], "properties": {
         "read": {"type": "array", "items": {"type": "string"}},
         "write": {"type": "array", "items": {"type": "string"}, "default": []}}});
+    // Open model: old data may carry `write` with any value; the default makes it a warning (the
+    // seed calls it compatible), without a default it breaks.
     assert_eq!(
         verdict(v1.clone(), v2.clone(), Mode::Backward),
-        Verdict::Breaking,
-        "open model: old data may carry any `write`"
+        Verdict::Warning
+    );
+    let mut no_default = v2.clone();
+    no_default["properties"]["write"]
+        .as_object_mut()
+        .expect("object")
+        .remove("default");
+    assert_eq!(
+        verdict(v1.clone(), no_default, Mode::Backward),
+        Verdict::Breaking
     );
     let closed = |mut v: Value| {
         v["additionalProperties"] = json!(false);

@@ -394,6 +394,25 @@ impl Engine {
         }
         let mut scratch = Vec::new();
         let ok = self.subset_nodes(a, b, &mut scratch)?;
+        // The seed's rule: an optional property added *with a default* to an open model is
+        // compatible for readers that apply defaults. Old documents could carry the name with
+        // another value, so it is a warning (which `--strict` refuses), not silence.
+        let defaulted = subject == "property"
+            && presence == Presence::OnlyB
+            && self.pass == Pass::OldInNew
+            && a.is_empty()
+            && b.iter()
+                .any(|n| n.v.as_object().is_some_and(|m| m.contains_key("default")));
+        if !ok && defaulted {
+            out.push(Raw {
+                pointer: pointer.to_string(),
+                subject,
+                presence,
+                class: RawClass::Warning,
+                detail: "optional property with a default added to an open model; old documents may carry it with other values".into(),
+            });
+            return Ok(true);
+        }
         if ok {
             out.extend(scratch.into_iter().filter(|r| r.class == RawClass::Warning));
         } else {
