@@ -20,9 +20,9 @@ use crate::spec::{
 };
 use crate::transport::Method;
 
-/// How many instance states [`ProjectScope::instance_states`] fetches at once. Incus spends
-/// ~30 ms of server time per state; a few in flight hide that latency without flooding it.
-const STATE_PARALLELISM: usize = 8;
+/// How many instance states [`ProjectScope::instance_states`] fetches at once: a few requests in
+/// flight hide the round trips; more would only queue on the server's CPU.
+const STATE_PARALLELISM: usize = 4;
 
 /// Calls scoped to one project. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -236,9 +236,10 @@ impl ProjectScope {
         self.incus.get(&self.url("/1.0/instances?recursion=1"))
     }
 
-    /// All instances with their runtime state (`recursion=2`, what `incus list` does). The server
-    /// gathers every state serially (~30 ms each): prefer [`ProjectScope::list_instances`] plus
-    /// [`ProjectScope::instance_states`] for the running ones when only some need state.
+    /// All instances with their runtime state (`recursion=2`, what `incus list` does). State is
+    /// expensive: 25-45 ms of server CPU per running instance (the server already gathers 4 at a
+    /// time). Prefer [`ProjectScope::list_instances`] and fetch state only for the instances that
+    /// need it ([`ProjectScope::instance_states`]).
     pub fn list_instances_with_state(&self) -> Result<Vec<Instance>> {
         self.incus.get(&self.url("/1.0/instances?recursion=2"))
     }
