@@ -174,10 +174,7 @@ fn main() {
     let r2 = (0..10)
         .map(|_| time(|| project.list_instances_with_state().unwrap()).0)
         .collect();
-    stats(
-        &format!("list {n} instances, recursion=2 (with state)"),
-        r2,
-    );
+    stats(&format!("list {n} instances, recursion=2 (with state)"), r2);
     let par = (0..10)
         .map(|_| {
             time(|| {

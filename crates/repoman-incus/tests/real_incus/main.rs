@@ -11,7 +11,7 @@ mod mounts;
 mod projects;
 mod server;
 
-use repoman_incus::testlab::{TEST_IMAGE_ALIAS, TestLab};
+use repoman_incus::testlab::TEST_IMAGE_ALIAS;
 use repoman_incus::{ImageSource, InstanceSpec};
 
 /// Connect to the lab or return from the test (after the loud skip message).
@@ -29,7 +29,3 @@ pub(crate) use lab;
 pub fn busybox(name: &str) -> InstanceSpec {
     InstanceSpec::new(name, ImageSource::alias(TEST_IMAGE_ALIAS))
 }
-
-/// Keep the import used in every configuration.
-#[allow(dead_code)]
-fn _assert_types(_: &TestLab) {}
