@@ -25,6 +25,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar { name: "REPOMAN_PROFILE", doc: "The profile recorded on events and matched by policy rules (default: `default`)." },
     EnvVar { name: "REPOMAN_LOG", doc: "Log level filter for diagnostics on stderr, e.g. `debug` or `repoman_incus=trace` (default: `warn`)." },
     EnvVar { name: "REPOMAN_LOG_FORMAT", doc: "`text` (default) or `json` for structured logs on stderr." },
+    EnvVar { name: "REPOMAN_TEST_FAIL_AFTER", doc: "Tests only: make `repoman new` fail right after the named step (`mkdir`, `create`, `start`, `register`) to exercise its rollback." },
     EnvVar { name: "REPOMAN_TEST_INCUS", doc: "Tests only: `require` makes real-Incus tests fail instead of skip when Incus is unreachable." },
     EnvVar { name: "LOCAL_REPOS", doc: "Fallback for `[defaults] local_repos` (the seed script's variable)." },
     EnvVar { name: "NFS_REPOS", doc: "Fallback for `[defaults] backup_root` (the seed script's variable)." },

@@ -15,10 +15,41 @@ pub(crate) mod log;
 mod man;
 mod realm;
 mod schema;
+mod setup;
+mod new;
+mod list;
+mod status;
+mod shell;
+mod exec;
+mod lifecycle;
+mod update;
+mod remove;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set up this host for sandboxes (idempotent).
+    Setup(setup::SetupArgs),
+    /// Create a project's sandbox (or register a project with --no-container).
+    New(new::NewArgs),
+    /// List projects and their sandboxes.
+    List(list::ListArgs),
+    /// Health of the sandboxes and drift between the registry and Incus; --repair fixes it.
+    Status(status::StatusArgs),
+    /// Open an interactive login shell in a sandbox.
+    Shell(shell::ShellArgs),
+    /// Run a command in a sandbox and exit with its status.
+    Exec(exec::ExecArgs),
+    /// Start a sandbox.
+    Start(lifecycle::LifecycleArgs),
+    /// Stop a sandbox.
+    Stop(lifecycle::LifecycleArgs),
+    /// Restart a sandbox.
+    Restart(lifecycle::LifecycleArgs),
+    /// Re-apply repoman.toml and .repoman.toml to a sandbox (shows the diff first).
+    Update(update::UpdateArgs),
+    /// Destroy a sandbox (the repo and the backup are never touched).
+    Remove(remove::RemoveArgs),
     /// Show or migrate the configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -52,6 +83,17 @@ impl Command {
             Command::Explain(_) => "explain",
             Command::Doctor(_) => "doctor",
             Command::Schema(_) => "schema",
+            Command::Setup(_) => "setup",
+            Command::New(_) => "new",
+            Command::List(_) => "list",
+            Command::Status(_) => "status",
+            Command::Shell(_) => "shell",
+            Command::Exec(_) => "exec",
+            Command::Start(_) => "start",
+            Command::Stop(_) => "stop",
+            Command::Restart(_) => "restart",
+            Command::Update(_) => "update",
+            Command::Remove(_) => "remove",
             Command::Realm(_) => "realm",
         }
     }
@@ -67,6 +109,17 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Explain(a) => explain::run(app, a),
         Command::Doctor(a) => doctor::run(app, a),
         Command::Schema(c) => schema::run(app, c),
+        Command::Setup(a) => setup::run(app, a),
+        Command::New(a) => new::run(app, a),
+        Command::List(a) => list::run(app, a),
+        Command::Status(a) => status::run(app, a),
+        Command::Shell(a) => shell::run(app, a),
+        Command::Exec(a) => exec::run(app, a),
+        Command::Start(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Start),
+        Command::Stop(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Stop),
+        Command::Restart(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Restart),
+        Command::Update(a) => update::run(app, a),
+        Command::Remove(a) => remove::run(app, a),
         Command::Realm(c) => realm::run(app, c),
     }
 }

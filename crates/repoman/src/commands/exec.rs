@@ -1,0 +1,90 @@
+//! `repoman exec`: run a command in a sandbox, streaming its output, exiting with its code.
+
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+
+use clap::Args;
+use repoman_core::process::resolve_program;
+
+use crate::app::App;
+use crate::error::{CliError, Exit};
+use crate::sandbox::session::{self, Session, Target};
+
+/// Run a command in a sandbox as your user, in the repo directory, and exit with its status.
+///
+/// No terminal is allocated and stdin is empty; stdout and stderr stream as the command writes
+/// them. A stopped sandbox is started after confirmation (or with --yes). repoman then replaces
+/// itself with the `incus` CLI (`incus exec --mode non-interactive --user UID --group GID --cwd
+/// REPO`, argv only), so the exit status is exactly the command's.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The sandbox.
+    pub name: String,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Start a stopped sandbox after confirmation (shared with `shell`).
+pub(crate) fn ensure_running(app: &App, s: &Session, t: &Target) -> Result<(), CliError> {
+    if t.status == "Running" {
+        return Ok(());
+    }
+    let name = &t.desired.name;
+    if !app.ui.confirm(
+        &format!("sandbox `{name}` is {}; start it?", t.status.to_lowercase()),
+        "--yes",
+    )? {
+        return Err(CliError::failed(format!("sandbox `{name}` is not running")));
+    }
+    let state = app.state()?;
+    session::gate(
+        &state,
+        &session::op("sandbox.start", name),
+        Vec::new(),
+        &s.estate.file.registry.policy.rules,
+        true,
+    )?;
+    s.observed
+        .scope
+        .start(name)
+        .map_err(crate::sandbox::SandboxError::from)?;
+    state.append(repoman_state::NewEvent::new(
+        "sandbox.started",
+        format!("sandbox:{name}"),
+        serde_json::json!({"project": name, "reason": "exec/shell"}),
+    ))?;
+    app.ui.info(&format!("started `{name}`"));
+    Ok(())
+}
+
+/// The exit of an interactive child (`shell`): its failure is reported as exit 1.
+pub(crate) fn exit_of(status: std::process::ExitStatus) -> Exit {
+    if status.success() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    }
+}
+
+pub fn run(app: &App, args: ExecArgs) -> Result<Exit, CliError> {
+    let s = Session::open(app.registry()?, &app.env)?;
+    for w in s.drift_warnings(Some(&args.name)) {
+        app.ui.warn(&w);
+    }
+    let t = s.target(&args.name)?;
+    ensure_running(app, &s, &t)?;
+    let argv = session::incus_exec_argv(&t, false, &args.command);
+    // repoman's part is done (reconciled, started, recorded); the process becomes `incus exec`, so
+    // output streams straight to our stdout/stderr and the command's exit code is ours, exactly.
+    let program = resolve_program(OsStr::new("incus"), app.env.get_os("PATH"))?;
+    let err = std::process::Command::new(&program)
+        .args(&argv)
+        .stdin(Stdio::null())
+        .exec();
+    Err(CliError::failed(format!(
+        "cannot run {}: {err}",
+        program.display()
+    )))
+}

@@ -1,0 +1,57 @@
+//! `repoman shell`: an interactive login shell in a sandbox.
+
+use clap::Args;
+use repoman_core::process::Cmd;
+
+use crate::app::App;
+use crate::error::{CliError, Exit};
+use crate::sandbox::session::{self, Session};
+
+use super::exec::{ensure_running, exit_of};
+
+/// Open an interactive login shell in a sandbox, as your user, in the repo directory.
+///
+/// HOME and USER are set; a stopped sandbox is started after confirmation. With `-- CMD...` the
+/// command runs on a terminal instead of the shell. Runs the `incus` CLI for the terminal
+/// (`incus exec --user UID --group GID --cwd REPO --env HOME=...`), argv only.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// The sandbox.
+    pub name: String,
+    /// A command to run instead of the login shell.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// The login shell of `uid` in the container's /etc/passwd, else /bin/sh.
+fn login_shell(s: &Session, name: &str, uid: u32) -> String {
+    let passwd = s.observed.scope.pull_file(name, "/etc/passwd").ok();
+    passwd
+        .and_then(|f| {
+            String::from_utf8_lossy(&f.content).lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
+                    .then(|| f.get(6).map(|s| s.to_string()))
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+            })
+        })
+        .unwrap_or_else(|| "/bin/sh".to_owned())
+}
+
+pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
+    let s = Session::open(app.registry()?, &app.env)?;
+    for w in s.drift_warnings(Some(&args.name)) {
+        app.ui.warn(&w);
+    }
+    let t = s.target(&args.name)?;
+    ensure_running(app, &s, &t)?;
+    let command = if args.command.is_empty() {
+        vec![login_shell(&s, &args.name, t.desired.uid), "-l".to_owned()]
+    } else {
+        args.command.clone()
+    };
+    let argv = session::incus_exec_argv(&t, true, &command);
+    let output = Cmd::new("incus").args(&argv).interactive().output()?;
+    Ok(exit_of(output.status))
+}

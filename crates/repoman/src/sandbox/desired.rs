@@ -1,0 +1,507 @@
+//! The desired state of one sandbox: what its Incus instance should look like, computed from the
+//! registry (`[defaults]`, `[[project]]`), the repo's `.repoman.toml` and the host user.
+//!
+//! Precedence (DESIGN.md §3, the issue): the image is the `[[project]] image` (recorded from
+//! `--image`), else `.repoman.toml` `image`, else `[defaults] default_image`. Profiles are the
+//! union, in order, of `default`, `[defaults] profiles`, `.repoman.toml` `profiles` and
+//! `[[project]] profiles` (recorded from `--profile`): profiles only ever add configuration.
+//!
+//! Invariants: the repo is always the device `repo`, a `shift=true` bind mount of
+//! `<local_repos>/<dirname>` at the mount path (default `/home/<user>/<dirname>`); extra mounts
+//! are devices named from their target path (`mount-<slug>`), so reordering `[[mount]]` entries
+//! is not drift; the instance carries `user.repoman.*` tags and `environment.*` keys for `[env]`,
+//! and nothing else repoman compares. Building a [`Desired`] touches no file except reading
+//! `.repoman.toml` (done by the caller) and never talks to Incus.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use repoman_core::identity::HostUser;
+use repoman_core::registry::{OVERRIDES_FILE, ProjectEntry, ProjectOverrides, Registry};
+use repoman_core::settings::Settings;
+use repoman_incus::ImageSource;
+use serde::Serialize;
+
+use super::error::SandboxError;
+
+/// Tag keys (without the `user.` prefix) repoman puts on its instances.
+pub const TAG_ESTATE: &str = "repoman.estate";
+pub const TAG_PROJECT: &str = "repoman.project";
+pub const TAG_REPO: &str = "repoman.repo";
+pub const TAG_IMAGE: &str = "repoman.image";
+/// The device name of the repo bind mount.
+pub const REPO_DEVICE: &str = "repo";
+
+/// Config keys repoman owns on an instance; other keys (`volatile.*`, `image.*`, ...) are
+/// Incus' and are never compared or changed.
+pub fn is_managed_key(key: &str) -> bool {
+    key.starts_with("user.repoman.") || key.starts_with("environment.")
+}
+
+/// Which layer chose the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageOrigin {
+    Flag,
+    Project,
+    RepoFile,
+    Defaults,
+}
+
+/// The computed target state of one sandbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct Desired {
+    pub name: String,
+    pub incus_project: String,
+    pub repo_dir: String,
+    pub repo_path: PathBuf,
+    /// Where the repo appears inside the container.
+    pub mount_path: String,
+    /// `HOME` inside the container for the host user.
+    pub home: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    pub image: String,
+    pub image_origin: ImageOrigin,
+    pub profiles: Vec<String>,
+    pub devices: BTreeMap<String, BTreeMap<String, String>>,
+    pub config: BTreeMap<String, String>,
+    /// Host paths of every bind mount (repo first), to check that they exist.
+    pub mount_sources: Vec<PathBuf>,
+}
+
+impl Desired {
+    /// The image as an Incus source (validated when the desired state was built).
+    pub fn image_source(&self) -> Result<ImageSource, SandboxError> {
+        Ok(ImageSource::parse(&self.image)?)
+    }
+}
+
+/// Everything [`build`] needs.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub settings: &'a Settings,
+    pub registry: &'a Registry,
+    pub entry: &'a ProjectEntry,
+    pub overrides: &'a ProjectOverrides,
+    pub user: &'a HostUser,
+    /// The host user's home directory on the host (for `~` in mount sources).
+    pub user_home: Option<&'a Path>,
+    /// `--image` given to this very command (wins over everything).
+    pub image_flag: Option<&'a str>,
+}
+
+/// `<local_repos>/<dirname>`, or an error saying how to configure `local_repos`.
+pub fn repo_path(settings: &Settings, dirname: &str) -> Result<PathBuf, SandboxError> {
+    let Some(local) = &settings.local_repos else {
+        return Err(SandboxError::NotConfigured {
+            what: "local_repos (the directory holding your working copies)".to_owned(),
+            hint: "run `repoman setup --local-repos DIR`, or set LOCAL_REPOS".to_owned(),
+        });
+    };
+    Ok(local.value.join(dirname))
+}
+
+/// The host user's home directory on the host, from `/etc/passwd`.
+pub fn host_home(user: &HostUser) -> Option<PathBuf> {
+    repoman_core::identity::passwd_entries()
+        .find(|e| e.uid == user.uid)
+        .map(|e| PathBuf::from(e.home))
+}
+
+/// Compute the desired state.
+pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
+    let name = i.entry.name.as_str().to_owned();
+    let dirname = i.entry.repo.as_str().to_owned();
+    let repo_path = repo_path(i.settings, &dirname)?;
+    let overrides_path = repo_path.join(OVERRIDES_FILE);
+    let bad = |message: String| SandboxError::Overrides {
+        path: overrides_path.clone(),
+        message,
+    };
+
+    let (image, image_origin) = if let Some(img) = i.image_flag {
+        (img.to_owned(), ImageOrigin::Flag)
+    } else if let Some(img) = &i.entry.image {
+        (img.clone(), ImageOrigin::Project)
+    } else if let Some(img) = &i.overrides.image {
+        (img.clone(), ImageOrigin::RepoFile)
+    } else if let Some(img) = &i.settings.default_image {
+        (img.value.clone(), ImageOrigin::Defaults)
+    } else {
+        return Err(SandboxError::NotConfigured {
+            what: format!("an image for `{name}`"),
+            hint: "pass --image IMG, set `image` in the repo's .repoman.toml, or `[defaults] default_image` (repoman setup --image IMG)".to_owned(),
+        });
+    };
+    ImageSource::parse(&image)
+        .map_err(|e| SandboxError::Invalid(format!("image `{image}`: {e}")))?;
+
+    let mut profiles = vec!["default".to_owned()];
+    for p in i
+        .settings
+        .profiles
+        .value
+        .iter()
+        .chain(&i.overrides.profiles)
+        .chain(&i.entry.profiles)
+    {
+        if p.trim().is_empty() {
+            return Err(SandboxError::Invalid(format!(
+                "empty profile name for `{name}`"
+            )));
+        }
+        if !profiles.contains(p) {
+            profiles.push(p.clone());
+        }
+    }
+
+    let mount_path = i.settings.mount_path_for(&i.user.name, &dirname);
+    if !mount_path.starts_with('/') {
+        return Err(SandboxError::Invalid(format!(
+            "mount path `{mount_path}` (from [defaults] mount_path) must be absolute"
+        )));
+    }
+    let home = if i.user.uid == 0 {
+        "/root".to_owned()
+    } else {
+        format!("/home/{}", i.user.name)
+    };
+
+    let mut devices = BTreeMap::new();
+    devices.insert(REPO_DEVICE.to_owned(), disk(&repo_path, &mount_path, false));
+    let mut mount_sources = vec![repo_path.clone()];
+    for m in &i.overrides.mounts {
+        if !m.path.starts_with('/') {
+            return Err(bad(format!(
+                "[[mount]] path `{}` must be an absolute path inside the sandbox",
+                m.path
+            )));
+        }
+        if m.path.trim_end_matches('/') == mount_path.trim_end_matches('/') {
+            return Err(bad(format!(
+                "[[mount]] path `{}` is where the repo itself is mounted",
+                m.path
+            )));
+        }
+        let source = expand_source(&m.source, &repo_path, i.user_home).map_err(bad)?;
+        let mut dev_name = format!("mount-{}", slug(&m.path));
+        let mut n = 2;
+        while devices.contains_key(&dev_name) {
+            dev_name = format!("mount-{}-{n}", slug(&m.path));
+            n += 1;
+        }
+        devices.insert(dev_name, disk(&source, &m.path, m.readonly));
+        mount_sources.push(source);
+    }
+
+    let mut config = BTreeMap::new();
+    if let Some(estate) = &i.registry.estate_id {
+        config.insert(format!("user.{TAG_ESTATE}"), estate.clone());
+    }
+    config.insert(format!("user.{TAG_PROJECT}"), name.clone());
+    config.insert(format!("user.{TAG_REPO}"), repo_path.display().to_string());
+    config.insert(format!("user.{TAG_IMAGE}"), image.clone());
+    for (k, v) in &i.overrides.env {
+        if !valid_env_name(k) {
+            return Err(bad(format!(
+                "[env] key `{k}` is not a valid environment variable name (letters, digits and `_`, not starting with a digit)"
+            )));
+        }
+        config.insert(format!("environment.{k}"), v.clone());
+    }
+
+    Ok(Desired {
+        name,
+        incus_project: i.settings.incus_project.value.clone(),
+        repo_dir: dirname,
+        repo_path,
+        mount_path,
+        home,
+        uid: i.user.uid,
+        gid: i.user.gid,
+        user: i.user.name.clone(),
+        image,
+        image_origin,
+        profiles,
+        devices,
+        config,
+        mount_sources,
+    })
+}
+
+fn disk(source: &Path, path: &str, readonly: bool) -> BTreeMap<String, String> {
+    let mut d: BTreeMap<String, String> = repoman_incus::DeviceSpec::disk(source, path)
+        .shift(true)
+        .build();
+    if readonly {
+        d.insert("readonly".to_owned(), "true".to_owned());
+    }
+    d
+}
+
+/// `~` and `~/x` are the host user's home; relative paths are relative to the repo.
+fn expand_source(source: &str, repo: &Path, home: Option<&Path>) -> Result<PathBuf, String> {
+    if source.is_empty() {
+        return Err("[[mount]] source is empty".to_owned());
+    }
+    if source == "~" || source.starts_with("~/") {
+        let home = home.ok_or_else(|| {
+            format!(
+                "[[mount]] source `{source}` uses `~` but the host user's home directory is unknown"
+            )
+        })?;
+        return Ok(match source.strip_prefix("~/") {
+            Some(rest) => home.join(rest),
+            None => home.to_path_buf(),
+        });
+    }
+    let p = Path::new(source);
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        repo.join(p)
+    })
+}
+
+fn slug(path: &str) -> String {
+    let s: String = path
+        .trim_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if s.is_empty() { "root".to_owned() } else { s }
+}
+
+fn valid_env_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Load `.repoman.toml` from `repo` (a missing file, or a missing repo, means no overrides).
+pub fn load_overrides(repo: &Path) -> Result<ProjectOverrides, SandboxError> {
+    Ok(ProjectOverrides::load(repo)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repoman_core::Env;
+    use repoman_core::registry::MountDef;
+
+    fn setup(defaults: &str) -> (Registry, Settings) {
+        let reg = Registry::parse(Path::new("r.toml"), defaults).unwrap();
+        let s = Settings::resolve(&reg, &Env::default());
+        (reg, s)
+    }
+
+    fn entry(name: &str, repo: &str) -> ProjectEntry {
+        ProjectEntry {
+            name: name.parse().unwrap(),
+            repo: repo.parse().unwrap(),
+            container: true,
+            image: None,
+            profiles: vec![],
+            created_at: None,
+            last_sync: None,
+        }
+    }
+
+    fn user() -> HostUser {
+        HostUser {
+            name: "dev".into(),
+            uid: 1000,
+            gid: 1000,
+        }
+    }
+
+    #[test]
+    fn defaults_give_repo_mount_tags_and_image() {
+        let (reg, s) = setup(
+            "estate_id = \"e1\"\n[defaults]\nlocal_repos = \"/srv/r\"\ndefault_image = \"busy\"\nprofiles = [\"share\"]\n",
+        );
+        let e = entry("app", "app-repo");
+        let d = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &ProjectOverrides::default(),
+            user: &user(),
+            user_home: None,
+            image_flag: None,
+        })
+        .unwrap();
+        assert_eq!(d.repo_path, PathBuf::from("/srv/r/app-repo"));
+        assert_eq!(d.mount_path, "/home/dev/app-repo");
+        assert_eq!(d.image, "busy");
+        assert_eq!(d.image_origin, ImageOrigin::Defaults);
+        assert_eq!(d.profiles, ["default", "share"]);
+        let repo = &d.devices["repo"];
+        assert_eq!(repo["source"], "/srv/r/app-repo");
+        assert_eq!(repo["path"], "/home/dev/app-repo");
+        assert_eq!(repo["shift"], "true");
+        assert_eq!(d.config["user.repoman.estate"], "e1");
+        assert_eq!(d.config["user.repoman.project"], "app");
+        assert_eq!(d.config["user.repoman.repo"], "/srv/r/app-repo");
+        assert_eq!(d.home, "/home/dev");
+    }
+
+    #[test]
+    fn precedence_of_image_and_union_of_profiles() {
+        let (reg, s) =
+            setup("[defaults]\nlocal_repos = \"/r\"\ndefault_image = \"d\"\nprofiles = [\"a\"]\n");
+        let mut e = entry("x", "x");
+        e.profiles = vec!["c".into(), "a".into()];
+        let o = ProjectOverrides {
+            image: Some("repo-img".into()),
+            profiles: vec!["default".into(), "b".into()],
+            ..Default::default()
+        };
+        let mk = |e: &ProjectEntry, flag: Option<&str>| {
+            build(&Inputs {
+                settings: &s,
+                registry: &reg,
+                entry: e,
+                overrides: &o,
+                user: &user(),
+                user_home: None,
+                image_flag: flag,
+            })
+            .unwrap()
+        };
+        let d = mk(&e, None);
+        assert_eq!(
+            (d.image.as_str(), d.image_origin),
+            ("repo-img", ImageOrigin::RepoFile)
+        );
+        assert_eq!(d.profiles, ["default", "a", "b", "c"]);
+        e.image = Some("pinned".into());
+        assert_eq!(mk(&e, None).image, "pinned");
+        assert_eq!(mk(&e, Some("flag")).image_origin, ImageOrigin::Flag);
+    }
+
+    #[test]
+    fn missing_image_and_local_repos_say_how_to_fix() {
+        let (reg, s) = setup("[defaults]\nlocal_repos = \"/r\"\n");
+        let e = entry("x", "x");
+        let err = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &Default::default(),
+            user: &user(),
+            user_home: None,
+            image_flag: None,
+        })
+        .unwrap_err();
+        assert!(err.hint().unwrap().contains("--image"), "{err}");
+        let (reg, s) = setup("");
+        let err = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &Default::default(),
+            user: &user(),
+            user_home: None,
+            image_flag: Some("i"),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("local_repos"), "{err}");
+        assert!(err.hint().unwrap().contains("LOCAL_REPOS"));
+    }
+
+    #[test]
+    fn extra_mounts_env_and_their_errors() {
+        let (reg, s) = setup("[defaults]\nlocal_repos = \"/r\"\ndefault_image = \"d\"\n");
+        let e = entry("x", "x");
+        let mut o = ProjectOverrides::default();
+        o.mounts.push(MountDef {
+            source: "~/.npm".into(),
+            path: "/home/dev/.npm".into(),
+            readonly: false,
+        });
+        o.mounts.push(MountDef {
+            source: "data".into(),
+            path: "/data".into(),
+            readonly: true,
+        });
+        o.env.insert("NODE_ENV".into(), "development".into());
+        let home = PathBuf::from("/home/dev");
+        let d = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &o,
+            user: &user(),
+            user_home: Some(&home),
+            image_flag: None,
+        })
+        .unwrap();
+        assert_eq!(d.devices["mount-home-dev-.npm"]["source"], "/home/dev/.npm");
+        assert_eq!(d.devices["mount-data"]["source"], "/r/x/data");
+        assert_eq!(d.devices["mount-data"]["readonly"], "true");
+        assert_eq!(d.config["environment.NODE_ENV"], "development");
+        assert_eq!(d.mount_sources.len(), 3);
+
+        o.env.insert("1BAD".into(), "x".into());
+        let err = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &o,
+            user: &user(),
+            user_home: Some(&home),
+            image_flag: None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/r/x/.repoman.toml") && err.contains("1BAD"),
+            "{err}"
+        );
+        o.env.clear();
+        o.mounts.push(MountDef {
+            source: "/x".into(),
+            path: "relative".into(),
+            readonly: false,
+        });
+        let err = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &o,
+            user: &user(),
+            user_home: Some(&home),
+            image_flag: None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must be an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn bad_image_reference_is_refused() {
+        let (reg, s) = setup("[defaults]\nlocal_repos = \"/r\"\n");
+        let e = entry("x", "x");
+        let err = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &Default::default(),
+            user: &user(),
+            user_home: None,
+            image_flag: Some("nope:img"),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown image remote"), "{err}");
+    }
+}

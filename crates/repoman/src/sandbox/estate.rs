@@ -1,0 +1,194 @@
+//! The context every sandbox command starts from: the registry and effective settings, the Incus
+//! connection, one listing of repoman's Incus project, and the reconciliation of the two.
+//!
+//! Invariants: observing is read-only (one `GET /1.0/instances?recursion=1` in the project);
+//! runtime state (IPv4) is fetched only for running instances that have a NIC, in parallel; the
+//! desired state of each registered sandbox is computed from files only.
+
+use std::path::PathBuf;
+
+use repoman_core::Env;
+use repoman_core::identity::{HostUser, host_user};
+use repoman_core::registry::{ProjectEntry, RegistryFile};
+use repoman_core::settings::Settings;
+use repoman_incus::{Access, Incus, Instance, ProjectScope};
+
+use super::desired::{self, Desired, Inputs};
+use super::drift::{self, Drift, Expected};
+use super::error::SandboxError;
+
+/// Progress messages from long sandbox operations; the CLI prints them, tests collect them.
+pub trait Progress {
+    fn step(&self, message: &str);
+}
+
+/// Connect to Incus and refuse a connection that cannot do what repoman needs.
+pub fn connect(env: &Env) -> Result<Incus, SandboxError> {
+    let incus = Incus::connect(env)?;
+    match incus.access() {
+        Access::Full => Ok(incus),
+        other => Err(SandboxError::Restricted(format!(
+            "repoman needs full access to Incus, but {}",
+            other.explain()
+        ))),
+    }
+}
+
+/// The registry, settings and host user for one command.
+#[derive(Debug)]
+pub struct Estate {
+    pub file: RegistryFile,
+    pub settings: Settings,
+    pub env: Env,
+}
+
+impl Estate {
+    pub fn new(file: RegistryFile, env: &Env) -> Self {
+        let settings = Settings::resolve(&file.registry, env);
+        Self {
+            file,
+            settings,
+            env: env.clone(),
+        }
+    }
+
+    /// The Incus project holding the sandboxes.
+    pub fn incus_project(&self) -> &str {
+        &self.settings.incus_project.value
+    }
+
+    /// A registered project.
+    pub fn entry(&self, name: &str) -> Result<&ProjectEntry, SandboxError> {
+        self.file
+            .registry
+            .project(name)
+            .ok_or_else(|| SandboxError::UnknownProject(name.to_owned()))
+    }
+
+    /// The host user for a repo (SUDO_UID/GID, or the repo owner under root).
+    pub fn host_user(&self, repo: Option<&std::path::Path>) -> HostUser {
+        host_user(&self.env, repo)
+    }
+
+    /// The desired state of a registered sandbox.
+    pub fn desired(
+        &self,
+        entry: &ProjectEntry,
+        image_flag: Option<&str>,
+    ) -> Result<Desired, SandboxError> {
+        let repo = desired::repo_path(&self.settings, entry.repo.as_str())?;
+        let overrides = desired::load_overrides(&repo)?;
+        let user = self.host_user(Some(&repo));
+        let home = desired::host_home(&user).or_else(|| self.env.get_path("HOME"));
+        desired::build(&Inputs {
+            settings: &self.settings,
+            registry: &self.file.registry,
+            entry,
+            overrides: &overrides,
+            user: &user,
+            user_home: home.as_deref(),
+            image_flag,
+        })
+    }
+
+    /// The expected state of every registered project (errors kept per project).
+    pub fn expected(&self) -> Vec<Expected> {
+        self.file
+            .registry
+            .projects
+            .iter()
+            .map(|p| Expected {
+                name: p.name.to_string(),
+                container: p.container,
+                desired: if p.container {
+                    self.desired(p, None).map_err(|e| e.to_string())
+                } else {
+                    Err("registered without a sandbox".to_owned())
+                },
+            })
+            .collect()
+    }
+}
+
+/// One listing of repoman's Incus project.
+#[derive(Debug)]
+pub struct Observed {
+    pub scope: ProjectScope,
+    /// `false` when the Incus project does not exist (setup has not run): no instances.
+    pub project_exists: bool,
+    pub instances: Vec<Instance>,
+}
+
+impl Observed {
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+/// List the instances of the project (one call). A missing project is an empty listing.
+pub fn observe(incus: &Incus, project: &str) -> Result<Observed, SandboxError> {
+    let scope = incus.project(project);
+    match scope.list_instances() {
+        Ok(instances) => Ok(Observed {
+            scope,
+            project_exists: true,
+            instances,
+        }),
+        Err(e) if e.is_not_found() => Ok(Observed {
+            scope,
+            project_exists: false,
+            instances: Vec::new(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// IPv4 addresses of the running instances that have a NIC, fetched in parallel.
+pub fn ipv4_of(observed: &Observed) -> std::collections::BTreeMap<String, Vec<String>> {
+    let names: Vec<String> = observed
+        .instances
+        .iter()
+        .filter(|i| {
+            i.is_running()
+                && i.expanded_devices
+                    .values()
+                    .any(|d| d.get("type").is_some_and(|t| t == "nic"))
+        })
+        .map(|i| i.name.clone())
+        .collect();
+    if names.is_empty() {
+        return Default::default();
+    }
+    observed
+        .scope
+        .instance_states(&names)
+        .into_iter()
+        .filter_map(|(name, st)| st.ok().map(|s| (name, s.ipv4())))
+        .collect()
+}
+
+/// The read-only reconciliation every command starts with.
+pub fn reconcile(estate: &Estate, observed: &Observed) -> Vec<Drift> {
+    drift::reconcile(
+        &estate.expected(),
+        &observed.instances,
+        estate.file.registry.estate_id.as_deref(),
+    )
+}
+
+/// Whether a host path exists, probed off the main thread with a timeout (a stale NFS mount
+/// must not hang repoman). `None`: no answer in time.
+pub fn probe_dir(path: PathBuf, timeout: std::time::Duration) -> Option<Result<(), String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(&path)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Ok(_) => Err("not a directory".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(timeout).ok()
+}
