@@ -290,3 +290,23 @@ fn concurrent_device_edit_is_a_conflict_and_writes_nothing() {
     let devices = project.get_instance("e1").unwrap().devices;
     assert_eq!(devices.keys().collect::<Vec<_>>(), ["ours"]);
 }
+
+#[test]
+fn invalid_device_in_create_reports_the_cause_and_creates_nothing() {
+    let lab = lab!();
+    let project = lab.project("badstart");
+    let gone = tempfile::tempdir().unwrap().path().join("missing");
+    let spec = busybox("b1")
+        .device("repo", DeviceSpec::disk(&gone, "/work"))
+        .start(true);
+    let err = project.create_instance(&spec).unwrap_err();
+    let message = err.incus_message().unwrap_or_default().to_owned();
+    assert!(
+        message.contains(gone.to_str().unwrap()),
+        "the message names the source: {err:?}"
+    );
+    assert!(
+        project.find_instance("b1").unwrap().is_none(),
+        "nothing half-created"
+    );
+}
