@@ -99,6 +99,9 @@ impl RsyncJob {
             a.push(format!("--exclude={e}").into());
         }
         if let Some(list) = &self.files_from {
+            // --files-from turns off the recursion that --archive implies; listed directories
+            // must still be copied whole.
+            a.push("--recursive".into());
             a.push("--from0".into());
             let mut f = OsString::from("--files-from=");
             f.push(list);

@@ -17,7 +17,11 @@ struct Mount(PathBuf);
 impl Mount {
     fn tmpfs(at: &Path) -> Self {
         std::fs::create_dir_all(at).unwrap();
-        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=6g", "tmpfs"]).arg(at).status().unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=6g", "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
         assert!(st.success(), "mount tmpfs needs root");
         Self(at.to_path_buf())
     }
@@ -28,7 +32,11 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).stderr(Stdio::null()).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -54,7 +62,9 @@ impl Estate {
             e.backup()
         );
         for p in projects {
-            reg.push_str(&format!("[[project]]\nname = \"{p}\"\nrepo = \"{p}\"\ncontainer = false\n\n"));
+            reg.push_str(&format!(
+                "[[project]]\nname = \"{p}\"\nrepo = \"{p}\"\ncontainer = false\n\n"
+            ));
             std::fs::create_dir_all(e.src(p)).unwrap();
         }
         let cfg = e.home().join(".config/repoman");
@@ -116,7 +126,10 @@ impl Estate {
 
     fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "repoman {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
+        assert_eq!(
+            code, 0,
+            "repoman {args:?} failed\nstdout:\n{out}\nstderr:\n{err}"
+        );
         out
     }
 
@@ -151,8 +164,18 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, u64, i64, Vec<u8>)> {
         .into_iter()
         .map(|p| {
             let m = std::fs::symlink_metadata(&p).unwrap();
-            let content = if m.is_file() && m.len() < 1 << 20 { std::fs::read(&p).unwrap() } else { Vec::new() };
-            (p.strip_prefix(dir).unwrap().to_path_buf(), m.mode(), m.len(), m.mtime(), content)
+            let content = if m.is_file() && m.len() < 1 << 20 {
+                std::fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                p.strip_prefix(dir).unwrap().to_path_buf(),
+                m.mode(),
+                m.len(),
+                m.mtime(),
+                content,
+            )
         })
         .collect()
 }
@@ -166,7 +189,10 @@ fn write(p: &Path, bytes: &[u8]) {
 
 fn fill(e: &Estate, project: &str, n: usize) {
     for i in 0..n {
-        write(&e.src(project).join(format!("dir{}/file{i}.txt", i % 3)), format!("content {i}\n").as_bytes());
+        write(
+            &e.src(project).join(format!("dir{}/file{i}.txt", i % 3)),
+            format!("content {i}\n").as_bytes(),
+        );
     }
 }
 
@@ -176,8 +202,14 @@ fn sync_verify_then_unmounted_backup_exits_4_and_writes_nothing() {
     fill(&e, "alpha", 10);
     let out = e.ok(&["sync", "alpha"]);
     assert!(out.contains("alpha\tsynced"), "{out}");
-    assert_eq!(std::fs::read(e.dst("alpha").join("dir1/file4.txt")).unwrap(), b"content 4\n");
-    let marker: serde_json::Value = serde_json::from_slice(&std::fs::read(e.dst("alpha").join(".repoman-backup.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("dir1/file4.txt")).unwrap(),
+        b"content 4\n"
+    );
+    let marker: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.dst("alpha").join(".repoman-backup.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(marker["project"], "alpha");
     assert!(e.events().contains("\"backup.synced\""));
     let reg = std::fs::read_to_string(e.home().join(".config/repoman/repoman.toml")).unwrap();
@@ -188,8 +220,15 @@ fn sync_verify_then_unmounted_backup_exits_4_and_writes_nothing() {
     write(&e.src("alpha").join("new.txt"), b"new");
     let (code, _out, err) = e.run(&["sync", "alpha"]);
     assert_eq!(code, 4, "{err}");
-    assert!(err.contains("not mounted as expected") && err.contains("backup_fstype is tmpfs"), "{err}");
-    assert!(walk(&e.backup()).is_empty(), "something was written into the bare mount point: {:?}", walk(&e.backup()));
+    assert!(
+        err.contains("not mounted as expected") && err.contains("backup_fstype is tmpfs"),
+        "{err}"
+    );
+    assert!(
+        walk(&e.backup()).is_empty(),
+        "something was written into the bare mount point: {:?}",
+        walk(&e.backup())
+    );
 }
 
 #[test]
@@ -197,7 +236,9 @@ fn backup_root_on_the_root_filesystem_is_refused_without_an_explicit_type() {
     let e = Estate::new(&["alpha"]);
     fill(&e, "alpha", 2);
     let reg_path = e.home().join(".config/repoman/repoman.toml");
-    let reg = std::fs::read_to_string(&reg_path).unwrap().replace("backup_fstype = \"tmpfs\"\n", "");
+    let reg = std::fs::read_to_string(&reg_path)
+        .unwrap()
+        .replace("backup_fstype = \"tmpfs\"\n", "");
     std::fs::write(&reg_path, reg).unwrap();
     e.mount.unmount();
     let (code, _, err) = e.run(&["sync", "alpha"]);
@@ -214,7 +255,10 @@ fn a_hung_destination_times_out_with_exit_4() {
     // Opening a FIFO blocks until a writer appears: a real hang in open(2), like a dead server.
     let marker = e.dst("alpha").join(".repoman-backup.json");
     std::fs::remove_file(&marker).unwrap();
-    let st = std::process::Command::new("mkfifo").arg(&marker).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&marker)
+        .status()
+        .unwrap();
     assert!(st.success());
     let (code, _, err) = e.run(&["sync", "alpha"]);
     assert_eq!(code, 4, "{err}");
@@ -231,7 +275,10 @@ fn emptied_source_is_blocked_with_the_reason() {
     }
     let (code, out, err) = e.run(&["sync", "alpha"]);
     assert_eq!(code, 3, "{out}{err}");
-    assert!(err.contains("backup.source-empty") && err.contains("--allow-empty-source"), "{err}");
+    assert!(
+        err.contains("backup.source-empty") && err.contains("--allow-empty-source"),
+        "{err}"
+    );
     assert_eq!(walk(&e.dst("alpha")).len(), 10, "backup must be untouched");
     assert!(e.events().contains("sync.plan.blocked"));
 }
@@ -250,7 +297,10 @@ fn max_delete_exceeded_is_blocked_with_counts_and_dry_run_changes_nothing() {
     let before_backup = snapshot(&e.backup());
     let before_events = e.events();
     let out = e.ok(&["sync", "--dry-run", "alpha"]);
-    assert!(out.contains("alpha\tplanned") && out.contains("-4"), "{out}");
+    assert!(
+        out.contains("alpha\tplanned") && out.contains("-4"),
+        "{out}"
+    );
     assert!(out.contains("*deleting   dir1/file1.txt"), "{out}");
     assert_eq!(snapshot(&e.local()), before_local);
     assert_eq!(snapshot(&e.backup()), before_backup);
@@ -258,7 +308,10 @@ fn max_delete_exceeded_is_blocked_with_counts_and_dry_run_changes_nothing() {
 
     let (code, out, err) = e.run(&["sync", "alpha", "--max-delete", "2"]);
     assert_eq!(code, 3, "{out}{err}");
-    assert!(err.contains("would delete 4 entries") && err.contains("over max_delete 2"), "{err}");
+    assert!(
+        err.contains("would delete 4 entries") && err.contains("over max_delete 2"),
+        "{err}"
+    );
     assert!(err.contains("repoman sync alpha --max-delete 4"), "{err}");
     assert_eq!(snapshot(&e.backup()), before_backup);
     e.ok(&["sync", "alpha", "--max-delete", "4"]);
@@ -278,7 +331,10 @@ fn foreign_marker_is_blocked_and_adopt_takes_over() {
     write(&e.src("alpha").join("more.txt"), b"x");
     let (code, out, err) = e.run(&["sync", "alpha"]);
     assert_eq!(code, 3, "{out}{err}");
-    assert!(err.contains("backup.marker-foreign") && err.contains("someone-else"), "{err}");
+    assert!(
+        err.contains("backup.marker-foreign") && err.contains("someone-else"),
+        "{err}"
+    );
     assert!(!e.dst("alpha").join("more.txt").exists());
     e.ok(&["sync", "alpha", "--adopt"]);
     assert!(e.dst("alpha").join("more.txt").exists());
@@ -300,7 +356,10 @@ fn edit_backup(e: &Estate, rel: &str, bytes: &[u8]) {
 
 fn saved_copy(e: &Estate, side: &str, rel: &str) -> Vec<u8> {
     let base = e.backup().join(".repoman-conflicts/alpha");
-    let mut stamps: Vec<_> = std::fs::read_dir(&base).unwrap().map(|d| d.unwrap().path()).collect();
+    let mut stamps: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
     stamps.sort();
     std::fs::read(stamps.last().unwrap().join(side).join(rel)).unwrap()
 }
@@ -319,9 +378,18 @@ fn backup_diverged_conflict_and_each_resolution() {
     write(&e.src("alpha").join("b.txt"), b"b edited locally, longer\n");
     let (code, out, err) = e.run(&["sync", "alpha"]);
     assert_eq!(code, 3, "{out}{err}");
-    assert!(err.contains("backup.diverged") && err.contains("repoman conflicts resolve"), "{err}");
-    assert!(err.contains("a.txt (backup-changed)") && err.contains("b.txt (both-changed)"), "{err}");
-    assert_eq!(std::fs::read(e.dst("alpha").join("a.txt")).unwrap(), b"a edited on the backup\n");
+    assert!(
+        err.contains("backup.diverged") && err.contains("repoman conflicts resolve"),
+        "{err}"
+    );
+    assert!(
+        err.contains("a.txt (backup-changed)") && err.contains("b.txt (both-changed)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("a.txt")).unwrap(),
+        b"a edited on the backup\n"
+    );
     let id = conflict_id(&e);
     // A second attempt does not record a duplicate.
     assert_eq!(e.run(&["sync", "alpha"]).0, 3);
@@ -329,10 +397,22 @@ fn backup_diverged_conflict_and_each_resolution() {
 
     // keep-local: backup gets the local bytes, the backup's bytes are saved.
     e.ok(&["conflicts", "resolve", &id, "--keep-local"]);
-    assert_eq!(std::fs::read(e.dst("alpha").join("a.txt")).unwrap(), b"a v1\n");
-    assert_eq!(std::fs::read(e.dst("alpha").join("b.txt")).unwrap(), b"b edited locally, longer\n");
-    assert_eq!(saved_copy(&e, "backup", "a.txt"), b"a edited on the backup\n");
-    assert_eq!(saved_copy(&e, "backup", "b.txt"), b"b edited on the backup\n");
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("a.txt")).unwrap(),
+        b"a v1\n"
+    );
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("b.txt")).unwrap(),
+        b"b edited locally, longer\n"
+    );
+    assert_eq!(
+        saved_copy(&e, "backup", "a.txt"),
+        b"a edited on the backup\n"
+    );
+    assert_eq!(
+        saved_copy(&e, "backup", "b.txt"),
+        b"b edited on the backup\n"
+    );
     e.ok(&["sync", "alpha"]);
     e.ok(&["verify", "--full", "alpha"]);
     // Resolved files are not flagged again when they change later.
@@ -347,7 +427,10 @@ fn backup_diverged_conflict_and_each_resolution() {
     let id2 = conflict_id(&e);
     assert_ne!(id, id2);
     e.ok(&["conflicts", "resolve", &id2, "--keep-backup"]);
-    assert_eq!(std::fs::read(e.src("alpha").join("c.txt")).unwrap(), b"c from the backup side\n");
+    assert_eq!(
+        std::fs::read(e.src("alpha").join("c.txt")).unwrap(),
+        b"c from the backup side\n"
+    );
     assert_eq!(saved_copy(&e, "local", "c.txt"), b"c v1\n");
     e.ok(&["sync", "alpha"]);
     e.ok(&["verify", "--full", "alpha"]);
@@ -364,8 +447,17 @@ fn backup_diverged_conflict_and_each_resolution() {
     assert_eq!(e.run(&["sync", "alpha"]).0, 3);
     let listed = e.ok(&["--json", "conflicts", "--all"]);
     let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    let states: Vec<&str> = v["conflicts"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
-    assert_eq!(states.iter().filter(|s| **s == "pending").count(), 1, "{listed}");
+    let states: Vec<&str> = v["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "pending").count(),
+        1,
+        "{listed}"
+    );
     assert_eq!(states.len(), 4, "{listed}");
 }
 
@@ -378,18 +470,43 @@ fn conflicts_cannot_be_resolved_by_a_non_human_actor() {
     assert_eq!(e.run(&["sync", "alpha"]).0, 3);
     let id = conflict_id(&e);
     // CI=1 makes the actor `ci:HOST`.
-    let out = e.cmd().env("CI", "1").args(["conflicts", "resolve", &id, "--keep-local"]).output().unwrap();
+    let out = e
+        .cmd()
+        .env("CI", "1")
+        .args(["conflicts", "resolve", &id, "--keep-local"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("may not resolve conflicts"), "{err}");
-    assert_eq!(std::fs::read(e.dst("alpha").join("a.txt")).unwrap(), b"22", "nothing may change");
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("a.txt")).unwrap(),
+        b"22",
+        "nothing may change"
+    );
     assert!(!e.backup().join(".repoman-conflicts").exists());
     assert_eq!(conflict_id(&e), id, "still pending");
 }
 
+/// Whether rsync's temporary file for `name` exists in `dir`.
+fn transferring(dir: &Path, name: &str) -> bool {
+    let prefix = format!(".{name}.");
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        })
+        .unwrap_or(false)
+}
+
 fn make_big(path: &Path, mib: usize) {
     let st = std::process::Command::new("dd")
-        .args(["if=/dev/urandom", "bs=1M", &format!("count={mib}"), "status=none"])
+        .args([
+            "if=/dev/urandom",
+            "bs=1M",
+            &format!("count={mib}"),
+            "status=none",
+        ])
         .arg(format!("of={}", path.display()))
         .status()
         .unwrap();
@@ -410,21 +527,52 @@ fn sigint_mid_transfer_cancels_cleanly_and_the_next_sync_completes() {
     write(&e.src("alpha").join("small.txt"), b"small");
     e.ok(&["sync", "alpha"]);
     make_big(&e.src("alpha").join("big.bin"), 2048);
-    let mut child = e.std_cmd(&["sync", "alpha"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    // rsync stages into the partial directory (--delay-updates): the transfer is under way.
+    let mut child = e
+        .std_cmd(&["sync", "alpha"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // rsync writes into a temporary `.big.bin.XXXXXX`: the transfer is under way.
     let partial = e.dst("alpha").join(".repoman-partial");
-    wait_for("the transfer to start", Duration::from_secs(60), || partial.exists());
-    let st = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    wait_for("the transfer to start", Duration::from_secs(60), || {
+        transferring(&e.dst("alpha"), "big.bin")
+    });
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(!e.dst("alpha").join("big.bin").exists(), "a half-written file is visible under its final name");
+    assert!(
+        !e.dst("alpha").join("big.bin").exists(),
+        "a half-written file is visible under its final name"
+    );
+    // rsync kept the partial data aside for the next run, out of the manifest's and verify's view.
+    assert!(
+        partial.join("big.bin").exists(),
+        "{:?}",
+        walk(&e.dst("alpha"))
+    );
     assert!(e.events().contains("\"sync.cancelled\""));
-    assert_eq!(e.events().matches("\"backup.synced\"").count(), 1, "only the first sync completed");
+    assert_eq!(
+        e.events().matches("\"backup.synced\"").count(),
+        1,
+        "only the first sync completed"
+    );
     e.ok(&["sync", "alpha"]);
-    assert_eq!(std::fs::metadata(e.dst("alpha").join("big.bin")).unwrap().len(), 2048 << 20);
-    assert!(!partial.exists(), "the partial directory is cleaned up by the completed run");
+    assert_eq!(
+        std::fs::metadata(e.dst("alpha").join("big.bin"))
+            .unwrap()
+            .len(),
+        2048 << 20
+    );
+    assert!(
+        !partial.exists(),
+        "the partial directory is cleaned up by the completed run"
+    );
     e.ok(&["verify", "--full", "alpha"]);
 }
 
@@ -432,14 +580,30 @@ fn sigint_mid_transfer_cancels_cleanly_and_the_next_sync_completes() {
 fn two_concurrent_syncs_wait_or_fail_clearly_without_corruption() {
     let e = Estate::new(&["alpha"]);
     make_big(&e.src("alpha").join("big.bin"), 1024);
-    let mut first = e.std_cmd(&["sync", "alpha"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let partial = e.dst("alpha").join(".repoman-partial");
-    wait_for("the first transfer to start", Duration::from_secs(60), || partial.exists());
+    let mut first = e
+        .std_cmd(&["sync", "alpha"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the first transfer to start",
+        Duration::from_secs(60),
+        || transferring(&e.dst("alpha"), "big.bin"),
+    );
     let (code, _, err) = e.run(&["sync", "alpha", "--lock-timeout", "0"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("the backup of project alpha is locked by another repoman process"), "{err}");
+    assert!(
+        err.contains("the backup of project alpha is locked by another repoman process"),
+        "{err}"
+    );
     // Without a timeout the second one waits, says so, and then completes.
-    let second = e.std_cmd(&["sync", "alpha"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let second = e
+        .std_cmd(&["sync", "alpha"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let a = first.wait().unwrap();
     let b = second.wait_with_output().unwrap();
     assert!(a.success());
@@ -458,14 +622,24 @@ fn verify_full_detects_one_flipped_byte_that_quick_cannot_see() {
     bytes[40 << 20] ^= 0x01;
     std::fs::write(&p, &bytes).unwrap();
     // Keep size and mtime, as silent corruption would.
-    let mtime = std::time::SystemTime::UNIX_EPOCH + Duration::new(meta.mtime() as u64, meta.mtime_nsec() as u32);
-    std::fs::File::options().write(true).open(&p).unwrap().set_modified(mtime).unwrap();
+    let mtime = std::time::SystemTime::UNIX_EPOCH
+        + Duration::new(meta.mtime() as u64, meta.mtime_nsec() as u32);
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     e.ok(&["verify", "--quick", "alpha"]);
     let (code, out, _) = e.run(&["verify", "--full", "alpha"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("changed: big.bin (content)"), "{out}");
-    let v: serde_json::Value = serde_json::from_str(&e.run(&["--json", "verify", "--full", "alpha"]).1).unwrap();
-    assert_eq!(v["projects"][0]["report"]["changed"][0]["what"][0], "content");
+    let v: serde_json::Value =
+        serde_json::from_str(&e.run(&["--json", "verify", "--full", "alpha"]).1).unwrap();
+    assert_eq!(
+        v["projects"][0]["report"]["changed"][0]["what"][0],
+        "content"
+    );
     assert!(e.events().contains("\"backup.verified\""));
 }
 
@@ -494,28 +668,74 @@ fn odd_names_symlinks_empty_dirs_sparse_file_and_modes_round_trip() {
     e.ok(&["verify", "--full", "alpha"]);
     let to = e.dir.path().join("restored");
     let out = e.ok(&["restore", "alpha", "--to", to.to_str().unwrap()]);
-    assert!(out.starts_with("restore verified: root ") && out.contains("matches backup.synced event #"), "{out}");
-    assert_eq!(std::fs::read(to.join(OsStr::from_bytes(b"new\nline"))).unwrap(), b"newline");
-    assert_eq!(std::fs::read(to.join(OsStr::from_bytes(b"bad\xffbyte"))).unwrap(), b"latin1");
-    assert_eq!(std::fs::read_link(to.join("dangling")).unwrap(), Path::new("/nonexistent/target"));
+    assert!(
+        out.starts_with("restore verified: root ") && out.contains("matches backup.synced event #"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(to.join(OsStr::from_bytes(b"new\nline"))).unwrap(),
+        b"newline"
+    );
+    assert_eq!(
+        std::fs::read(to.join(OsStr::from_bytes(b"bad\xffbyte"))).unwrap(),
+        b"latin1"
+    );
+    assert_eq!(
+        std::fs::read_link(to.join("dangling")).unwrap(),
+        Path::new("/nonexistent/target")
+    );
     assert!(to.join("empty/nested-empty").is_dir());
-    assert_eq!(std::fs::metadata(to.join("tool")).unwrap().mode() & 0o7777, 0o4750);
-    assert_eq!(std::fs::metadata(to.join("secret")).unwrap().mode() & 0o7777, 0o600);
-    assert_eq!(std::fs::metadata(to.join("empty")).unwrap().mode() & 0o7777, 0o700);
-    assert_eq!(std::fs::metadata(to.join("sparse.img")).unwrap().len(), 2 << 30);
-    assert!(!to.join(".repoman-backup.json").exists(), "the marker is not part of the project");
+    assert_eq!(
+        std::fs::metadata(to.join("tool")).unwrap().mode() & 0o7777,
+        0o4750
+    );
+    assert_eq!(
+        std::fs::metadata(to.join("secret")).unwrap().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(to.join("empty")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(to.join("sparse.img")).unwrap().len(),
+        2 << 30
+    );
+    assert!(
+        !to.join(".repoman-backup.json").exists(),
+        "the marker is not part of the project"
+    );
 
     // A non-empty target needs --force; a partial restore verifies the chosen paths.
     let (code, _, err) = e.run(&["restore", "alpha", "--to", to.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--force"), "{err}");
     let part = e.dir.path().join("partial");
-    let out = e.ok(&["restore", "alpha", "--to", part.to_str().unwrap(), "--path", "empty", "--path", "secret"]);
+    let out = e.ok(&[
+        "restore",
+        "alpha",
+        "--to",
+        part.to_str().unwrap(),
+        "--path",
+        "empty",
+        "--path",
+        "secret",
+    ]);
     assert!(out.contains("restore verified"), "{out}");
-    assert!(part.join("secret").exists() && part.join("empty/nested-empty").is_dir() && !part.join("tool").exists());
+    assert!(
+        part.join("secret").exists()
+            && part.join("empty/nested-empty").is_dir()
+            && !part.join("tool").exists()
+    );
     // A dry run shows the plan and writes nothing.
     let dry = e.dir.path().join("dry");
-    let out = e.ok(&["restore", "alpha", "--to", dry.to_str().unwrap(), "--dry-run"]);
+    let out = e.ok(&[
+        "restore",
+        "alpha",
+        "--to",
+        dry.to_str().unwrap(),
+        "--dry-run",
+    ]);
     assert!(out.contains("sparse.img"), "{out}");
     assert!(!dry.exists());
 }
@@ -536,7 +756,10 @@ fn restore_reports_mismatches_when_the_backup_was_damaged() {
 #[test]
 fn excludes_from_defaults_and_the_project_are_honoured_and_verify_agrees() {
     let e = Estate::with_defaults(&["alpha"], "backup_exclude = [\"*.tmp\"]");
-    write(&e.src("alpha").join(".repoman.toml"), b"[backup]\nexclude = [\"target/\"]\n");
+    write(
+        &e.src("alpha").join(".repoman.toml"),
+        b"[backup]\nexclude = [\"target/\"]\n",
+    );
     write(&e.src("alpha").join("keep.rs"), b"fn main() {}");
     write(&e.src("alpha").join("scratch.tmp"), b"x");
     write(&e.src("alpha").join("target/debug/bin"), b"elf");
@@ -562,7 +785,24 @@ fn several_projects_sync_concurrently_and_a_blocked_one_does_not_stop_the_others
     let (code, out, err) = e.run(&["--json", "sync"]);
     assert_eq!(code, 3, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let status: Vec<(&str, &str)> = v["projects"].as_array().unwrap().iter().map(|p| (p["project"].as_str().unwrap(), p["status"].as_str().unwrap())).collect();
-    assert_eq!(status, [("alpha", "synced"), ("beta", "blocked"), ("gamma", "synced")]);
+    let status: Vec<(&str, &str)> = v["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["project"].as_str().unwrap(),
+                p["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("alpha", "synced"),
+            ("beta", "blocked"),
+            ("gamma", "synced")
+        ]
+    );
     assert!(e.dst("alpha").join("new.txt").exists());
 }

@@ -261,8 +261,11 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
                         .unwrap_or_else(|e| Outcome {
                             exit: e.exit,
                             json: json!({"project": t.entry.name.as_str(), "status": status_of(e.exit), "error": e.to_string()}),
-                            line: format!("{}\t{}\t{}", t.entry.name, status_of(e.exit), e.message),
-                            details: e.hint.iter().map(|h| format!("hint: {h}")).chain(e.causes.iter().map(|c| format!("caused by: {c}"))).collect(),
+                            line: format!("{}\t{}", t.entry.name, status_of(e.exit)),
+                            details: std::iter::once(format!("{}: {}", t.entry.name, e.message))
+                                .chain(e.causes.iter().map(|c| format!("caused by: {c}")))
+                                .chain(e.hint.iter().map(|h| format!("hint: {h}")))
+                                .collect(),
                         });
                     if let Ok(mut r) = results.lock() {
                         r.push((i, out));
