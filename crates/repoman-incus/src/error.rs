@@ -102,6 +102,51 @@ impl IncusError {
     pub fn status(&self) -> Option<u16> {
         match self {
             IncusError::NotFound { .. } => Some(404),
+            IncusError::Forbidden { .. } => Some(403),
+            IncusError::Conflict { .. } => Some(412),
+            IncusError::AlreadyExists { status, .. } | IncusError::Api { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Incus' own message, when the daemon answered with one.
+    pub fn incus_message(&self) -> Option<&str> {
+        match self {
+            IncusError::NotFound { message, .. }
+            | IncusError::AlreadyExists { message, .. }
+            | IncusError::Conflict { message, .. }
+            | IncusError::Forbidden { message, .. }
+            | IncusError::Api { message, .. }
+            | IncusError::OperationFailed { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, IncusError::NotFound { .. })
+    }
+
+    /// Whether the object already exists.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, IncusError::AlreadyExists { .. })
+    }
+
+    /// Whether the environment is missing (the CLI maps this to exit code 4).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, IncusError::Unavailable { .. })
+    }
+
+    /// A one-line suggestion for the user, when there is an obvious next step.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            IncusError::Unavailable { socket, .. } => Some(format!(
+                "is incusd running? try `scripts/incus-lab` (test lab) or `systemctl start incus`; \
+                 set INCUS_SOCKET if the socket is not {}",
+                socket.display()
+            )),
             IncusError::Forbidden { .. } => Some(
                 "if this is the per-user socket (unix.socket.user), only the project user-<uid> \
                  is allowed; add yourself to the `incus-admin` group for full access"
