@@ -272,7 +272,11 @@ fn dry_run_diff_is_unified() {
     .unwrap()
     .diff();
     assert!(
-        d.contains("--- a/") && d.contains("+++ b/") && d.contains("@@"),
+        d.starts_with(&format!(
+            "--- {}\n+++ {}\n@@",
+            path.display(),
+            path.display()
+        )),
         "{d}"
     );
     assert!(

@@ -268,21 +268,23 @@ impl Edit {
         self.before != self.after
     }
 
-    /// A unified diff (`--- a/PATH`, `+++ b/PATH`), empty when nothing changes.
+    /// A unified diff (`--- PATH`, `+++ PATH`), empty when nothing changes. Line endings are
+    /// kept as they are in the file (a CRLF file gives CRLF diff lines).
     pub fn diff(&self) -> String {
         if !self.changed() {
             return String::new();
         }
+        // `diff -u` style headers: the path as given (absolute paths do not take `a/`, `b/`).
         let name = self.path.display().to_string();
         let old = if self.create {
             "/dev/null".to_owned()
         } else {
-            format!("a/{name}")
+            name.clone()
         };
         similar::TextDiff::from_lines(&self.before, &self.after)
             .unified_diff()
             .context_radius(3)
-            .header(&old, &format!("b/{name}"))
+            .header(&old, &name)
             .to_string()
     }
 

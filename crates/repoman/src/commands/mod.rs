@@ -14,6 +14,7 @@ mod explain;
 pub(crate) mod log;
 mod man;
 mod realm;
+mod tools;
 mod schema;
 mod setup;
 mod new;
@@ -70,6 +71,9 @@ pub enum Command {
     /// Realm contracts between repositories: diff, check, status, admin.
     #[command(subcommand)]
     Realm(realm::RealmCommand),
+    /// Toolchains: manifests (pin/unpin), discovered tools and provers, drift.
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
 }
 
 impl Command {
@@ -95,6 +99,7 @@ impl Command {
             Command::Update(_) => "update",
             Command::Remove(_) => "remove",
             Command::Realm(_) => "realm",
+            Command::Tools(_) => "tools",
         }
     }
 }
@@ -121,5 +126,6 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Update(a) => update::run(app, a),
         Command::Remove(a) => remove::run(app, a),
         Command::Realm(c) => realm::run(app, c),
+        Command::Tools(c) => tools::run(app, c),
     }
 }
