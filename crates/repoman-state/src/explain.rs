@@ -485,16 +485,33 @@ fn build(
 
     // Auto-repairable.
     let repairs: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM events WHERE type = 'repair.applied'",
-        [],
+        "SELECT COUNT(*) FROM events WHERE object = ?1 AND type = 'repair.applied'",
+        [object],
         |r| r.get(0),
     )?;
+    let mut auto = vec![
+        "its index rows (registry entries, last events, conflicts) are rebuilt from the event log whenever the index is missing, corrupt or out of step".to_owned(),
+    ];
+    if repairs > 0 {
+        auto.push(format!("{repairs} automatic repair(s) of it are recorded (`repoman log {object} --type repair.applied`)"));
+    }
+    if pending.is_empty() && blocked.is_none() {
+        auto.push("nothing about it is waiting for a repair".to_owned());
+    } else {
+        auto.push("its conflicts and blocked plans are not auto-repairable (see below)".to_owned());
+    }
     sections.push(section(
         "auto_repair",
-        if known { Status::Answered } else { Status::Unknown },
-        format!(
-            "its index rows (registries, last events, conflicts) are rebuilt from the event log whenever the index is missing, corrupt or out of step; a torn last log line is quarantined by `repoman doctor --repair`. {repairs} repair(s) recorded in this estate"
-        ),
+        if known {
+            Status::Answered
+        } else {
+            Status::Unknown
+        },
+        if known {
+            auto.join("; ")
+        } else {
+            nothing.clone()
+        },
         json!({"rebuildable": ["index rows"], "repairs_recorded": repairs}),
     ));
 

@@ -22,7 +22,7 @@ use crate::identity::ActorKind;
 use crate::log::Head;
 
 /// Bump when the table layout or the meaning of [`apply`] changes: older indexes are rebuilt.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const DDL: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -46,7 +46,6 @@ CREATE TABLE schemas(id TEXT PRIMARY KEY, kind TEXT NOT NULL, applies_to TEXT NO
 /// Secondary indexes, created after a bulk rebuild (cheaper than maintaining them row by row).
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS events_object ON events(object, type, seq);
-CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);
 CREATE INDEX IF NOT EXISTS conflicts_object ON conflicts(object);
 ";
 
@@ -149,114 +148,326 @@ fn is_deletion(type_: &str) -> bool {
     matches!(last, "deleted" | "removed" | "unregistered" | "destroyed")
 }
 
-/// Apply one event to the index (inside the caller's transaction). The one place events become rows.
-pub fn apply(tx: &Transaction<'_>, e: &Event, data_json: &str) -> rusqlite::Result<()> {
+/// A borrowed view of one event, as the index applies it. Built from an [`Event`] on the
+/// incremental path and straight from a log line's bytes during a rebuild.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    pub seq: u64,
+    pub id: &'a str,
+    pub at: &'a str,
+    pub type_: &'a str,
+    pub object: &'a str,
+    pub actor: &'a str,
+    pub device: &'a str,
+    pub profile: &'a str,
+    /// The canonical JSON text of `data`.
+    pub data_json: &'a str,
+    /// `data`, when already parsed.
+    pub data: Option<&'a Value>,
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
+
+impl<'a> EventRef<'a> {
+    /// View `e`; `id` and `data_json` are its id and data rendered by the caller.
+    pub fn of(e: &'a Event, id: &'a str, data_json: &'a str) -> Self {
+        Self {
+            seq: e.seq,
+            id,
+            at: &e.at,
+            type_: &e.type_,
+            object: &e.object,
+            actor: &e.actor,
+            device: &e.device,
+            profile: &e.profile,
+            data_json,
+            data: Some(&e.data),
+            prev: &e.prev,
+            hash: &e.hash,
+        }
+    }
+
+    fn data_value(&self) -> std::borrow::Cow<'a, Value> {
+        match self.data {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => {
+                std::borrow::Cow::Owned(serde_json::from_str(self.data_json).unwrap_or(Value::Null))
+            }
+        }
+    }
+
+    /// Whether applying this event needs fields of `data` (most events need none).
+    fn needs_data(&self) -> bool {
+        self.type_ == "object.state"
+            || self.type_ == conflict::DETECTED
+            || self.type_ == conflict::RESOLVED
+            || self.data_json.contains("\"schema\"")
+    }
+}
+
+/// Where [`apply`] reads and writes the objects and actors registries: straight in SQLite
+/// ([`SqlRegistries`], incremental updates) or in memory until the end of a rebuild
+/// ([`MemRegistries`]). Both go through the same [`apply`], so they cannot disagree.
+/// Contract: a getter may hand out the row itself (removing it); whoever gets a row puts it back.
+pub trait Registries {
+    fn object(&mut self, tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<ObjectRow>>;
+    fn put_object(&mut self, tx: &Transaction<'_>, row: ObjectRow) -> rusqlite::Result<()>;
+    fn actor(&mut self, tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<ActorRow>>;
+    fn put_actor(&mut self, tx: &Transaction<'_>, row: ActorRow) -> rusqlite::Result<()>;
+}
+
+/// Registries read and written in the database.
+#[derive(Debug, Default)]
+pub struct SqlRegistries;
+
+fn write_object(tx: &Transaction<'_>, row: &ObjectRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO objects(id, kind, schema, profile, device, state, first_seq, last_seq, events)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        row.id,
+        row.kind,
+        row.schema,
+        row.profile,
+        row.device,
+        row.state,
+        row.first_seq as i64,
+        row.last_seq as i64,
+        row.events as i64
+    ])?;
+    Ok(())
+}
+
+fn write_actor(tx: &Transaction<'_>, row: &ActorRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO actors(id, kind, capabilities, trust, first_seq, last_seq, events)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        row.id,
+        row.kind,
+        row.capabilities.join(","),
+        row.trust,
+        row.first_seq as i64,
+        row.last_seq as i64,
+        row.events as i64
+    ])?;
+    Ok(())
+}
+
+impl Registries for SqlRegistries {
+    fn object(&mut self, tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<ObjectRow>> {
+        object(tx, id)
+    }
+    fn put_object(&mut self, tx: &Transaction<'_>, row: ObjectRow) -> rusqlite::Result<()> {
+        write_object(tx, &row)
+    }
+    fn actor(&mut self, tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<ActorRow>> {
+        actor(tx, id)
+    }
+    fn put_actor(&mut self, tx: &Transaction<'_>, row: ActorRow) -> rusqlite::Result<()> {
+        write_actor(tx, &row)
+    }
+}
+
+/// Registries kept in memory during a rebuild (which starts from empty tables) and written once
+/// by [`MemRegistries::flush`].
+#[derive(Debug, Default)]
+pub struct MemRegistries {
+    objects: std::collections::HashMap<String, ObjectRow>,
+    actors: std::collections::HashMap<String, ActorRow>,
+}
+
+impl MemRegistries {
+    pub fn flush(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        for row in self.objects.values() {
+            write_object(tx, row)?;
+        }
+        for row in self.actors.values() {
+            write_actor(tx, row)?;
+        }
+        Ok(())
+    }
+}
+
+impl Registries for MemRegistries {
+    // Taking the row out (instead of cloning it) is safe: `apply` puts back every row it gets.
+    fn object(&mut self, _tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<ObjectRow>> {
+        Ok(self.objects.remove(id))
+    }
+    fn put_object(&mut self, _tx: &Transaction<'_>, row: ObjectRow) -> rusqlite::Result<()> {
+        self.objects.insert(row.id.clone(), row);
+        Ok(())
+    }
+    fn actor(&mut self, _tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<ActorRow>> {
+        Ok(self.actors.remove(id))
+    }
+    fn put_actor(&mut self, _tx: &Transaction<'_>, row: ActorRow) -> rusqlite::Result<()> {
+        self.actors.insert(row.id.clone(), row);
+        Ok(())
+    }
+}
+
+/// Apply one event to the index (inside the caller's transaction). The one place events become
+/// rows.
+pub fn apply(
+    tx: &Transaction<'_>,
+    regs: &mut impl Registries,
+    e: &EventRef<'_>,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO events(seq, id, at, type, object, actor, device, profile, data, prev, hash)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         e.seq as i64,
-        e.id.to_string(),
+        e.id,
         e.at,
         e.type_,
         e.object,
         e.actor,
         e.device,
         e.profile,
-        data_json,
+        e.data_json,
         e.prev,
         e.hash
     ])?;
 
     // Actors registry.
-    let kind = ActorKind::of(&e.actor);
-    let (kind_s, caps, trust) = match kind {
-        Some(k) => (k.as_str(), k.capabilities().join(","), k.trust()),
-        None => ("unknown", String::new(), "untrusted"),
+    let actor_row = match regs.actor(tx, e.actor)? {
+        Some(mut a) => {
+            a.last_seq = e.seq;
+            a.events += 1;
+            a
+        }
+        None => {
+            let kind = ActorKind::of(e.actor);
+            ActorRow {
+                id: e.actor.to_owned(),
+                kind: kind.map_or("unknown", ActorKind::as_str).to_owned(),
+                capabilities: kind
+                    .map(|k| k.capabilities().iter().map(|c| (*c).to_owned()).collect())
+                    .unwrap_or_default(),
+                trust: kind.map_or("untrusted", ActorKind::trust).to_owned(),
+                first_seq: e.seq,
+                last_seq: e.seq,
+                events: 1,
+            }
+        }
     };
-    tx.prepare_cached(
-        "INSERT INTO actors(id, kind, capabilities, trust, first_seq, last_seq, events) VALUES(?1, ?2, ?3, ?4, ?5, ?5, 1)
-         ON CONFLICT(id) DO UPDATE SET last_seq = excluded.last_seq, events = events + 1",
-    )?
-    .execute(params![e.actor, kind_s, caps, trust, e.seq as i64])?;
+    regs.put_actor(tx, actor_row)?;
 
     // Objects registry.
-    let okind = object_kind(&e.object);
-    let named_schema = e.data.get("schema").and_then(Value::as_str);
-    let schema = named_schema.or_else(|| default_schema_for_kind(okind));
-    let mut new_state: Option<String> = None;
-    if e.type_ == "object.state" {
-        new_state = e
-            .data
-            .get("state")
+    let data = if e.needs_data() {
+        Some(e.data_value())
+    } else {
+        None
+    };
+    let field = |k: &str| {
+        data.as_ref()
+            .and_then(|d| d.get(k))
             .and_then(Value::as_str)
-            .map(str::to_owned);
-    } else if is_deletion(&e.type_) {
-        new_state = Some("deleted".into());
+            .map(str::to_owned)
+    };
+    let named_schema = field("schema");
+    let new_state: Option<String> = if e.type_ == "object.state" {
+        field("state")
+    } else if e.type_ == conflict::DETECTED {
+        Some("conflicted".into())
+    } else if is_deletion(e.type_) {
+        Some("deleted".into())
     } else if e.type_.ends_with(".quarantined") {
-        new_state = Some("quarantined".into());
-    } else if is_creation(&e.type_) {
-        new_state = Some("active".into());
-    }
-    let owner_change = is_creation(&e.type_);
-    tx.prepare_cached(
-        "INSERT INTO objects(id, kind, schema, profile, device, state, first_seq, last_seq, events)
-         VALUES(?1, ?2, ?3, ?4, ?5, COALESCE(?6, 'active'), ?7, ?7, 1)
-         ON CONFLICT(id) DO UPDATE SET
-           schema = COALESCE(?8, schema),
-           profile = CASE WHEN ?9 THEN excluded.profile ELSE profile END,
-           device = CASE WHEN ?9 THEN excluded.device ELSE device END,
-           state = COALESCE(?6, state),
-           last_seq = excluded.last_seq,
-           events = events + 1",
-    )?
-    .execute(params![
-        e.object,
-        okind,
-        schema,
-        e.profile,
-        e.device,
-        new_state,
-        e.seq as i64,
-        named_schema,
-        owner_change
-    ])?;
+        Some("quarantined".into())
+    } else if is_creation(e.type_) {
+        Some("active".into())
+    } else {
+        None
+    };
+    let owner_change = is_creation(e.type_);
+    let row = match regs.object(tx, e.object)? {
+        Some(mut o) => {
+            if named_schema.is_some() {
+                o.schema = named_schema;
+            }
+            if owner_change {
+                o.profile = e.profile.to_owned();
+                o.device = e.device.to_owned();
+            }
+            if let Some(s) = new_state {
+                o.state = s;
+            }
+            o.last_seq = e.seq;
+            o.events += 1;
+            o
+        }
+        None => {
+            let kind = object_kind(e.object);
+            ObjectRow {
+                id: e.object.to_owned(),
+                kind: kind.to_owned(),
+                schema: named_schema.or_else(|| default_schema_for_kind(kind).map(str::to_owned)),
+                profile: e.profile.to_owned(),
+                device: e.device.to_owned(),
+                state: new_state.unwrap_or_else(|| "active".into()),
+                first_seq: e.seq,
+                last_seq: e.seq,
+                events: 1,
+            }
+        }
+    };
+    regs.put_object(tx, row)?;
 
     // Conflicts.
     if e.type_ == conflict::DETECTED {
-        let get = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
-        let detail = e.data.get("detail").cloned().unwrap_or(Value::Null);
+        let detail = data
+            .as_ref()
+            .and_then(|d| d.get("detail"))
+            .cloned()
+            .unwrap_or(Value::Null);
         tx.prepare_cached(
             "INSERT OR REPLACE INTO conflicts(id, kind, object, project, state, resolution, detail, detected_at, detected_seq, resolved_at, resolved_by)
              VALUES(?1, ?2, ?3, ?4, 'pending', NULL, ?5, ?6, ?7, NULL, NULL)",
         )?
-        .execute(params![e.id.to_string(), get("kind").unwrap_or_default(), e.object, get("project"), detail.to_string(), e.at, e.seq as i64])?;
-        tx.prepare_cached("UPDATE objects SET state = 'conflicted' WHERE id = ?1")?
-            .execute([&e.object])?;
+        .execute(params![
+            e.id,
+            field("kind").unwrap_or_default(),
+            e.object,
+            field("project"),
+            crate::event::canonical_json(&detail),
+            e.at,
+            e.seq as i64
+        ])?;
     } else if e.type_ == conflict::RESOLVED {
-        let id = e
-            .data
-            .get("conflict")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let res = e
-            .data
-            .get("resolution")
-            .and_then(Value::as_str)
-            .and_then(Resolution::parse);
+        let id = field("conflict").unwrap_or_default();
+        let res = field("resolution").as_deref().and_then(Resolution::parse);
         if let Some(res) = res {
-            tx.prepare_cached(
-                "UPDATE conflicts SET state = ?2, resolution = ?3, resolved_at = ?4, resolved_by = ?5 WHERE id = ?1 AND state = 'pending'",
-            )?
-            .execute(params![id, res.state().as_str(), res.as_str(), e.at, e.actor])?;
-            // The object is conflicted while any conflict about it is pending.
-            tx.prepare_cached(
-                "UPDATE objects SET state = 'active' WHERE state = 'conflicted'
-                 AND id = (SELECT object FROM conflicts WHERE id = ?1)
-                 AND NOT EXISTS (SELECT 1 FROM conflicts c WHERE c.object = objects.id AND c.state = 'pending')",
-            )?
-            .execute([id])?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE conflicts SET state = ?2, resolution = ?3, resolved_at = ?4, resolved_by = ?5
+                     WHERE id = ?1 AND state = 'pending'",
+                )?
+                .execute(params![id, res.state().as_str(), res.as_str(), e.at, e.actor])?;
+            if changed > 0 {
+                // The object is conflicted while any conflict about it is pending.
+                let target: String =
+                    tx.query_row("SELECT object FROM conflicts WHERE id = ?1", [&id], |r| {
+                        r.get(0)
+                    })?;
+                let pending: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM conflicts WHERE object = ?1 AND state = 'pending'",
+                    [&target],
+                    |r| r.get(0),
+                )?;
+                if pending == 0
+                    && let Some(mut o) = regs.object(tx, &target)?
+                {
+                    if o.state == "conflicted" {
+                        o.state = "active".into();
+                    }
+                    regs.put_object(tx, o)?;
+                }
+            }
         }
     }
     Ok(())

@@ -10,6 +10,8 @@
 //! - A read-only handle never creates a file or directory when the state directory does not exist:
 //!   an absent log is an empty log, served from an in-memory index.
 
+use std::borrow::Cow;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -349,7 +351,13 @@ impl State {
             let l = l?;
             verifier.check(&l)?;
             let data = crate::event::canonical_json(&l.event.data);
-            index::apply(&tx, &l.event, &data).map_err(StateError::index(&path))?;
+            let id = l.event.id.to_string();
+            index::apply(
+                &tx,
+                &mut index::SqlRegistries,
+                &index::EventRef::of(&l.event, &id, &data),
+            )
+            .map_err(StateError::index(&path))?;
         }
         index::write_head(&tx, verifier.head()).map_err(StateError::index(&path))?;
         tx.commit().map_err(StateError::index(&path))?;
@@ -663,7 +671,12 @@ fn set_wal(conn: &Connection) {
 fn apply_events(conn: &mut Connection, evs: &[Event], head: &Head) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     for e in evs {
-        index::apply(&tx, e, &crate::event::canonical_json(&e.data))?;
+        let (id, data) = (e.id.to_string(), crate::event::canonical_json(&e.data));
+        index::apply(
+            &tx,
+            &mut index::SqlRegistries,
+            &index::EventRef::of(e, &id, &data),
+        )?;
     }
     index::write_head(&tx, head)?;
     tx.commit()
@@ -677,27 +690,34 @@ pub fn rebuild_index(log: &EventLog, path: &Path) -> Result<Head, StateError> {
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         let mut conn = Connection::open(&tmp).map_err(StateError::index(&tmp))?;
+        // A half-built file is deleted on failure and renamed into place on success, so the
+        // rebuild needs neither a journal nor fsyncs until the end.
         conn.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;",
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -131072;",
         )
         .map_err(StateError::index(&tmp))?;
         index::create_schema_bulk(&conn).map_err(StateError::index(&tmp))?;
-        let mut verifier = ChainVerifier::new(Head::empty());
         let tx = conn.transaction().map_err(StateError::index(&tmp))?;
-        for l in log.read_from(1)?.located() {
-            let l = l?;
-            verifier.check(&l)?;
-            let data = crate::event::canonical_json(&l.event.data);
-            index::apply(&tx, &l.event, &data).map_err(StateError::index(&tmp))?;
-        }
-        index::write_head(&tx, verifier.head()).map_err(StateError::index(&tmp))?;
+        let mut regs = index::MemRegistries::default();
+        let mut head = Head::empty();
+        log.read_from(1)?.for_each_raw(|line, segment, line_no| {
+            replay_line(&tx, &mut regs, &mut head, line, segment, line_no)
+        })?;
+        regs.flush(&tx).map_err(StateError::index(&tmp))?;
+        index::write_head(&tx, &head).map_err(StateError::index(&tmp))?;
         tx.commit().map_err(StateError::index(&tmp))?;
         index::finish_bulk(&conn).map_err(StateError::index(&tmp))?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA journal_mode = DELETE;")
+            .map_err(StateError::index(&tmp))?;
         conn.close().map_err(|(_, e)| StateError::Index {
             path: tmp.clone(),
             source: e,
         })?;
-        Ok(verifier.head().clone())
+        // Make the finished file durable before it replaces anything.
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(StateError::io(&tmp))?;
+        Ok(head)
     })();
     match result {
         Ok(head) => {
@@ -710,6 +730,120 @@ pub fn rebuild_index(log: &EventLog, path: &Path) -> Result<Head, StateError> {
             Err(e)
         }
     }
+}
+
+/// One log line as borrowed fields; `data` stays unparsed text.
+#[derive(serde::Deserialize)]
+struct RawEvent<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    at: Cow<'a, str>,
+    #[serde(borrow, rename = "type")]
+    type_: Cow<'a, str>,
+    #[serde(borrow)]
+    object: Cow<'a, str>,
+    #[serde(borrow)]
+    actor: Cow<'a, str>,
+    #[serde(borrow)]
+    device: Cow<'a, str>,
+    #[serde(borrow)]
+    profile: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    prev: Cow<'a, str>,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+}
+
+/// BLAKE3 of a canonical line with its `"hash"` member removed: the event's hash if the line
+/// is canonical (as repoman writes it). The top-level `hash` member is the last `,"hash":"`
+/// in a canonical line (every later member is a string, an id or a number, whose quotes would be
+/// escaped).
+fn hash_of_canonical_line(line: &[u8]) -> Option<blake3::Hash> {
+    const KEY: &[u8] = b",\"hash\":\"";
+    let pos = line.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let end = pos + KEY.len() + 64 + 1;
+    if line.get(end - 1) != Some(&b'"') {
+        return None;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&line[..pos]);
+    h.update(&line[end..]);
+    Some(h.finalize())
+}
+
+/// Verify one raw line against the chain and apply it. The fast path hashes the line's bytes;
+/// a line that is not in canonical form is parsed fully and checked the slow way.
+fn replay_line(
+    tx: &rusqlite::Transaction<'_>,
+    regs: &mut index::MemRegistries,
+    head: &mut Head,
+    line: &[u8],
+    segment: &Path,
+    line_no: u64,
+) -> Result<(), StateError> {
+    let corrupt = |reason: String| StateError::CorruptLine {
+        path: segment.to_path_buf(),
+        line: line_no,
+        reason,
+    };
+    let raw: RawEvent<'_> = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+    let broken = |reason: String| StateError::ChainBroken {
+        seq: raw.seq,
+        path: segment.to_path_buf(),
+        line: line_no,
+        reason,
+    };
+    if raw.seq != head.seq + 1 {
+        return Err(broken(format!(
+            "expected seq {}, found {}",
+            head.seq + 1,
+            raw.seq
+        )));
+    }
+    if *raw.prev != *head.hash {
+        return Err(broken(format!(
+            "prev does not match the hash of seq {}",
+            head.seq
+        )));
+    }
+    let fast = hash_of_canonical_line(line).is_some_and(|h| h.to_hex().as_str() == raw.hash);
+    let index_err = |e| StateError::Index {
+        path: PathBuf::from("(rebuild)"),
+        source: e,
+    };
+    if fast {
+        let e = index::EventRef {
+            seq: raw.seq,
+            id: &raw.id,
+            at: &raw.at,
+            type_: &raw.type_,
+            object: &raw.object,
+            actor: &raw.actor,
+            device: &raw.device,
+            profile: &raw.profile,
+            data_json: raw.data.get(),
+            data: None,
+            prev: &raw.prev,
+            hash: &raw.hash,
+        };
+        index::apply(tx, regs, &e).map_err(index_err)?;
+    } else {
+        let ev: Event = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+        if !ev.hash_is_valid() {
+            return Err(broken("content does not match its hash".into()));
+        }
+        let (id, data) = (ev.id.to_string(), crate::event::canonical_json(&ev.data));
+        index::apply(tx, regs, &index::EventRef::of(&ev, &id, &data)).map_err(index_err)?;
+    }
+    *head = Head {
+        seq: raw.seq,
+        hash: raw.hash.into_owned(),
+    };
+    Ok(())
 }
 
 fn is_word(s: &str) -> bool {
