@@ -160,6 +160,16 @@ impl Instance {
     }
 }
 
+/// The writable parts of an instance that [`crate::ProjectScope::edit_instance`] hands to its
+/// closure: the instance's own config and devices (not those expanded from profiles).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceEdit {
+    pub description: String,
+    pub config: Config,
+    pub devices: Devices,
+    pub profiles: Vec<String>,
+}
+
 /// The runtime state of an instance (`api.InstanceState`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -267,6 +267,13 @@ impl Incus {
         self.delete_project(name)
     }
 
+    /// The instances of every project (`recursion=1`: no runtime state); each carries its
+    /// `project`. For a list command that spans all sandboxes in one request.
+    pub fn list_all_instances(&self) -> Result<Vec<crate::Instance>> {
+        self.require_extension("instance_all_projects", "list instances of all projects")?;
+        self.get("/1.0/instances?recursion=1&all-projects=true")
+    }
+
     // --- operations -------------------------------------------------------------------------
 
     /// One operation's current state.

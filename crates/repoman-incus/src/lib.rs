@@ -37,8 +37,8 @@ pub mod transport;
 
 pub use access::{Access, Restriction};
 pub use api::{
-    Config, Device, Devices, ImageAlias, Instance, InstanceState, Operation, Profile, ProfilePut,
-    Project, ServerInfo,
+    Config, Device, Devices, ImageAlias, Instance, InstanceEdit, InstanceState, Operation, Profile,
+    ProfilePut, Project, ServerInfo,
 };
 pub use client::{Incus, REQUIRED_EXTENSIONS, Timeouts};
 pub use error::{IncusError, Result};

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::api::{
-    Device, Devices, ImageAlias, Instance, InstanceExecPost, InstanceSource, InstanceState,
-    InstanceStatePut, InstancesPost, Operation, Profile, ProfilePut,
+    Device, Devices, ImageAlias, Instance, InstanceEdit, InstanceExecPost, InstanceSource,
+    InstanceState, InstanceStatePut, InstancesPost, Operation, Profile, ProfilePut,
 };
 use crate::client::{Incus, check_envelope, decode, enc, parse_envelope};
 use crate::error::{IncusError, Result};
@@ -358,34 +358,74 @@ impl ProjectScope {
         })
     }
 
-    /// Edit the instance's own devices in one read-modify-write: `edit` gets the current map and
-    /// may change it; the result is written with `If-Match`, so if the instance changed in the
-    /// meantime nothing is written and the call fails with [`IncusError::Conflict`].
+    /// Edit the instance's own devices in one read-modify-write (see
+    /// [`ProjectScope::edit_instance`]).
     pub fn edit_devices(
         &self,
         instance: &str,
         edit: impl FnOnce(&mut Devices) -> Result<()>,
     ) -> Result<()> {
+        self.edit_instance(instance, |i| edit(&mut i.devices))
+    }
+
+    /// Edit an instance's description, config, devices and profiles in one read-modify-write:
+    /// `edit` gets the current values and may change them; the result is written with `If-Match`,
+    /// so if the instance changed in the meantime nothing is written and the call fails with
+    /// [`IncusError::Conflict`]. If `edit` returns an error nothing is written either.
+    pub fn edit_instance(
+        &self,
+        instance: &str,
+        edit: impl FnOnce(&mut InstanceEdit) -> Result<()>,
+    ) -> Result<()> {
         let path = self.instance_url(instance, "");
+        let label = format!("GET {path}");
         // Keep the raw object: PUT sends back every field we read, including ones this crate
         // does not model, so nothing is lost.
         let (mut raw, etag): (Value, String) = self.incus.get_with_etag(&path)?;
-        let mut devices: Devices =
-            decode(&path, raw.get("devices").cloned().unwrap_or(Value::Null))
-                .or_else(|_| Ok::<_, IncusError>(Devices::new()))?;
-        edit(&mut devices)?;
-        if devices
+        let field = |name: &str| raw.get(name).cloned().filter(|v| !v.is_null());
+        let mut current = InstanceEdit {
+            description: field("description")
+                .map(|v| decode(&label, v))
+                .transpose()?
+                .unwrap_or_default(),
+            config: field("config")
+                .map(|v| decode(&label, v))
+                .transpose()?
+                .unwrap_or_default(),
+            devices: field("devices")
+                .map(|v| decode(&label, v))
+                .transpose()?
+                .unwrap_or_default(),
+            profiles: field("profiles")
+                .map(|v| decode(&label, v))
+                .transpose()?
+                .unwrap_or_default(),
+        };
+        edit(&mut current)?;
+        if current
+            .devices
             .values()
             .any(|d| d.get("shift").is_some_and(|v| v == "true"))
         {
             self.incus
                 .require_extension("container_disk_shift", "use idmapped (shift) mounts")?;
         }
+        let InstanceEdit {
+            description,
+            config,
+            devices,
+            profiles,
+        } = current;
         if let Some(obj) = raw.as_object_mut() {
-            obj.insert(
-                "devices".to_owned(),
-                serde_json::to_value(&devices).unwrap_or(Value::Null),
-            );
+            obj.insert("description".to_owned(), Value::from(description));
+            obj.insert("config".to_owned(), to_value(&label, &config)?);
+            obj.insert("devices".to_owned(), to_value(&label, &devices)?);
+            obj.insert("profiles".to_owned(), to_value(&label, &profiles)?);
+        } else {
+            return Err(IncusError::Protocol {
+                request: label,
+                message: "the instance is not a JSON object".to_owned(),
+            });
         }
         self.incus.mutate_with(
             Method::Put,
@@ -597,6 +637,10 @@ impl ProjectScope {
         }
         Ok(self.instance_url(instance, &format!("/files?path={}", enc(path))))
     }
+}
+
+fn to_value<T: serde::Serialize>(label: &str, value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| IncusError::Invalid(format!("{label}: {e}")))
 }
 
 fn if_match(etag: &str) -> Vec<(String, String)> {

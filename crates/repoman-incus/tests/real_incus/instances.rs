@@ -310,3 +310,66 @@ fn invalid_device_in_create_reports_the_cause_and_creates_nothing() {
         "nothing half-created"
     );
 }
+
+#[test]
+fn edit_instance_changes_config_profiles_and_devices_together() {
+    let lab = lab!();
+    let project = lab.project("edit");
+    project
+        .create_profile("extra", &ProfilePut::default())
+        .unwrap();
+    project
+        .create_instance(&busybox("e1").tag("repoman.state", "new"))
+        .unwrap();
+    let host = tempfile::tempdir().unwrap();
+    project
+        .edit_instance("e1", |i| {
+            i.config.insert("user.repoman.state".into(), "ready".into());
+            i.profiles.push("extra".into());
+            i.description = "edited".into();
+            i.devices
+                .insert("repo".into(), DeviceSpec::disk(host.path(), "/work").into());
+            Ok(())
+        })
+        .unwrap();
+    let inst = project.get_instance("e1").unwrap();
+    assert_eq!(inst.user_config("repoman.state"), Some("ready"));
+    assert_eq!(inst.profiles, ["default", "extra"]);
+    assert_eq!(inst.description, "edited");
+    assert!(inst.devices.contains_key("repo"));
+    // Volatile keys Incus keeps in config survive the round trip.
+    assert!(
+        inst.config.keys().any(|k| k.starts_with("volatile.")),
+        "{:?}",
+        inst.config
+    );
+
+    // An error from the closure writes nothing.
+    let err = project
+        .edit_instance("e1", |i| {
+            i.config.clear();
+            Err(IncusError::Invalid("changed my mind".into()))
+        })
+        .unwrap_err();
+    assert!(matches!(err, IncusError::Invalid(_)));
+    assert_eq!(
+        project
+            .get_instance("e1")
+            .unwrap()
+            .user_config("repoman.state"),
+        Some("ready")
+    );
+}
+
+#[test]
+fn list_all_instances_spans_projects() {
+    let lab = lab!();
+    let one = lab.project("allone");
+    let two = lab.project("alltwo");
+    one.create_instance(&busybox("x1")).unwrap();
+    two.create_instance(&busybox("x2")).unwrap();
+    let all = lab.incus.list_all_instances().unwrap();
+    let find = |p: &str, n: &str| all.iter().any(|i| i.project == p && i.name == n);
+    assert!(find(one.name(), "x1") && find(two.name(), "x2"), "{all:?}");
+    assert!(!find(one.name(), "x2"));
+}
