@@ -223,6 +223,8 @@ pub struct Report {
     pub manifest_stats: BuildStats,
     pub rsync_warnings: String,
     pub duration_ms: u64,
+    /// Time spent building and storing the manifest.
+    pub manifest_ms: u64,
 }
 
 /// Run a prepared, allowed sync.
@@ -246,6 +248,7 @@ pub fn execute(
             .run(Some(prep.plan.deletes), cancel, &mut on_progress)?;
         (r.outcome, r.items, true, r.stderr)
     };
+    let manifest_start = Instant::now();
     let force: HashSet<Vec<u8>> = items
         .iter()
         .filter(|i| i.change != crate::rsync::Change::Delete)
@@ -276,6 +279,7 @@ pub fn execute(
         manifest_stats: stats,
         rsync_warnings: warnings,
         duration_ms: start.elapsed().as_millis() as u64,
+        manifest_ms: manifest_start.elapsed().as_millis() as u64,
     })
 }
 

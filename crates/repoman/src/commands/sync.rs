@@ -514,7 +514,7 @@ fn sync_one(
     }
     Ok(Outcome {
         exit: Exit::Success,
-        json: json!({"project": name, "status": "synced", "plan": plan_json, "rsync": report.outcome, "root": report.manifest_root, "counts": report.counts, "event_seq": ev.seq, "manifest_stats": report.manifest_stats}),
+        json: json!({"project": name, "status": "synced", "plan": plan_json, "rsync": report.outcome, "root": report.manifest_root, "counts": report.counts, "event_seq": ev.seq, "manifest_stats": report.manifest_stats, "duration_ms": report.duration_ms, "manifest_ms": report.manifest_ms}),
         line: format!(
             "{name}\tsynced\t{plan_summary}\troot {}",
             &report.manifest_root[..16]
