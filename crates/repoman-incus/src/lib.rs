@@ -46,6 +46,6 @@ pub use scope::ProjectScope;
 pub use socket::{SocketKind, SocketPath};
 pub use spec::{
     DeviceSpec, DiskDevice, ExecOutput, ExecSpec, FileKind, FileMode, ImageSource, InstanceSpec,
-    ProjectSpec, PulledFile,
+    ProjectSpec, PulledFile, Terminal,
 };
 pub use transport::{HttpRequest, HttpResponse, Method, Transport, TransportError, UnixTransport};

@@ -16,7 +16,7 @@ use crate::api::{
 use crate::client::{Incus, check_envelope, decode, enc, parse_envelope};
 use crate::error::{IncusError, Result};
 use crate::spec::{
-    ExecOutput, ExecSpec, FileKind, FileMode, ImageSource, InstanceSpec, PulledFile,
+    ExecOutput, ExecSpec, FileKind, FileMode, ImageSource, InstanceSpec, PulledFile, Terminal,
 };
 use crate::transport::Method;
 
@@ -518,6 +518,43 @@ impl ProjectScope {
             stdout: log("1")?,
             stderr: log("2")?,
         })
+    }
+
+    /// The arguments (after the program name `incus`) for the official CLI to run `spec` in
+    /// `instance`: for an interactive terminal, or output streamed as it is produced, which
+    /// [`ProjectScope::exec`] does not do. Run them with `repoman_core::process::Cmd` (argv only);
+    /// `--force-local` makes the CLI use the local socket (it resolves `INCUS_SOCKET`/`INCUS_DIR`
+    /// like this client), never a default remote from the user's CLI config.
+    pub fn cli_exec_args(
+        &self,
+        instance: &str,
+        spec: &ExecSpec,
+        terminal: Terminal,
+    ) -> Vec<String> {
+        let mut args = vec![
+            "exec".to_owned(),
+            "--force-local".to_owned(),
+            "--project".to_owned(),
+            self.name.clone(),
+            match terminal {
+                Terminal::Interactive => "--force-interactive".to_owned(),
+                Terminal::None => "--force-noninteractive".to_owned(),
+            },
+            "--user".to_owned(),
+            spec.uid.to_string(),
+            "--group".to_owned(),
+            spec.gid.to_string(),
+        ];
+        if !spec.cwd.is_empty() {
+            args.extend(["--cwd".to_owned(), spec.cwd.clone()]);
+        }
+        for (k, v) in &spec.env {
+            args.extend(["--env".to_owned(), format!("{k}={v}")]);
+        }
+        args.push(instance.to_owned());
+        args.push("--".to_owned());
+        args.extend(spec.command.iter().cloned());
+        args
     }
 
     // --- files ------------------------------------------------------------------------------

@@ -320,6 +320,15 @@ impl ExecSpec {
     }
 }
 
+/// Whether `incus exec` (see [`crate::ProjectScope::cli_exec_args`]) allocates a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// A pseudo-terminal: for an interactive shell.
+    Interactive,
+    /// Plain pipes: stdout and stderr stay separate and stream as produced.
+    None,
+}
+
 /// What an exec produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {

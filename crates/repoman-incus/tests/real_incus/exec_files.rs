@@ -130,3 +130,37 @@ fn file_push_pull_mkdir_delete() {
     let err = project.pull_file("f1", "relative/path").unwrap_err();
     assert!(err.to_string().contains("must be absolute"), "{err}");
 }
+
+#[test]
+fn cli_exec_args_run_through_the_incus_cli_and_stream() {
+    use repoman_core::Env;
+    use repoman_core::process::{Cmd, Line};
+    use repoman_incus::Terminal;
+
+    let lab = lab!();
+    let project = lab.project("cliexec");
+    project.create_instance(&busybox("c1").start(true)).unwrap();
+    let spec = ExecSpec::new([
+        "sh",
+        "-c",
+        "echo one; echo two >&2; id -u; pwd; echo \"$K\"; exit 5",
+    ])
+    .user(1000, 1000)
+    .cwd("/home/dev")
+    .env("K", "v w");
+    let args = project.cli_exec_args("c1", &spec, Terminal::None);
+    let env = Env::capture();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let out = Cmd::new("incus")
+        .args(&args)
+        .search_path(env.get_os("PATH").unwrap_or_default())
+        .timeout(std::time::Duration::from_secs(60))
+        .stream(|line| match line {
+            Line::Stdout(b) => stdout.push(String::from_utf8_lossy(b).into_owned()),
+            Line::Stderr(b) => stderr.push(String::from_utf8_lossy(b).into_owned()),
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(stdout, ["one", "1000", "/home/dev", "v w"]);
+    assert_eq!(stderr, ["two"]);
+}
