@@ -1,0 +1,991 @@
+//! `realm check`: the four modes CI runs.
+//!
+//! - **contract** (realm repo): schemas are valid JSON Schema, versions semver, evolution
+//!   consistent, owners are realm repos, each version step matches the computed compatibility
+//!   (breaking ⇒ major; below 1.0.0 the minor), removed property names are not reused, no cycles.
+//! - **compatibility**: the schema diff between versions from the realm's git history, in the mode
+//!   each contract's `compatibility` selects (optionally transitive).
+//! - **exporter** (member repo): exported contracts exist and are owned by this repo; declared
+//!   source files have not changed since the contract version was recorded.
+//! - **importer** (member repo): each import's range accepts the contract's current version; a
+//!   stale `resolved_version` is a warning.
+//!
+//! Validation hooks run in exporter/importer modes only when the machine trusts the realm at its
+//! current commit, argv only, with a timeout: exit 0 valid, 1 invalid, 2 warning; `ci_only` hooks
+//! only when `CI` is set. Findings are errors, warnings (failures under `--strict`) or info.
+
+use crate::cache::{Cache, Counters};
+use crate::compat::{self, Analysis, Change, Mode, Verdict};
+use crate::git::Git;
+use crate::model::ContractFile;
+use crate::realm::{HistoricVersion, Realm, RealmError};
+use crate::trust::TrustState;
+use crate::version::{self, Bump, Range};
+use repoman_core::Env;
+use repoman_core::process::{Cmd, ProcessError};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckMode {
+    Contract,
+    Compatibility,
+    Exporter,
+    Importer,
+}
+
+impl CheckMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckMode::Contract => "contract",
+            CheckMode::Compatibility => "compatibility",
+            CheckMode::Exporter => "exporter",
+            CheckMode::Importer => "importer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub mode: CheckMode,
+    /// `contract:REALM/DOMAIN/NAME`, `realm:NAME`, `binding:REALM/DOMAIN/REPO`.
+    pub object: String,
+    /// A stable rule id: `ownership`, `source-changed`, `stale-binding`, `version-bump`, ...
+    pub rule: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// The file the finding is about (realm-relative or repo-relative), for annotations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// One compatibility comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContractDiff {
+    pub contract: String,
+    pub from: String,
+    pub to: String,
+    pub mode: Mode,
+    pub verdict: Verdict,
+    pub changes: Vec<compat::ReportedChange>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HookStatus {
+    Ran,
+    Cached,
+    SkippedUntrusted,
+    SkippedNotCi,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HookRun {
+    pub contract: String,
+    pub role: String,
+    pub script: String,
+    pub status: HookStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub output: String,
+}
+
+/// Where the check runs.
+#[derive(Debug, Clone)]
+pub enum Context {
+    /// In the realm repository itself (its CI).
+    Realm,
+    /// In a member repo.
+    Member { repo: String, dir: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Empty: contract + compatibility in the realm repo, exporter + importer in a member repo.
+    pub modes: Vec<CheckMode>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub strict: bool,
+    /// `CI` is set: run `ci_only` hooks.
+    pub ci: bool,
+    pub trust: TrustState,
+    pub hook_timeout: Duration,
+    /// Unix seconds, for cache timestamps.
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub realm: String,
+    pub context: String,
+    pub modes: Vec<CheckMode>,
+    pub ok: bool,
+    pub strict: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    pub findings: Vec<Finding>,
+    pub compatibility: Vec<ContractDiff>,
+    pub hooks: Vec<HookRun>,
+    pub cache: Counters,
+}
+
+struct Checker<'r> {
+    realm: &'r Realm,
+    opts: &'r CheckOptions,
+    env: &'r Env,
+    cache: &'r mut Cache,
+    head: String,
+    dirty: bool,
+    findings: Vec<Finding>,
+    diffs: Vec<ContractDiff>,
+    hooks: Vec<HookRun>,
+}
+
+/// Runs the check.
+pub fn check(
+    realm: &Realm,
+    ctx: &Context,
+    opts: &CheckOptions,
+    env: &Env,
+    cache: &mut Cache,
+) -> Result<CheckReport, RealmError> {
+    let git = Git::new(&realm.root, env);
+    let head = git.head()?;
+    let dirty = git.dirty()?;
+    let modes: Vec<CheckMode> = if opts.modes.is_empty() {
+        match ctx {
+            Context::Realm => vec![CheckMode::Contract, CheckMode::Compatibility],
+            Context::Member { .. } => vec![CheckMode::Exporter, CheckMode::Importer],
+        }
+    } else {
+        let set: BTreeSet<CheckMode> = opts.modes.iter().copied().collect();
+        set.into_iter().collect()
+    };
+    let mut c = Checker {
+        realm,
+        opts,
+        env,
+        cache,
+        head,
+        dirty,
+        findings: Vec::new(),
+        diffs: Vec::new(),
+        hooks: Vec::new(),
+    };
+    let scope = match ctx {
+        Context::Realm => None,
+        Context::Member { repo, .. } => Some(repo.as_str()),
+    };
+    for m in &modes {
+        match (m, ctx) {
+            (CheckMode::Contract, _) => c.contract_mode(scope)?,
+            (CheckMode::Compatibility, _) => c.compatibility_mode(scope)?,
+            (CheckMode::Exporter, Context::Member { repo, dir }) => c.exporter_mode(repo, dir)?,
+            (CheckMode::Importer, Context::Member { repo, dir }) => c.importer_mode(repo, dir)?,
+            (CheckMode::Exporter | CheckMode::Importer, Context::Realm) => {
+                for repo in realm.repos.values() {
+                    let Some(p) = &repo.path else { continue };
+                    let dir = PathBuf::from(p);
+                    if !dir.is_dir() {
+                        continue;
+                    }
+                    if *m == CheckMode::Exporter {
+                        c.exporter_mode(&repo.name, &dir)?;
+                    } else {
+                        c.importer_mode(&repo.name, &dir)?;
+                    }
+                }
+            }
+        }
+    }
+    c.cache.flush_counters();
+    let errors = c
+        .findings
+        .iter()
+        .filter(|f| f.level == Level::Error)
+        .count();
+    let warnings = c
+        .findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .count();
+    let ok = errors == 0 && !(opts.strict && warnings > 0);
+    Ok(CheckReport {
+        realm: realm.name().to_string(),
+        context: match ctx {
+            Context::Realm => "realm".into(),
+            Context::Member { repo, .. } => format!("repo:{repo}"),
+        },
+        modes,
+        ok,
+        strict: opts.strict,
+        errors,
+        warnings,
+        findings: c.findings,
+        compatibility: c.diffs,
+        hooks: c.hooks,
+        cache: c.cache.counters,
+    })
+}
+
+/// Property pointers (`#/properties/a/properties/b`) of a schema, following nested objects.
+fn property_pointers(schema: &Value, prefix: &str, out: &mut BTreeSet<String>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            let p = format!(
+                "{prefix}/properties/{}",
+                k.replace('~', "~0").replace('/', "~1")
+            );
+            out.insert(p.clone());
+            property_pointers(v, &p, out, depth + 1);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        property_pointers(items, &format!("{prefix}/items"), out, depth + 1);
+    }
+}
+
+impl Checker<'_> {
+    fn find(
+        &mut self,
+        level: Level,
+        mode: CheckMode,
+        object: String,
+        rule: &str,
+        message: String,
+    ) -> &mut Finding {
+        self.findings.push(Finding {
+            level,
+            mode,
+            object,
+            rule: rule.into(),
+            message,
+            pointer: None,
+            file: None,
+        });
+        let n = self.findings.len() - 1;
+        &mut self.findings[n]
+    }
+
+    fn contracts_in_scope(&self, scope: Option<&str>) -> Vec<(String, ContractFile)> {
+        let mut out = Vec::new();
+        for (d, dom) in &self.realm.domains {
+            for c in dom.contracts.values() {
+                let relevant = match scope {
+                    None => true,
+                    Some(repo) => {
+                        c.owner == repo
+                            || dom.bindings.get(repo).is_some_and(|b| {
+                                b.exports.iter().any(|e| e.contract == c.name)
+                                    || b.imports.iter().any(|i| i.contract == c.name)
+                            })
+                    }
+                };
+                if relevant {
+                    out.push((d.clone(), c.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn history(&mut self, domain: &str, name: &str) -> Result<Vec<HistoricVersion>, RealmError> {
+        // The realm commit keys the cache; uncommitted changes add the file's own hash.
+        let mut key = self.head.clone();
+        if self.dirty {
+            let p = self.realm.root.join(Realm::contract_rel_path(domain, name));
+            if let Ok(bytes) = std::fs::read(&p) {
+                key.push('+');
+                key.push_str(&blake3::hash(&bytes).to_hex()[..16]);
+            }
+        }
+        if let Some(json) = self.cache.contract_history(domain, name, &key)
+            && let Ok(h) = serde_json::from_str(&json)
+        {
+            return Ok(h);
+        }
+        let h = self.realm.contract_history(domain, name, self.env)?;
+        if let Ok(json) = serde_json::to_string(&h) {
+            self.cache.store_contract_history(domain, name, &key, &json);
+        }
+        Ok(h)
+    }
+
+    fn analysis(&mut self, old: &Value, new: &Value) -> Result<Analysis, RealmError> {
+        let key = {
+            let mut h = blake3::Hasher::new();
+            h.update(b"compat/v1\0");
+            h.update(serde_json::to_string(old).unwrap_or_default().as_bytes());
+            h.update(b"\0");
+            h.update(serde_json::to_string(new).unwrap_or_default().as_bytes());
+            h.finalize().to_hex().to_string()
+        };
+        if let Some(json) = self.cache.compat(&key)
+            && let Ok(changes) = serde_json::from_str::<Vec<CachedChange>>(&json)
+        {
+            return Ok(Analysis {
+                changes: changes.into_iter().map(Change::from).collect(),
+            });
+        }
+        let a = compat::analyze(old, new)?;
+        let cached: Vec<CachedChange> = a.changes.iter().map(CachedChange::from).collect();
+        if let Ok(json) = serde_json::to_string(&cached) {
+            self.cache.store_compat(&key, &json);
+        }
+        Ok(a)
+    }
+
+    fn contract_mode(&mut self, scope: Option<&str>) -> Result<(), RealmError> {
+        let m = CheckMode::Contract;
+        for (domain, c) in self.contracts_in_scope(scope) {
+            let obj = self.realm.contract_object(&domain, &c.name);
+            let file = Some(Realm::contract_rel_path(&domain, &c.name));
+            if let Err(e) = jsonschema::meta::validate(&c.schema) {
+                self.find(
+                    Level::Error,
+                    m,
+                    obj.clone(),
+                    "schema-invalid",
+                    format!("the schema is not valid JSON Schema: {e}"),
+                )
+                .file = file.clone();
+            }
+            let current = match version::parse_version(&c.version) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.find(
+                        Level::Error,
+                        m,
+                        obj.clone(),
+                        "version-invalid",
+                        e.to_string(),
+                    )
+                    .file = file.clone();
+                    None
+                }
+            };
+            if !self.realm.repos.contains_key(&c.owner) {
+                self.find(
+                    Level::Error,
+                    m,
+                    obj.clone(),
+                    "owner-unknown",
+                    format!(
+                        "owner `{}` is not a repo of realm `{}`",
+                        c.owner,
+                        self.realm.name()
+                    ),
+                )
+                .file = file.clone();
+            }
+            // Evolution: parseable, strictly increasing, ending at the current version.
+            let mut prev: Option<semver::Version> = None;
+            for e in &c.evolution {
+                match version::parse_version(&e.version) {
+                    Ok(v) => {
+                        if prev.as_ref().is_some_and(|p| v <= *p) {
+                            self.find(
+                                Level::Error,
+                                m,
+                                obj.clone(),
+                                "evolution-order",
+                                format!(
+                                    "evolution entry {} does not come after {}",
+                                    v,
+                                    prev.as_ref().map(ToString::to_string).unwrap_or_default()
+                                ),
+                            )
+                            .file = file.clone();
+                        }
+                        prev = Some(v);
+                    }
+                    Err(err) => {
+                        self.find(
+                            Level::Error,
+                            m,
+                            obj.clone(),
+                            "evolution-version",
+                            err.to_string(),
+                        )
+                        .file = file.clone();
+                    }
+                }
+            }
+            if let (Some(last), Some(cur)) = (&prev, &current) {
+                if last != cur {
+                    self.find(Level::Error, m, obj.clone(), "evolution-current", format!("the evolution history ends at {last} but the contract is at {cur}; add an entry for {cur}")).file = file.clone();
+                }
+            } else if c.evolution.is_empty() {
+                self.find(
+                    Level::Warning,
+                    m,
+                    obj.clone(),
+                    "evolution-missing",
+                    "the contract has no evolution history".into(),
+                )
+                .file = file.clone();
+            }
+            // History from git: bump rules and tombstones.
+            let history = self.history(&domain, &c.name)?;
+            let mode = contract_mode(&c);
+            for pair in history.windows(2) {
+                let (old, new) = (&pair[0], &pair[1]);
+                let (Ok(ov), Ok(nv)) = (
+                    version::parse_version(&old.version),
+                    version::parse_version(&new.version),
+                ) else {
+                    continue;
+                };
+                let breaking = self
+                    .analysis(&old.schema, &new.schema)?
+                    .report(mode)
+                    .is_breaking();
+                if let Err(e) = version::check_bump(&ov, &nv, breaking) {
+                    self.find(Level::Error, m, obj.clone(), "version-bump", e.to_string())
+                        .file = file.clone();
+                }
+                if let Some(ev) = c.evolution.iter().find(|e| e.version == new.version)
+                    && ev.compatible == Some(true)
+                    && breaking
+                {
+                    self.find(Level::Error, m, obj.clone(), "evolution-compatible", format!("evolution says {} is compatible, but the schema change from {} is breaking ({})", new.version, old.version, mode.as_str())).file = file.clone();
+                }
+            }
+            let mut removed: BTreeMap<String, String> = BTreeMap::new();
+            for pair in history.windows(2) {
+                let (mut a, mut b) = (BTreeSet::new(), BTreeSet::new());
+                property_pointers(&pair[0].schema, "#", &mut a, 0);
+                property_pointers(&pair[1].schema, "#", &mut b, 0);
+                for p in a.difference(&b) {
+                    removed
+                        .entry(p.clone())
+                        .or_insert_with(|| pair[1].version.clone());
+                }
+                for p in b.difference(&a) {
+                    if let Some(when) = removed.get(p) {
+                        let f = self.find(Level::Error, m, obj.clone(), "tombstone", format!("property {p} was removed in {when} and is reused in {}; choose a new name", pair[1].version));
+                        f.pointer = Some(p.clone());
+                        f.file = file.clone();
+                    }
+                }
+            }
+        }
+        if scope.is_none() {
+            for cycle in self.realm.graph().cycles() {
+                let obj = format!("realm:{}", self.realm.name());
+                self.find(
+                    Level::Error,
+                    m,
+                    obj,
+                    "cycle",
+                    format!("dependency cycle: {}", cycle.render()),
+                );
+            }
+            let known: BTreeSet<String> = self
+                .realm
+                .domains
+                .values()
+                .flat_map(|d| d.contracts.keys().cloned())
+                .collect();
+            let realm_name = self.realm.name().to_string();
+            let mut dangling = Vec::new();
+            for (d, dom) in &self.realm.domains {
+                for b in dom.bindings.values() {
+                    for name in b
+                        .exports
+                        .iter()
+                        .map(|e| &e.contract)
+                        .chain(b.imports.iter().map(|i| &i.contract))
+                    {
+                        if !known.contains(name) {
+                            dangling.push((
+                                format!("binding:{realm_name}/{d}/{}", b.repo),
+                                format!("binding of `{}` names unknown contract `{name}`", b.repo),
+                                Realm::binding_rel_path(d, &b.repo),
+                            ));
+                        }
+                    }
+                }
+            }
+            for (obj, msg, file) in dangling {
+                self.find(Level::Error, m, obj, "contract-unknown", msg)
+                    .file = Some(file);
+            }
+        }
+        Ok(())
+    }
+
+    fn compatibility_mode(&mut self, scope: Option<&str>) -> Result<(), RealmError> {
+        let m = CheckMode::Compatibility;
+        for (domain, c) in self.contracts_in_scope(scope) {
+            let obj = self.realm.contract_object(&domain, &c.name);
+            let file = Some(Realm::contract_rel_path(&domain, &c.name));
+            let history = self.history(&domain, &c.name)?;
+            let mode = contract_mode(&c);
+            let pick = |v: &str| history.iter().position(|h| h.version == v);
+            let pairs: Vec<(usize, usize)> = match (&self.opts.from, &self.opts.to) {
+                (Some(f), Some(t)) => match (pick(f), pick(t)) {
+                    (Some(a), Some(b)) => vec![(a, b)],
+                    _ => {
+                        if scope.is_none() || self.opts.from.is_some() {
+                            let known: Vec<&str> =
+                                history.iter().map(|h| h.version.as_str()).collect();
+                            self.find(
+                                Level::Error,
+                                m,
+                                obj.clone(),
+                                "version-unknown",
+                                format!(
+                                    "versions {f} and {t} are not both in the history ({})",
+                                    known.join(", ")
+                                ),
+                            )
+                            .file = file.clone();
+                        }
+                        continue;
+                    }
+                },
+                (Some(_), None) | (None, Some(_)) => {
+                    self.find(
+                        Level::Error,
+                        m,
+                        obj.clone(),
+                        "usage",
+                        "--from and --to go together".into(),
+                    );
+                    continue;
+                }
+                (None, None) => {
+                    let n = history.len();
+                    if n < 2 {
+                        continue;
+                    }
+                    if c.compatibility.transitive {
+                        (0..n - 1).map(|i| (i, n - 1)).collect()
+                    } else {
+                        vec![(n - 2, n - 1)]
+                    }
+                }
+            };
+            for (a, b) in pairs {
+                let (old, new) = (history[a].clone(), history[b].clone());
+                let report = self.analysis(&old.schema, &new.schema)?.report(mode);
+                let major = match (
+                    version::parse_version(&old.version),
+                    version::parse_version(&new.version),
+                ) {
+                    (Ok(ov), Ok(nv)) => version::bump(&ov, &nv) == Some(Bump::Major),
+                    _ => false,
+                };
+                for ch in &report.changes {
+                    let (level, note) = match ch.verdict {
+                        Verdict::Breaking if major => {
+                            (Level::Info, " (allowed: major version step)")
+                        }
+                        Verdict::Breaking => (Level::Error, ""),
+                        Verdict::Warning => (Level::Warning, ""),
+                        Verdict::Compatible => continue,
+                    };
+                    let f = self.find(
+                        level,
+                        m,
+                        obj.clone(),
+                        &ch.kind,
+                        format!("{} → {}: {}{note}", old.version, new.version, ch.message),
+                    );
+                    f.pointer = Some(ch.pointer.clone());
+                    f.file = file.clone();
+                }
+                self.diffs.push(ContractDiff {
+                    contract: c.name.clone(),
+                    from: old.version,
+                    to: new.version,
+                    mode,
+                    verdict: report.verdict,
+                    changes: report.changes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn exporter_mode(&mut self, repo: &str, dir: &Path) -> Result<(), RealmError> {
+        let m = CheckMode::Exporter;
+        let realm_name = self.realm.name().to_string();
+        for (d, dom) in &self.realm.domains {
+            let Some(b) = dom.bindings.get(repo) else {
+                continue;
+            };
+            let bfile = Some(Realm::binding_rel_path(d, repo));
+            for e in &b.exports {
+                let obj = format!("contract:{realm_name}/{d}/{}", e.contract);
+                let Some((_, c)) = self.realm.contract(&e.contract) else {
+                    self.find(
+                        Level::Error,
+                        m,
+                        obj,
+                        "contract-unknown",
+                        format!("`{repo}` exports `{}`, which does not exist", e.contract),
+                    )
+                    .file = bfile.clone();
+                    continue;
+                };
+                let c = c.clone();
+                if c.owner != repo {
+                    self.find(Level::Error, m, obj.clone(), "ownership", format!("`{repo}` exports `{}`, but the contract is owned by `{}`; only its owner may export it", c.name, c.owner)).file = bfile.clone();
+                }
+                let mut changed = Vec::new();
+                for f in &e.source_files {
+                    let path = dir.join(f);
+                    let hash =
+                        match self
+                            .cache
+                            .file_hash(&format!("{repo}/{f}"), &path, self.opts.now)
+                        {
+                            Ok(h) => h,
+                            Err(err) => {
+                                self.find(
+                                    Level::Error,
+                                    m,
+                                    obj.clone(),
+                                    "source-missing",
+                                    format!("declared source file {f} cannot be read: {err}"),
+                                )
+                                .file = Some(f.clone());
+                                continue;
+                            }
+                        };
+                    match e.source_digests.get(f) {
+                        Some(recorded) if *recorded == hash => {}
+                        Some(_) => changed.push(f.clone()),
+                        None => {
+                            self.find(Level::Warning, m, obj.clone(), "source-unrecorded", format!("no digest recorded for {f}; re-export with `repoman realm admin binding export`")).file = Some(f.clone());
+                        }
+                    }
+                }
+                if !changed.is_empty() {
+                    let recorded = e.recorded_version.clone().unwrap_or_else(|| "?".into());
+                    let (level, msg) = if recorded == c.version {
+                        (
+                            Level::Error,
+                            format!(
+                                "{} changed since {} {} was recorded, but the contract did not; update the contract (`repoman realm admin contract bump {}`) or re-record",
+                                changed.join(", "),
+                                c.name,
+                                c.version,
+                                c.name
+                            ),
+                        )
+                    } else {
+                        (
+                            Level::Warning,
+                            format!(
+                                "{} changed; digests were recorded for {recorded} and the contract is at {}: re-record with `repoman realm admin binding export {}`",
+                                changed.join(", "),
+                                c.version,
+                                c.name
+                            ),
+                        )
+                    };
+                    for f in &changed {
+                        let finding =
+                            self.find(level, m, obj.clone(), "source-changed", msg.clone());
+                        finding.file = Some(f.clone());
+                    }
+                }
+                if let Some(script) = c.validation.exporter.clone() {
+                    self.hook(&c, "exporter", &script, repo, dir, d)?;
+                }
+                for script in c.validation.ci_only.clone() {
+                    self.hook(&c, "ci_only", &script, repo, dir, d)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn importer_mode(&mut self, repo: &str, dir: &Path) -> Result<(), RealmError> {
+        let m = CheckMode::Importer;
+        let realm_name = self.realm.name().to_string();
+        for (d, dom) in &self.realm.domains {
+            let Some(b) = dom.bindings.get(repo) else {
+                continue;
+            };
+            let bfile = Some(Realm::binding_rel_path(d, repo));
+            for i in &b.imports {
+                let obj = format!("contract:{realm_name}/{d}/{}", i.contract);
+                let Some((_, c)) = self.realm.contract(&i.contract) else {
+                    self.find(
+                        Level::Error,
+                        m,
+                        obj,
+                        "contract-unknown",
+                        format!("`{repo}` imports `{}`, which does not exist", i.contract),
+                    )
+                    .file = bfile.clone();
+                    continue;
+                };
+                let c = c.clone();
+                let range = match Range::parse(&i.version) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.find(Level::Error, m, obj.clone(), "range-invalid", e.to_string())
+                            .file = bfile.clone();
+                        continue;
+                    }
+                };
+                match version::parse_version(&c.version) {
+                    Ok(v) if !range.matches(&v) => {
+                        self.find(Level::Error, m, obj.clone(), "range-mismatch", format!("`{repo}` imports `{}` {} but the contract is at {}; update the import (and the code behind it)", c.name, i.version, c.version)).file = bfile.clone();
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.find(
+                            Level::Error,
+                            m,
+                            obj.clone(),
+                            "version-invalid",
+                            e.to_string(),
+                        )
+                        .file = bfile.clone();
+                    }
+                }
+                if i.resolved_version.as_deref() != Some(c.version.as_str()) {
+                    self.find(Level::Warning, m, obj.clone(), "stale-binding", format!("`{repo}` resolved `{}` at {}, the contract is at {}; re-import with `repoman realm admin binding import {} --version '{}'`", c.name, i.resolved_version.as_deref().unwrap_or("nothing"), c.version, c.name, i.version)).file = bfile.clone();
+                }
+                if let Some(script) = c.validation.importer.clone() {
+                    self.hook(&c, "importer", &script, repo, dir, d)?;
+                }
+                for script in c.validation.ci_only.clone() {
+                    self.hook(&c, "ci_only", &script, repo, dir, d)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hook(
+        &mut self,
+        c: &ContractFile,
+        role: &str,
+        script: &str,
+        repo: &str,
+        dir: &Path,
+        domain: &str,
+    ) -> Result<(), RealmError> {
+        let m = if role == "importer" {
+            CheckMode::Importer
+        } else {
+            CheckMode::Exporter
+        };
+        let obj = self.realm.contract_object(domain, &c.name);
+        let run = |status: HookStatus, exit: Option<i64>, output: String| HookRun {
+            contract: c.name.clone(),
+            role: role.into(),
+            script: script.into(),
+            status,
+            exit,
+            output,
+        };
+        if role == "ci_only" && !self.opts.ci {
+            self.hooks
+                .push(run(HookStatus::SkippedNotCi, None, String::new()));
+            return Ok(());
+        }
+        if !self.opts.trust.is_trusted() {
+            let why = match &self.opts.trust {
+                TrustState::Changed {
+                    trusted_commit,
+                    head,
+                } => format!(
+                    "the realm changed since it was trusted (trusted {}, now {})",
+                    &trusted_commit[..trusted_commit.len().min(12)],
+                    &head[..head.len().min(12)]
+                ),
+                _ => "this machine does not trust the realm".into(),
+            };
+            if !self
+                .hooks
+                .iter()
+                .any(|h| h.status == HookStatus::SkippedUntrusted)
+            {
+                self.find(Level::Warning, m, format!("realm:{}", self.realm.name()), "hooks-untrusted", format!("validation hooks not run: {why}; review the realm's hooks, then run `repoman realm admin trust`"));
+            }
+            self.hooks
+                .push(run(HookStatus::SkippedUntrusted, None, String::new()));
+            return Ok(());
+        }
+        let path = dir.join(script);
+        let binding_hash = {
+            let mut h = blake3::Hasher::new();
+            h.update(role.as_bytes());
+            h.update(script.as_bytes());
+            h.update(&std::fs::read(&path).unwrap_or_default());
+            let b = self
+                .realm
+                .domains
+                .get(domain)
+                .and_then(|d| d.bindings.get(repo));
+            h.update(serde_json::to_string(&b).unwrap_or_default().as_bytes());
+            if let Some(b) = b {
+                for e in b.exports.iter().filter(|e| e.contract == c.name) {
+                    for f in &e.source_files {
+                        if let Ok(fh) = self.cache.file_hash(
+                            &format!("{repo}/{f}"),
+                            &dir.join(f),
+                            self.opts.now,
+                        ) {
+                            h.update(fh.as_bytes());
+                        }
+                    }
+                }
+            }
+            h.finalize().to_hex().to_string()
+        };
+        let (code, output, status) = match self.cache.validation(&c.name, &c.version, &binding_hash)
+        {
+            Some((code, out)) => (Some(code), out, HookStatus::Cached),
+            None => {
+                let mut cmd = Cmd::new(&path)
+                    .current_dir(dir)
+                    .timeout(self.opts.hook_timeout)
+                    .env("REPOMAN_REALM", &self.realm.root)
+                    .env("REPOMAN_CONTRACT", &c.name)
+                    .env("REPOMAN_CONTRACT_VERSION", &c.version)
+                    .env("REPOMAN_HOOK_ROLE", role);
+                if let Some(p) = self.env.get_os("PATH") {
+                    cmd = cmd.search_path(p);
+                }
+                match cmd.output() {
+                    Ok(out) => {
+                        let code = out.status.code().map_or(-1, i64::from);
+                        let mut text = out.stdout_str();
+                        text.push_str(&String::from_utf8_lossy(&out.stderr));
+                        let text: String = text.trim().chars().take(4000).collect();
+                        if (0..=2).contains(&code) {
+                            self.cache.store_validation(
+                                &c.name,
+                                &c.version,
+                                &binding_hash,
+                                code,
+                                &text,
+                                self.opts.now,
+                            );
+                        }
+                        (Some(code), text, HookStatus::Ran)
+                    }
+                    Err(ProcessError::Timeout { after, .. }) => {
+                        self.find(Level::Error, m, obj.clone(), "hook-timeout", format!("{role} hook {script} did not finish within {after:?} and was killed"));
+                        self.hooks.push(run(HookStatus::Ran, None, String::new()));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.find(
+                            Level::Error,
+                            m,
+                            obj.clone(),
+                            "hook-failed",
+                            format!("{role} hook {script} could not run: {e}"),
+                        );
+                        self.hooks.push(run(HookStatus::Ran, None, String::new()));
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let first = output.lines().next().unwrap_or("").to_string();
+        match code {
+            Some(0) => {}
+            Some(2) => {
+                self.find(
+                    Level::Warning,
+                    m,
+                    obj.clone(),
+                    "hook-warning",
+                    format!("{role} hook {script} reported a warning: {first}"),
+                );
+            }
+            Some(1) => {
+                self.find(
+                    Level::Error,
+                    m,
+                    obj.clone(),
+                    "hook-invalid",
+                    format!("{role} hook {script} reported the binding invalid: {first}"),
+                );
+            }
+            other => {
+                self.find(
+                    Level::Error,
+                    m,
+                    obj.clone(),
+                    "hook-failed",
+                    format!("{role} hook {script} exited with {other:?}: {first}"),
+                );
+            }
+        }
+        self.hooks.push(run(status, code, output));
+        Ok(())
+    }
+}
+
+fn contract_mode(c: &ContractFile) -> Mode {
+    Mode::from_flags(c.compatibility.backwards, c.compatibility.forwards).unwrap_or(Mode::Backward)
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct CachedChange {
+    pointer: String,
+    kind: String,
+    message: String,
+    narrows: bool,
+    widens: bool,
+    nw: bool,
+    ww: bool,
+}
+
+impl From<&Change> for CachedChange {
+    fn from(c: &Change) -> Self {
+        CachedChange {
+            pointer: c.pointer.clone(),
+            kind: c.kind.clone(),
+            message: c.message.clone(),
+            narrows: c.narrows,
+            widens: c.widens,
+            nw: c.narrows_warning,
+            ww: c.widens_warning,
+        }
+    }
+}
+
+impl From<CachedChange> for Change {
+    fn from(c: CachedChange) -> Self {
+        Change {
+            pointer: c.pointer,
+            kind: c.kind,
+            message: c.message,
+            narrows: c.narrows,
+            widens: c.widens,
+            narrows_warning: c.nw,
+            widens_warning: c.ww,
+        }
+    }
+}
