@@ -72,7 +72,13 @@ fn wizard(app: &App, args: &mut NewArgs, estate: &Estate) -> Result<(), CliError
 }
 
 pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
-    let estate = Estate::new(app.registry()?, &app.env);
+    let mut estate = Estate::new(app.registry()?, &app.env);
+    // The sandbox is tagged with the estate id; a registry without one gets it on registration.
+    let estate_id = match &estate.file.registry.estate_id {
+        Some(id) => id.clone(),
+        None => app.clock.new_id().to_string(),
+    };
+    estate.file.registry.estate_id = Some(estate_id.clone());
     wizard(app, &mut args, &estate)?;
     let raw_name = args.name.clone().unwrap_or_default();
     let name = ProjectName::parse(&raw_name)?;
@@ -166,6 +172,7 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
         },
         repo_path: repo_path.clone(),
         desired,
+        estate_id,
     };
 
     let state = if args.dry_run {
@@ -222,7 +229,6 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
         registry_path: &app.paths.config_file,
         state: &state,
         env: &app.env,
-        clock: &app.clock,
     };
     create::execute(&plan, &ctx, &UiProgress(&app.ui))?;
     finish(app, &plan)
@@ -242,7 +248,7 @@ fn register_only(
         &app.paths.config_file,
         Some(std::time::Duration::from_secs(10)),
         |f| {
-            f.ensure_estate_id(|| app.clock.new_id().to_string());
+            f.ensure_estate_id(|| plan.estate_id.clone());
             f.add_project(&entry)
         },
     )?;

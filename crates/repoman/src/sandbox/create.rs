@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use repoman_core::Env;
 use repoman_core::registry::{ProjectEntry, RegistryFile};
-use repoman_core::{Clock, Env};
 use repoman_incus::{InstanceSpec, ProjectScope};
 use repoman_state::{NewEvent, State};
 use serde::Serialize;
@@ -41,6 +41,8 @@ pub struct CreatePlan {
     pub entry: ProjectEntry,
     pub repo_path: PathBuf,
     pub desired: Option<Desired>,
+    /// The estate id the sandbox is tagged with; recorded in the registry if it has none yet.
+    pub estate_id: String,
 }
 
 impl CreatePlan {
@@ -117,7 +119,6 @@ pub struct CreateCtx<'a> {
     pub registry_path: &'a std::path::Path,
     pub state: &'a State,
     pub env: &'a Env,
-    pub clock: &'a Clock,
 }
 
 #[derive(Debug, Default)]
@@ -240,9 +241,10 @@ fn run_steps(
     let entry = plan.entry.clone();
     let register = plan.register;
     let name = plan.name.clone();
+    let estate_id = plan.estate_id.clone();
     RegistryFile::edit(ctx.registry_path, Some(Duration::from_secs(10)), |f| {
         if register {
-            f.ensure_estate_id(|| ctx.clock.new_id().to_string());
+            f.ensure_estate_id(|| estate_id.clone());
             f.add_project(&entry)
         } else {
             f.set_project_container(&name, true).map(|_| ())

@@ -1,0 +1,795 @@
+//! Sandboxes end to end against the real Incus daemon: setup, new (uid mapping, .repoman.toml,
+//! rollback), list/status JSON, drift detection and repair, exec, lifecycle, update, remove,
+//! `--dry-run`, and the error cases (names, malformed files, Incus unreachable).
+//!
+//! Every test that needs Incus gets its own Incus project (`TestProject`, deleted on drop even
+//! when the test fails) and a private HOME whose registry points `[defaults] incus_project` at
+//! it. Without Incus these tests print SKIPPED, unless `REPOMAN_TEST_INCUS=require`.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use repoman_incus::testlab::{TEST_IMAGE_ALIAS, TestLab, TestProject};
+use repoman_incus::{DeviceSpec, ImageSource, InstanceSpec};
+use serde_json::Value;
+
+/// A private HOME with repos and a registry pointing at one Incus project.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    repos: PathBuf,
+    project: String,
+    lab: Option<(TestLab, TestProject)>,
+}
+
+impl Fixture {
+    /// With a test Incus project; `None` when Incus is unavailable (skip).
+    fn with_incus(prefix: &str) -> Option<Fixture> {
+        let lab = TestLab::connect()?;
+        let project = lab.project(prefix);
+        let mut f = Fixture::without_incus(project.name());
+        f.lab = Some((lab, project));
+        Some(f)
+    }
+
+    /// Without Incus: the registry names a project that is never contacted.
+    fn without_incus(project: &str) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let repos = tmp.path().join("repos");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&repos).unwrap();
+        let f = Fixture {
+            home,
+            repos,
+            project: project.to_owned(),
+            lab: None,
+            _tmp: tmp,
+        };
+        f.write_registry("");
+        f
+    }
+
+    fn write_registry(&self, extra: &str) {
+        let dir = self.home.join(".config/repoman");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("repoman.toml"),
+            format!(
+                "schema_version = 1\n\n[defaults]\nlocal_repos = \"{}\"\nincus_project = \"{}\"\ndefault_image = \"{TEST_IMAGE_ALIAS}\"\n{extra}",
+                self.repos.display(),
+                self.project
+            ),
+        )
+        .unwrap();
+    }
+
+    fn registry_text(&self) -> String {
+        std::fs::read_to_string(self.home.join(".config/repoman/repoman.toml")).unwrap_or_default()
+    }
+
+    fn scope(&self) -> &TestProject {
+        &self.lab.as_ref().unwrap().1
+    }
+
+    fn repoman(&self) -> Command {
+        let mut cmd = Command::cargo_bin("repoman").unwrap();
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", self.home.join("run"))
+            .env("USER", "tester")
+            // Under root (the lab), the host user is SUDO_UID/GID: uid 1000 is `dev` in the
+            // busybox test image.
+            .env("SUDO_UID", "1000")
+            .env("SUDO_GID", "1000")
+            .env("SUDO_USER", "dev");
+        cmd
+    }
+
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.repoman().arg("--json").args(args).output().unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`repoman {args:?}` did not print JSON ({e}); exit {code}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, v)
+    }
+
+    /// A repo owned by the host user (uid/gid 1000 under root).
+    fn repo(&self, name: &str) -> PathBuf {
+        let p = self.repos.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        if is_root() {
+            std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap();
+        }
+        p
+    }
+
+    fn new_sandbox(&self, name: &str) {
+        self.repo(name);
+        self.repoman()
+            .args(["new", name, "--yes"])
+            .assert()
+            .success();
+    }
+
+    /// Every event type recorded so far, in order.
+    fn event_types(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let dir = self.home.join(".local/state/repoman/events");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    }
+
+    /// What Incus holds in the project: name -> (status, devices, profiles, managed config).
+    fn incus_snapshot(&self) -> BTreeMap<String, String> {
+        self.scope()
+            .list_instances()
+            .unwrap()
+            .into_iter()
+            .map(|i| {
+                let cfg: BTreeMap<_, _> = i
+                    .config
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("volatile."))
+                    .collect();
+                (
+                    i.name.clone(),
+                    format!("{} {:?} {:?} {:?}", i.status, i.devices, i.profiles, cfg),
+                )
+            })
+            .collect()
+    }
+}
+
+fn is_root() -> bool {
+    // A directory we just created is owned by our effective uid.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::metadata(d.path()).unwrap().uid() == 0
+}
+
+fn host_uid() -> u32 {
+    if is_root() {
+        1000
+    } else {
+        std::fs::metadata(tempfile::tempdir().unwrap().path())
+            .unwrap()
+            .uid()
+    }
+}
+
+/// Deletes a project created by `repoman setup` when the test ends, however it ends.
+struct ProjectGuard(repoman_incus::Incus, String);
+
+impl Drop for ProjectGuard {
+    fn drop(&mut self) {
+        let _ = self.0.delete_project_force(&self.1);
+    }
+}
+
+#[test]
+fn setup_twice_then_the_project_runs_a_sandbox() {
+    let Some(lab) = TestLab::connect() else {
+        return;
+    };
+    let name = format!("repoman-test-setup-{}-0", std::process::id());
+    let _guard = ProjectGuard(lab.incus.clone(), name.clone());
+    let f = Fixture::without_incus(&name);
+    std::fs::remove_file(f.home.join(".config/repoman/repoman.toml")).unwrap();
+    let backup = f.home.join("backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    let args = [
+        "setup",
+        "--local-repos",
+        f.repos.to_str().unwrap(),
+        "--backup-root",
+        backup.to_str().unwrap(),
+        "--incus-project",
+        &name,
+        "--image",
+        TEST_IMAGE_ALIAS,
+    ];
+    let (code, first) = f.json(&args);
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["changed"], true);
+    let steps: Vec<&str> = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"create_project") && steps.contains(&"set_root_disk"),
+        "{steps:?}"
+    );
+
+    let out = f.repoman().args(args).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no changes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, second) = f.json(&["setup"]);
+    assert_eq!(second["changed"], false, "{second}");
+    assert!(second["steps"].as_array().unwrap().is_empty());
+
+    let project = lab.incus.get_project(&name).unwrap();
+    assert_eq!(project.config["features.profiles"], "true");
+    assert_eq!(project.config["features.images"], "false");
+    let profile = lab.incus.project(&name).get_profile("default").unwrap();
+    assert_eq!(profile.devices["root"]["pool"], "default");
+    let reg = f.registry_text();
+    assert!(
+        reg.contains(&format!("incus_project = \"{name}\"")) && reg.contains("estate_id"),
+        "{reg}"
+    );
+    assert!(
+        f.event_types()
+            .contains(&"sandbox.setup.applied".to_owned())
+    );
+
+    // The default profile is usable: a sandbox starts in the project.
+    f.new_sandbox("first");
+    let inst = lab.incus.project(&name).get_instance("first").unwrap();
+    assert!(inst.is_running(), "{}", inst.status);
+}
+
+#[test]
+fn setup_refuses_the_restricted_per_user_socket() {
+    let Some(_lab) = TestLab::connect() else {
+        return;
+    };
+    let f = Fixture::without_incus("repoman-never-created");
+    // The per-user socket is recognised by its name; point one at the daemon.
+    let sock_dir = f.home.join("sock");
+    std::fs::create_dir_all(&sock_dir).unwrap();
+    let real = ["/var/lib/incus/unix.socket", "/run/incus/unix.socket"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    std::os::unix::fs::symlink(real, sock_dir.join("unix.socket.user")).unwrap();
+    let out = f
+        .repoman()
+        .env("INCUS_SOCKET", sock_dir.join("unix.socket.user"))
+        .args(["setup", "--incus-project", "repoman-never-created"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("restricted") && stderr.contains("incus-admin"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn new_maps_the_host_user_and_applies_repoman_toml() {
+    let Some(f) = Fixture::with_incus("new") else {
+        return;
+    };
+    let repo = f.repo("app");
+    std::fs::write(repo.join("host.txt"), "from the host\n").unwrap();
+    let extra = f.home.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("data.txt"), "extra mount\n").unwrap();
+    std::fs::write(
+        repo.join(".repoman.toml"),
+        format!("[[mount]]\nsource = \"{}\"\npath = \"/mnt/extra\"\nreadonly = true\n\n[env]\nGREETING = \"hello sandbox\"\n", extra.display()),
+    )
+    .unwrap();
+    f.repoman().args(["new", "app", "--yes"]).assert().success();
+
+    let inst = f.scope().get_instance("app").unwrap();
+    assert!(inst.is_running());
+    assert_eq!(inst.user_config("repoman.project"), Some("app"));
+    assert_eq!(
+        inst.user_config("repoman.repo"),
+        Some(repo.to_str().unwrap())
+    );
+    assert!(inst.user_config("repoman.estate").is_some());
+    assert_eq!(inst.devices["repo"]["shift"], "true");
+    assert_eq!(inst.devices["repo"]["path"], "/home/dev/app");
+
+    let out = f
+        .repoman()
+        .args(["exec", "app", "--", "sh", "-c", "id -u; id -g; pwd; echo $HOME; echo $GREETING; cat host.txt; cat /mnt/extra/data.txt; echo inside > made-inside.txt"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uid = host_uid().to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..7],
+        [
+            uid.as_str(),
+            uid.as_str(),
+            "/home/dev/app",
+            "/home/dev",
+            "hello sandbox",
+            "from the host",
+            "extra mount"
+        ],
+        "{stdout}"
+    );
+    let made = std::fs::metadata(repo.join("made-inside.txt")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (host_uid(), host_uid()));
+    assert_eq!(
+        std::fs::read_to_string(repo.join("made-inside.txt")).unwrap(),
+        "inside\n"
+    );
+
+    // The extra mount is read-only inside.
+    f.repoman()
+        .args(["exec", "app", "--", "touch", "/mnt/extra/x"])
+        .assert()
+        .failure();
+    let types = f.event_types();
+    assert!(
+        types.contains(&"sandbox.created".to_owned())
+            && types.contains(&"project.registered".to_owned()),
+        "{types:?}"
+    );
+}
+
+#[test]
+fn exec_exits_with_the_command_status_and_lifecycle_commands_work() {
+    let Some(f) = Fixture::with_incus("exec") else {
+        return;
+    };
+    f.new_sandbox("box");
+    f.repoman()
+        .args([
+            "exec",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ])
+        .assert()
+        .code(7)
+        .stdout("out\n");
+    f.repoman()
+        .args(["stop", "box", "--force"])
+        .assert()
+        .success();
+    assert_eq!(f.scope().get_instance("box").unwrap().status, "Stopped");
+    // Not on a terminal: starting needs --yes.
+    f.repoman()
+        .args(["exec", "box", "--", "true"])
+        .assert()
+        .code(2);
+    f.repoman().args(["start", "box"]).assert().success();
+    assert!(f.scope().get_instance("box").unwrap().is_running());
+    f.repoman()
+        .args(["restart", "box", "--force"])
+        .assert()
+        .success();
+    f.repoman()
+        .args(["start", "box"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("already running"));
+    let types = f.event_types();
+    for t in ["sandbox.stopped", "sandbox.started", "sandbox.restarted"] {
+        assert!(types.contains(&t.to_owned()), "{t} missing from {types:?}");
+    }
+}
+
+#[test]
+fn list_and_status_json_shapes() {
+    let Some(f) = Fixture::with_incus("list") else {
+        return;
+    };
+    f.new_sandbox("alpha");
+    f.repoman()
+        .args(["new", "beta", "--no-container", "--yes"])
+        .assert()
+        .success();
+    let (code, list) = f.json(&["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(list["incus_project"], f.project.as_str());
+    assert_eq!(list["project_exists"], true);
+    let rows = list["sandboxes"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let alpha = &rows[0];
+    for key in [
+        "name",
+        "registered",
+        "container",
+        "state",
+        "ipv4",
+        "repo",
+        "repo_path",
+        "image",
+        "last_sync",
+        "drift",
+    ] {
+        assert!(alpha.get(key).is_some(), "list row lacks {key}: {alpha}");
+    }
+    assert_eq!(alpha["state"], "Running");
+    assert_eq!(alpha["image"], TEST_IMAGE_ALIAS);
+    assert_eq!(alpha["drift"], Value::Null);
+    assert_eq!(rows[1]["state"], "none");
+    assert_eq!(rows[1]["container"], false);
+
+    let (code, status) = f.json(&["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status["problems"], 0);
+    let s = &status["sandboxes"][0];
+    assert_eq!(s["name"], "alpha");
+    assert_eq!(s["mounts"][0]["device"], "repo");
+    assert_eq!(s["mounts"][0]["present"], true);
+    assert_eq!(s["mounts"][0]["source_exists"], true);
+
+    // A later `new` adds the sandbox to the --no-container project.
+    f.repo("beta");
+    f.repoman()
+        .args(["new", "beta", "--yes"])
+        .assert()
+        .success();
+    assert!(f.scope().get_instance("beta").unwrap().is_running());
+    assert!(
+        !f.registry_text().contains("container = false"),
+        "{}",
+        f.registry_text()
+    );
+}
+
+#[test]
+fn status_detects_missing_orphan_and_config_drift_and_repairs_each() {
+    let Some(f) = Fixture::with_incus("drift") else {
+        return;
+    };
+    f.new_sandbox("keep");
+    f.new_sandbox("gone");
+    // Behind repoman's back: delete one, remove a device from another, create a stray one.
+    f.scope().stop("gone", true).unwrap();
+    f.scope().delete_instance("gone").unwrap();
+    f.scope().remove_device("keep", "repo").unwrap();
+    let stray = InstanceSpec::new("stray", ImageSource::alias(TEST_IMAGE_ALIAS)).device(
+        "scratch",
+        DeviceSpec::disk(f.home.as_path(), "/scratch").build(),
+    );
+    f.scope().create_instance(&stray).unwrap();
+
+    let (code, status) = f.json(&["status"]);
+    assert_eq!(code, 1, "{status}");
+    let kinds: BTreeMap<String, String> = status["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_owned(),
+                d["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds.get("gone").map(String::as_str),
+        Some("missing"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.get("stray").map(String::as_str), Some("orphan"));
+    assert_eq!(kinds.get("keep").map(String::as_str), Some("config"));
+    let keep = status["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "keep")
+        .unwrap();
+    assert_eq!(keep["changes"][0]["kind"], "add_device");
+    assert_eq!(keep["changes"][0]["device"], "repo");
+
+    // Every other command warns about the drift it finds.
+    f.repoman()
+        .args(["list"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("gone: missing"));
+
+    // Read-only without --repair; a repair without a terminal needs --yes.
+    let before = f.incus_snapshot();
+    f.repoman().args(["status", "--repair"]).assert().code(2);
+    f.repoman()
+        .args(["status", "--repair", "--dry-run"])
+        .assert()
+        .code(1);
+    assert_eq!(before, f.incus_snapshot());
+
+    let (code, repaired) = f.json(&["status", "--repair", "--yes"]);
+    assert_eq!(
+        code, 1,
+        "the adopted orphan still differs from its desired state: {repaired}"
+    );
+    let actions: Vec<(String, String, bool)> = repaired["repairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["action"].as_str().unwrap().to_owned(),
+                r["applied"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        actions.contains(&("gone".into(), "recreate".into(), true)),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("stray".into(), "adopt".into(), true)),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("keep".into(), "reapply".into(), true)),
+        "{actions:?}"
+    );
+    assert!(f.scope().get_instance("gone").unwrap().is_running());
+    assert_eq!(
+        f.scope().get_instance("keep").unwrap().devices["repo"]["shift"],
+        "true"
+    );
+    assert!(f.registry_text().contains("name = \"stray\""));
+    let repairs = f
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "sandbox.repaired")
+        .count();
+    assert_eq!(repairs, 3);
+
+    // The adopted container's config drift is re-applied by `update`; its image stays reported.
+    std::fs::create_dir_all(f.repos.join("stray")).unwrap();
+    f.repoman()
+        .args(["update", "stray", "--yes"])
+        .assert()
+        .success();
+    let (_, after) = f.json(&["status", "stray"]);
+    let changes = after["drift"][0]["changes"].as_array().unwrap();
+    assert!(changes.iter().all(|c| c["kind"] == "image"), "{after}");
+
+    // Destroy the orphan instead, this time.
+    let stray2 = InstanceSpec::new("stray2", ImageSource::alias(TEST_IMAGE_ALIAS));
+    f.scope().create_instance(&stray2).unwrap();
+    // Exit 1: the adopted `stray` still reports its image, which only a rebuild changes.
+    f.repoman()
+        .args([
+            "status",
+            "--repair",
+            "--yes",
+            "--orphan",
+            "destroy",
+            "--missing",
+            "skip",
+        ])
+        .assert()
+        .code(1);
+    assert!(f.scope().find_instance("stray2").unwrap().is_none());
+}
+
+#[test]
+fn update_shows_the_diff_and_dry_run_changes_nothing() {
+    let Some(f) = Fixture::with_incus("update") else {
+        return;
+    };
+    f.new_sandbox("app");
+    std::fs::write(f.repos.join("app/.repoman.toml"), "[env]\nMODE = \"dev\"\n").unwrap();
+    let before = (f.incus_snapshot(), f.registry_text());
+    let (code, plan) = f.json(&["update", "app", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(plan["changes"][0]["kind"], "set_config");
+    assert_eq!(plan["changes"][0]["key"], "environment.MODE");
+    assert_eq!(plan["applied"], false);
+    f.repoman()
+        .args(["new", "other", "--dry-run", "--yes"])
+        .assert()
+        .success();
+    f.repoman()
+        .args(["remove", "app", "--dry-run"])
+        .assert()
+        .success();
+    f.repoman()
+        .args(["stop", "app", "--dry-run"])
+        .assert()
+        .success();
+    assert_eq!(
+        before,
+        (f.incus_snapshot(), f.registry_text()),
+        "a dry run changed something"
+    );
+    assert!(!f.repos.join("other").exists());
+
+    f.repoman().args(["update", "app"]).assert().success();
+    f.repoman()
+        .args(["exec", "app", "--", "sh", "-c", "echo $MODE"])
+        .assert()
+        .success()
+        .stdout("dev\n");
+    assert!(f.event_types().contains(&"sandbox.updated".to_owned()));
+}
+
+#[test]
+fn remove_keeps_the_repo_and_needs_confirmation() {
+    let Some(f) = Fixture::with_incus("remove") else {
+        return;
+    };
+    f.new_sandbox("app");
+    std::fs::write(f.repos.join("app/work.txt"), "precious").unwrap();
+    f.repoman().args(["remove", "app"]).assert().code(2);
+    assert!(f.scope().find_instance("app").unwrap().is_some());
+    f.repoman()
+        .args(["remove", "app", "--yes"])
+        .assert()
+        .success();
+    assert!(f.scope().find_instance("app").unwrap().is_none());
+    assert_eq!(
+        std::fs::read_to_string(f.repos.join("app/work.txt")).unwrap(),
+        "precious"
+    );
+    assert!(!f.registry_text().contains("name = \"app\""));
+
+    f.new_sandbox("kept");
+    f.repoman()
+        .args(["remove", "kept", "--keep-repo", "--yes"])
+        .assert()
+        .success();
+    assert!(f.scope().find_instance("kept").unwrap().is_none());
+    assert!(f.registry_text().contains("container = false"));
+    let types = f.event_types();
+    assert!(
+        types.contains(&"sandbox.removed".to_owned())
+            && types.contains(&"project.unregistered".to_owned())
+    );
+}
+
+#[test]
+fn a_failure_mid_new_rolls_back_everything() {
+    let Some(f) = Fixture::with_incus("rollback") else {
+        return;
+    };
+    for step in ["create", "start", "register"] {
+        let name = format!("rb-{step}");
+        f.repo(&name);
+        let before = f.registry_text();
+        let out = f
+            .repoman()
+            .env("REPOMAN_TEST_FAIL_AFTER", step)
+            .args(["new", &name, "--yes"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("failed at step `{step}`")) && stderr.contains("rolled back"),
+            "{stderr}"
+        );
+        assert!(
+            f.scope().find_instance(&name).unwrap().is_none(),
+            "orphan left after failing at {step}"
+        );
+        assert!(
+            !f.registry_text().contains(&name),
+            "registry entry left after failing at {step}"
+        );
+        if step != "register" {
+            assert_eq!(before, f.registry_text());
+        }
+        let ev = f
+            .events()
+            .into_iter()
+            .rev()
+            .find(|e| e["type"] == "sandbox.create.rolled_back")
+            .unwrap();
+        assert_eq!(ev["object"], format!("sandbox:{name}"));
+        assert_eq!(ev["data"]["step"], step);
+        assert!(
+            ev["data"]["undone"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|u| u["ok"] == true),
+            "{ev}"
+        );
+    }
+    // A bad extra mount source is refused before anything is created.
+    let repo = f.repo("badmount");
+    std::fs::write(
+        repo.join(".repoman.toml"),
+        "[[mount]]\nsource = \"/does/not/exist\"\npath = \"/x\"\n",
+    )
+    .unwrap();
+    f.repoman()
+        .args(["new", "badmount", "--yes"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("/does/not/exist"));
+    assert!(f.scope().find_instance("badmount").unwrap().is_none());
+}
+
+#[test]
+fn invalid_names_and_dirnames_are_usage_errors() {
+    let f = Fixture::without_incus("unused");
+    let long = "a".repeat(64);
+    for bad in ["../x", "UPPER", long.as_str(), "-x", "", "héllo"] {
+        f.repoman()
+            .args(["new", "--yes", "--", bad])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("project name"));
+    }
+    f.repoman()
+        .args(["new", "ok", "--repo", "a/b", "--yes"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("single path component"));
+}
+
+#[test]
+fn malformed_repoman_toml_names_file_line_and_column() {
+    let f = Fixture::without_incus("unused");
+    let repo = f.repo("app");
+    std::fs::write(repo.join(".repoman.toml"), "image = \"x\"\n[env]\nFOO = \n").unwrap();
+    let out = f.repoman().args(["new", "app", "--yes"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:", repo.join(".repoman.toml").display())),
+        "{stderr}"
+    );
+    assert!(!f.registry_text().contains("[[project]]"));
+}
+
+#[test]
+fn unreachable_incus_exits_4_with_a_hint() {
+    let f = Fixture::without_incus("unused");
+    for args in [
+        &["list"][..],
+        &["status"],
+        &["setup"],
+        &["exec", "x", "--", "true"],
+    ] {
+        f.repoman()
+            .env("INCUS_SOCKET", f.home.join("no-such.socket"))
+            .args(args)
+            .assert()
+            .code(4)
+            .stderr(predicates::str::contains("hint:"))
+            .stderr(predicates::str::contains("no-such.socket"));
+    }
+}
