@@ -568,8 +568,17 @@ fn build(
         Some(b) => last_of(conn, &b, "backup.synced")?.and_then(|e| manifest_ref(&e)),
         None => None,
     };
+    let mut related_events = 0u64;
+    for o in &related {
+        related_events += index::object(conn, o)?.map_or(0, |r| r.events);
+    }
+    let related_note = if related.is_empty() {
+        String::new()
+    } else {
+        format!(" and {related_events} about {}", related.join(", "))
+    };
     let mut durable = vec![format!(
-        "{events_about} event(s) in the event log {}",
+        "{events_about} event(s) about it{related_note} in the event log {}",
         events_dir.display()
     )];
     if kind == "project" {
