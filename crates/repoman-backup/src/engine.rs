@@ -183,8 +183,10 @@ pub fn prepare(
     // Only a copy we own can have diverged from our manifest; a foreign one is blocked above.
     let diverged = match (&last, &probe.marker) {
         (Some(m), MarkerRead::Present(_)) if source_ok => {
+            // One lstat per planned item: allow more time for big plans on a slow share.
+            let detect_timeout = settings.probe_timeout * (1 + (plan.items.len() / 1000) as u32);
             let (plan2, m2, src2, dst2) = (plan.clone(), m.clone(), src.clone(), dst.clone());
-            crate::probe::with_timeout(&settings.backup_root, settings.probe_timeout, move || {
+            crate::probe::with_timeout(&settings.backup_root, detect_timeout, move || {
                 conflict::detect(&plan2, &m2, &src2, &dst2)
             })?
             .map_err(|e| BackupError::io(&dst, e))?

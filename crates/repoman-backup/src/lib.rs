@@ -21,6 +21,7 @@ pub mod paths;
 pub mod probe;
 pub mod restore;
 pub mod rsync;
+pub mod schemas;
 pub mod verify;
 
 pub use error::{BackupError, ErrorKind};

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -215,6 +216,13 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The overall progress across projects (bytes on the bar, files in its message).
+struct Overall {
+    bar: indicatif::ProgressBar,
+    files_total: AtomicU64,
+    files_done: AtomicU64,
+}
+
 /// One project's result, for output.
 struct Outcome {
     exit: Exit,
@@ -232,6 +240,8 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
         return Ok(Exit::Success);
     }
     let limits = limits(&settings, args.max_delete.as_deref())?;
+    repoman_backup::schemas::register();
+    app.paths.ensure_runtime_dir()?;
     let state = if args.dry_run {
         app.state_read_only()?
     } else {
@@ -249,7 +259,18 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
         .0
     };
     let jobs = args.jobs.unwrap_or(2).max(1).min(targets.len());
-    let queue = Mutex::new(targets.into_iter().enumerate().collect::<Vec<_>>());
+    let mut queue: Vec<(usize, Target)> = targets.into_iter().enumerate().collect();
+    queue.reverse(); // workers pop from the end: start with the first project
+    let queue = Mutex::new(queue);
+    let overall = Overall {
+        bar: if args.dry_run {
+            indicatif::ProgressBar::hidden()
+        } else {
+            app.ui.progress_bar(0, "all projects", true)
+        },
+        files_total: AtomicU64::new(0),
+        files_done: AtomicU64::new(0),
+    };
     let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..jobs {
@@ -257,7 +278,7 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.pop());
                     let Some((i, t)) = next else { break };
-                    let out = sync_one(app, &state, &reg.registry, &settings, &args, limits, &estate_id, &t)
+                    let out = sync_one(app, &state, &reg.registry, &settings, &args, limits, &estate_id, &t, &overall)
                         .unwrap_or_else(|e| Outcome {
                             exit: e.exit,
                             json: json!({"project": t.entry.name.as_str(), "status": status_of(e.exit), "error": e.to_string()}),
@@ -274,6 +295,7 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
             });
         }
     });
+    overall.bar.finish_and_clear();
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(i, _)| *i);
     let mut exit = Exit::Success;
@@ -317,6 +339,7 @@ fn sync_one(
     limits: DeleteLimits,
     estate_id: &str,
     t: &Target,
+    overall: &Overall,
 ) -> Result<Outcome, CliError> {
     let name = t.entry.name.as_str().to_owned();
     let object = format!("backup:{name}");
@@ -463,9 +486,25 @@ fn sync_one(
     }
 
     let pb = app.ui.progress_bar(prep.plan.bytes.max(1), &name, true);
+    let files = prep.plan.files_to_transfer;
+    overall.bar.inc_length(prep.plan.bytes);
+    overall.files_total.fetch_add(files, Ordering::Relaxed);
     let created_at = app.clock.now_rfc3339();
+    let (mut last_bytes, mut last_files) = (0u64, 0u64);
     let result = engine::execute(&prep, created_at.clone(), &app.cancel, |p| {
-        pb.set_position(p.bytes_done)
+        pb.set_position(p.bytes_done);
+        pb.set_message(format!("{name} {}/{files} files", p.files_done.min(files)));
+        overall.bar.inc(p.bytes_done.saturating_sub(last_bytes));
+        overall
+            .files_done
+            .fetch_add(p.files_done.saturating_sub(last_files), Ordering::Relaxed);
+        overall.bar.set_message(format!(
+            "all {}/{} files",
+            overall.files_done.load(Ordering::Relaxed),
+            overall.files_total.load(Ordering::Relaxed)
+        ));
+        last_bytes = last_bytes.max(p.bytes_done);
+        last_files = last_files.max(p.files_done);
     });
     pb.finish_and_clear();
     let report = match result {
