@@ -2,6 +2,8 @@
 //! the run matches the plan, manifests describe the destination, conflicts are found without a
 //! walk of the backup, and resolution keeps both sides' bytes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -2,6 +2,8 @@
 //! backup root (these tests run as root), real signals. Every mount is removed by a Drop guard,
 //! also when a test fails.
 
+#![allow(clippy::unwrap_used)]
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
