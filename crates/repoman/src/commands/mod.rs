@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::error::{CliError, Exit};
 
 mod completions;
+mod conflicts;
 mod config;
 mod doctor;
 mod explain;
@@ -15,6 +16,7 @@ pub(crate) mod log;
 mod man;
 mod realm;
 mod tools;
+mod restore;
 mod schema;
 mod setup;
 mod new;
@@ -25,6 +27,8 @@ mod exec;
 mod lifecycle;
 mod update;
 mod remove;
+mod sync;
+mod verify;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -68,6 +72,14 @@ pub enum Command {
     /// List or print the JSON Schemas of repoman's file formats and events.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Mirror working copies to the backup share (guarded rsync + content manifest).
+    Sync(sync::SyncArgs),
+    /// Compare backup copies with their last manifests.
+    Verify(verify::VerifyArgs),
+    /// Restore a project from its backup and prove the copy.
+    Restore(restore::RestoreArgs),
+    /// List or resolve conflicts (e.g. backup-diverged).
+    Conflicts(conflicts::ConflictsArgs),
     /// Realm contracts between repositories: diff, check, status, admin.
     #[command(subcommand)]
     Realm(realm::RealmCommand),
@@ -98,6 +110,10 @@ impl Command {
             Command::Restart(_) => "restart",
             Command::Update(_) => "update",
             Command::Remove(_) => "remove",
+            Command::Sync(_) => "sync",
+            Command::Verify(_) => "verify",
+            Command::Restore(_) => "restore",
+            Command::Conflicts(_) => "conflicts",
             Command::Realm(_) => "realm",
             Command::Tools(_) => "tools",
         }
@@ -125,6 +141,10 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Restart(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Restart),
         Command::Update(a) => update::run(app, a),
         Command::Remove(a) => remove::run(app, a),
+        Command::Sync(a) => sync::run(app, a),
+        Command::Verify(a) => verify::run(app, a),
+        Command::Restore(a) => restore::run(app, a),
+        Command::Conflicts(a) => conflicts::run(app, a),
         Command::Realm(c) => realm::run(app, c),
         Command::Tools(c) => tools::run(app, c),
     }
