@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use repoman_core::Env;
+use repoman_core::{Cancel, Env};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -64,6 +64,7 @@ struct Shared {
 pub struct Incus {
     shared: Arc<Shared>,
     timeouts: Timeouts,
+    cancel: Option<Cancel>,
 }
 
 impl Incus {
@@ -98,6 +99,7 @@ impl Incus {
                 access: Access::Untrusted,
             }),
             timeouts,
+            cancel: None,
         };
         let server: ServerInfo = incus.get("/1.0")?;
         let access = Access::classify(incus.shared.socket.as_ref(), &server);
@@ -119,6 +121,18 @@ impl Incus {
         Incus {
             shared: Arc::clone(&self.shared),
             timeouts,
+            cancel: self.cancel.clone(),
+        }
+    }
+
+    /// The same connection, watching `cancel`: operation waits check it at least once a second
+    /// and, once it is set, cancel the operation on the server when it allows that and return
+    /// [`IncusError::Cancelled`].
+    pub fn with_cancel(&self, cancel: &Cancel) -> Incus {
+        Incus {
+            shared: Arc::clone(&self.shared),
+            timeouts: self.timeouts,
+            cancel: Some(cancel.clone()),
         }
     }
 
@@ -302,10 +316,19 @@ impl Incus {
             if current.is_final() {
                 return finished(current);
             }
+            if let Some(cancel) = &self.cancel
+                && cancel.is_cancelled()
+            {
+                return Err(self.cancel_for_caller(current));
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             // The server takes whole seconds; round up so a 1.5 s deadline is not cut to 1 s,
-            // and check our own deadline after each answer.
-            let secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+            // and check our own deadline after each answer. With a cancel token, wait in
+            // one-second slices so Ctrl-C is noticed promptly.
+            let mut secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+            if self.cancel.is_some() {
+                secs = secs.min(1);
+            }
             let path = format!("/1.0/operations/{}/wait?timeout={secs}", enc(&current.id));
             let request_timeout = Duration::from_secs(secs) + self.timeouts.request;
             let response = self.send(Method::Get, &path, Vec::new(), None, request_timeout)?;
@@ -339,6 +362,16 @@ impl Incus {
                     waited: started.elapsed(),
                 });
             }
+        }
+    }
+
+    /// The caller gave up: cancel the operation on the server if it allows that (best effort).
+    fn cancel_for_caller(&self, op: Operation) -> IncusError {
+        let cancelled_on_server = op.may_cancel && self.cancel_operation(&op.id).is_ok();
+        IncusError::Cancelled {
+            id: op.id,
+            description: op.description,
+            cancelled_on_server,
         }
     }
 

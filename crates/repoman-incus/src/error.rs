@@ -70,6 +70,17 @@ pub enum IncusError {
         waited: Duration,
     },
 
+    /// The caller's cancel token was set while we waited for an operation.
+    #[error(
+        "operation `{description}` ({id}) interrupted{}",
+        if *cancelled_on_server { "; cancelled on the server" } else { "; it may still finish on the server" }
+    )]
+    Cancelled {
+        id: String,
+        description: String,
+        cancelled_on_server: bool,
+    },
+
     /// A single HTTP request got no complete answer in time.
     #[error("{request}: no answer from Incus within {}s", timeout.as_secs_f64())]
     RequestTimeout { request: String, timeout: Duration },
@@ -132,6 +143,11 @@ impl IncusError {
     /// Whether the object already exists.
     pub fn is_already_exists(&self) -> bool {
         matches!(self, IncusError::AlreadyExists { .. })
+    }
+
+    /// Whether the caller cancelled (the CLI maps this to exit code 130).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, IncusError::Cancelled { .. })
     }
 
     /// Whether the environment is missing (the CLI maps this to exit code 4).

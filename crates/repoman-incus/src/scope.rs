@@ -46,6 +46,14 @@ impl ProjectScope {
         &self.incus
     }
 
+    /// The same scope watching a cancel token (see [`Incus::with_cancel`]).
+    pub fn with_cancel(&self, cancel: &repoman_core::Cancel) -> ProjectScope {
+        ProjectScope {
+            incus: self.incus.with_cancel(cancel),
+            name: self.name.clone(),
+        }
+    }
+
     /// The same scope with another operation deadline (e.g. a long image download).
     pub fn with_operation_timeout(&self, d: Duration) -> ProjectScope {
         ProjectScope {

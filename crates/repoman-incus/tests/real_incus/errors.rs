@@ -111,3 +111,30 @@ fn operation_still_running_at_the_deadline_is_a_timeout() {
     let out = project.exec("slow", &ExecSpec::new(["true"])).unwrap();
     assert!(out.success());
 }
+
+#[test]
+fn cancel_token_interrupts_an_operation_wait() {
+    let lab = lab!();
+    let project = lab.project("cancel");
+    project.create_instance(&busybox("c1").start(true)).unwrap();
+    let cancel = repoman_core::Cancel::new();
+    let scope = project.with_cancel(&cancel);
+    let err = std::thread::scope(|s| {
+        let waiter = s.spawn(|| scope.exec("c1", &ExecSpec::new(["sleep", "60"])));
+        // Cancel once the operation is under way (the exec's own deadline is 120 s).
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+        waiter.join().unwrap()
+    })
+    .unwrap_err();
+    assert!(err.is_cancelled(), "{err:?}");
+    // A cancelled token fails further waits at once; the scope without it still works.
+    let err = scope.exec("c1", &ExecSpec::new(["true"])).unwrap_err();
+    assert!(err.is_cancelled(), "{err:?}");
+    assert!(
+        project
+            .exec("c1", &ExecSpec::new(["true"]))
+            .unwrap()
+            .success()
+    );
+}
