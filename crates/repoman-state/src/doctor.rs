@@ -116,6 +116,7 @@ impl DoctorReport {
 }
 
 /// Run every check, and the auto-repairs when asked.
+#[tracing::instrument(level = "info", skip_all, fields(repair = opts.repair, dry_run = opts.dry_run))]
 pub fn run(state: &State, env: &Env, opts: DoctorOptions) -> Result<DoctorReport, StateError> {
     let mut checks = Vec::new();
     let mut findings = Vec::new();
@@ -143,6 +144,7 @@ pub fn run(state: &State, env: &Env, opts: DoctorOptions) -> Result<DoctorReport
     })
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn check_chain(
     state: &State,
     checks: &mut Vec<Check>,
@@ -227,6 +229,7 @@ fn check_chain(
     Ok((count, ok))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn check_tail(
     state: &State,
     checks: &mut Vec<Check>,
@@ -361,6 +364,7 @@ pub fn index_problem(state: &State) -> Option<String> {
     None
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn check_index(
     state: &State,
     chain_ok: bool,
@@ -410,6 +414,7 @@ fn check_index(
     }
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn check_registry(state: &State, env: &Env, checks: &mut Vec<Check>, findings: &mut Vec<Finding>) {
     let path = &state.paths().config_file;
     if !path.exists() {
@@ -488,6 +493,7 @@ fn check_registry(state: &State, env: &Env, checks: &mut Vec<Check>, findings: &
     });
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn check_runtime_dir(state: &State, checks: &mut Vec<Check>, findings: &mut Vec<Finding>) {
     let dir = &state.paths().runtime_dir;
     let Ok(meta) = std::fs::metadata(dir) else {
@@ -547,6 +553,7 @@ fn rustix_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn check_device_id(state: &State, checks: &mut Vec<Check>, findings: &mut Vec<Finding>) {
     match crate::identity::read_device_id(state.state_dir()) {
         Ok(Some(id)) => checks.push(Check {
@@ -578,6 +585,7 @@ fn check_device_id(state: &State, checks: &mut Vec<Check>, findings: &mut Vec<Fi
     }
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 fn apply_repairs(
     state: &State,
     chain_ok: bool,

@@ -164,6 +164,7 @@ fn section(id: &'static str, status: Status, answer: impl Into<String>, facts: V
 }
 
 /// Explain `object` from the index.
+#[tracing::instrument(level = "info", skip(state))]
 pub fn explain(state: &State, object: &str) -> Result<Explanation, StateError> {
     let object = normalize_object(object);
     let state_dir = state.state_dir().to_path_buf();

@@ -167,6 +167,7 @@ impl State {
     }
 
     /// Append many events with one write and one fsync.
+    #[tracing::instrument(level = "debug", skip_all, fields(events = evs.len()))]
     pub fn append_batch(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StateError> {
         if self.read_only && !self.identity.device_persisted {
             return Err(StateError::NoState(self.paths.state_dir.clone()));
@@ -343,6 +344,7 @@ impl State {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(from_seq = from.seq))]
     fn catch_up(&self, c: &mut Conn, from: &Head) -> Result<(), StateError> {
         let path = self.index_path();
         let mut verifier = ChainVerifier::new(from.clone());
@@ -684,6 +686,7 @@ fn apply_events(conn: &mut Connection, evs: &[Event], head: &Head) -> rusqlite::
 
 /// Build a fresh index at `path` from the whole log, verifying the chain. Writes to a temporary
 /// file and renames it into place, so a crash mid-rebuild leaves no half-built index.
+#[tracing::instrument(level = "info", skip_all, fields(path = %path.display()))]
 pub fn rebuild_index(log: &EventLog, path: &Path) -> Result<Head, StateError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{INDEX_FILE}.rebuild-{}", std::process::id()));
