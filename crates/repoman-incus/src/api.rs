@@ -254,6 +254,15 @@ impl Operation {
     pub fn is_final(&self) -> bool {
         self.status_code >= 200
     }
+
+    /// Incus' progress text, if the operation reports one (keys ending in `_progress`, e.g.
+    /// `download_progress: "rootfs: 45% (12.3MB/s)"`).
+    pub fn progress(&self) -> Option<&str> {
+        let map = self.metadata.as_ref()?.as_object()?;
+        map.iter()
+            .find(|(k, v)| k.ends_with("_progress") && v.is_string())
+            .and_then(|(_, v)| v.as_str())
+    }
 }
 
 /// `POST /1.0/instances` body (`api.InstancesPost`).
@@ -337,6 +346,17 @@ mod tests {
         let state: InstanceState = serde_json::from_str(json).unwrap();
         assert_eq!(state.ipv4(), vec!["10.1.2.3".to_owned()]);
         assert!(state.ipv6().is_empty());
+    }
+
+    #[test]
+    fn operation_progress_text() {
+        let op: Operation = serde_json::from_str(
+            r#"{"status_code":103,"metadata":{"download_progress":"rootfs: 45% (12.3MB/s)"}}"#,
+        )
+        .unwrap();
+        assert_eq!(op.progress(), Some("rootfs: 45% (12.3MB/s)"));
+        assert!(!op.is_final());
+        assert_eq!(Operation::default().progress(), None);
     }
 
     #[test]

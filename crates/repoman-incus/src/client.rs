@@ -65,6 +65,15 @@ pub struct Incus {
     shared: Arc<Shared>,
     timeouts: Timeouts,
     cancel: Option<Cancel>,
+    reporter: Option<Arc<dyn Reporter>>,
+}
+
+/// Receives progress of background operations while the client waits for them (the CLI shows it
+/// with a spinner or progress bar; tests record it).
+pub trait Reporter: Send + Sync + std::fmt::Debug {
+    /// Called about once a second while an operation runs, with its latest state;
+    /// [`Operation::progress`] extracts Incus' progress text (e.g. an image download).
+    fn operation_running(&self, op: &Operation);
 }
 
 impl Incus {
@@ -100,6 +109,7 @@ impl Incus {
             }),
             timeouts,
             cancel: None,
+            reporter: None,
         };
         let server: ServerInfo = incus.get("/1.0")?;
         let access = Access::classify(incus.shared.socket.as_ref(), &server);
@@ -122,6 +132,15 @@ impl Incus {
             shared: Arc::clone(&self.shared),
             timeouts,
             cancel: self.cancel.clone(),
+            reporter: self.reporter.clone(),
+        }
+    }
+
+    /// The same connection, reporting running operations to `reporter` about once a second.
+    pub fn with_reporter(&self, reporter: Arc<dyn Reporter>) -> Incus {
+        Incus {
+            reporter: Some(reporter),
+            ..self.clone()
         }
     }
 
@@ -133,6 +152,7 @@ impl Incus {
             shared: Arc::clone(&self.shared),
             timeouts: self.timeouts,
             cancel: Some(cancel.clone()),
+            reporter: self.reporter.clone(),
         }
     }
 
@@ -324,9 +344,10 @@ impl Incus {
             let remaining = deadline.saturating_duration_since(Instant::now());
             // The server takes whole seconds; round up so a 1.5 s deadline is not cut to 1 s,
             // and check our own deadline after each answer. With a cancel token, wait in
-            // one-second slices so Ctrl-C is noticed promptly.
+            // one-second slices so Ctrl-C is noticed promptly; with a reporter, likewise so
+            // progress is reported.
             let mut secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
-            if self.cancel.is_some() {
+            if self.cancel.is_some() || self.reporter.is_some() {
                 secs = secs.min(1);
             }
             let path = format!("/1.0/operations/{}/wait?timeout={secs}", enc(&current.id));
@@ -354,6 +375,9 @@ impl Incus {
             };
             if current.is_final() {
                 return finished(current);
+            }
+            if let Some(reporter) = &self.reporter {
+                reporter.operation_running(&current);
             }
             if Instant::now() >= deadline {
                 return Err(IncusError::OperationTimeout {

@@ -40,7 +40,7 @@ pub use api::{
     Config, Device, Devices, ImageAlias, Instance, InstanceEdit, InstanceState, Operation, Profile,
     ProfilePut, Project, ServerInfo,
 };
-pub use client::{Incus, REQUIRED_EXTENSIONS, Timeouts};
+pub use client::{Incus, REQUIRED_EXTENSIONS, Reporter, Timeouts};
 pub use error::{IncusError, Result};
 pub use scope::ProjectScope;
 pub use socket::{SocketKind, SocketPath};

@@ -54,6 +54,14 @@ impl ProjectScope {
         }
     }
 
+    /// The same scope reporting running operations (see [`Incus::with_reporter`]).
+    pub fn with_reporter(&self, reporter: std::sync::Arc<dyn crate::Reporter>) -> ProjectScope {
+        ProjectScope {
+            incus: self.incus.with_reporter(reporter),
+            name: self.name.clone(),
+        }
+    }
+
     /// The same scope with another operation deadline (e.g. a long image download).
     pub fn with_operation_timeout(&self, d: Duration) -> ProjectScope {
         ProjectScope {

@@ -138,3 +138,29 @@ fn cancel_token_interrupts_an_operation_wait() {
             .success()
     );
 }
+
+#[test]
+fn reporter_sees_a_running_operation() {
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<String>>);
+    impl repoman_incus::Reporter for Seen {
+        fn operation_running(&self, op: &repoman_incus::Operation) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", op.description, op.status));
+        }
+    }
+    let lab = lab!();
+    let project = lab.project("report");
+    project.create_instance(&busybox("r1").start(true)).unwrap();
+    let seen = std::sync::Arc::new(Seen::default());
+    let scope = project.with_reporter(seen.clone());
+    // Waits are sliced into one-second waits when a reporter listens: a 3 s command is seen
+    // running at least twice.
+    let out = scope.exec("r1", &ExecSpec::new(["sleep", "3"])).unwrap();
+    assert!(out.success());
+    let seen = seen.0.lock().unwrap();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(seen.iter().all(|s| s.ends_with("Running")), "{seen:?}");
+}
