@@ -5,6 +5,7 @@
 //!   pin/unpin as planned [`manifest::Edit`]s that change only what they must.
 //! - [`rules`]: the table-driven identification rules (embedded TOML + `tools.d/*.toml`).
 //! - [`discover`]: walking `PATH` and tools directories, shim detection, cached parallel probes.
+//! - [`remote`]: the same discovery inside a sandbox through an exec channel (`--sandbox`).
 //! - [`drift`]: declared vs installed (status), ghosts, `tool.discovered` events, doctor.
 //!
 //! Library code never prints, prompts or exits; the CLI renders the typed values returned here.
@@ -13,6 +14,7 @@ pub mod discover;
 pub mod drift;
 pub mod error;
 pub mod manifest;
+pub mod remote;
 pub mod rules;
 
 pub use error::ToolsError;

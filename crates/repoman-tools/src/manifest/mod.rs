@@ -229,6 +229,22 @@ impl ManifestSet {
         set
     }
 
+    /// Read exactly `files` (e.g. the global manifests), in precedence order.
+    pub fn load_files(files: &[PathBuf], scope: Scope) -> Self {
+        let mut set = Self::default();
+        for path in files {
+            match read_manifest(path, scope) {
+                Ok(Some(m)) => set.manifests.push(m),
+                Ok(None) => {}
+                Err(e) => set.problems.push(FileProblem {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        set
+    }
+
     /// Merge into one effective declaration per tool (see the module docs for the order).
     pub fn resolve(&self) -> Vec<Resolved> {
         let mut out: Vec<Resolved> = Vec::new();
