@@ -7,7 +7,7 @@
 //! accepted certificate) may only read `GET /1.0`. repoman tells the user which of these it got
 //! instead of failing later with a bare HTTP 403.
 
-use crate::api::ServerInfo;
+use crate::api::{Project, ServerInfo};
 use crate::socket::{SocketKind, SocketPath};
 
 /// The access level of a connection.
@@ -28,6 +28,24 @@ pub struct Restriction {
     pub project: String,
     /// What the restriction comes from (the socket path).
     pub origin: String,
+    /// Host paths under which disk devices may be attached (`restricted.devices.disk.paths` of
+    /// the project), when the project could be read.
+    pub disk_paths: Vec<String>,
+}
+
+impl Restriction {
+    /// Fill in what the project's `restricted.*` config allows.
+    pub fn with_project_config(mut self, project: &Project) -> Self {
+        if let Some(paths) = project.config.get("restricted.devices.disk.paths") {
+            self.disk_paths = paths
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        self
+    }
 }
 
 impl Access {
@@ -40,6 +58,7 @@ impl Access {
             Some(s) if s.kind == SocketKind::User => Access::Restricted(Restriction {
                 project: s.user_project().unwrap_or_else(|| "user-<uid>".to_owned()),
                 origin: format!("the per-user socket {}", s.path.display()),
+                disk_paths: Vec::new(),
             }),
             _ => Access::Full,
         }
@@ -67,13 +86,18 @@ impl Access {
             Access::Restricted(r) => format!(
                 "restricted access through {origin}: repoman can only use the Incus project `{p}`. \
                  There it can create, start, stop, exec in and delete containers and bind-mount \
-                 directories under your home directory, with ids mapped only to your own uid/gid. \
+                 directories under {paths}, with ids mapped only to your own uid/gid. \
                  It cannot create a project per sandbox, use images of the `default` project \
                  (`{p}` has its own image store: import the image there), mount paths outside your \
                  home, or change server settings. For full access add your user to the \
                  `incus-admin` group and log in again (then {main} is used).",
                 origin = r.origin,
                 p = r.project,
+                paths = if r.disk_paths.is_empty() {
+                    "your home directory".to_owned()
+                } else {
+                    r.disk_paths.join(", ")
+                },
                 main = "the main socket unix.socket",
             ),
             Access::Untrusted => "untrusted: the daemon answered but does not trust this client, \
@@ -120,6 +144,21 @@ mod tests {
             text.contains(&project) && text.contains("incus-admin"),
             "{text}"
         );
+        assert!(text.contains("your home directory"), "{text}");
+
+        // With the project's config (as incus-user creates it) the allowed paths are named.
+        let Access::Restricted(r) = access else {
+            unreachable!()
+        };
+        let mut p = Project::default();
+        p.config.insert(
+            "restricted.devices.disk.paths".into(),
+            "/home/bob, /srv/bob".into(),
+        );
+        let r = r.with_project_config(&p);
+        assert_eq!(r.disk_paths, ["/home/bob", "/srv/bob"]);
+        let text = Access::Restricted(r).explain();
+        assert!(text.contains("under /home/bob, /srv/bob"), "{text}");
     }
 
     #[test]

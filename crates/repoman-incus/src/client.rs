@@ -118,6 +118,17 @@ impl Incus {
                 check_extension(&server, ext, why)?;
             }
         }
+        // On the per-user socket, read our project's restrictions to name what is allowed (best
+        // effort: the explanation falls back to the general rule).
+        let access = match access {
+            Access::Restricted(r) => {
+                match incus.get::<Project>(&format!("/1.0/projects/{}", enc(&r.project))) {
+                    Ok(project) => Access::Restricted(r.with_project_config(&project)),
+                    Err(_) => Access::Restricted(r),
+                }
+            }
+            other => other,
+        };
         let shared = Arc::get_mut(&mut incus.shared).ok_or_else(|| {
             IncusError::Invalid("connection shared before it was initialised".to_owned())
         })?;
