@@ -158,6 +158,13 @@ impl IncusError {
     /// A one-line suggestion for the user, when there is an obvious next step.
     pub fn hint(&self) -> Option<String> {
         match self {
+            IncusError::Unavailable { socket, cause } if cause.contains("Permission denied") => {
+                Some(format!(
+                    "{} is not accessible to you: add your user to the `incus-admin` group (full \
+                     access) or `incus` (the restricted per-user socket) and log in again",
+                    socket.display()
+                ))
+            }
             IncusError::Unavailable { socket, .. } => Some(format!(
                 "is incusd running? try `scripts/incus-lab` (test lab) or `systemctl start incus`; \
                  set INCUS_SOCKET if the socket is not {}",
@@ -210,4 +217,29 @@ impl IncusError {
 pub(crate) fn is_duplicate_message(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     lower.contains("already exists") || lower.contains("unique constraint failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_hints_depend_on_the_cause() {
+        let refused = IncusError::Unavailable {
+            socket: PathBuf::from("/var/lib/incus/unix.socket"),
+            cause: "Connection refused (os error 111)".into(),
+        };
+        assert!(refused.hint().unwrap().contains("systemctl start incus"));
+        let denied = IncusError::Unavailable {
+            socket: PathBuf::from("/var/lib/incus/unix.socket"),
+            cause: "Permission denied (os error 13)".into(),
+        };
+        let hint = denied.hint().unwrap();
+        assert!(
+            hint.contains("incus-admin") && hint.contains("/var/lib/incus/unix.socket"),
+            "{hint}"
+        );
+        assert!(denied.is_unavailable());
+        assert_eq!(denied.status(), None);
+    }
 }
