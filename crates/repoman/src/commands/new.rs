@@ -229,6 +229,7 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
         registry_path: &app.paths.config_file,
         state: &state,
         env: &app.env,
+        cancel: &app.cancel,
     };
     create::execute(&plan, &ctx, &UiProgress(&app.ui))?;
     finish(app, &plan)

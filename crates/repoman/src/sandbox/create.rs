@@ -119,6 +119,7 @@ pub struct CreateCtx<'a> {
     pub registry_path: &'a std::path::Path,
     pub state: &'a State,
     pub env: &'a Env,
+    pub cancel: &'a repoman_core::Cancel,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +157,9 @@ pub fn execute(
             if let Err(e) = ctx.state.append(ev) {
                 tracing::warn!(error = %e, "could not record the rollback event");
             }
+            if matches!(err, SandboxError::Interrupted) {
+                return Err(err);
+            }
             let failed: Vec<&str> = undone
                 .iter()
                 .filter(|(_, ok)| !ok)
@@ -185,8 +189,12 @@ pub fn execute(
     }
 }
 
-fn fail_after(env: &Env, step: &str) -> Result<(), SandboxError> {
-    if env.get("REPOMAN_TEST_FAIL_AFTER") == Some(step) {
+/// After each step: stop (and roll back) on Ctrl-C, or on the test hook naming this step.
+fn fail_after(ctx: &CreateCtx<'_>, step: &str) -> Result<(), SandboxError> {
+    if ctx.cancel.is_cancelled() {
+        return Err(SandboxError::Interrupted);
+    }
+    if ctx.env.get("REPOMAN_TEST_FAIL_AFTER") == Some(step) {
         return Err(SandboxError::Injected(step.to_owned()));
     }
     Ok(())
@@ -210,7 +218,7 @@ fn run_steps(
             )
         })?;
         done.repo_dir = Some(plan.repo_path.clone());
-        fail_after(ctx.env, "mkdir").map_err(|e| ("mkdir", e))?;
+        fail_after(ctx, "mkdir").map_err(|e| ("mkdir", e))?;
     }
     if let Some(d) = plan.desired.as_ref().filter(|_| plan.create_instance) {
         progress.step(&format!(
@@ -230,11 +238,11 @@ fn run_steps(
                 return Err(("create", e.into()));
             }
         }
-        fail_after(ctx.env, "create").map_err(|e| ("create", e))?;
+        fail_after(ctx, "create").map_err(|e| ("create", e))?;
         if plan.start {
             progress.step(&format!("starting `{}`", d.name));
             ctx.scope.start(&d.name).map_err(|e| ("start", e.into()))?;
-            fail_after(ctx.env, "start").map_err(|e| ("start", e))?;
+            fail_after(ctx, "start").map_err(|e| ("start", e))?;
         }
     }
     progress.step("registering the project");
@@ -256,7 +264,7 @@ fn run_steps(
     } else {
         done.container_flag_set = true;
     }
-    fail_after(ctx.env, "register").map_err(|e| ("register", e))?;
+    fail_after(ctx, "register").map_err(|e| ("register", e))?;
 
     let mut events = Vec::new();
     if register {

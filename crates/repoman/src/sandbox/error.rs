@@ -73,6 +73,9 @@ pub enum SandboxError {
         reasons: String,
         unblock: Option<String>,
     },
+    /// Ctrl-C arrived between two steps (what was done has been undone).
+    #[error("interrupted")]
+    Interrupted,
     /// A test-only failure injected with `REPOMAN_TEST_FAIL_AFTER`.
     #[error("injected failure after step `{0}` (REPOMAN_TEST_FAIL_AFTER, tests only)")]
     Injected(String),
@@ -101,7 +104,9 @@ impl SandboxError {
             | SandboxError::UnknownProject(_)
             | SandboxError::NoContainer(_)
             | SandboxError::Exists(_) => Exit::Usage,
-            SandboxError::Process(ProcessError::Cancelled { .. }) => Exit::Interrupted,
+            SandboxError::Process(ProcessError::Cancelled { .. }) | SandboxError::Interrupted => {
+                Exit::Interrupted
+            }
             SandboxError::Process(ProcessError::NotFound { .. }) => Exit::Unavailable,
             SandboxError::Process(_) => Exit::Failure,
             SandboxError::Missing { .. } => Exit::Failure,
