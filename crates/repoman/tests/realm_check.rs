@@ -1,0 +1,917 @@
+//! Realm admin commands and `realm check`, end to end with real git, files, processes and SQLite.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+struct World {
+    home: tempfile::TempDir,
+}
+
+impl World {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.home.path().join(rel)
+    }
+
+    fn cmd(&self, dir: &str) -> Command {
+        let home = self.home.path();
+        let mut cmd = Command::cargo_bin("repoman").expect("binary");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("USER", "tester")
+            .current_dir(home.join(dir));
+        cmd
+    }
+
+    fn ok(&self, dir: &str, args: &[&str]) -> String {
+        let out = self
+            .cmd(dir)
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    fn json(&self, dir: &str, args: &[&str], code: i32) -> Value {
+        let out = self
+            .cmd(dir)
+            .args(args)
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out)
+            )
+        })
+    }
+
+    fn git(&self, dir: &str, args: &[&str]) {
+        let st = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(self.path(dir))
+            .env("HOME", self.home.path())
+            .status()
+            .expect("git");
+        assert!(st.success(), "git {args:?}");
+    }
+}
+
+const V1: &str = r#"{"type": "object", "required": ["read"], "additionalProperties": false,
+  "properties": {"read": {"type": "array", "items": {"type": "string"}}}}"#;
+const V1_1: &str = r#"{"type": "object", "required": ["read"], "additionalProperties": false,
+  "properties": {"read": {"type": "array", "items": {"type": "string"}},
+                 "write": {"type": "array", "items": {"type": "string"}, "default": []}}}"#;
+const V2: &str = r#"{"type": "object", "required": ["read", "write"], "additionalProperties": false,
+  "properties": {"read": {"type": "array", "items": {"type": "string"}},
+                 "write": {"type": "array", "items": {"type": "string"}}}}"#;
+
+/// A realm with two repos: aperture provides `s3-permissions` to fungal.
+fn world() -> World {
+    let w = World {
+        home: tempfile::tempdir().expect("tempdir"),
+    };
+    for d in ["aperture", "fungal", "rogue"] {
+        std::fs::create_dir_all(w.path(d)).expect("mkdir");
+    }
+    w.write("aperture/models/s3_paths.py", "BUCKET = 'a'\n");
+    w.write("aperture/models/extra.py", "X = 1\n");
+    w.write("schemas/v1.json", V1);
+    w.write("schemas/v1_1.json", V1_1);
+    w.write("schemas/v2.json", V2);
+    w.ok(
+        "",
+        &["realm", "admin", "init", "letemcook", "--path", "realm"],
+    );
+    w.ok("aperture", &["realm", "admin", "join", "../realm"]);
+    w.ok("fungal", &["realm", "admin", "join", "../realm"]);
+    w.ok("rogue", &["realm", "admin", "join", "../realm"]);
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "domain",
+            "create",
+            "s3-access",
+            "--repos",
+            "aperture,fungal",
+        ],
+    );
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "add",
+            "s3-permissions",
+            "--domain",
+            "s3-access",
+            "--owner",
+            "aperture",
+            "--schema",
+            "../schemas/v1.json",
+        ],
+    );
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "binding",
+            "export",
+            "s3-permissions",
+            "--source-files",
+            "models/s3_paths.py,models/extra.py",
+        ],
+    );
+    w.ok(
+        "fungal",
+        &[
+            "realm",
+            "admin",
+            "binding",
+            "import",
+            "s3-permissions",
+            "--version",
+            ">=1.0.0 <2.0.0",
+            "--binding",
+            "cdk/stack.py",
+        ],
+    );
+    w
+}
+
+fn rules(report: &Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["level"].as_str().unwrap_or("").to_string(),
+                f["rule"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_fresh_realm_checks_clean_everywhere_and_records_events() {
+    let w = world();
+    assert!(
+        w.path("realm/.git").is_dir(),
+        "the realm is a git repository"
+    );
+    assert!(w.path("aperture/.repoman/realm.yaml").is_file());
+    let r = w.json("realm", &["realm", "check", "--format", "json"], 0);
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(r["context"], "realm");
+    let r = w.json("aperture", &["realm", "check", "--format", "json"], 0);
+    assert_eq!(r["context"], "repo:aperture");
+    assert_eq!(r["errors"], 0, "{r:#}");
+    w.json("fungal", &["realm", "check", "--format", "json"], 0);
+    let log = w.ok("", &["log", "--json"]);
+    for t in [
+        "realm.created",
+        "realm.joined",
+        "realm.domain.created",
+        "contract.added",
+        "binding.exported",
+        "binding.imported",
+        "realm.checked",
+    ] {
+        assert!(log.contains(t), "event {t} missing from the log");
+    }
+}
+
+#[test]
+fn cycles_are_refused_with_the_full_cycle_and_suggestions() {
+    let w = world();
+    w.cmd("aperture")
+        .args([
+            "realm",
+            "admin",
+            "domain",
+            "create",
+            "feedback-loop",
+            "--repos",
+            "fungal,aperture",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "aperture → (s3-access) → fungal → (feedback-loop) → aperture",
+        ))
+        .stderr(predicate::str::contains("Consider:"))
+        .stderr(predicate::str::contains("hub-and-spoke"));
+    // Three repos: aperture → fungal → rogue → aperture.
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "domain",
+            "create",
+            "d2",
+            "--repos",
+            "fungal,rogue",
+        ],
+    );
+    w.cmd("aperture")
+        .args([
+            "realm",
+            "admin",
+            "domain",
+            "create",
+            "d3",
+            "--repos",
+            "rogue,aperture",
+            "--dry-run",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "aperture → (s3-access) → fungal → (d2) → rogue → (d3) → aperture",
+        ));
+    // A self-loop, and a hyperedge whose consumers form no cycle.
+    w.cmd("aperture")
+        .args([
+            "realm",
+            "admin",
+            "domain",
+            "create",
+            "selfish",
+            "--repos",
+            "rogue,rogue",
+        ])
+        .assert()
+        .code(3);
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "domain",
+            "create",
+            "hub",
+            "--repos",
+            "aperture,fungal,rogue",
+        ],
+    );
+    assert!(
+        !w.path("realm/domains/feedback-loop").exists(),
+        "a refused domain writes nothing"
+    );
+}
+
+#[test]
+fn contract_bumps_follow_the_computed_compatibility() {
+    let w = world();
+    // A breaking change (new required property) with a minor bump is refused.
+    w.cmd("aperture")
+        .args([
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v2.json",
+            "--version",
+            "1.1.0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "needs a major bump (to 2.0.0 or later)",
+        ));
+    // A compatible change gets the next minor by default.
+    let out = w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v1_1.json",
+        ],
+    );
+    assert!(out.contains("property-added"), "{out}");
+    let r = w.json("realm", &["realm", "check", "--format", "json"], 0);
+    assert_eq!(r["compatibility"][0]["from"], "1.0.0");
+    assert_eq!(r["compatibility"][0]["to"], "1.1.0");
+    // The importer is now stale: a warning, a failure under --strict.
+    let r = w.json(
+        "fungal",
+        &["realm", "check", "--mode", "importer", "--format", "json"],
+        0,
+    );
+    assert!(
+        rules(&r).contains(&("warning".into(), "stale-binding".into())),
+        "{r:#}"
+    );
+    w.cmd("fungal")
+        .args(["realm", "check", "--mode", "importer", "--strict"])
+        .assert()
+        .code(1);
+    // The breaking change as a major bump: allowed, but the importer's range no longer matches.
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v2.json",
+        ],
+    );
+    let r = w.json(
+        "fungal",
+        &["realm", "check", "--mode", "importer", "--format", "json"],
+        1,
+    );
+    assert!(
+        rules(&r).contains(&("error".into(), "range-mismatch".into())),
+        "{r:#}"
+    );
+    // Explicit version pairs from the realm history.
+    let r = w.json(
+        "realm",
+        &[
+            "realm",
+            "check",
+            "--mode",
+            "compatibility",
+            "--from",
+            "1.1.0",
+            "--to",
+            "2.0.0",
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    assert_eq!(r["compatibility"][0]["verdict"], "breaking");
+    assert!(
+        rules(&r).contains(&("info".into(), "required-added".into())),
+        "allowed by the major step: {r:#}"
+    );
+    w.cmd("realm")
+        .args([
+            "realm",
+            "check",
+            "--mode",
+            "compatibility",
+            "--from",
+            "1.0.0",
+            "--to",
+            "9.9.9",
+        ])
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn zero_x_contracts_use_the_minor_as_major_and_tombstones_are_enforced() {
+    let w = world();
+    w.write("schemas/t1.json", r#"{"type": "object", "additionalProperties": false, "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}"#);
+    w.write("schemas/t2.json", r#"{"type": "object", "additionalProperties": false, "properties": {"a": {"type": "string"}}}"#);
+    w.write("schemas/t3.json", r#"{"type": "object", "additionalProperties": false, "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}"#);
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "add",
+            "tags",
+            "--domain",
+            "s3-access",
+            "--owner",
+            "aperture",
+            "--schema",
+            "../schemas/t1.json",
+            "--version",
+            "0.3.0",
+        ],
+    );
+    // Removing `b` from a closed model is breaking: 0.3.1 is not enough below 1.0.0.
+    w.cmd("aperture")
+        .args([
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "tags",
+            "--schema",
+            "../schemas/t2.json",
+            "--version",
+            "0.3.1",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "below 1.0.0 the minor acts as the major",
+        ));
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "tags",
+            "--schema",
+            "../schemas/t2.json",
+            "--version",
+            "0.4.0",
+        ],
+    );
+    // Re-adding `b` (as another type) is compatible for the schema, but reuses a tombstoned name.
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "tags",
+            "--schema",
+            "../schemas/t3.json",
+        ],
+    );
+    let r = w.json(
+        "realm",
+        &["realm", "check", "--mode", "contract", "--format", "json"],
+        1,
+    );
+    let tomb: Vec<&Value> = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "tombstone")
+        .collect();
+    assert_eq!(tomb.len(), 1, "{r:#}");
+    assert_eq!(tomb[0]["pointer"], "#/properties/b");
+}
+
+#[test]
+fn exporter_ownership_and_changed_sources() {
+    let w = world();
+    w.json(
+        "aperture",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        0,
+    );
+    // Touching without changing the content is fine.
+    w.write("aperture/models/s3_paths.py", "BUCKET = 'a'\n");
+    w.json(
+        "aperture",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        0,
+    );
+    // Changed source, unchanged contract: fail.
+    w.write("aperture/models/s3_paths.py", "BUCKET = 'b'\n");
+    let r = w.json(
+        "aperture",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        1,
+    );
+    let changed: Vec<&Value> = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "source-changed")
+        .collect();
+    assert_eq!(changed.len(), 1, "only the changed file: {r:#}");
+    assert_eq!(changed[0]["file"], "models/s3_paths.py");
+    // A bump from the owner's working copy re-records the digests.
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v1_1.json",
+        ],
+    );
+    w.json(
+        "aperture",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        0,
+    );
+    // A repo exporting a contract it does not own.
+    w.write("rogue/impl.py", "x\n");
+    w.ok(
+        "rogue",
+        &[
+            "realm",
+            "admin",
+            "binding",
+            "export",
+            "s3-permissions",
+            "--source-files",
+            "impl.py",
+        ],
+    );
+    let r = w.json(
+        "rogue",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        1,
+    );
+    assert!(
+        rules(&r).contains(&("error".into(), "ownership".into())),
+        "{r:#}"
+    );
+}
+
+fn add_hook(w: &World, role: &str, script: &str, body: &str) {
+    let p = w.path(&format!("fungal/{script}"));
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&p, body).expect("write hook");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let contract = w.path("realm/domains/s3-access/contracts/s3-permissions.yaml");
+    let mut text = std::fs::read_to_string(&contract).expect("contract");
+    if text.contains("validation:\n") {
+        text = text.replace(
+            "validation:\n",
+            &format!("validation:\n  {role}: {script}\n"),
+        );
+    } else {
+        text.push_str(&format!("validation:\n  {role}: {script}\n"));
+    }
+    std::fs::write(&contract, text).expect("write contract");
+    w.git("realm", &["commit", "-qam", "add hook"]);
+}
+
+#[test]
+fn hooks_run_only_when_trusted_and_report_exit_codes() {
+    let w = world();
+    let marker = w.path("hook-ran");
+    add_hook(
+        &w,
+        "importer",
+        "scripts/validate.sh",
+        &format!(
+            "#!/bin/sh\necho checked > '{}'\necho 'looks odd'\nexit 2\n",
+            marker.display()
+        ),
+    );
+    // Untrusted: not run, says how to trust.
+    w.cmd("fungal")
+        .args(["realm", "check", "--mode", "importer"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("repoman realm admin trust"))
+        .stdout(predicate::str::contains("skipped: realm not trusted"));
+    assert!(!marker.exists(), "an untrusted realm's hook must not run");
+    w.ok("fungal", &["realm", "admin", "trust"]);
+    let r = w.json(
+        "fungal",
+        &[
+            "realm",
+            "check",
+            "--mode",
+            "importer",
+            "--no-cache",
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    assert!(marker.exists(), "a trusted realm's hook runs");
+    assert!(
+        rules(&r).contains(&("warning".into(), "hook-warning".into())),
+        "exit 2 is a warning: {r:#}"
+    );
+    w.cmd("fungal")
+        .args([
+            "realm",
+            "check",
+            "--mode",
+            "importer",
+            "--strict",
+            "--no-cache",
+        ])
+        .assert()
+        .code(1);
+    // A changed realm needs trust again.
+    add_hook(&w, "exporter", "scripts/other.sh", "#!/bin/sh\nexit 0\n");
+    std::fs::remove_file(&marker).expect("rm");
+    w.cmd("fungal")
+        .args(["realm", "check", "--mode", "importer"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("changed since it was trusted"));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_hung_hook_is_killed_at_the_timeout_and_fails_the_check() {
+    let w = world();
+    let pidfile = w.path("hung.pid");
+    add_hook(
+        &w,
+        "importer",
+        "scripts/hang.sh",
+        &format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec sleep 300\n",
+            pidfile.display()
+        ),
+    );
+    w.ok("fungal", &["realm", "admin", "trust"]);
+    let r = w.json(
+        "fungal",
+        &[
+            "realm",
+            "check",
+            "--mode",
+            "importer",
+            "--hook-timeout",
+            "1",
+            "--format",
+            "json",
+        ],
+        1,
+    );
+    assert!(
+        rules(&r).contains(&("error".into(), "hook-timeout".into())),
+        "{r:#}"
+    );
+    let pid = std::fs::read_to_string(&pidfile)
+        .expect("pid")
+        .trim()
+        .to_string();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the hung hook was killed"
+    );
+}
+
+#[test]
+fn ci_only_hooks_run_only_in_ci() {
+    let w = world();
+    let marker = w.path("ci-ran");
+    let script = "scripts/integration.sh";
+    let p = w.path(&format!("fungal/{script}"));
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&p, format!("#!/bin/sh\ntouch '{}'\n", marker.display())).expect("hook");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let contract = w.path("realm/domains/s3-access/contracts/s3-permissions.yaml");
+    let mut text = std::fs::read_to_string(&contract).expect("contract");
+    text.push_str(&format!("validation:\n  ci_only:\n  - {script}\n"));
+    std::fs::write(&contract, text).expect("write");
+    w.git("realm", &["commit", "-qam", "ci hook"]);
+    w.ok("fungal", &["realm", "admin", "trust"]);
+    w.cmd("fungal")
+        .args(["realm", "check", "--mode", "importer"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("skipped: CI only"));
+    assert!(!marker.exists());
+    w.cmd("fungal")
+        .env("CI", "true")
+        .args(["realm", "check", "--mode", "importer"])
+        .assert()
+        .code(0);
+    assert!(marker.exists(), "CI runs ci_only hooks");
+}
+
+#[test]
+fn warm_cache_matches_no_cache_and_touching_invalidates_one_entry() {
+    let w = world();
+    let first = w.json(
+        "aperture",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        0,
+    );
+    assert_eq!(first["cache"]["misses"], 2, "{first:#}");
+    let warm = w.json(
+        "aperture",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        0,
+    );
+    assert_eq!(warm["cache"]["hits"], 2);
+    assert_eq!(warm["cache"]["misses"], 0);
+    let cold = w.json(
+        "aperture",
+        &[
+            "realm",
+            "check",
+            "--mode",
+            "exporter",
+            "--no-cache",
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    assert_eq!(cold["cache"]["hits"], 0);
+    assert_eq!(warm["findings"], cold["findings"]);
+    // Touch one file (new mtime): exactly that entry is recomputed.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    w.write("aperture/models/extra.py", "X = 1\n");
+    let touched = w.json(
+        "aperture",
+        &["realm", "check", "--mode", "exporter", "--format", "json"],
+        0,
+    );
+    assert_eq!(touched["cache"]["misses"], 1, "{touched:#}");
+    assert_eq!(touched["cache"]["hits"], 1);
+    // The realm repo's own cache: history and diffs.
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v1_1.json",
+        ],
+    );
+    let cold = w.json(
+        "realm",
+        &["realm", "check", "--no-cache", "--format", "json"],
+        0,
+    );
+    w.json("realm", &["realm", "check", "--format", "json"], 0);
+    let warm = w.json("realm", &["realm", "check", "--format", "json"], 0);
+    assert_eq!(warm["cache"]["misses"], 0, "{warm:#}");
+    assert_eq!(warm["findings"], cold["findings"]);
+    assert_eq!(
+        warm["compatibility"].to_string(),
+        cold["compatibility"].to_string()
+    );
+    let stats = w.json("realm", &["--json", "realm", "admin", "cache", "stats"], 0);
+    assert!(
+        stats["contract_entries"].as_u64().unwrap_or(0) >= 1,
+        "{stats:#}"
+    );
+    w.ok("realm", &["realm", "admin", "cache", "clear"]);
+    assert!(!w.path("realm/.repoman/cache.db").exists());
+}
+
+#[test]
+fn junit_and_github_formats() {
+    let w = world();
+    w.write("aperture/models/s3_paths.py", "changed\n");
+    let out = w
+        .cmd("aperture")
+        .args(["realm", "check", "--format", "junit"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let xml = String::from_utf8_lossy(&out);
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains("<failure type=\"error\""), "{xml}");
+    assert!(xml.contains("source-changed"), "{xml}");
+    let out = w
+        .cmd("aperture")
+        .args(["realm", "check", "--format", "github"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let gh = String::from_utf8_lossy(&out);
+    assert!(
+        gh.lines()
+            .any(|l| l.starts_with("::error file=models/s3_paths.py,title=realm source-changed")),
+        "{gh}"
+    );
+    assert!(
+        gh.contains("::notice title=realm check::letemcook FAILED"),
+        "{gh}"
+    );
+}
+
+#[test]
+fn status_shows_stale_bindings_and_pending_changes() {
+    let w = world();
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v1_1.json",
+        ],
+    );
+    let contract = w.path("realm/domains/s3-access/contracts/s3-permissions.yaml");
+    let text = std::fs::read_to_string(&contract).expect("read");
+    std::fs::write(
+        &contract,
+        text.replace("owner: aperture", "owner: aperture\n"),
+    )
+    .expect("write");
+    let s = w.json("fungal", &["--json", "realm", "status"], 0);
+    assert_eq!(s["repo"], "fungal");
+    assert_eq!(s["stale_bindings"][0]["contract"], "s3-permissions");
+    assert_eq!(s["stale_bindings"][0]["current_version"], "1.1.0");
+    assert_eq!(s["pending_contract_changes"][0], "s3-permissions");
+    let text = w.ok("fungal", &["realm", "status"]);
+    assert!(text.contains("stale"), "{text}");
+}
+
+#[test]
+fn malformed_realm_files_name_file_line_column() {
+    let w = world();
+    w.write(
+        "realm/domains/s3-access/bindings/fungal.yaml",
+        "repo: fungal\nrole: consumer\nimports:\n  - contract: [oops\n",
+    );
+    w.cmd("fungal")
+        .args(["realm", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::is_match(r"bindings/fungal\.yaml:\d+:\d+: ").expect("regex"));
+    w.write(
+        "realm/domains/s3-access/bindings/fungal.yaml",
+        "repo: fungal\nrole: consumer\nimprots: []\n",
+    );
+    w.cmd("fungal")
+        .args(["realm", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("improts"));
+}
+
+#[test]
+fn ranges_with_commas_and_leave() {
+    let w = world();
+    w.ok(
+        "rogue",
+        &[
+            "realm",
+            "admin",
+            "binding",
+            "import",
+            "s3-permissions",
+            "--version",
+            ">=1.0.0, <2.0.0",
+        ],
+    );
+    w.json(
+        "rogue",
+        &["realm", "check", "--mode", "importer", "--format", "json"],
+        0,
+    );
+    w.cmd("rogue")
+        .args([
+            "realm",
+            "admin",
+            "binding",
+            "import",
+            "s3-permissions",
+            "--version",
+            ">=2.0.0",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not accept"));
+    // aperture owns a contract and provides a domain: it cannot leave.
+    w.cmd("aperture")
+        .args(["realm", "admin", "leave"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("still used by"));
+}
