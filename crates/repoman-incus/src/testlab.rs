@@ -161,7 +161,7 @@ impl Drop for TestProject {
 
 /// Delete `repoman-test-*-<pid>-<n>` projects whose process is gone (a test killed by a signal
 /// cannot run its destructors).
-fn sweep_stale_projects(incus: &Incus) {
+pub fn sweep_stale_projects(incus: &Incus) {
     let Ok(projects) = incus.list_projects() else {
         return;
     };

@@ -157,3 +157,33 @@ impl Drop for Guard<'_> {
 fn scopeguard<'a>(incus: &'a repoman_incus::Incus, name: &str) -> Guard<'a> {
     Guard(incus, name.to_owned())
 }
+
+#[test]
+fn stale_test_projects_of_dead_processes_are_swept() {
+    let lab = lab!();
+    // A pid that certainly ran and is now gone: a child we started and reaped.
+    let mut child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("exit 0")
+        .spawn()
+        .unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = format!("repoman-test-stale-{dead}-0");
+    let alive = format!("repoman-test-alive-{}-999", std::process::id());
+    for name in [&stale, &alive] {
+        lab.incus.create_project(&ProjectSpec::new(name)).unwrap();
+    }
+    let guard = scopeguard(&lab.incus, &alive);
+    repoman_incus::testlab::sweep_stale_projects(&lab.incus);
+    assert!(
+        lab.incus.find_project(&stale).unwrap().is_none(),
+        "{stale} was swept"
+    );
+    assert!(
+        lab.incus.find_project(&alive).unwrap().is_some(),
+        "{alive} belongs to a live test"
+    );
+    drop(guard);
+    assert!(lab.incus.find_project(&alive).unwrap().is_none());
+}
