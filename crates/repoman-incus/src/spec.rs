@@ -164,9 +164,9 @@ impl ImageSource {
         }
     }
 
-    /// Parse the CLI-style `[remote:]alias`: no prefix or `local:` is a local alias; `images:` is
-    /// the public image server; `https://host[:port]:alias`... is not accepted (ambiguous colons)
-    /// — use [`ImageSource::remote`] for other servers.
+    /// Parse the CLI-style `[remote:]alias`: no prefix or `local:` is a local alias, `images:` is
+    /// the public image server (simplestreams). Other remote names are refused because the user's
+    /// `incus` CLI remotes are not read here: use [`ImageSource::remote`] with the server URL.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         if text.is_empty() {
