@@ -696,7 +696,8 @@ pub fn rebuild_index(log: &EventLog, path: &Path) -> Result<Head, StateError> {
         // A half-built file is deleted on failure and renamed into place on success, so the
         // rebuild needs neither a journal nor fsyncs until the end.
         conn.execute_batch(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -131072;",
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -131072;\
+             PRAGMA temp_store = MEMORY; PRAGMA locking_mode = EXCLUSIVE;",
         )
         .map_err(StateError::index(&tmp))?;
         index::create_schema_bulk(&conn).map_err(StateError::index(&tmp))?;

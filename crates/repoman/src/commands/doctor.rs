@@ -6,9 +6,11 @@ use repoman_state::doctor::{DoctorOptions, FindingClass, StoreClass};
 use crate::app::App;
 use crate::error::{CliError, Exit};
 
-/// Check repoman's stores: the event log's hash chain and last line, the index, the registry
-/// and .repoman.toml files against their schemas, the runtime directory's permissions. Lists
-/// every store as durable, rebuildable or disposable with its path and size.
+/// Check the event log, index, registry and directories; repair what is safe to repair
+///
+/// Checks the event log's hash chain and last line, the index, the registry and .repoman.toml
+/// files against their schemas, the runtime directory's permissions. Lists every store as
+/// durable, rebuildable or disposable with its path and size.
 ///
 /// Each finding is auto-repairable (a torn last line, a stale or corrupt index, runtime dir
 /// mode) or needs review (a broken hash chain, an invalid registry). --repair applies the
@@ -24,6 +26,7 @@ use crate::error::{CliError, Exit};
 ///   repoman doctor --repair
 ///   repoman doctor --json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct DoctorArgs {
     /// Apply the auto-repairs (quarantine a torn line, rebuild the index, fix runtime dir mode).
     #[arg(long)]

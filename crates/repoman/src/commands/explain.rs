@@ -6,10 +6,12 @@ use crate::app::App;
 use crate::commands::log::report_repairs;
 use crate::error::{CliError, Exit};
 
-/// Explain an object from recorded state: what it is, which schema governs it, who changed it
-/// last, who owns it, whether it is safe to sync, why it is blocked, its conflicts, what can be
-/// repaired automatically, what needs a human, what is durable vs rebuildable, and whether a
-/// restore can be proven.
+/// Explain an object from recorded state (the state-integrity questions)
+///
+/// Answers, one section each: what is it, which schema governs it, who or what last changed it,
+/// which device and profile own it, is it safe to sync, why is it blocked, what conflicts exist,
+/// what can be repaired automatically, what requires human review, what data is durable vs
+/// rebuildable, can we prove restore integrity.
 ///
 /// Every answer comes from the event log's index, not from a fresh scan; a question that does not
 /// apply, or that recorded state cannot answer, says so and why. --json prints the
@@ -20,6 +22,7 @@ use crate::error::{CliError, Exit};
 ///   repoman explain backup:alpha --json
 ///   repoman explain store:index
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ExplainArgs {
     /// The object: `project:NAME` (or just NAME), `backup:NAME`, `sandbox:NAME`, `tool:NAME`,
     /// `contract:REALM/DOMAIN/NAME`, `store:index`, ...

@@ -9,7 +9,7 @@ use repoman_state::{Event, EventQuery, State};
 use crate::app::App;
 use crate::error::{CliError, Exit};
 
-/// Show recorded events (the hash-chained event log), oldest first.
+/// Show recorded events (the hash-chained event log), oldest first
 ///
 /// Reads the index, which is rebuilt from the log if needed; never creates state on a fresh
 /// machine. With --json: a JSON array of events (`repoman.event/v1` objects); with --follow
@@ -22,6 +22,7 @@ use crate::error::{CliError, Exit};
 ///   repoman log --actor agent --limit 10
 ///   repoman log --follow --json          stream new events as JSON lines
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct LogArgs {
     /// Only events about this object: `project:alpha`, `backup:alpha`, ... (a bare name means
     /// `project:NAME`).

@@ -63,14 +63,18 @@ pub enum Command {
     /// Write the man pages (for packagers and `scripts/gen-man`).
     #[command(hide = true)]
     GenerateMan(man::ManArgs),
-    /// Show recorded events (the hash-chained event log).
     Log(log::LogArgs),
-    /// Explain an object from recorded state (the state-integrity questions).
     Explain(explain::ExplainArgs),
-    /// Check the event log, index, registry and directories; repair what is safe to repair.
     Doctor(doctor::DoctorArgs),
-    /// List or print the JSON Schemas of repoman's file formats and events.
-    #[command(subcommand)]
+    /// List or print the JSON Schemas of repoman's file formats and events
+    ///
+    /// The schemas validate repoman.toml and .repoman.toml (`repoman doctor`) and event data
+    /// on append.
+    ///
+    /// Examples:
+    ///   repoman schema list
+    ///   repoman schema show repoman.toml/v1 > repoman.schema.json
+    #[command(subcommand, verbatim_doc_comment)]
     Schema(schema::SchemaCommand),
     /// Mirror working copies to the backup share (guarded rsync + content manifest).
     Sync(sync::SyncArgs),
