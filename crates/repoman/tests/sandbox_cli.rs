@@ -383,6 +383,16 @@ fn exec_exits_with_the_command_status_and_lifecycle_commands_work() {
         .assert()
         .code(7)
         .stdout("out\n");
+    // `shell` with a command and no terminal: same user, directory and HOME; failure is exit 1.
+    f.repoman()
+        .args(["shell", "box", "--", "sh", "-c", "id -u; pwd; echo $HOME"])
+        .assert()
+        .success()
+        .stdout(format!("{}\n/home/dev/box\n/home/dev\n", host_uid()));
+    f.repoman()
+        .args(["shell", "box", "--", "false"])
+        .assert()
+        .code(1);
     f.repoman()
         .args(["stop", "box", "--force"])
         .assert()
@@ -642,6 +652,57 @@ fn update_shows_the_diff_and_dry_run_changes_nothing() {
         .success()
         .stdout("dev\n");
     assert!(f.event_types().contains(&"sandbox.updated".to_owned()));
+
+    // An image change is reported, and only --rebuild applies it: the root filesystem is
+    // replaced, the repo is not. The same image by fingerprint is a different reference.
+    let fingerprint = f
+        .lab
+        .as_ref()
+        .unwrap()
+        .0
+        .incus
+        .project("default")
+        .resolve_image_alias(TEST_IMAGE_ALIAS)
+        .unwrap();
+    std::fs::write(
+        f.repos.join("app/.repoman.toml"),
+        format!("image = \"{fingerprint}\"\n[env]\nMODE = \"dev\"\n"),
+    )
+    .unwrap();
+    std::fs::write(f.repos.join("app/keep.txt"), "repo data").unwrap();
+    f.repoman()
+        .args(["exec", "app", "--", "touch", "/tmp/rootfs-marker"])
+        .assert()
+        .success();
+    let (code, plan) = f.json(&["update", "app"]);
+    assert_eq!((code, &plan["applied"]), (0, &Value::Bool(false)), "{plan}");
+    assert_eq!(plan["changes"][0]["kind"], "image");
+    f.repoman()
+        .args(["update", "app", "--rebuild"])
+        .assert()
+        .code(2);
+    f.repoman()
+        .args(["update", "app", "--rebuild", "--yes"])
+        .assert()
+        .success();
+    let inst = f.scope().get_instance("app").unwrap();
+    assert!(inst.is_running());
+    assert_eq!(
+        inst.user_config("repoman.image"),
+        Some(fingerprint.as_str())
+    );
+    f.repoman()
+        .args(["exec", "app", "--", "test", "-e", "/tmp/rootfs-marker"])
+        .assert()
+        .code(1);
+    f.repoman()
+        .args(["exec", "app", "--", "cat", "keep.txt"])
+        .assert()
+        .success()
+        .stdout("repo data");
+    let (code, status) = f.json(&["status", "app"]);
+    assert_eq!(code, 0, "{status}");
+    assert!(f.event_types().contains(&"sandbox.rebuilt".to_owned()));
 }
 
 #[test]
@@ -651,6 +712,26 @@ fn remove_keeps_the_repo_and_needs_confirmation() {
     };
     f.new_sandbox("app");
     std::fs::write(f.repos.join("app/work.txt"), "precious").unwrap();
+    // A policy rule blocks removal: exit 3, nothing changes, the block is recorded.
+    let registry = f.home.join(".config/repoman/repoman.toml");
+    let original = f.registry_text();
+    std::fs::write(
+        &registry,
+        format!("{original}\n[[policy.rule]]\noperation = \"sandbox.remove\"\neffect = \"deny\"\nreason = \"keep it\"\n"),
+    )
+    .unwrap();
+    f.repoman()
+        .args(["remove", "app", "--yes"])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("keep it"));
+    assert!(f.scope().find_instance("app").unwrap().is_some());
+    let types = f.event_types();
+    assert!(
+        types.contains(&"sandbox.remove.plan.blocked".to_owned()),
+        "{types:?}"
+    );
+    std::fs::write(&registry, original).unwrap();
     f.repoman().args(["remove", "app"]).assert().code(2);
     assert!(f.scope().find_instance("app").unwrap().is_some());
     f.repoman()

@@ -19,8 +19,8 @@ use crate::sandbox::session::{self, Session, Target};
 /// REPO`, argv only), so the exit status is exactly the command's.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// The sandbox.
-    pub name: String,
+    /// The sandbox (asked for on a terminal when missing).
+    pub name: Option<String>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -69,11 +69,12 @@ pub(crate) fn exit_of(status: std::process::ExitStatus) -> Exit {
 }
 
 pub fn run(app: &App, args: ExecArgs) -> Result<Exit, CliError> {
+    let name = super::update::name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
-    for w in s.drift_warnings(Some(&args.name)) {
+    for w in s.drift_warnings(Some(&name)) {
         app.ui.warn(&w);
     }
-    let t = s.target(&args.name)?;
+    let t = s.target(&name)?;
     ensure_running(app, &s, &t)?;
     let argv = session::incus_exec_argv(&t, false, &args.command);
     // repoman's part is done (reconciled, started, recorded); the process becomes `incus exec`, so

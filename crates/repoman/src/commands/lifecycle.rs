@@ -13,8 +13,8 @@ use crate::sandbox::session::{self, Session};
 /// Start, stop or restart a sandbox.
 #[derive(Debug, Args)]
 pub struct LifecycleArgs {
-    /// The sandbox.
-    pub name: String,
+    /// The sandbox (asked for on a terminal when missing).
+    pub name: Option<String>,
     /// Stop or restart at once instead of asking the container to shut down cleanly.
     #[arg(long)]
     pub force: bool,
@@ -24,11 +24,12 @@ pub struct LifecycleArgs {
 }
 
 pub fn run(app: &App, args: LifecycleArgs, action: Lifecycle) -> Result<Exit, CliError> {
+    let wanted = super::update::name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
-    for w in s.drift_warnings(Some(&args.name)) {
+    for w in s.drift_warnings(Some(&wanted)) {
         app.ui.warn(&w);
     }
-    let t = s.target(&args.name)?;
+    let t = s.target(&wanted)?;
     let name = &t.desired.name;
     if !action.needed(&t.status) {
         app.ui

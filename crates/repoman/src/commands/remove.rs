@@ -20,8 +20,8 @@ use crate::sandbox::session::{self, Session};
 /// adds a sandbox again).
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// The project.
-    pub name: String,
+    /// The project (asked for on a terminal when missing).
+    pub name: Option<String>,
     /// Keep the project registered (without a sandbox).
     #[arg(long)]
     pub keep_repo: bool,
@@ -31,11 +31,12 @@ pub struct RemoveArgs {
 }
 
 pub fn run(app: &App, args: RemoveArgs) -> Result<Exit, CliError> {
+    let wanted = super::update::name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
-    for w in s.drift_warnings(Some(&args.name)) {
+    for w in s.drift_warnings(Some(&wanted)) {
         app.ui.warn(&w);
     }
-    let name = args.name.as_str();
+    let name = wanted.as_str();
     let entry = s.estate.entry(name)?.clone();
     let instance = s.observed.instance(name).filter(|_| entry.container);
     let repo_path =

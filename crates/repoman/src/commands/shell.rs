@@ -16,8 +16,8 @@ use super::exec::{ensure_running, exit_of};
 /// (`incus exec --user UID --group GID --cwd REPO --env HOME=...`), argv only.
 #[derive(Debug, Args)]
 pub struct ShellArgs {
-    /// The sandbox.
-    pub name: String,
+    /// The sandbox (asked for on a terminal when missing).
+    pub name: Option<String>,
     /// A command to run instead of the login shell.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -40,14 +40,15 @@ fn login_shell(s: &Session, name: &str, uid: u32) -> String {
 }
 
 pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
+    let name = super::update::name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
-    for w in s.drift_warnings(Some(&args.name)) {
+    for w in s.drift_warnings(Some(&name)) {
         app.ui.warn(&w);
     }
-    let t = s.target(&args.name)?;
+    let t = s.target(&name)?;
     ensure_running(app, &s, &t)?;
     let command = if args.command.is_empty() {
-        vec![login_shell(&s, &args.name, t.desired.uid), "-l".to_owned()]
+        vec![login_shell(&s, &name, t.desired.uid), "-l".to_owned()]
     } else {
         args.command.clone()
     };

@@ -109,6 +109,58 @@ fn request(
     Ok((envelope, response))
 }
 
+/// Replace a stopped instance's root filesystem with a fresh one from `source`
+/// (`POST /1.0/instances/{name}/rebuild`); config and devices are kept.
+pub fn rebuild(
+    incus: &Incus,
+    project: &str,
+    instance: &str,
+    source: &repoman_incus::ImageSource,
+) -> Result<(), IncusError> {
+    incus.require_extension(
+        "instances_rebuild",
+        "rebuild a container from another image",
+    )?;
+    let src = match source {
+        // Unlike creation, rebuild does not fall back from an unknown alias to a fingerprint:
+        // resolve the alias here (a local reference that is not an alias is a fingerprint).
+        repoman_incus::ImageSource::Alias(a) => {
+            let fingerprint = match incus.project(project).resolve_image_alias(a) {
+                Ok(f) => f,
+                Err(e) if e.is_not_found() => a.clone(),
+                Err(e) => return Err(e),
+            };
+            serde_json::json!({"type": "image", "fingerprint": fingerprint})
+        }
+        repoman_incus::ImageSource::Fingerprint(f) => {
+            serde_json::json!({"type": "image", "fingerprint": f})
+        }
+        repoman_incus::ImageSource::Remote {
+            server,
+            protocol,
+            alias,
+        } => serde_json::json!({
+            "type": "image", "alias": alias, "server": server, "protocol": protocol
+        }),
+    };
+    let path = format!(
+        "/1.0/instances/{}/rebuild?project={}",
+        enc(instance),
+        enc(project)
+    );
+    let body = serde_json::json!({ "source": src });
+    let (envelope, _) = request(incus, Method::Post, &path, Some(&body), Vec::new())?;
+    if envelope.kind == "async" {
+        let op: Operation =
+            serde_json::from_value(envelope.metadata).map_err(|e| IncusError::Protocol {
+                request: format!("POST {path}"),
+                message: format!("cannot decode the operation: {e}"),
+            })?;
+        incus.wait_operation(&op, Duration::from_secs(600))?;
+    }
+    Ok(())
+}
+
 /// Whether the storage pool `name` exists.
 pub fn pool_exists(incus: &Incus, name: &str) -> Result<bool, IncusError> {
     match request(
@@ -134,6 +186,7 @@ pub fn apply_desired(
     profiles: &[String],
     devices: &BTreeMap<String, BTreeMap<String, String>>,
     config: &BTreeMap<String, String>,
+    set_image_tag: bool,
 ) -> Result<(), IncusError> {
     let path = format!("/1.0/instances/{}?project={}", enc(instance), enc(project));
     let (envelope, response) = request(incus, Method::Get, &path, None, Vec::new())?;
@@ -149,11 +202,11 @@ pub fn apply_desired(
         .unwrap_or_default();
     // The image tag says what the root filesystem was built from: only a rebuild changes it.
     let image_key = format!("user.{}", super::desired::TAG_IMAGE);
-    cfg.retain(|k, _| !is_managed_key(k) || *k == image_key);
+    cfg.retain(|k, _| !is_managed_key(k) || (*k == image_key && !set_image_tag));
     cfg.extend(
         config
             .iter()
-            .filter(|(k, _)| **k != image_key)
+            .filter(|(k, _)| set_image_tag || **k != image_key)
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     obj.insert(

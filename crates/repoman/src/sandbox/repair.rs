@@ -59,6 +59,7 @@ pub fn reapply(
         &desired.profiles,
         &desired.devices,
         &desired.config,
+        false,
     )?;
     Ok(NewEvent::new(
         "sandbox.updated",
@@ -67,6 +68,44 @@ pub fn reapply(
             "project": desired.name,
             "changes": changes.iter().filter(|c| c.reapplicable()).collect::<Vec<_>>(),
         }),
+    ))
+}
+
+/// Rebuild the container from the desired image (its root filesystem is replaced; the repo and
+/// extra mounts are bind mounts and are not touched), re-apply the rest, and restore its
+/// running state. Returns the event.
+pub fn rebuild(
+    incus: &Incus,
+    scope: &ProjectScope,
+    desired: &Desired,
+    was_running: bool,
+    from: Option<&str>,
+) -> Result<NewEvent, SandboxError> {
+    if was_running {
+        scope.stop(&desired.name, true)?;
+    }
+    incus_ext::rebuild(
+        incus,
+        &desired.incus_project,
+        &desired.name,
+        &desired.image_source()?,
+    )?;
+    incus_ext::apply_desired(
+        incus,
+        &desired.incus_project,
+        &desired.name,
+        &desired.profiles,
+        &desired.devices,
+        &desired.config,
+        true,
+    )?;
+    if was_running {
+        scope.start(&desired.name)?;
+    }
+    Ok(NewEvent::new(
+        "sandbox.rebuilt",
+        format!("sandbox:{}", desired.name),
+        json!({"project": desired.name, "from_image": from, "image": desired.image}),
     ))
 }
 
