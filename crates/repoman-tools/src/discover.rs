@@ -138,6 +138,8 @@ pub fn manager_dirs(home: Option<&Path>) -> Vec<(String, PathBuf)> {
         ("asdf".into(), h.join(".asdf/installs")),
         ("elan".into(), h.join(".elan/toolchains")),
         ("rustup".into(), h.join(".rustup/toolchains")),
+        ("pyenv".into(), h.join(".pyenv/versions")),
+        ("rbenv".into(), h.join(".rbenv/versions")),
     ]
 }
 
@@ -161,6 +163,10 @@ pub enum ShimKind {
     Asdf,
     Rustup,
     Elan,
+    Pyenv,
+    Rbenv,
+    /// Another version manager's `shims` directory (nodenv, goenv, jenv, ...).
+    Other,
 }
 
 /// How a probe went.
@@ -363,17 +369,24 @@ fn skip_file(name: &str) -> bool {
         .any(|e| name.ends_with(e))
 }
 
-/// The shim kind of a directory recognised by its path.
+/// The shim kind of a directory recognised by its path: every directory named `shims` is one
+/// (mise, asdf, pyenv, rbenv, nodenv, goenv, jenv and pyenv plugins all use that name, and running
+/// a file in it goes through the version manager).
 pub fn shim_dir_kind(dir: &Path) -> Option<ShimKind> {
     if dir.file_name()? != "shims" {
         return None;
     }
-    let parent = dir.parent()?.file_name()?.to_str()?;
-    match parent {
-        "mise" | "rtx" => Some(ShimKind::Mise),
-        ".asdf" | "asdf" => Some(ShimKind::Asdf),
-        _ => None,
-    }
+    let kind = dir
+        .ancestors()
+        .skip(1)
+        .find_map(|a| match a.file_name()?.to_str()? {
+            "mise" | "rtx" => Some(ShimKind::Mise),
+            ".asdf" | "asdf" => Some(ShimKind::Asdf),
+            ".pyenv" | "pyenv" => Some(ShimKind::Pyenv),
+            ".rbenv" | "rbenv" => Some(ShimKind::Rbenv),
+            _ => None,
+        });
+    Some(kind.unwrap_or(ShimKind::Other))
 }
 
 /// The shim kind of one file, recognised without running it.
@@ -494,7 +507,17 @@ impl Walker<'_> {
             if skip_file(name) {
                 continue;
             }
-            let shim = shim_dir.or_else(|| shim_file_kind(&path, &meta));
+            let rule = self.rules.for_exe(name);
+            // On PATH only names a rule knows matter (reading every small script in /usr/bin to
+            // look for shims would cost the warm scan); in tools directories every file counts.
+            let on_path = matches!(origin, Origin::Path { .. });
+            let shim = shim_dir.or_else(|| {
+                if on_path && rule.is_none() {
+                    None
+                } else {
+                    shim_file_kind(&path, &meta)
+                }
+            });
             if let Some(kind) = shim {
                 self.shims.push(Shim {
                     path,
@@ -505,7 +528,7 @@ impl Walker<'_> {
                 });
                 continue;
             }
-            match self.rules.for_exe(name) {
+            match rule {
                 Some(rule) => {
                     let idx = self
                         .rules

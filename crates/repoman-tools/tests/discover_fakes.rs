@@ -91,6 +91,17 @@ impl Lab {
             &lab.root.join("pathbin/node"),
             &format!("{}\necho v18.19.0", count("path-node")),
         );
+        // A pyenv shim on PATH and a rustup proxy (a hard link of rustup) in a tools dir.
+        let m = lab.marker.display().to_string();
+        write_exe(
+            &home.join(".pyenv/shims/python3"),
+            &format!("touch '{m}'\necho Python 3.0.0"),
+        );
+        write_exe(
+            &t.join("rust/bin/rustup"),
+            &format!("[ \"${{0##*/}}\" = rustc ] && touch '{m}'\necho 'rustup 1.0.0'"),
+        );
+        std::fs::hard_link(t.join("rust/bin/rustup"), t.join("rust/bin/rustc")).unwrap();
         lab
     }
 
@@ -104,6 +115,7 @@ impl Lab {
             path_dirs: vec![
                 home.join(".local/share/mise/shims"),
                 self.root.join("pathbin"),
+                home.join(".pyenv/shims"),
             ],
             tools_dirs: vec![self.root.join("tools")],
             manager_dirs: discover::manager_dirs(Some(&home)),
@@ -177,8 +189,16 @@ fn cold_scan_identifies_fakes_reports_failures_and_never_runs_shims() {
             .iter()
             .any(|n| n.version.as_deref() == Some("18.19.0"))
     );
-    assert_eq!(inv.shims.len(), 1);
-    assert_eq!(inv.shims[0].kind, ShimKind::Mise);
+    let kinds: Vec<(String, ShimKind)> =
+        inv.shims.iter().map(|s| (s.name.clone(), s.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("node".into(), ShimKind::Mise),
+            ("python3".into(), ShimKind::Pyenv),
+            ("rustc".into(), ShimKind::Rustup)
+        ]
+    );
     assert_eq!(
         inv.shims[0].resolves_to,
         [lab.home()
