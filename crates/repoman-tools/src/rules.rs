@@ -92,7 +92,10 @@ pub struct Rule {
     pub names: Vec<String>,
     pub aliases: Vec<String>,
     pub version_args: Vec<String>,
-    pub version_regex: regex::Regex,
+    /// The version pattern (compiled on first use: compiling ~70 Unicode-aware patterns costs
+    /// more than a whole warm scan, and most runs probe nothing).
+    pub version_regex: String,
+    compiled: std::sync::OnceLock<Option<regex::Regex>>,
     pub files: Vec<String>,
     pub runner: Vec<String>,
     /// Where the rule came from (`builtin` or a file path).
@@ -106,15 +109,23 @@ impl Rule {
             "{}|{}|{}|{}",
             self.id,
             self.version_args.join("\u{1f}"),
-            self.version_regex.as_str(),
+            self.version_regex,
             self.runner.join("\u{1f}")
         )
+    }
+
+    /// The compiled pattern (`None` only for an invalid built-in pattern, which a unit test rules
+    /// out; user patterns are checked when loaded).
+    pub fn regex(&self) -> Option<&regex::Regex> {
+        self.compiled
+            .get_or_init(|| regex::Regex::new(&self.version_regex).ok())
+            .as_ref()
     }
 
     /// Extract the version from probe output (stdout, then stderr).
     pub fn extract_version(&self, stdout: &str, stderr: &str) -> Option<String> {
         for text in [stdout, stderr] {
-            if let Some(c) = self.version_regex.captures(text) {
+            if let Some(c) = self.regex()?.captures(text) {
                 let m = c.get(1).or_else(|| c.get(0))?;
                 return Some(m.as_str().to_owned());
             }
@@ -201,8 +212,13 @@ impl Rules {
                 )));
             }
             let pattern = rr.version_regex.as_deref().unwrap_or(DEFAULT_VERSION_REGEX);
-            let version_regex = regex::Regex::new(pattern)
-                .map_err(|e| rule_err(format!("rule `{}`: bad version_regex: {e}", rr.id)))?;
+            let compiled = std::sync::OnceLock::new();
+            if path != Path::new("builtin") {
+                let re = regex::Regex::new(pattern)
+                    .map_err(|e| rule_err(format!("rule `{}`: bad version_regex: {e}", rr.id)))?;
+                let _ = compiled.set(Some(re));
+            }
+            let version_regex = pattern.to_owned();
             let origin = if path == Path::new("builtin") {
                 "builtin".to_owned()
             } else {
@@ -215,6 +231,7 @@ impl Rules {
                 aliases: rr.aliases,
                 version_args: rr.version_args,
                 version_regex,
+                compiled,
                 files: rr.files,
                 runner: rr.runner,
                 origin,
@@ -322,6 +339,18 @@ mod tests {
         assert_eq!(r.for_manifest_name("core:node").unwrap().id, "node");
         assert_eq!(r.for_manifest_name("golang").unwrap().id, "go");
         assert!(r.for_manifest_name("npm:prettier").is_none());
+    }
+
+    #[test]
+    fn every_builtin_pattern_compiles() {
+        for r in Rules::builtin().unwrap().all() {
+            assert!(
+                r.regex().is_some(),
+                "rule {}: bad version_regex {}",
+                r.id,
+                r.version_regex
+            );
+        }
     }
 
     #[test]
