@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sandbox benchmark (issue 4): `repoman list` and `repoman status` over N registered projects with
 # running containers, against `incus list --project P --format json` (the Go client, which asks
-# the server for every instance's state) on the same containers in the same run.
+# the server for every instance's state) on the same containers in the same run. Two more rows
+# for context: `incus list -c ns` (name and status only) and `incus query` of the same
+# `recursion=1` listing repoman makes (one CLI process, one request: the floor for a CLI).
 #
 # Creates a throw-away Incus project `repoman-bench-<pid>` (images shared with the default project,
 # the lab's busybox image) and a private HOME whose registry points at it; both are removed on
@@ -50,5 +52,7 @@ echo "$running of $N containers running" >&2
 hyperfine --warmup 2 --runs "$RUNS" -N --export-markdown "$W/result.md" \
   -n "repoman list" "$BIN --json list" \
   -n "repoman status" "$BIN --json status" \
-  -n "incus list --format json" "incus list --project $P --format json" >&2
+  -n "incus list --format json" "incus list --project $P --format json" \
+  -n "incus list -c ns --format csv" "incus list --project $P -c ns --format csv" \
+  -n "incus query recursion=1" "incus query /1.0/instances?recursion=1&project=$P" >&2
 cat "$W/result.md"

@@ -173,3 +173,44 @@ pub fn incus_exec_argv(t: &Target, interactive: bool, command: &[String]) -> Vec
     argv.extend(command.iter().cloned());
     argv
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::desired::{Desired, ImageOrigin};
+
+    fn target() -> Target {
+        Target {
+            desired: Desired {
+                name: "app".into(),
+                incus_project: "repoman".into(),
+                repo_dir: "app".into(),
+                repo_path: "/r/app".into(),
+                mount_path: "/home/dev/app".into(),
+                home: "/home/dev".into(),
+                uid: 1000,
+                gid: 1001,
+                user: "dev".into(),
+                image: "img".into(),
+                image_origin: ImageOrigin::Defaults,
+                profiles: vec!["default".into()],
+                devices: Default::default(),
+                config: Default::default(),
+                mount_sources: vec![],
+            },
+            status: "Running".into(),
+        }
+    }
+
+    #[test]
+    fn exec_argv_runs_as_the_user_in_the_repo_and_never_through_a_shell() {
+        let cmd = vec!["echo".to_owned(), "a b; rm -rf /".to_owned()];
+        let argv = incus_exec_argv(&target(), false, &cmd);
+        let joined = argv.join(" ");
+        assert!(joined.starts_with("--project repoman exec app --mode non-interactive --user 1000 --group 1001 --cwd /home/dev/app --env HOME=/home/dev --env USER=dev -- "), "{joined}");
+        // The command stays two argv elements after `--`, whatever it contains.
+        assert_eq!(argv[argv.len() - 2..], cmd[..]);
+        let interactive = incus_exec_argv(&target(), true, &cmd);
+        assert!(!interactive.contains(&"--mode".to_owned()));
+    }
+}
