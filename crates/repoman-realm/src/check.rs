@@ -23,13 +23,13 @@ use crate::trust::TrustState;
 use crate::version::{self, Bump, Range};
 use repoman_core::Env;
 use repoman_core::process::{Cmd, ProcessError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckMode {
     Contract,
@@ -49,7 +49,7 @@ impl CheckMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Info,
@@ -57,7 +57,7 @@ pub enum Level {
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub level: Level,
     pub mode: CheckMode,
@@ -74,7 +74,7 @@ pub struct Finding {
 }
 
 /// One compatibility comparison.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContractDiff {
     pub contract: String,
     pub from: String,
@@ -154,6 +154,10 @@ struct Checker<'r> {
     findings: Vec<Finding>,
     diffs: Vec<ContractDiff>,
     hooks: Vec<HookRun>,
+    /// Every contract's history, read once on the first cache miss.
+    histories: Option<BTreeMap<String, Vec<HistoricVersion>>>,
+    /// Analyses computed or loaded in this run (contract and compatibility modes share pairs).
+    analyses: BTreeMap<String, Analysis>,
 }
 
 /// Runs the check.
@@ -186,12 +190,41 @@ pub fn check(
         findings: Vec::new(),
         diffs: Vec::new(),
         hooks: Vec::new(),
+        histories: None,
+        analyses: BTreeMap::new(),
     };
     let scope = match ctx {
         Context::Realm => None,
         Context::Member { repo, .. } => Some(repo.as_str()),
     };
+    // Contract and compatibility findings depend only on the realm's content and the options:
+    // at a clean realm commit they are cached whole.
+    let realm_modes: Vec<CheckMode> = modes
+        .iter()
+        .copied()
+        .filter(|m| matches!(m, CheckMode::Contract | CheckMode::Compatibility))
+        .collect();
+    let report_key = (!c.dirty && !realm_modes.is_empty()).then(|| {
+        let mut h = blake3::Hasher::new();
+        h.update(b"report/v1\0");
+        h.update(c.head.as_bytes());
+        h.update(format!("{realm_modes:?}|{:?}|{:?}|{scope:?}", opts.from, opts.to).as_bytes());
+        format!("report/v1:{}", h.finalize().to_hex())
+    });
+    let mut restored = false;
+    if let Some(key) = &report_key
+        && let Some(json) = c.cache.compat(key)
+        && let Ok((findings, diffs)) =
+            serde_json::from_str::<(Vec<Finding>, Vec<ContractDiff>)>(&json)
+    {
+        c.findings = findings;
+        c.diffs = diffs;
+        restored = true;
+    }
     for m in &modes {
+        if restored && realm_modes.contains(m) {
+            continue;
+        }
         match (m, ctx) {
             (CheckMode::Contract, _) => c.contract_mode(scope)?,
             (CheckMode::Compatibility, _) => c.compatibility_mode(scope)?,
@@ -211,6 +244,18 @@ pub fn check(
                     }
                 }
             }
+        }
+    }
+    if let Some(key) = &report_key
+        && !restored
+    {
+        let findings: Vec<&Finding> = c
+            .findings
+            .iter()
+            .filter(|f| realm_modes.contains(&f.mode))
+            .collect();
+        if let Ok(json) = serde_json::to_string(&(findings, &c.diffs)) {
+            c.cache.store_compat(key, &json);
         }
     }
     c.cache.flush_counters();
@@ -322,7 +367,14 @@ impl Checker<'_> {
         {
             return Ok(h);
         }
-        let h = self.realm.contract_history(domain, name, self.env)?;
+        if self.histories.is_none() {
+            self.histories = Some(self.realm.all_contract_histories(self.env)?);
+        }
+        let rel = Realm::contract_rel_path(domain, name);
+        let h = match self.histories.as_ref().and_then(|all| all.get(&rel)) {
+            Some(h) => h.clone(),
+            None => self.realm.contract_history(domain, name, self.env)?,
+        };
         if let Ok(json) = serde_json::to_string(&h) {
             self.cache.store_contract_history(domain, name, &key, &json);
         }
@@ -338,19 +390,41 @@ impl Checker<'_> {
             h.update(serde_json::to_string(new).unwrap_or_default().as_bytes());
             h.finalize().to_hex().to_string()
         };
+        if let Some(a) = self.analyses.get(&key) {
+            return Ok(a.clone());
+        }
         if let Some(json) = self.cache.compat(&key)
             && let Ok(changes) = serde_json::from_str::<Vec<CachedChange>>(&json)
         {
-            return Ok(Analysis {
+            let a = Analysis {
                 changes: changes.into_iter().map(Change::from).collect(),
-            });
+            };
+            self.analyses.insert(key, a.clone());
+            return Ok(a);
         }
         let a = compat::analyze(old, new)?;
         let cached: Vec<CachedChange> = a.changes.iter().map(CachedChange::from).collect();
         if let Ok(json) = serde_json::to_string(&cached) {
             self.cache.store_compat(&key, &json);
         }
+        self.analyses.insert(key, a.clone());
         Ok(a)
+    }
+
+    /// Meta-schema validation (draft-07 or 2020-12), cached by the schema's hash.
+    fn meta_error(&mut self, schema: &Value) -> Option<String> {
+        let key = format!(
+            "meta/v1:{}",
+            blake3::hash(serde_json::to_string(schema).unwrap_or_default().as_bytes()).to_hex()
+        );
+        if let Some(v) = self.cache.compat(&key) {
+            return if v.is_empty() { None } else { Some(v) };
+        }
+        let err = jsonschema::meta::validate(schema)
+            .err()
+            .map(|e| e.to_string());
+        self.cache.store_compat(&key, err.as_deref().unwrap_or(""));
+        err
     }
 
     fn contract_mode(&mut self, scope: Option<&str>) -> Result<(), RealmError> {
@@ -358,7 +432,7 @@ impl Checker<'_> {
         for (domain, c) in self.contracts_in_scope(scope) {
             let obj = self.realm.contract_object(&domain, &c.name);
             let file = Some(Realm::contract_rel_path(&domain, &c.name));
-            if let Err(e) = jsonschema::meta::validate(&c.schema) {
+            if let Some(e) = self.meta_error(&c.schema) {
                 self.find(
                     Level::Error,
                     m,

@@ -43,7 +43,7 @@ pub enum CompatError {
 }
 
 /// Which readers must keep working.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Backward,
@@ -87,7 +87,9 @@ impl std::str::FromStr for Mode {
 }
 
 /// The verdict of one change, or of a whole comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Compatible,
@@ -152,7 +154,7 @@ pub struct Analysis {
 }
 
 /// One change as reported for a mode.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ReportedChange {
     pub pointer: String,
     pub kind: String,
