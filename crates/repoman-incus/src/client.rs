@@ -400,6 +400,36 @@ impl Incus {
         }
     }
 
+    /// Whether the cancel token (if any) is set.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
+    }
+
+    /// This handle without its cancel token (for cleanup that must finish).
+    pub(crate) fn without_cancel(&self) -> Incus {
+        Incus {
+            cancel: None,
+            ..self.clone()
+        }
+    }
+
+    /// A fresh raw connection for a websocket, with the request timeout on the handshake.
+    pub(crate) fn connect_raw(&self) -> Result<Box<dyn crate::transport::RawStream>> {
+        self.shared
+            .transport
+            .connect_raw(self.timeouts.request)
+            .map_err(|e| match e {
+                TransportError::Unavailable(cause) => IncusError::Unavailable {
+                    socket: self.shared.transport.endpoint(),
+                    cause,
+                },
+                other => IncusError::Transport {
+                    request: "websocket connection".to_owned(),
+                    cause: other.to_string(),
+                },
+            })
+    }
+
     /// The caller gave up: cancel the operation on the server if it allows that (best effort).
     fn cancel_for_caller(&self, op: Operation) -> IncusError {
         let cancelled_on_server = op.may_cancel && self.cancel_operation(&op.id).is_ok();

@@ -81,6 +81,10 @@ pub enum IncusError {
         cancelled_on_server: bool,
     },
 
+    /// A streamed exec outlived its deadline and was killed (SIGKILL).
+    #[error("`{command}` was still running after {}s and was killed", waited.as_secs_f64())]
+    ExecKilled { command: String, waited: Duration },
+
     /// A single HTTP request got no complete answer in time.
     #[error("{request}: no answer from Incus within {}s", timeout.as_secs_f64())]
     RequestTimeout { request: String, timeout: Duration },

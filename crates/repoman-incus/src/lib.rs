@@ -28,6 +28,7 @@ pub mod access;
 pub mod api;
 mod client;
 pub mod error;
+mod exec_stream;
 mod scope;
 pub mod socket;
 pub mod spec;
@@ -42,10 +43,13 @@ pub use api::{
 };
 pub use client::{Incus, REQUIRED_EXTENSIONS, Reporter, Timeouts};
 pub use error::{IncusError, Result};
+pub use exec_stream::OutputStream;
 pub use scope::ProjectScope;
 pub use socket::{SocketKind, SocketPath};
 pub use spec::{
     DeviceSpec, DiskDevice, ExecOutput, ExecSpec, FileKind, FileMode, ImageSource, InstanceSpec,
     ProjectSpec, PulledFile, Terminal,
 };
-pub use transport::{HttpRequest, HttpResponse, Method, Transport, TransportError, UnixTransport};
+pub use transport::{
+    HttpRequest, HttpResponse, Method, RawStream, Transport, TransportError, UnixTransport,
+};

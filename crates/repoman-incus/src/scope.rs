@@ -76,7 +76,7 @@ impl ProjectScope {
         format!("{path}{sep}project={}", enc(&self.name))
     }
 
-    fn instance_url(&self, name: &str, rest: &str) -> String {
+    pub(crate) fn instance_url(&self, name: &str, rest: &str) -> String {
         self.url(&format!("/1.0/instances/{}{rest}", enc(name)))
     }
 
@@ -459,7 +459,8 @@ impl ProjectScope {
     ///
     /// Uses `record-output`: Incus writes both streams to files in the instance's log directory;
     /// we read and then delete them. stdin is `/dev/null`. If the command outlives the deadline
-    /// the call fails with [`IncusError::OperationTimeout`] and the command keeps running.
+    /// the call fails with [`IncusError::OperationTimeout`] and the command keeps running; use
+    /// [`ProjectScope::exec_streaming`] when output should stream or a deadline must kill.
     pub fn exec(&self, instance: &str, spec: &ExecSpec) -> Result<ExecOutput> {
         self.incus
             .require_extension("container_exec_recording", "capture exec output")?;

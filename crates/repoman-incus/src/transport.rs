@@ -11,6 +11,8 @@
 //! time" ([`TransportError::Timeout`]) and anything else ([`TransportError::Other`]).
 
 use std::fmt;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -78,6 +80,18 @@ pub enum TransportError {
     Other(String),
 }
 
+/// A raw byte stream to the server, for websocket upgrades (exec with streamed output).
+pub trait RawStream: Read + Write + Send + fmt::Debug {
+    /// Bound blocking reads (readers poll a stop flag in between).
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl RawStream for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
 /// Sends requests to one Incus endpoint. Implementations are cheap to share between threads.
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Send one request and read the whole answer.
@@ -85,6 +99,14 @@ pub trait Transport: Send + Sync + fmt::Debug {
 
     /// Where this transport goes, for messages (a socket path or a URL).
     fn endpoint(&self) -> PathBuf;
+
+    /// Open a fresh connection for a websocket upgrade. Transports that cannot, say so.
+    fn connect_raw(&self, timeout: Duration) -> Result<Box<dyn RawStream>, TransportError> {
+        let _ = timeout;
+        Err(TransportError::Other(
+            "this transport cannot open websockets (streamed exec)".to_owned(),
+        ))
+    }
 }
 
 /// HTTP/1.1 over a local unix socket, via reqwest's blocking client (connections are pooled, so
@@ -156,6 +178,19 @@ impl Transport for UnixTransport {
 
     fn endpoint(&self) -> PathBuf {
         self.socket.clone()
+    }
+
+    fn connect_raw(&self, timeout: Duration) -> Result<Box<dyn RawStream>, TransportError> {
+        let stream = UnixStream::connect(&self.socket)
+            .map_err(|e| TransportError::Unavailable(e.to_string()))?;
+        // Bounded handshake; the caller shortens reads afterwards.
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| TransportError::Other(e.to_string()))?;
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(|e| TransportError::Other(e.to_string()))?;
+        Ok(Box::new(stream))
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod errors;
 mod exec_files;
+mod exec_stream;
 mod instances;
 mod mounts;
 mod projects;
