@@ -203,7 +203,17 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     let name = format!("repoman-test-setup-{}-0", std::process::id());
     let _guard = ProjectGuard(lab.incus.clone(), name.clone());
     let f = Fixture::without_incus(&name);
-    std::fs::remove_file(f.home.join(".config/repoman/repoman.toml")).unwrap();
+    // A registry that only declares a profile sharing an agent directory into every sandbox.
+    let agent = f.home.join("agent");
+    std::fs::create_dir_all(&agent).unwrap();
+    std::fs::write(
+        f.home.join(".config/repoman/repoman.toml"),
+        format!(
+            "# my estate\n[[profile]]\nname = \"share\"\ndescription = \"agent config\"\n[profile.devices.agent]\ntype = \"disk\"\nsource = \"{}\"\npath = \"/mnt/agent\"\nshift = \"true\"\n",
+            agent.display()
+        ),
+    )
+    .unwrap();
     let backup = f.home.join("backup");
     std::fs::create_dir_all(&backup).unwrap();
     let args = [
@@ -216,6 +226,8 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
         &name,
         "--image",
         TEST_IMAGE_ALIAS,
+        "--profile",
+        "share",
     ];
     let (code, first) = f.json(&args);
     assert_eq!(code, 0, "{first}");
@@ -227,7 +239,9 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
         .map(|s| s["step"].as_str().unwrap())
         .collect();
     assert!(
-        steps.contains(&"create_project") && steps.contains(&"set_root_disk"),
+        steps.contains(&"create_project")
+            && steps.contains(&"set_root_disk")
+            && steps.contains(&"create_profile"),
         "{steps:?}"
     );
 
@@ -261,6 +275,14 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     f.new_sandbox("first");
     let inst = lab.incus.project(&name).get_instance("first").unwrap();
     assert!(inst.is_running(), "{}", inst.status);
+    assert_eq!(inst.profiles, ["default", "share"]);
+    let share = lab.incus.project(&name).get_profile("share").unwrap();
+    assert_eq!(share.devices["agent"]["path"], "/mnt/agent");
+    assert!(
+        f.registry_text().contains("# my estate\n[[profile]]"),
+        "comments survive: {}",
+        f.registry_text()
+    );
 }
 
 #[test]
