@@ -475,8 +475,9 @@ impl Plan {
             Change::Create | Change::HardLink => self.creates += 1,
             Change::Update => self.updates += 1,
             Change::Attributes => {
-                // The top directory's time is always refreshed; it is not a change anyone cares about.
-                if item.path.is_empty() {
+                // The top directory's time is refreshed whenever anything inside changes; that alone
+                // is not a change anyone cares about (its mode or owner changing is).
+                if item.path.is_empty() && item.flags.trim_end() == ".d..t......" {
                     return;
                 }
                 self.attribute_changes += 1
