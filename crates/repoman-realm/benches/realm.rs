@@ -231,6 +231,37 @@ fn generate(root: &Path, env: &Env) -> PathBuf {
     realm
 }
 
+/// Verdict agreement with Confluent on the 263 conformance cases: repoman vs the peer.
+fn conformance_comparison() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/json-schema-compat");
+    let mut total = 0;
+    let (mut ours, mut peer, mut peer_errors) = (0, 0, 0);
+    for f in ["diff-schema-examples.json", "diff-schema-examples-2020-12.json", "diff-combined-schema-examples.json", "diff-combined-schema-examples-2020-12.json"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
+            println!("(conformance corpus not found at {}; skipping the verdict comparison)", dir.display());
+            return;
+        };
+        let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
+        for c in cases {
+            total += 1;
+            let expected = c["compatible"].as_bool().unwrap();
+            let (a, b) = (c["original_schema"].clone(), c["update_schema"].clone());
+            if (!compat::diff(&a, &b, compat::Mode::Backward).unwrap().is_breaking()) == expected {
+                ours += 1;
+            }
+            match std::panic::catch_unwind(|| json_schema_diff::diff(a, b)) {
+                Ok(Ok(ch)) => {
+                    if (!ch.iter().any(|c| c.change.is_breaking())) == expected {
+                        peer += 1;
+                    }
+                }
+                _ => peer_errors += 1,
+            }
+        }
+    }
+    println!("| Confluent conformance verdicts reproduced | repoman {ours}/{total}, json-schema-diff {peer}/{total} ({peer_errors} errors) |");
+}
+
 fn opts() -> CheckOptions {
     CheckOptions {
         modes: vec![],
@@ -294,6 +325,16 @@ fn main() {
         pairs.len(),
         full_time.as_secs_f64() * 1e3
     );
+
+    // The peer, on the same pairs: getsentry/json-schema-diff (BACKWARD-style "breaking" flags).
+    let (peer, peer_time) = time(|| {
+        pairs
+            .iter()
+            .filter(|(a, b)| json_schema_diff::diff(a.clone(), b.clone()).map(|ch| ch.iter().any(|c| c.change.is_breaking())).unwrap_or(true))
+            .count()
+    });
+    println!("| peer json-schema-diff 0.1.8, same {} pairs ({peer} breaking) | {:.0} ms |", pairs.len(), peer_time.as_secs_f64() * 1e3);
+    conformance_comparison();
 
     let realm = Realm::load(&realm_dir).unwrap();
     let run = |ctx: &Context, dir: &Path, cached: bool| {

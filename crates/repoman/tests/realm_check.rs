@@ -915,3 +915,33 @@ fn ranges_with_commas_and_leave() {
         .code(3)
         .stderr(predicate::str::contains("still used by"));
 }
+
+#[test]
+fn ci_checkouts_pass_the_realm_with_dash_dash_realm() {
+    let w = world();
+    // CI: the realm is cloned inside the workspace; the membership's absolute path does not exist.
+    let st = std::process::Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(w.path("realm"))
+        .arg(w.path("aperture/.realm"))
+        .status()
+        .expect("git clone");
+    assert!(st.success());
+    std::fs::rename(w.path("realm"), w.path("realm-moved")).expect("move the original");
+    w.cmd("aperture")
+        .args(["realm", "check", "--mode", "exporter"])
+        .assert()
+        .code(2);
+    let r = w.json(
+        "aperture",
+        &[
+            "realm", "check", "--realm", ".realm", "--mode", "exporter", "--format", "json",
+        ],
+        0,
+    );
+    assert_eq!(r["context"], "repo:aperture");
+    w.ok(
+        "aperture",
+        &["realm", "admin", "trust", "--realm", ".realm"],
+    );
+}
