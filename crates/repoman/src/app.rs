@@ -3,9 +3,8 @@
 
 use repoman_core::registry::RegistryFile;
 use repoman_core::{Cancel, Clock, Env, Paths};
-use repoman_state::{State, StateError};
+use repoman_state::State;
 
-use crate::cli::GlobalArgs;
 use crate::error::CliError;
 use crate::ui::Ui;
 
@@ -17,7 +16,6 @@ pub struct App {
     pub ui: Ui,
     pub clock: Clock,
     pub cancel: Cancel,
-    pub global: GlobalArgs,
 }
 
 impl App {
@@ -33,11 +31,19 @@ impl App {
 
     /// Open the state for a read-only command: never creates a file or directory.
     pub fn state_read_only(&self) -> Result<State, CliError> {
-        Ok(State::open_read_only(&self.paths, &self.env, self.clock.clone())?)
+        Ok(State::open_read_only(
+            &self.paths,
+            &self.env,
+            self.clock.clone(),
+        )?)
     }
 
     /// Fail with exit 130 if Ctrl-C was pressed.
     pub fn check_cancelled(&self) -> Result<(), CliError> {
-        if self.cancel.is_cancelled() { Err(CliError::interrupted()) } else { Ok(()) }
+        if self.cancel.is_cancelled() {
+            Err(CliError::interrupted())
+        } else {
+            Ok(())
+        }
     }
 }

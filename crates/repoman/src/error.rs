@@ -54,7 +54,12 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        Self { exit, message: message.into(), causes: Vec::new(), hint: None }
+        Self {
+            exit,
+            message: message.into(),
+            causes: Vec::new(),
+            hint: None,
+        }
     }
 
     /// A usage or configuration error (exit 2).
@@ -87,11 +92,6 @@ impl CliError {
         self
     }
 
-    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
-        self.causes.push(cause.into());
-        self
-    }
-
     /// The interrupted error (exit 130).
     pub fn interrupted() -> Self {
         Self::new(Exit::Interrupted, "interrupted")
@@ -118,11 +118,15 @@ impl From<RegistryError> for CliError {
         let hint = match &e {
             RegistryError::Parse { path, .. } => Some(format!("fix the file {}", path.display())),
             RegistryError::TooNew { .. } => Some("install a newer repoman".to_owned()),
-            RegistryError::UnknownProject(_) => Some("`repoman list` shows the registered projects".to_owned()),
-            RegistryError::Duplicate(_) => Some("choose another name, or `repoman remove` the old one".to_owned()),
-            RegistryError::Fs(FsError::LockTimeout { .. }) => {
-                Some("another repoman is editing the registry; retry when it has finished".to_owned())
+            RegistryError::UnknownProject(_) => {
+                Some("`repoman list` shows the registered projects".to_owned())
             }
+            RegistryError::Duplicate(_) => {
+                Some("choose another name, or `repoman remove` the old one".to_owned())
+            }
+            RegistryError::Fs(FsError::LockTimeout { .. }) => Some(
+                "another repoman is editing the registry; retry when it has finished".to_owned(),
+            ),
             _ => None,
         };
         let exit = match &e {
@@ -147,11 +151,19 @@ impl From<NameError> for CliError {
 impl From<PathsError> for CliError {
     fn from(e: PathsError) -> Self {
         let hint = match &e {
-            PathsError::NoHome(_) => Some("set HOME, or REPOMAN_CONFIG / REPOMAN_STATE_DIR / REPOMAN_CACHE_DIR"),
-            PathsError::RuntimeMode { .. } => Some("chmod 0700 the directory, or set REPOMAN_RUNTIME_DIR"),
+            PathsError::NoHome(_) => {
+                Some("set HOME, or REPOMAN_CONFIG / REPOMAN_STATE_DIR / REPOMAN_CACHE_DIR")
+            }
+            PathsError::RuntimeMode { .. } => {
+                Some("chmod 0700 the directory, or set REPOMAN_RUNTIME_DIR")
+            }
             _ => None,
         };
-        let exit = if matches!(e, PathsError::Create { .. }) { Exit::Failure } else { Exit::Usage };
+        let exit = if matches!(e, PathsError::Create { .. }) {
+            Exit::Failure
+        } else {
+            Exit::Usage
+        };
         let err = CliError::from_error(exit, &e);
         match hint {
             Some(h) => err.with_hint(h),
@@ -171,7 +183,9 @@ impl From<ProcessError> for CliError {
         match &e {
             ProcessError::Cancelled { .. } => CliError::interrupted(),
             ProcessError::NotFound { program } => CliError::from_error(Exit::Unavailable, &e)
-                .with_hint(format!("install {program}; `scripts/incus-lab` installs everything repoman needs")),
+                .with_hint(format!(
+                    "install {program}; `scripts/incus-lab` installs everything repoman needs"
+                )),
             _ => CliError::from_error(Exit::Failure, &e),
         }
     }
@@ -184,14 +198,21 @@ impl From<repoman_state::StateError> for CliError {
             Exit::Blocked
         } else {
             match &e {
-                S::InvalidEvent { .. } | S::UnknownSchema(_) | S::ConflictNotFound(_) | S::Paths(_) => Exit::Usage,
+                S::InvalidEvent { .. }
+                | S::UnknownSchema(_)
+                | S::ConflictNotFound(_)
+                | S::Paths(_) => Exit::Usage,
                 _ => Exit::Failure,
             }
         };
         let err = CliError::from_error(exit, &e);
         match &e {
-            S::CorruptLine { .. } => err.with_hint("run `repoman doctor` (and `repoman doctor --repair` for what it can fix)"),
-            S::Lock(_) => err.with_hint("another repoman process holds the lock; retry when it has finished"),
+            S::CorruptLine { .. } => err.with_hint(
+                "run `repoman doctor` (and `repoman doctor --repair` for what it can fix)",
+            ),
+            S::Lock(_) => {
+                err.with_hint("another repoman process holds the lock; retry when it has finished")
+            }
             _ => err,
         }
     }
@@ -209,17 +230,28 @@ mod tests {
 
     #[test]
     fn exit_codes_match_the_design() {
-        let codes: Vec<u8> = [Exit::Success, Exit::Failure, Exit::Usage, Exit::Blocked, Exit::Unavailable, Exit::Interrupted]
-            .iter()
-            .map(|e| e.code())
-            .collect();
+        let codes: Vec<u8> = [
+            Exit::Success,
+            Exit::Failure,
+            Exit::Usage,
+            Exit::Blocked,
+            Exit::Unavailable,
+            Exit::Interrupted,
+        ]
+        .iter()
+        .map(|e| e.code())
+        .collect();
         assert_eq!(codes, [0, 1, 2, 3, 4, 130]);
     }
 
     #[test]
     fn display_shows_chain_and_hint() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = CliError::failed("cannot read x").with_cause(io.to_string()).with_hint("create it");
-        assert_eq!(e.to_string(), "cannot read x\n  caused by: no such file\nhint: create it");
+        let mut e = CliError::failed("cannot read x").with_hint("create it");
+        e.causes.push(io.to_string());
+        assert_eq!(
+            e.to_string(),
+            "cannot read x\n  caused by: no such file\nhint: create it"
+        );
     }
 }

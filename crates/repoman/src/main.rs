@@ -24,7 +24,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // clap: --help/--version are successes; everything else is a usage error (2).
-            return ExitCode::from(if e.use_stderr() { Exit::Usage.code() } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                0
+            });
         }
     };
     let env = Env::capture();
@@ -41,12 +45,18 @@ fn main() -> ExitCode {
     let cancel = Cancel::new();
     install_signal_handlers(&cancel);
 
-    let result = Paths::resolve(&env).map_err(CliError::from).and_then(|paths| {
-        let app = App { env, paths, ui, clock: Clock::system(), cancel, global: cli.global.clone() };
+    let result = Paths::resolve(&env).map_err(CliError::from).map(|paths| {
+        let app = App {
+            env,
+            paths,
+            ui,
+            clock: Clock::system(),
+            cancel,
+        };
         let span = tracing::info_span!("command", name = cli.command.name());
         let _enter = span.enter();
         let out = commands::run(&app, cli.command);
-        Ok((app, out))
+        (app, out)
     });
     let (exit, ui) = match result {
         Ok((app, Ok(exit))) => (exit, Some(app.ui)),
@@ -85,9 +95,15 @@ fn init_tracing(env: &Env, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(env.get("REPOMAN_LOG").unwrap_or("warn"))
         .unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
 }

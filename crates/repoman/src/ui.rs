@@ -39,7 +39,6 @@ pub struct UiConfig {
 pub struct Ui {
     cfg: UiConfig,
     color_err: bool,
-    color_out: bool,
     interactive: bool,
     progress_enabled: bool,
     multi: MultiProgress,
@@ -52,13 +51,11 @@ pub enum Tone {
     Bad,
     Warn,
     Dim,
-    Bold,
 }
 
 impl Ui {
     pub fn new(cfg: UiConfig) -> Self {
         let err_tty = io::stderr().is_terminal();
-        let out_tty = io::stdout().is_terminal();
         let color = |tty: bool| match cfg.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -71,7 +68,13 @@ impl Ui {
         } else {
             ProgressDrawTarget::hidden()
         });
-        Self { color_err: color(err_tty), color_out: color(out_tty), interactive, progress_enabled, multi, cfg }
+        Self {
+            color_err: color(err_tty),
+            interactive,
+            progress_enabled,
+            multi,
+            cfg,
+        }
     }
 
     /// Whether `--json` was given.
@@ -79,19 +82,9 @@ impl Ui {
         self.cfg.json
     }
 
-    /// Whether `--yes` was given (assume yes to confirmations).
-    pub fn assume_yes(&self) -> bool {
-        self.cfg.yes
-    }
-
     /// Whether the user can be asked questions.
     pub fn can_prompt(&self) -> bool {
         self.interactive
-    }
-
-    /// Colour a fragment for stdout.
-    pub fn paint_out(&self, tone: Tone, text: &str) -> String {
-        paint(self.color_out, tone, text)
     }
 
     /// Colour a fragment for stderr.
@@ -102,7 +95,9 @@ impl Ui {
     /// Write data (a line of text) to stdout.
     pub fn data(&self, text: &str) -> Result<(), CliError> {
         let mut out = io::stdout().lock();
-        writeln!(out, "{text}").and_then(|_| out.flush()).map_err(stdout_error)
+        writeln!(out, "{text}")
+            .and_then(|_| out.flush())
+            .map_err(stdout_error)
     }
 
     /// Write a value as pretty JSON to stdout (the `--json` contract).
@@ -178,17 +173,11 @@ impl Ui {
         let style = ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
-        let pb = self.multi.add(ProgressBar::new(len).with_style(style).with_message(message.to_owned()));
-        pb.enable_steady_tick(Duration::from_millis(120));
-        pb
-    }
-
-    /// A spinner for work of unknown size.
-    pub fn spinner(&self, message: &str) -> ProgressBar {
-        if !self.progress_enabled {
-            return ProgressBar::hidden();
-        }
-        let pb = self.multi.add(ProgressBar::new_spinner().with_message(message.to_owned()));
+        let pb = self.multi.add(
+            ProgressBar::new(len)
+                .with_style(style)
+                .with_message(message.to_owned()),
+        );
         pb.enable_steady_tick(Duration::from_millis(120));
         pb
     }
@@ -200,11 +189,18 @@ impl Ui {
             return Ok(true);
         }
         if !self.interactive {
-            return Err(CliError::usage(format!("{prompt}: confirmation needed but no terminal to ask on"))
-                .with_hint(format!("pass {flag_hint} to confirm non-interactively")));
+            return Err(CliError::usage(format!(
+                "{prompt}: confirmation needed but no terminal to ask on"
+            ))
+            .with_hint(format!("pass {flag_hint} to confirm non-interactively")));
         }
         self.multi
-            .suspend(|| dialoguer::Confirm::new().with_prompt(prompt).default(false).interact())
+            .suspend(|| {
+                dialoguer::Confirm::new()
+                    .with_prompt(prompt)
+                    .default(false)
+                    .interact()
+            })
             .map_err(prompt_error)
     }
 
@@ -227,7 +223,9 @@ impl Ui {
 
 fn prompt_error(e: dialoguer::Error) -> CliError {
     match e {
-        dialoguer::Error::IO(io) if io.kind() == io::ErrorKind::Interrupted => CliError::interrupted(),
+        dialoguer::Error::IO(io) if io.kind() == io::ErrorKind::Interrupted => {
+            CliError::interrupted()
+        }
         other => CliError::failed(format!("prompt failed: {other}")),
     }
 }
@@ -235,7 +233,12 @@ fn prompt_error(e: dialoguer::Error) -> CliError {
 fn stdout_error(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {
         // `repoman log | head`: the reader left; exit quietly.
-        CliError { exit: Exit::Success, message: String::new(), causes: Vec::new(), hint: None }
+        CliError {
+            exit: Exit::Success,
+            message: String::new(),
+            causes: Vec::new(),
+            hint: None,
+        }
     } else {
         CliError::failed(format!("cannot write to stdout: {e}"))
     }
@@ -250,7 +253,6 @@ fn paint(enabled: bool, tone: Tone, text: &str) -> String {
         Tone::Bad => "1;31",
         Tone::Warn => "33",
         Tone::Dim => "2",
-        Tone::Bold => "1",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }

@@ -1,4 +1,5 @@
 //! The CLI skeleton end to end: version, help, completions, man pages, exit codes, config.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
@@ -17,7 +18,10 @@ fn repoman(home: &Path) -> Command {
 }
 
 fn files_under(dir: &Path) -> Vec<String> {
-    walk(dir).into_iter().map(|p| p.strip_prefix(dir).unwrap().display().to_string()).collect()
+    walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect()
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -40,7 +44,10 @@ fn version_names_the_package_version() {
         .arg("--version")
         .assert()
         .success()
-        .stdout(predicate::str::starts_with(format!("repoman {}", env!("CARGO_PKG_VERSION"))));
+        .stdout(predicate::str::starts_with(format!(
+            "repoman {}",
+            env!("CARGO_PKG_VERSION")
+        )));
 }
 
 #[test]
@@ -75,17 +82,27 @@ fn bash_completions_are_generated() {
 fn man_pages_are_up_to_date() {
     let out = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    repoman(home.path()).args(["generate-man"]).arg(out.path()).assert().success();
+    repoman(home.path())
+        .args(["generate-man"])
+        .arg(out.path())
+        .assert()
+        .success();
     let checked_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/man");
     let mut generated = files_under(out.path());
     generated.sort();
     let mut existing = files_under(&checked_in);
     existing.sort();
-    assert_eq!(generated, existing, "the set of man pages changed; run scripts/gen-man and commit docs/man");
+    assert_eq!(
+        generated, existing,
+        "the set of man pages changed; run scripts/gen-man and commit docs/man"
+    );
     for name in generated {
         let a = std::fs::read(out.path().join(&name)).unwrap();
         let b = std::fs::read(checked_in.join(&name)).unwrap();
-        assert!(a == b, "docs/man/{name} is out of date; run scripts/gen-man and commit docs/man");
+        assert!(
+            a == b,
+            "docs/man/{name} is out of date; run scripts/gen-man and commit docs/man"
+        );
     }
     assert!(checked_in.join("repoman.1").exists());
 }
@@ -93,12 +110,19 @@ fn man_pages_are_up_to_date() {
 #[test]
 fn config_show_on_a_fresh_machine_creates_nothing() {
     let home = tempfile::tempdir().unwrap();
-    let out = repoman(home.path()).args(["config", "show", "--json"]).assert().success();
+    let out = repoman(home.path())
+        .args(["config", "show", "--json"])
+        .assert()
+        .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(v["config_file_exists"], false);
     assert_eq!(v["settings"]["incus_project"]["value"], "repoman");
     assert_eq!(v["settings"]["incus_project"]["source"]["kind"], "built_in");
-    assert!(files_under(home.path()).is_empty(), "created {:?}", files_under(home.path()));
+    assert!(
+        files_under(home.path()).is_empty(),
+        "created {:?}",
+        files_under(home.path())
+    );
 }
 
 #[test]
@@ -106,14 +130,22 @@ fn config_show_reports_sources() {
     let home = tempfile::tempdir().unwrap();
     let cfg = home.path().join(".config/repoman");
     std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(cfg.join("repoman.toml"), "schema_version = 1\n[defaults]\npool = \"fast\"\n").unwrap();
+    std::fs::write(
+        cfg.join("repoman.toml"),
+        "schema_version = 1\n[defaults]\npool = \"fast\"\n",
+    )
+    .unwrap();
     repoman(home.path())
         .args(["config", "show"])
         .env("NFS_REPOS", "/mnt/backup")
         .assert()
         .success()
-        .stdout(predicate::str::contains("pool").and(predicate::str::contains("fast  [repoman.toml]")))
-        .stdout(predicate::str::contains("/mnt/backup  [environment (NFS_REPOS)]"));
+        .stdout(
+            predicate::str::contains("pool").and(predicate::str::contains("fast  [repoman.toml]")),
+        )
+        .stdout(predicate::str::contains(
+            "/mnt/backup  [environment (NFS_REPOS)]",
+        ));
 }
 
 #[test]
@@ -121,7 +153,11 @@ fn malformed_registry_is_a_configuration_error_with_position() {
     let home = tempfile::tempdir().unwrap();
     let cfg = home.path().join(".config/repoman");
     std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(cfg.join("repoman.toml"), "schema_version = 1\n[defaults\npool = 1\n").unwrap();
+    std::fs::write(
+        cfg.join("repoman.toml"),
+        "schema_version = 1\n[defaults\npool = 1\n",
+    )
+    .unwrap();
     repoman(home.path())
         .args(["config", "show"])
         .assert()
@@ -149,13 +185,31 @@ fn config_migrate_upgrades_and_keeps_comments() {
     let cfg = home.path().join(".config/repoman");
     std::fs::create_dir_all(&cfg).unwrap();
     let file = cfg.join("repoman.toml");
-    std::fs::write(&file, "# mine\n[defaults]\nnfs_repos = \"/mnt/b\" # share\n").unwrap();
-    repoman(home.path()).args(["config", "migrate", "--dry-run"]).assert().success();
-    assert!(std::fs::read_to_string(&file).unwrap().contains("nfs_repos"), "dry run wrote");
-    repoman(home.path()).args(["config", "migrate"]).assert().success();
+    std::fs::write(
+        &file,
+        "# mine\n[defaults]\nnfs_repos = \"/mnt/b\" # share\n",
+    )
+    .unwrap();
+    repoman(home.path())
+        .args(["config", "migrate", "--dry-run"])
+        .assert()
+        .success();
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("nfs_repos"),
+        "dry run wrote"
+    );
+    repoman(home.path())
+        .args(["config", "migrate"])
+        .assert()
+        .success();
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("schema_version = 1"), "{text}");
-    assert!(text.contains("# mine") && text.contains("backup_root = \"/mnt/b\" # share"), "{text}");
+    assert!(
+        text.contains("# mine") && text.contains("backup_root = \"/mnt/b\" # share"),
+        "{text}"
+    );
     repoman(home.path())
         .args(["config", "migrate"])
         .assert()
@@ -171,5 +225,7 @@ fn relative_override_is_a_usage_error_with_hint() {
         .env("REPOMAN_STATE_DIR", "relative")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("REPOMAN_STATE_DIR must be an absolute path"));
+        .stderr(predicate::str::contains(
+            "REPOMAN_STATE_DIR must be an absolute path",
+        ));
 }

@@ -44,7 +44,11 @@ fn show(app: &App) -> Result<Exit, CliError> {
     if app.ui.json() {
         let env: serde_json::Map<String, serde_json::Value> = ENV_VARS
             .iter()
-            .filter_map(|v| app.env.get_os(v.name).map(|val| (v.name.to_owned(), json!(val.to_string_lossy()))))
+            .filter_map(|v| {
+                app.env
+                    .get_os(v.name)
+                    .map(|val| (v.name.to_owned(), json!(val.to_string_lossy())))
+            })
             .collect();
         app.ui.print_json(&json!({
             "config_file": app.paths.config_file,
@@ -64,14 +68,20 @@ fn show(app: &App) -> Result<Exit, CliError> {
         return Ok(Exit::Success);
     }
     let mut rows: Vec<(String, String, Source)> = Vec::new();
-    let opt = |name: &str, v: &Option<Sourced<std::path::PathBuf>>, rows: &mut Vec<(String, String, Source)>| match v {
+    let opt = |name: &str,
+               v: &Option<Sourced<std::path::PathBuf>>,
+               rows: &mut Vec<(String, String, Source)>| match v {
         Some(v) => rows.push((name.into(), v.value.display().to_string(), v.source.clone())),
         None => rows.push((name.into(), "(not set)".into(), Source::BuiltIn)),
     };
     opt("local_repos", &s.local_repos, &mut rows);
     opt("backup_root", &s.backup_root, &mut rows);
     let mut push = |n: &str, v: String, src: &Source| rows.push((n.into(), v, src.clone()));
-    push("incus_project", s.incus_project.value.clone(), &s.incus_project.source);
+    push(
+        "incus_project",
+        s.incus_project.value.clone(),
+        &s.incus_project.source,
+    );
     push("pool", s.pool.value.clone(), &s.pool.source);
     match &s.network {
         Some(n) => push("network", n.value.clone(), &n.source),
@@ -82,18 +92,48 @@ fn show(app: &App) -> Result<Exit, CliError> {
         None => push("default_image", "(not set)".into(), &Source::BuiltIn),
     }
     push("profiles", s.profiles.value.join(", "), &s.profiles.source);
-    push("mount_path", s.mount_path.value.clone(), &s.mount_path.source);
-    push("max_delete", s.max_delete.value.to_string(), &s.max_delete.source);
-    push("max_delete_percent", s.max_delete_percent.value.to_string(), &s.max_delete_percent.source);
-    push("backup_exclude", s.backup_exclude.value.join(", "), &s.backup_exclude.source);
-    push("probe_timeout", format!("{}s", s.probe_timeout.value.as_secs_f64()), &s.probe_timeout.source);
+    push(
+        "mount_path",
+        s.mount_path.value.clone(),
+        &s.mount_path.source,
+    );
+    push(
+        "max_delete",
+        s.max_delete.value.to_string(),
+        &s.max_delete.source,
+    );
+    push(
+        "max_delete_percent",
+        s.max_delete_percent.value.to_string(),
+        &s.max_delete_percent.source,
+    );
+    push(
+        "backup_exclude",
+        s.backup_exclude.value.join(", "),
+        &s.backup_exclude.source,
+    );
+    push(
+        "probe_timeout",
+        format!("{}s", s.probe_timeout.value.as_secs_f64()),
+        &s.probe_timeout.source,
+    );
     push("profile", s.profile.value.clone(), &s.profile.source);
 
-    let exists = if reg.exists() { "" } else { " (does not exist yet)" };
-    app.ui.data(&format!("config file: {}{exists}", app.paths.config_file.display()))?;
-    app.ui.data(&format!("state dir:   {}", app.paths.state_dir.display()))?;
-    app.ui.data(&format!("cache dir:   {}", app.paths.cache_dir.display()))?;
-    app.ui.data(&format!("runtime dir: {}", app.paths.runtime_dir.display()))?;
+    let exists = if reg.exists() {
+        ""
+    } else {
+        " (does not exist yet)"
+    };
+    app.ui.data(&format!(
+        "config file: {}{exists}",
+        app.paths.config_file.display()
+    ))?;
+    app.ui
+        .data(&format!("state dir:   {}", app.paths.state_dir.display()))?;
+    app.ui
+        .data(&format!("cache dir:   {}", app.paths.cache_dir.display()))?;
+    app.ui
+        .data(&format!("runtime dir: {}", app.paths.runtime_dir.display()))?;
     app.ui.data("")?;
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (k, v, src) in rows {
@@ -105,7 +145,10 @@ fn show(app: &App) -> Result<Exit, CliError> {
 fn migrate(app: &App, args: MigrateArgs) -> Result<Exit, CliError> {
     let path = &app.paths.config_file;
     if !path.exists() {
-        app.ui.info(&format!("{} does not exist; nothing to migrate", path.display()));
+        app.ui.info(&format!(
+            "{} does not exist; nothing to migrate",
+            path.display()
+        ));
         return Ok(Exit::Success);
     }
     if args.dry_run {
@@ -128,7 +171,9 @@ fn report(app: &App, changes: &[String], dry_run: bool) -> Result<(), CliError> 
         }));
     }
     if changes.is_empty() {
-        app.ui.success(&format!("registry is already at schema_version {SCHEMA_VERSION}; nothing to do"));
+        app.ui.success(&format!(
+            "registry is already at schema_version {SCHEMA_VERSION}; nothing to do"
+        ));
     } else {
         for c in changes {
             app.ui.data(c)?;
@@ -136,7 +181,8 @@ fn report(app: &App, changes: &[String], dry_run: bool) -> Result<(), CliError> 
         if dry_run {
             app.ui.info("dry run: nothing written");
         } else {
-            app.ui.success(&format!("migrated to schema_version {SCHEMA_VERSION}"));
+            app.ui
+                .success(&format!("migrated to schema_version {SCHEMA_VERSION}"));
         }
     }
     Ok(())

@@ -24,7 +24,11 @@ pub fn run(app: &App, args: ManArgs) -> Result<Exit, CliError> {
     for (name, bytes) in &pages {
         repoman_core::fs::write_atomic(&args.dir.join(name), bytes, Some(0o644))?;
     }
-    app.ui.success(&format!("wrote {} man pages to {}", pages.len(), args.dir.display()));
+    app.ui.success(&format!(
+        "wrote {} man pages to {}",
+        pages.len(),
+        args.dir.display()
+    ));
     Ok(Exit::Success)
 }
 
@@ -37,7 +41,11 @@ pub fn render_all() -> Result<Vec<(String, Vec<u8>)>, CliError> {
     Ok(pages)
 }
 
-fn render(cmd: &clap::Command, name: &str, pages: &mut Vec<(String, Vec<u8>)>) -> Result<(), CliError> {
+fn render(
+    cmd: &clap::Command,
+    name: &str,
+    pages: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), CliError> {
     if cmd.is_hide_set() {
         return Ok(());
     }
@@ -56,4 +64,3 @@ fn render(cmd: &clap::Command, name: &str, pages: &mut Vec<(String, Vec<u8>)>) -
     }
     Ok(())
 }
-
