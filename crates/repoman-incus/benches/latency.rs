@@ -4,6 +4,7 @@
 //! - the same request hand-written over one `std::os::unix::net::UnixStream` (keep-alive): the
 //!   floor any HTTP client on this socket can reach;
 //! - `incus query /1.0`: the official CLI, one process per call (what shelling out would cost);
+//! - running `true` in a container: recorded-output exec, websocket exec, and `incus exec`;
 //! - listing N running containers: `recursion=1`, `recursion=2` (what `incus list` does), and
 //!   `recursion=1` plus per-instance state fetched in parallel.
 //!
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use repoman_core::Env;
 use repoman_core::process::Cmd;
 use repoman_incus::testlab::{TEST_IMAGE_ALIAS, TestLab};
-use repoman_incus::{ImageSource, InstanceSpec};
+use repoman_incus::{ExecSpec, ImageSource, InstanceSpec, Terminal};
 
 fn stats(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -162,6 +163,32 @@ fn main() {
         ms(d),
         ms(d) / n as f64
     );
+
+    // Running `true` in a container: recorded output, websockets, and the official CLI.
+    let exec_true = ExecSpec::new(["true"]);
+    let recorded = (0..20)
+        .map(|_| time(|| project.exec("b0", &exec_true).unwrap()).0)
+        .collect();
+    stats("exec `true`, record-output (3 requests)", recorded);
+    let streamed = (0..20)
+        .map(|_| time(|| project.exec_streaming("b0", &exec_true, |_, _| {}).unwrap()).0)
+        .collect();
+    stats("exec `true`, websockets (exec_streaming)", streamed);
+    let cli_args = project.cli_exec_args("b0", &exec_true, Terminal::None);
+    let cli_exec = (0..20)
+        .map(|_| {
+            time(|| {
+                Cmd::new("incus")
+                    .args(&cli_args)
+                    .search_path(&path)
+                    .timeout(Duration::from_secs(30))
+                    .run()
+                    .unwrap()
+            })
+            .0
+        })
+        .collect();
+    stats("`incus exec ... -- true` (official CLI)", cli_exec);
 
     let one = (0..30)
         .map(|_| time(|| project.instance_state("b0").unwrap()).0)
