@@ -302,6 +302,9 @@ pub struct ProbeCache {
     /// What was last reported as `tool.discovered` per path: (version, ghost).
     #[serde(default)]
     pub reported: BTreeMap<PathBuf, (Option<String>, bool)>,
+    /// Directory listings, so a warm scan reads no unchanged directory.
+    #[serde(default)]
+    pub dirs: BTreeMap<PathBuf, DirListing>,
     #[serde(skip)]
     dirty: bool,
 }
@@ -390,7 +393,7 @@ pub fn shim_dir_kind(dir: &Path) -> Option<ShimKind> {
 }
 
 /// The shim kind of one file, recognised without running it.
-fn shim_file_kind(path: &Path, meta: &std::fs::Metadata) -> Option<ShimKind> {
+fn shim_file_kind(path: &Path, meta: &std::fs::Metadata, is_symlink: bool) -> Option<ShimKind> {
     let by_name = |n: &str| match n {
         "mise" | "rtx" => Some(ShimKind::Mise),
         "rustup" | "rustup-init" => Some(ShimKind::Rustup),
@@ -398,17 +401,21 @@ fn shim_file_kind(path: &Path, meta: &std::fs::Metadata) -> Option<ShimKind> {
         _ => None,
     };
     let own = path.file_name()?.to_str()?;
-    if let Ok(target) = std::fs::read_link(path)
+    if by_name(own).is_some() {
+        return None;
+    }
+    // mise shims outside a `shims` directory are symlinks to the mise binary.
+    if is_symlink
+        && let Ok(target) = std::fs::read_link(path)
         && let Some(k) = target
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(by_name)
-        && by_name(own).is_none()
     {
         return Some(k);
     }
     // rustup and elan install their proxies as hard links of themselves.
-    if meta.nlink() > 1 && by_name(own).is_none() {
+    if meta.nlink() > 1 {
         let dir = path.parent()?;
         for proxy in ["rustup", "elan"] {
             if let Ok(m) = std::fs::metadata(dir.join(proxy))
@@ -419,24 +426,28 @@ fn shim_file_kind(path: &Path, meta: &std::fs::Metadata) -> Option<ShimKind> {
             }
         }
     }
-    // asdf shims are small shell scripts that call `asdf exec`.
-    if meta.len() < 4096 {
-        let head = std::fs::read(path).ok()?;
-        let text = String::from_utf8_lossy(&head);
-        if text.starts_with("#!") && (text.contains("asdf exec") || text.contains("# asdf-plugin:"))
-        {
-            return Some(ShimKind::Asdf);
-        }
-        if text.starts_with("#!") && (text.contains("mise x ") || text.contains("exec mise ")) {
-            return Some(ShimKind::Mise);
-        }
-    }
     None
+}
+
+/// One directory's entries as last read, valid while the directory's (device, inode, mtime) is
+/// unchanged: adding, removing or renaming an entry changes the directory's mtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirListing {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i128,
+    /// (UTF-8 name, kind): `d` a real directory, `l` a symlink, `f` anything else.
+    pub entries: Vec<(String, char)>,
 }
 
 struct Walker<'a> {
     rules: &'a Rules,
     max_depth: usize,
+    dirs: BTreeMap<PathBuf, DirListing>,
+    dirs_changed: bool,
+    /// Directories whose entries this scan used.
+    listed: HashSet<PathBuf>,
+    refresh: bool,
     visited_dirs: HashSet<(u64, u64)>,
     by_file: HashMap<(u64, u64), usize>,
     candidates: Vec<Candidate>,
@@ -447,45 +458,113 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    fn walk(&mut self, dir: &Path, depth: usize, origin: &Origin) {
-        let Ok(dmeta) = std::fs::metadata(dir) else {
-            // A missing directory is not a problem (defaults name dirs that may not exist)...
-            if dir.symlink_metadata().is_ok() || dir.exists() {
-                self.problems.push(ScanProblem {
-                    path: dir.to_path_buf(),
-                    message: "cannot read".into(),
-                });
-            }
-            return;
+    fn walk(
+        &mut self,
+        dir: &Path,
+        depth: usize,
+        origin: &Origin,
+        known: Option<std::fs::Metadata>,
+    ) {
+        let dmeta = match known {
+            Some(m) => m,
+            None => match std::fs::metadata(dir) {
+                Ok(m) => m,
+                Err(_) => {
+                    // A missing directory is not a problem (defaults name dirs that may not
+                    // exist)...
+                    if dir.symlink_metadata().is_ok() {
+                        self.problems.push(ScanProblem {
+                            path: dir.to_path_buf(),
+                            message: "cannot read (dangling symlink or no permission)".into(),
+                        });
+                    }
+                    return;
+                }
+            },
         };
         if !self.visited_dirs.insert((dmeta.dev(), dmeta.ino())) {
             return;
         }
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => {
-                // ...but an unreadable one is.
-                self.problems.push(ScanProblem {
-                    path: dir.to_path_buf(),
-                    message: e.to_string(),
-                });
-                return;
+        let mtime_ns = i128::from(dmeta.mtime()) * 1_000_000_000 + i128::from(dmeta.mtime_nsec());
+        let cached = self
+            .dirs
+            .get(dir)
+            .filter(|l| {
+                !self.refresh
+                    && l.dev == dmeta.dev()
+                    && l.ino == dmeta.ino()
+                    && l.mtime_ns == mtime_ns
+            })
+            .map(|l| l.entries.clone());
+        let entries = match cached {
+            Some(e) => e,
+            None => {
+                let rd = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        // ...but an unreadable one is.
+                        self.problems.push(ScanProblem {
+                            path: dir.to_path_buf(),
+                            message: e.to_string(),
+                        });
+                        return;
+                    }
+                };
+                let mut entries: Vec<(String, char)> = rd
+                    .filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        let kind = match e.file_type() {
+                            Ok(t) if t.is_dir() => 'd',
+                            Ok(t) if t.is_symlink() => 'l',
+                            _ => 'f',
+                        };
+                        Some((name, kind))
+                    })
+                    .collect();
+                entries.sort();
+                // Like git's racy-clean check: mtimes are coarse (a few ms), so a directory
+                // changed just now could change again without its mtime moving. Only listings
+                // older than 2 s are cached.
+                let now_ns = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as i128)
+                    .unwrap_or(0);
+                if now_ns - mtime_ns > 2_000_000_000 {
+                    self.dirs.insert(
+                        dir.to_path_buf(),
+                        DirListing {
+                            dev: dmeta.dev(),
+                            ino: dmeta.ino(),
+                            mtime_ns,
+                            entries: entries.clone(),
+                        },
+                    );
+                    self.dirs_changed = true;
+                }
+                entries
             }
         };
+        self.listed.insert(dir.to_path_buf());
         let shim_dir = shim_dir_kind(dir);
-        let mut names: Vec<(OsString, PathBuf)> = entries
-            .filter_map(Result::ok)
-            .map(|e| (e.file_name(), e.path()))
-            .collect();
-        names.sort();
-        for (name, path) in names {
-            let Some(name) = name.to_str() else { continue };
+        for (name, kind) in entries {
+            let name = name.as_str();
+            let path = dir.join(name);
+            let descend =
+                depth < self.max_depth && !name.starts_with('.') && !SKIP_DIRS.contains(&name);
+            if kind == 'd' {
+                // A real directory: no need to stat it unless we go in.
+                if descend {
+                    self.walk(&path, depth + 1, origin, None);
+                }
+                continue;
+            }
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
             if meta.is_dir() {
-                if depth < self.max_depth && !name.starts_with('.') && !SKIP_DIRS.contains(&name) {
-                    self.walk(&path, depth + 1, origin);
+                if descend {
+                    self.walk(&path, depth + 1, origin, Some(meta));
                 }
                 continue;
             }
@@ -515,7 +594,7 @@ impl Walker<'_> {
                 if on_path && rule.is_none() {
                     None
                 } else {
-                    shim_file_kind(&path, &meta)
+                    shim_file_kind(&path, &meta, kind == 'l')
                 }
             });
             if let Some(kind) = shim {
@@ -673,6 +752,10 @@ pub fn scan(
     let mut w = Walker {
         rules,
         max_depth: opts.max_depth,
+        dirs: std::mem::take(&mut cache.dirs),
+        dirs_changed: false,
+        listed: HashSet::new(),
+        refresh: opts.refresh,
         visited_dirs: HashSet::new(),
         by_file: HashMap::new(),
         candidates: Vec::new(),
@@ -692,11 +775,11 @@ pub fn scan(
         };
         let saved = w.max_depth;
         w.max_depth = 0;
-        w.walk(dir, 0, &origin);
+        w.walk(dir, 0, &origin, None);
         w.max_depth = saved;
     }
     for root in &opts.tools_dirs {
-        w.walk(root, 0, &Origin::ToolsDir { root: root.clone() });
+        w.walk(root, 0, &Origin::ToolsDir { root: root.clone() }, None);
     }
     for (manager, root) in &opts.manager_dirs {
         w.walk(
@@ -706,8 +789,15 @@ pub fn scan(
                 manager: manager.clone(),
                 root: root.clone(),
             },
+            None,
         );
     }
+    // Keep the listings of the directories this scan saw, and only those.
+    let before = w.dirs.len();
+    let listed = std::mem::take(&mut w.listed);
+    w.dirs.retain(|d, _| listed.contains(d));
+    cache.dirty |= w.dirs_changed || w.dirs.len() != before;
+    cache.dirs = std::mem::take(&mut w.dirs);
 
     // Decide which candidates need a process.
     let mut results: Vec<Option<(Option<String>, Outcome, bool)>> = vec![None; w.candidates.len()];
@@ -761,6 +851,12 @@ pub fn scan(
         cache.dirty = true;
         results[i] = Some((version, outcome, false));
     }
+
+    // Drop probe results of files that are gone (keeps the cache the size of the estate).
+    let live: HashSet<&Path> = w.candidates.iter().map(|c| c.path.as_path()).collect();
+    let before = cache.entries.len();
+    cache.entries.retain(|p, _| live.contains(p.as_path()));
+    cache.dirty |= cache.entries.len() != before;
 
     let mut installs = Vec::new();
     for (i, c) in w.candidates.iter().enumerate() {

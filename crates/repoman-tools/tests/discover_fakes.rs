@@ -261,6 +261,31 @@ fn warm_scan_runs_no_process_and_a_changed_file_is_probed_again() {
     assert_eq!(again.stats.probed, 1);
     assert_eq!(version(&again, "z3").as_deref(), Some("4.13.0"));
 
+    // Cached directory listings notice new and removed entries (the directory's mtime changes).
+    write_exe(
+        &lab.root.join("tools/z3-4.12/bin/cvc5"),
+        "echo 'This is cvc5 version 1.2.0'",
+    );
+    write_exe(
+        &lab.root.join("tools/lean4/bin/lean"),
+        "echo 'Lean (version 4.9.0, Release)'",
+    );
+    std::fs::remove_file(lab.root.join("tools/why3/bin/why3")).unwrap();
+    let changed = discover::scan(&lab.options(), &rules, &mut cache, &discover::NoReport);
+    assert_eq!(changed.stats.probed, 2);
+    assert!(
+        changed
+            .installs
+            .iter()
+            .any(|i| i.path.ends_with("z3-4.12/bin/cvc5"))
+    );
+    assert_eq!(version(&changed, "lean").as_deref(), Some("4.9.0"));
+    assert!(changed.installs.iter().all(|i| i.id != "why3"));
+    assert!(
+        !cache.entries.keys().any(|p| p.ends_with("why3/bin/why3")),
+        "stale cache entry kept"
+    );
+
     let mut refresh = lab.options();
     refresh.refresh = true;
     let r = discover::scan(&refresh, &rules, &mut cache, &discover::NoReport);
@@ -378,4 +403,56 @@ fn status_ghosts_and_discovered_events() {
         drift::discovered_events(&inv, &declared, &mut cache).is_empty(),
         "reported once"
     );
+}
+
+fn age_dirs(dir: &Path, t: std::time::SystemTime) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            age_dirs(&e.path(), t);
+        }
+    }
+    std::fs::File::open(dir).unwrap().set_modified(t).unwrap();
+}
+
+#[test]
+fn directory_listings_are_cached_by_mtime() {
+    let lab = Lab::new();
+    let rules = Rules::builtin().unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    age_dirs(&lab.root.join("tools"), old);
+    let mut cache = ProbeCache::default();
+    discover::scan(&lab.options(), &rules, &mut cache, &discover::NoReport);
+    assert!(cache.dirs.contains_key(&lab.root.join("tools/z3-4.12/bin")));
+
+    // A new entry whose directory mtime is put back is invisible: the listing came from the
+    // cache, no directory was read again.
+    let bin = lab.root.join("tools/z3-4.12/bin");
+    write_exe(&bin.join("cvc5"), "echo 'This is cvc5 version 1.2.0'");
+    std::fs::File::open(&bin)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let inv = discover::scan(&lab.options(), &rules, &mut cache, &discover::NoReport);
+    assert!(
+        inv.installs
+            .iter()
+            .all(|i| i.id != "cvc5" || !i.path.starts_with(&bin))
+    );
+
+    // With its real mtime the directory is read again and the tool found; --refresh re-reads all.
+    std::fs::File::open(&bin)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let inv = discover::scan(&lab.options(), &rules, &mut cache, &discover::NoReport);
+    assert!(inv.installs.iter().any(|i| i.path == bin.join("cvc5")));
+    std::fs::remove_file(bin.join("cvc5")).unwrap();
+    std::fs::File::open(&bin)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut refresh = lab.options();
+    refresh.refresh = true;
+    let inv = discover::scan(&refresh, &rules, &mut cache, &discover::NoReport);
+    assert!(inv.installs.iter().all(|i| i.path != bin.join("cvc5")));
 }
