@@ -385,6 +385,19 @@ fn new_maps_the_host_user_and_applies_repoman_toml() {
             && types.contains(&"project.registered".to_owned()),
         "{types:?}"
     );
+
+    // A repo directory `new` creates belongs to the host user, who can write in it inside.
+    f.repoman()
+        .args(["new", "fresh", "--yes"])
+        .assert()
+        .success();
+    let fresh = std::fs::metadata(f.repos.join("fresh")).unwrap();
+    assert_eq!((fresh.uid(), fresh.gid()), (host_uid(), host_uid()));
+    f.repoman()
+        .args(["exec", "fresh", "--", "touch", "written-inside"])
+        .assert()
+        .success();
+    assert!(f.repos.join("fresh/written-inside").exists());
 }
 
 #[test]
@@ -786,9 +799,12 @@ fn a_failure_mid_new_rolls_back_everything() {
     let Some(f) = Fixture::with_incus("rollback") else {
         return;
     };
-    for step in ["create", "start", "register"] {
+    for step in ["mkdir", "create", "start", "register"] {
         let name = format!("rb-{step}");
-        f.repo(&name);
+        // `mkdir`: the repo does not exist, so `new` creates it (and must remove it again).
+        if step != "mkdir" {
+            f.repo(&name);
+        }
         let before = f.registry_text();
         let out = f
             .repoman()
@@ -813,6 +829,12 @@ fn a_failure_mid_new_rolls_back_everything() {
         if step != "register" {
             assert_eq!(before, f.registry_text());
         }
+        // The repo is removed only if this run created it (and it is still empty).
+        assert_eq!(
+            f.repos.join(&name).exists(),
+            step != "mkdir",
+            "repo dir after failing at {step}"
+        );
         let ev = f
             .events()
             .into_iter()

@@ -173,6 +173,7 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
         repo_path: repo_path.clone(),
         desired,
         estate_id,
+        owner: estate.host_user(Some(&repo_path)),
     };
 
     let state = if args.dry_run {
@@ -243,7 +244,7 @@ fn register_only(
 ) -> Result<Exit, CliError> {
     let entry = plan.entry.clone();
     if plan.create_repo_dir {
-        std::fs::create_dir_all(&plan.repo_path)?;
+        crate::sandbox::estate::make_dir_for(&plan.repo_path, &plan.owner)?;
     }
     repoman_core::registry::RegistryFile::edit(
         &app.paths.config_file,

@@ -165,6 +165,7 @@ pub fn run(app: &App, mut args: SetupArgs) -> Result<Exit, CliError> {
         probe_timeout: settings.probe_timeout.value,
         registry_strings,
         registry_profiles: (!args.profiles.is_empty()).then_some(profiles),
+        owner: Some(repoman_core::identity::host_user(&app.env, None)),
     };
 
     let incus = estate::connect(&app.env)?;

@@ -43,6 +43,9 @@ pub struct CreatePlan {
     pub desired: Option<Desired>,
     /// The estate id the sandbox is tagged with; recorded in the registry if it has none yet.
     pub estate_id: String,
+    /// Who owns a repo directory this plan creates (the host user).
+    #[serde(skip)]
+    pub owner: repoman_core::identity::HostUser,
 }
 
 impl CreatePlan {
@@ -208,15 +211,7 @@ fn run_steps(
 ) -> Result<(), (&'static str, SandboxError)> {
     if plan.create_repo_dir {
         progress.step(&format!("creating {}", plan.repo_path.display()));
-        std::fs::create_dir_all(&plan.repo_path).map_err(|e| {
-            (
-                "mkdir",
-                SandboxError::Directory {
-                    path: plan.repo_path.clone(),
-                    message: format!("cannot create: {e}"),
-                },
-            )
-        })?;
+        super::estate::make_dir_for(&plan.repo_path, &plan.owner).map_err(|e| ("mkdir", e))?;
         done.repo_dir = Some(plan.repo_path.clone());
         fail_after(ctx, "mkdir").map_err(|e| ("mkdir", e))?;
     }

@@ -176,6 +176,27 @@ pub fn reconcile(estate: &Estate, observed: &Observed) -> Vec<Drift> {
     )
 }
 
+/// Create a directory (and its parents) for the host user: under sudo repoman runs as root, but
+/// the repo must belong to the user who will work in it (the sandbox maps that uid/gid).
+pub fn make_dir_for(path: &std::path::Path, user: &HostUser) -> Result<(), SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    let err = |message: String| SandboxError::Directory {
+        path: path.to_path_buf(),
+        message,
+    };
+    std::fs::create_dir_all(path).map_err(|e| err(format!("cannot create: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if (meta.uid(), meta.gid()) != (user.uid, user.gid) {
+        std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|e| {
+            err(format!(
+                "cannot give it to uid {} gid {}: {e}",
+                user.uid, user.gid
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Whether a host path exists, probed off the main thread with a timeout (a stale NFS mount
 /// must not hang repoman). `None`: no answer in time.
 pub fn probe_dir(path: PathBuf, timeout: std::time::Duration) -> Option<Result<(), String>> {

@@ -33,6 +33,8 @@ pub struct SetupRequest {
     /// Registry `[defaults]` keys to write: (key, value).
     pub registry_strings: Vec<(&'static str, String)>,
     pub registry_profiles: Option<Vec<String>>,
+    /// Who owns directories setup creates (the host user).
+    pub owner: Option<repoman_core::identity::HostUser>,
 }
 
 /// One step of the setup plan.
@@ -324,10 +326,13 @@ pub fn apply_incus(
         match step {
             SetupStep::CreateDirectory { path } => {
                 progress.step(&step.describe());
-                std::fs::create_dir_all(path).map_err(|e| SandboxError::Directory {
-                    path: path.clone(),
-                    message: format!("cannot create: {e}"),
-                })?;
+                match &req.owner {
+                    Some(owner) => super::estate::make_dir_for(path, owner)?,
+                    None => std::fs::create_dir_all(path).map_err(|e| SandboxError::Directory {
+                        path: path.clone(),
+                        message: format!("cannot create: {e}"),
+                    })?,
+                }
             }
             SetupStep::CreateProject { name, config } => {
                 progress.step(&step.describe());
