@@ -4,8 +4,9 @@
 //! the source, probes the destination off-thread, plans with `rsync --dry-run`, and returns the
 //! guard verdicts and diverged files. The caller records the decision (and any conflict) in the
 //! state log and calls [`execute`] only when allowed. [`execute`] writes the marker, runs rsync
-//! with the plan's arguments (skipped when the plan is empty), then builds the manifest from the
-//! working copy's structure with the stat cache, reading changed entries from the backup.
+//! with the plan's arguments (skipped when the plan is empty), then extends the last manifest by
+//! what rsync itemized (or, without a usable last manifest, builds one from the working copy's
+//! structure with the stat cache, reading changed entries from the backup).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -251,25 +252,57 @@ pub fn execute(
         (r.outcome, r.items, true, r.stderr)
     };
     let manifest_start = Instant::now();
-    let force: HashSet<Vec<u8>> = items
-        .iter()
-        .filter(|i| i.change != crate::rsync::Change::Delete)
-        .map(|i| i.path.clone())
-        .collect();
-    let cache = StatCache::load(&prep.settings.stat_cache);
-    let input = BuildInput {
-        project: &prep.owner.project,
-        walk_root: &prep.src,
-        content_root: &prep.dst,
-        excludes: &prep.excludes,
-        cache: Some(&cache),
-        force: &force,
-        cancel,
-        created_at,
+    // Extend the last manifest by what rsync itemized when it describes this very copy (our
+    // marker, not adopted) and the run completed; otherwise walk the working copy with the stat
+    // cache and read what changed from the backup.
+    let extendable = matches!(prep.marker, MarkerRead::Present(_))
+        && !prep.settings.adopt
+        && outcome == RsyncOutcome::Complete;
+    let (manifest, stats) = match (&prep.last, extendable) {
+        (Some(last), true) => {
+            let m = last.apply(&items, &prep.dst, created_at)?;
+            let hashed: Vec<&crate::rsync::PlanItem> = items
+                .iter()
+                .filter(|i| {
+                    i.kind == Some(crate::rsync::ItemKind::File)
+                        && !matches!(
+                            i.change,
+                            crate::rsync::Change::Delete | crate::rsync::Change::Attributes
+                        )
+                })
+                .collect();
+            let entries = m.entries.len() as u64;
+            let stats = BuildStats {
+                entries,
+                reused: entries.saturating_sub(hashed.len() as u64),
+                hashed: hashed.len() as u64,
+                bytes_hashed: hashed.iter().map(|i| i.size).sum(),
+            };
+            (m, stats)
+        }
+        _ => {
+            let force: HashSet<Vec<u8>> = items
+                .iter()
+                .filter(|i| i.change != crate::rsync::Change::Delete)
+                .map(|i| i.path.clone())
+                .collect();
+            let cache = StatCache::load(&prep.settings.stat_cache);
+            let input = BuildInput {
+                project: &prep.owner.project,
+                walk_root: &prep.src,
+                content_root: &prep.dst,
+                excludes: &prep.excludes,
+                cache: Some(&cache),
+                force: &force,
+                cancel,
+                created_at,
+            };
+            let (m, next_cache, stats) = build(&input)?;
+            next_cache.save(&prep.settings.stat_cache)?;
+            (m, stats)
+        }
     };
-    let (manifest, next_cache, stats) = build(&input)?;
     let manifest_path = manifest.store(&prep.settings.manifests_dir)?;
-    next_cache.save(&prep.settings.stat_cache)?;
     Ok(Report {
         project: prep.owner.project.clone(),
         plan: prep.plan.clone(),

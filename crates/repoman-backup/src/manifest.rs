@@ -8,8 +8,14 @@
 //! rewrites them whenever a directory's content changes, and a restore cannot be expected to keep
 //! them.
 //!
-//! Manifests are immutable and content-addressed: `manifests/<root>.json` under the state dir.
-//! Loading one recomputes its root, so a damaged manifest is detected, never trusted.
+//! Manifests are immutable and content-addressed (restic's tree design): each directory is a tree
+//! object `manifests/trees/<xx>/<node hash>.json` listing its entries (sub-directories by their
+//! node hash), and `manifests/<root>.json` is a small root record. A new manifest writes only the
+//! directories that changed, and every manifest shares the unchanged ones. Loading recomputes
+//! every node hash, so a damaged or missing object is detected, never trusted.
+//!
+//! After a sync, [`Manifest::apply`] derives the new manifest from the previous one and the
+//! entries rsync itemized in the run, without walking either tree.
 //!
 //! The stat cache (under the cache dir; rebuildable) remembers, per path, the working copy's
 //! `lstat` (size, mtime, inode, ctime, mode) next to the manifest entry recorded for it. When the
@@ -205,26 +211,33 @@ impl Manifest {
             .map(|i| &self.entries[i])
     }
 
-    /// Where a manifest with this root is stored.
+    /// Where the root file of a manifest is stored.
     pub fn path_in(dir: &Path, root: &str) -> PathBuf {
         dir.join(format!("{root}.json"))
     }
 
-    /// Store under `dir` (content-addressed; an existing file with the same root is kept).
+    /// Store under `dir`: one tree object per directory under `trees/`, named by its Merkle node
+    /// hash (so unchanged directories are shared by every manifest that contains them), then the
+    /// small root file `<root>.json`. Objects are written children first and made durable (one
+    /// `syncfs`) before the root file that refers to them is written atomically.
     pub fn store(&self, dir: &Path) -> Result<PathBuf, BackupError> {
         let path = Self::path_in(dir, &self.root);
         if path.exists() {
             return Ok(path);
         }
-        repoman_core::paths::ensure_dir(dir)
-            .map_err(|e| BackupError::io(dir, io::Error::other(e.to_string())))?;
-        let wire = WireManifest {
+        let tree = Tree::new(&self.entries);
+        let mut written = 0u64;
+        tree.write_missing(dir, b"", &mut written)?;
+        if written > 0 {
+            let f = std::fs::File::open(dir).map_err(|e| BackupError::io(dir, e))?;
+            rustix::fs::syncfs(&f).map_err(|e| BackupError::io(dir, e.into()))?;
+        }
+        let wire = WireRoot {
             schema: MANIFEST_FORMAT.into(),
             project: self.project.clone(),
             root: self.root.clone(),
             created_at: self.created_at.clone(),
             counts: self.counts(),
-            files: self.entries.iter().map(WireEntry::from).collect(),
         };
         let mut bytes =
             serde_json::to_vec(&wire).map_err(|e| BackupError::Config(e.to_string()))?;
@@ -233,158 +246,417 @@ impl Manifest {
         Ok(path)
     }
 
-    /// Load a manifest by root from `dir`, recomputing and checking the root.
+    /// Load the manifest with `root` from `dir`, recomputing every node hash on the way: a damaged
+    /// or missing object is an error, never a silently different manifest.
     pub fn load(dir: &Path, root: &str) -> Result<Self, BackupError> {
-        Self::load_file(&Self::path_in(dir, root), Some(root))
-    }
-
-    /// Load a manifest file; when `expect_root` is given the recomputed root must equal it.
-    pub fn load_file(path: &Path, expect_root: Option<&str>) -> Result<Self, BackupError> {
+        let path = Self::path_in(dir, root);
         let bad = |message: String| BackupError::Manifest {
-            path: path.to_path_buf(),
+            path: path.clone(),
             message,
         };
-        let bytes = std::fs::read(path).map_err(|e| BackupError::io(path, e))?;
-        let wire: WireManifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let bytes = std::fs::read(&path).map_err(|e| BackupError::io(&path, e))?;
+        let wire: WireRoot = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if wire.schema != MANIFEST_FORMAT {
             return Err(bad(format!("unknown schema {:?}", wire.schema)));
         }
-        let entries = wire
-            .files
-            .into_iter()
-            .map(Entry::try_from)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        let m = Self::from_entries(&wire.project, wire.created_at, entries);
-        if m.root != wire.root || expect_root.is_some_and(|r| r != m.root) {
+        if wire.root != root {
             return Err(bad(format!(
-                "content does not match its root (recorded {}, computed {}): the file is damaged",
-                wire.root, m.root
+                "records root {}, expected {root}: the file is damaged",
+                wire.root
+            )));
+        }
+        let mut entries = Vec::new();
+        load_tree(dir, root, Vec::new(), &mut entries)?;
+        let m = Self::from_entries(&wire.project, wire.created_at, entries);
+        if m.root != root {
+            return Err(bad(format!(
+                "content does not match its root (computed {}): the manifest is damaged",
+                m.root
             )));
         }
         Ok(m)
+    }
+
+    /// The manifest after a sync whose rsync run reported `items`, without walking anything:
+    /// rsync itemizes every entry it creates, changes or deletes, so every other entry of the
+    /// backup is exactly as in `self`. Changed entries are read from `dst` (file content hashed
+    /// only when it was transferred or its size or mtime moved).
+    pub fn apply(
+        &self,
+        items: &[crate::rsync::PlanItem],
+        dst: &Path,
+        created_at: String,
+    ) -> Result<Self, BackupError> {
+        use crate::rsync::Change;
+        let mut map: std::collections::BTreeMap<Vec<u8>, Entry> = self
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), e.clone()))
+            .collect();
+        for item in items {
+            let full = join(dst, &item.path);
+            let meta = match item.change {
+                Change::Delete => None,
+                _ => match std::fs::symlink_metadata(&full) {
+                    Ok(m) => Some(m),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(BackupError::io(&full, e)),
+                },
+            };
+            let Some(meta) = meta else {
+                remove_subtree(&mut map, &item.path);
+                continue;
+            };
+            let mut e = Entry::from_meta(item.path.clone(), &meta);
+            let old = map.get(&item.path);
+            match e.kind {
+                EntryKind::File => {
+                    let reuse = matches!(item.change, Change::Attributes)
+                        && old.is_some_and(|o| {
+                            o.kind == EntryKind::File
+                                && o.size == e.size
+                                && o.mtime == e.mtime
+                                && o.mtime_nsec == e.mtime_nsec
+                        });
+                    e.hash = match (reuse, old) {
+                        (true, Some(o)) => o.hash,
+                        _ => Some(
+                            hash_file(&full, e.size).map_err(|err| BackupError::io(&full, err))?,
+                        ),
+                    };
+                }
+                EntryKind::Symlink => {
+                    let t = std::fs::read_link(&full).map_err(|err| BackupError::io(&full, err))?;
+                    e.target = Some(t.as_os_str().as_bytes().to_vec());
+                }
+                _ => {}
+            }
+            if e.kind != EntryKind::Dir {
+                // A directory replaced by a file: its old contents are gone.
+                remove_subtree(&mut map, &item.path);
+            }
+            map.insert(item.path.clone(), e);
+        }
+        Ok(Self::from_entries(
+            &self.project,
+            created_at,
+            map.into_values().collect(),
+        ))
+    }
+}
+
+/// Remove `path` and everything below it.
+fn remove_subtree(map: &mut std::collections::BTreeMap<Vec<u8>, Entry>, path: &[u8]) {
+    map.remove(path);
+    let mut prefix = path.to_vec();
+    prefix.push(b'/');
+    let below: Vec<Vec<u8>> = map
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in below {
+        map.remove(&k);
     }
 }
 
 /// The Merkle root of sorted entries (hex).
 pub fn merkle_root(entries: &[Entry]) -> String {
-    // Children of each directory, in path order (which is name order within one directory).
-    let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
-    let mut root_idx = None;
-    for (i, e) in entries.iter().enumerate() {
-        if e.path.is_empty() {
-            root_idx = Some(i);
-            continue;
-        }
-        let parent = match e.path.iter().rposition(|&b| b == b'/') {
-            Some(p) => &e.path[..p],
-            None => &e.path[..0],
-        };
-        children.entry(parent).or_default().push(i);
-    }
-    let root_mode = root_idx.map(|i| entries[i].mode).unwrap_or(0);
-    let h = node_hash(entries, &children, b"", root_mode);
-    blake3::Hash::from(h).to_hex().to_string()
+    let tree = Tree::new(entries);
+    blake3::Hash::from(tree.hash_of(b"")).to_hex().to_string()
 }
 
-fn node_hash(
-    entries: &[Entry],
-    children: &HashMap<&[u8], Vec<usize>>,
-    dir: &[u8],
-    mode: u32,
-) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"repoman.dir.v1\0");
-    h.update(&mode.to_le_bytes());
-    if let Some(kids) = children.get(dir) {
-        let mut kids: Vec<usize> = kids.clone();
-        let name = |i: usize| {
-            let p = &entries[i].path;
-            match p.iter().rposition(|&b| b == b'/') {
-                Some(s) => &p[s + 1..],
-                None => &p[..],
+/// The directory structure of a sorted entry list, with every directory's node hash.
+struct Tree<'a> {
+    entries: &'a [Entry],
+    /// Children (entry indexes, sorted by name) per directory path.
+    children: HashMap<&'a [u8], Vec<usize>>,
+    /// Node hash per directory path.
+    hashes: HashMap<&'a [u8], [u8; 32]>,
+    root_mode: u32,
+}
+
+fn name_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(s) => &path[s + 1..],
+        None => path,
+    }
+}
+
+impl<'a> Tree<'a> {
+    fn new(entries: &'a [Entry]) -> Self {
+        let mut children: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        let mut root_mode = 0;
+        for (i, e) in entries.iter().enumerate() {
+            if e.path.is_empty() {
+                root_mode = e.mode;
+                continue;
             }
+            let parent = match e.path.iter().rposition(|&b| b == b'/') {
+                Some(p) => &e.path[..p],
+                None => &e.path[..0],
+            };
+            children.entry(parent).or_default().push(i);
+        }
+        for kids in children.values_mut() {
+            kids.sort_by(|&a, &b| name_of(&entries[a].path).cmp(name_of(&entries[b].path)));
+        }
+        let mut t = Self {
+            entries,
+            children,
+            hashes: HashMap::new(),
+            root_mode,
         };
-        kids.sort_by(|&a, &b| name(a).cmp(name(b)));
-        for i in kids {
-            let e = &entries[i];
-            let n = name(i);
-            h.update(&(n.len() as u64).to_le_bytes());
-            h.update(n);
-            let child = if e.kind == EntryKind::Dir {
-                node_hash(entries, children, &e.path, e.mode)
+        t.compute(b"", root_mode);
+        t
+    }
+
+    fn compute(&mut self, dir: &'a [u8], mode: u32) -> [u8; 32] {
+        let kids = self.children.get(dir).cloned().unwrap_or_default();
+        let mut child_hashes = Vec::with_capacity(kids.len());
+        for &i in &kids {
+            let e = &self.entries[i];
+            let h = if e.kind == EntryKind::Dir {
+                self.compute(&e.path, e.mode)
             } else {
                 e.leaf_hash()
             };
-            h.update(&child);
+            child_hashes.push((name_of(&e.path), h));
         }
+        let h = dir_hash(mode, child_hashes.iter().map(|(n, h)| (*n, h)));
+        self.hashes.insert(dir, h);
+        h
+    }
+
+    fn hash_of(&self, dir: &[u8]) -> [u8; 32] {
+        self.hashes.get(dir).copied().unwrap_or([0; 32])
+    }
+
+    /// Write the objects of `dir` and below that do not exist yet (children first). An existing
+    /// object means its subtree was stored before: content addressing makes it identical.
+    fn write_missing(
+        &self,
+        store: &Path,
+        dir: &[u8],
+        written: &mut u64,
+    ) -> Result<(), BackupError> {
+        let id = blake3::Hash::from(self.hash_of(dir)).to_hex().to_string();
+        let path = tree_path(store, &id);
+        if path.exists() {
+            return Ok(());
+        }
+        let kids = self.children.get(dir).map(Vec::as_slice).unwrap_or(&[]);
+        for &i in kids {
+            if self.entries[i].kind == EntryKind::Dir {
+                self.write_missing(store, &self.entries[i].path, written)?;
+            }
+        }
+        let mode = if dir.is_empty() {
+            self.root_mode
+        } else {
+            self.entries
+                .iter()
+                .find(|e| e.path == dir)
+                .map(|e| e.mode)
+                .unwrap_or(0)
+        };
+        let obj = WireTree {
+            schema: TREE_FORMAT.into(),
+            mode,
+            entries: kids
+                .iter()
+                .map(|&i| {
+                    let e = &self.entries[i];
+                    let tree = (e.kind == EntryKind::Dir).then(|| {
+                        blake3::Hash::from(self.hash_of(&e.path))
+                            .to_hex()
+                            .to_string()
+                    });
+                    WireEntry::new(e, tree)
+                })
+                .collect(),
+        };
+        let mut bytes = serde_json::to_vec(&obj).map_err(|e| BackupError::Config(e.to_string()))?;
+        bytes.push(b'\n');
+        let parent = path.parent().unwrap_or(store);
+        repoman_core::paths::ensure_dir(parent)
+            .map_err(|e| BackupError::io(parent, io::Error::other(e.to_string())))?;
+        // Durability comes from the one syncfs in `store`; a temporary name keeps a crash from
+        // leaving a truncated object under its final name.
+        let tmp = parent.join(format!(".{id}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(|e| BackupError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| BackupError::io(&path, e))?;
+        *written += 1;
+        Ok(())
+    }
+}
+
+/// A directory's node hash from its mode and its children's (name, hash) in name order.
+fn dir_hash<'n>(mode: u32, children: impl Iterator<Item = (&'n [u8], &'n [u8; 32])>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"repoman.dir.v1\0");
+    h.update(&mode.to_le_bytes());
+    for (name, child) in children {
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name);
+        h.update(child);
     }
     *h.finalize().as_bytes()
 }
 
+/// The tree object format tag.
+pub const TREE_FORMAT: &str = "repoman.manifest-tree/v1";
+
+fn tree_path(store: &Path, id: &str) -> PathBuf {
+    store
+        .join("trees")
+        .join(&id[..2])
+        .join(format!("{id}.json"))
+}
+
+/// Load the tree object `id` (the directory at `path`) and everything below, checking hashes.
+fn load_tree(
+    store: &Path,
+    id: &str,
+    path: Vec<u8>,
+    out: &mut Vec<Entry>,
+) -> Result<u32, BackupError> {
+    let file = tree_path(store, id);
+    let bad = |message: String| BackupError::Manifest {
+        path: file.clone(),
+        message,
+    };
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(format!("invalid tree id {id:?}")));
+    }
+    let bytes = std::fs::read(&file).map_err(|e| BackupError::io(&file, e))?;
+    let obj: WireTree = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if obj.schema != TREE_FORMAT {
+        return Err(bad(format!("unknown schema {:?}", obj.schema)));
+    }
+    let mut hashes: Vec<(Vec<u8>, [u8; 32])> = Vec::with_capacity(obj.entries.len());
+    for w in obj.entries {
+        let name = decode_path(&w.name);
+        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+            return Err(bad(format!("invalid entry name {:?}", w.name)));
+        }
+        let mut child_path = path.clone();
+        if !child_path.is_empty() {
+            child_path.push(b'/');
+        }
+        child_path.extend_from_slice(&name);
+        let tree = w.tree.clone();
+        let mut e = w.into_entry(child_path.clone()).map_err(&bad)?;
+        let h = if e.kind == EntryKind::Dir {
+            let child_id = tree.ok_or_else(|| {
+                bad(format!(
+                    "directory {} has no tree",
+                    encode_path(&child_path)
+                ))
+            })?;
+            e.mode = load_tree(store, &child_id, child_path, out)?;
+            *blake3::Hash::from_hex(&child_id)
+                .map_err(|err| bad(err.to_string()))?
+                .as_bytes()
+        } else {
+            let h = e.leaf_hash();
+            out.push(e);
+            h
+        };
+        hashes.push((name, h));
+    }
+    hashes.sort_by(|a, b| a.0.cmp(&b.0));
+    let computed = dir_hash(obj.mode, hashes.iter().map(|(n, h)| (n.as_slice(), h)));
+    if blake3::Hash::from(computed).to_hex().as_str() != id {
+        return Err(bad(
+            "content does not match its hash: the manifest is damaged".into(),
+        ));
+    }
+    out.push(Entry {
+        path,
+        kind: EntryKind::Dir,
+        mode: obj.mode,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        hash: None,
+        target: None,
+    });
+    Ok(obj.mode)
+}
+
 #[derive(Serialize, Deserialize)]
-struct WireManifest {
+struct WireRoot {
     schema: String,
     project: String,
     root: String,
     created_at: String,
     counts: Counts,
-    files: Vec<WireEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireTree {
+    schema: String,
+    mode: u32,
+    entries: Vec<WireEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct WireEntry {
-    path: String,
+    name: String,
     #[serde(rename = "type")]
     kind: EntryKind,
-    mode: u32,
-    #[serde(default)]
-    size: u64,
-    #[serde(default)]
-    mtime: i64,
-    #[serde(default)]
-    mtime_nsec: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mtime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mtime_nsec: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     blake3: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tree: Option<String>,
 }
 
-impl From<&Entry> for WireEntry {
-    fn from(e: &Entry) -> Self {
+impl WireEntry {
+    fn new(e: &Entry, tree: Option<String>) -> Self {
+        let dir = e.kind == EntryKind::Dir;
+        let timed = matches!(e.kind, EntryKind::File | EntryKind::Symlink);
         Self {
-            path: encode_path(&e.path),
+            name: encode_path(name_of(&e.path)),
             kind: e.kind,
-            mode: e.mode,
-            size: e.size,
-            mtime: e.mtime,
-            mtime_nsec: e.mtime_nsec,
+            mode: (!dir).then_some(e.mode),
+            size: (e.kind == EntryKind::File).then_some(e.size),
+            mtime: timed.then_some(e.mtime),
+            mtime_nsec: timed.then_some(e.mtime_nsec),
             blake3: e.hash_hex(),
             target: e.target.as_deref().map(encode_path),
+            tree,
         }
     }
-}
 
-impl TryFrom<WireEntry> for Entry {
-    type Error = String;
-    fn try_from(w: WireEntry) -> Result<Self, String> {
-        let hash = match w.blake3 {
+    fn into_entry(self, path: Vec<u8>) -> Result<Entry, String> {
+        let hash = match &self.blake3 {
             Some(h) => Some(
-                *blake3::Hash::from_hex(&h)
-                    .map_err(|e| format!("entry {}: {e}", w.path))?
+                *blake3::Hash::from_hex(h)
+                    .map_err(|e| format!("entry {}: {e}", self.name))?
                     .as_bytes(),
             ),
             None => None,
         };
-        Ok(Self {
-            path: decode_path(&w.path),
-            kind: w.kind,
-            mode: w.mode,
-            size: w.size,
-            mtime: w.mtime,
-            mtime_nsec: w.mtime_nsec,
+        Ok(Entry {
+            path,
+            kind: self.kind,
+            mode: self.mode.unwrap_or(0),
+            size: self.size.unwrap_or(0),
+            mtime: self.mtime.unwrap_or(0),
+            mtime_nsec: self.mtime_nsec.unwrap_or(0),
             hash,
-            target: w.target.as_deref().map(decode_path),
+            target: self.target.as_deref().map(decode_path),
         })
     }
 }
@@ -837,24 +1109,44 @@ mod tests {
     }
 
     #[test]
-    fn store_and_load_round_trip_and_detect_damage() {
+    fn store_and_load_round_trip_share_unchanged_trees_and_detect_damage() {
         let d = tree();
-        let m = build_full(
-            "p",
-            d.path(),
-            &Excludes::default(),
-            &Cancel::new(),
-            "t".into(),
-        )
-        .unwrap();
+        let (ex, c) = (Excludes::default(), Cancel::new());
+        let m = build_full("p", d.path(), &ex, &c, "t".into()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let path = m.store(dir.path()).unwrap();
+        m.store(dir.path()).unwrap();
         let back = Manifest::load(dir.path(), &m.root).unwrap();
         assert_eq!(back, m);
-        let text = std::fs::read_to_string(&path)
+        let objects = |p: &Path| {
+            walk(&p.join("trees"), &ex, &c)
+                .unwrap()
+                .into_iter()
+                .filter(|(_, m)| m.is_file())
+                .count()
+        };
+        let before = objects(dir.path());
+        assert_eq!(before, 4, "one object per directory: top, a, a/b, empty");
+        // One changed file rewrites only the directories on its path.
+        std::fs::write(d.path().join("a/b/f"), b"HELLO!").unwrap();
+        let m2 = build_full("p", d.path(), &ex, &c, "t".into()).unwrap();
+        m2.store(dir.path()).unwrap();
+        assert_eq!(objects(dir.path()), before + 3);
+        assert_eq!(Manifest::load(dir.path(), &m2.root).unwrap(), m2);
+        // Damage in any object is detected.
+        let damaged = walk(&dir.path().join("trees"), &ex, &c)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| {
+                dir.path()
+                    .join("trees")
+                    .join(std::ffi::OsStr::from_bytes(&p))
+            })
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"size\":5")))
+            .unwrap();
+        let text = std::fs::read_to_string(&damaged)
             .unwrap()
             .replace("\"size\":5", "\"size\":6");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&damaged, text).unwrap();
         let e = Manifest::load(dir.path(), &m.root).unwrap_err().to_string();
         assert!(e.contains("damaged"), "{e}");
     }

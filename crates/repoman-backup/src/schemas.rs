@@ -85,9 +85,10 @@ pub fn register() {
     ));
     let entry = json!({
         "type": "object",
-        "required": ["path", "type", "mode"],
+        "required": ["name", "type"],
         "properties": {
-            "path": {"type": "string"}, "type": {"enum": ["file", "dir", "symlink", "other"]},
+            "name": {"type": "string", "minLength": 1}, "type": {"enum": ["file", "dir", "symlink", "other"]},
+            "tree": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             "mode": {"type": "integer", "minimum": 0, "maximum": 4095}, "size": count,
             "mtime": {"type": "integer"}, "mtime_nsec": {"type": "integer", "minimum": 0},
             "blake3": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "target": {"type": "string"},
@@ -96,17 +97,34 @@ pub fn register() {
     });
     schemas::register(Schema {
         id: "repoman.manifest/v1".into(),
-        title: "backup content manifest: entries with BLAKE3 hashes and a Merkle root".into(),
+        title: "backup content manifest root record (the Merkle root of the synced tree)".into(),
         kind: SchemaKind::Manifest,
         applies_to: "manifests/<root>.json".into(),
         json: json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": "repoman.manifest/v1",
             "type": "object",
-            "required": ["schema", "project", "root", "created_at", "counts", "files"],
+            "required": ["schema", "project", "root", "created_at", "counts"],
             "properties": {
                 "schema": {"const": "repoman.manifest/v1"}, "project": {"type": "string"}, "root": root,
-                "created_at": {"type": "string"}, "counts": {"type": "object"}, "files": {"type": "array", "items": entry},
+                "created_at": {"type": "string"}, "counts": {"type": "object"},
+            },
+        }),
+    });
+    schemas::register(Schema {
+        id: crate::manifest::TREE_FORMAT.into(),
+        title: "one directory of a backup manifest, named by its Merkle node hash".into(),
+        kind: SchemaKind::Manifest,
+        applies_to: "manifests/trees/<xx>/<hash>.json".into(),
+        json: json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": crate::manifest::TREE_FORMAT,
+            "type": "object",
+            "required": ["schema", "mode", "entries"],
+            "properties": {
+                "schema": {"const": crate::manifest::TREE_FORMAT},
+                "mode": {"type": "integer", "minimum": 0, "maximum": 4095},
+                "entries": {"type": "array", "items": entry},
             },
         }),
     });
@@ -134,9 +152,16 @@ mod tests {
         let path = m.store(out.path()).unwrap();
         let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         schemas::validate("repoman.manifest/v1", &v, "manifest").unwrap();
-        let mut bad = v.clone();
-        bad["files"][0]["mode"] = json!(99999);
-        assert!(schemas::validate("repoman.manifest/v1", &bad, "manifest").is_err());
+        let tree = out
+            .path()
+            .join("trees")
+            .join(&m.root[..2])
+            .join(format!("{}.json", m.root));
+        let t: Value = serde_json::from_slice(&std::fs::read(tree).unwrap()).unwrap();
+        schemas::validate(crate::manifest::TREE_FORMAT, &t, "manifest tree").unwrap();
+        let mut bad = t.clone();
+        bad["entries"][0]["mode"] = json!(99999);
+        assert!(schemas::validate(crate::manifest::TREE_FORMAT, &bad, "manifest tree").is_err());
         schemas::validate(
             "event.backup.synced/v1",
             &json!({"project": "p", "root": m.root, "plan": {}, "rsync": {"outcome": "complete"}}),

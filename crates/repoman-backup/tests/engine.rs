@@ -274,3 +274,54 @@ fn keep_backup_copies_into_the_working_copy_after_saving_it() {
     );
     assert_eq!(std::fs::read(dst.join("x/f")).unwrap(), b"backup version!");
 }
+
+#[test]
+fn extending_a_manifest_by_the_run_items_equals_hashing_the_backup_from_scratch() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let (src, dst) = (d.path().join("src"), d.path().join("dst"));
+    for i in 0..30 {
+        write(
+            &src.join(format!("d{}/e{}/f{i}", i % 3, i % 2)),
+            format!("v1 {i}").as_bytes(),
+        );
+    }
+    std::os::unix::fs::symlink("d0", src.join("link")).unwrap();
+    write(&src.join("becomes-dir"), b"file first");
+    let cancel = Cancel::new();
+    let ex = Excludes::default();
+    let job = RsyncJob::new(&src, &dst);
+    job.run(None, &cancel, |_| {}).unwrap();
+    let mut last = manifest::build_full("p", &dst, &ex, &cancel, "t".into()).unwrap();
+
+    let rounds: Vec<Box<dyn Fn()>> = vec![
+        Box::new(|| {
+            write(&src.join("d0/e0/f0"), b"changed content, longer");
+            write(&src.join("new/deep/file"), b"new");
+            std::fs::remove_dir_all(src.join("d1/e1")).unwrap();
+            std::fs::set_permissions(src.join("d2/e0/f2"), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }),
+        Box::new(|| {
+            std::fs::remove_file(src.join("link")).unwrap();
+            std::os::unix::fs::symlink("d2", src.join("link")).unwrap();
+            std::fs::remove_file(src.join("becomes-dir")).unwrap();
+            write(&src.join("becomes-dir/inner"), b"now a directory");
+            std::fs::set_permissions(src.join("d0"), std::fs::Permissions::from_mode(0o750))
+                .unwrap();
+            std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }),
+        Box::new(|| {
+            std::fs::remove_dir_all(src.join("d0")).unwrap();
+        }),
+    ];
+    for (n, change) in rounds.iter().enumerate() {
+        change();
+        let report = job.run(None, &cancel, |_| {}).unwrap();
+        let extended = last.apply(&report.items, &dst, "t".into()).unwrap();
+        let scratch = manifest::build_full("p", &dst, &ex, &cancel, "t".into()).unwrap();
+        assert_eq!(extended.entries, scratch.entries, "round {n}");
+        assert_eq!(extended.root, scratch.root, "round {n}");
+        last = extended;
+    }
+}
