@@ -918,3 +918,99 @@ fn unreachable_incus_exits_4_with_a_hint() {
             .stderr(predicates::str::contains("no-such.socket"));
     }
 }
+
+/// Run `repoman ARGS` on a pseudo-terminal (util-linux `script`), typing `input`; returns the
+/// terminal transcript once repoman exits. stdin stays open until then, as a user's would.
+fn on_a_terminal(f: &Fixture, args: &[&str], input: &str) -> (i32, String) {
+    use std::io::{Read, Write};
+    let bin = assert_cmd::cargo::cargo_bin("repoman");
+    let mut line = vec![bin.display().to_string()];
+    line.extend(args.iter().map(|a| a.to_string()));
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &f.home)
+        .env("XDG_RUNTIME_DIR", f.home.join("run"))
+        .env("TERM", "xterm")
+        .env("USER", "tester")
+        .env("SUDO_UID", "1000")
+        .env("SUDO_GID", "1000")
+        .env("SUDO_USER", "dev")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    (status.code().unwrap_or(-1), out.replace('\r', ""))
+}
+
+#[test]
+fn wizard_answers_and_flags_take_the_same_path() {
+    let Some(lab) = TestLab::connect() else {
+        return;
+    };
+    let (a, b) = (
+        format!("repoman-test-wiza-{}-0", std::process::id()),
+        format!("repoman-test-wizb-{}-0", std::process::id()),
+    );
+    let _ga = ProjectGuard(lab.incus.clone(), a.clone());
+    let _gb = ProjectGuard(lab.incus.clone(), b.clone());
+    let wizard = Fixture::without_incus(&a);
+    let flags = Fixture::without_incus(&b);
+    for f in [&wizard, &flags] {
+        std::fs::remove_file(f.home.join(".config/repoman/repoman.toml")).unwrap();
+    }
+    // Answers: working copies, no backup root (empty), the image.
+    let answers = format!("{}\r\r{TEST_IMAGE_ALIAS}\r", wizard.repos.display());
+    let (code, transcript) = on_a_terminal(&wizard, &["setup", "--incus-project", &a], &answers);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(
+        transcript.contains("Directory holding your working copies"),
+        "{transcript}"
+    );
+    flags
+        .repoman()
+        .args([
+            "setup",
+            "--incus-project",
+            &b,
+            "--local-repos",
+            flags.repos.to_str().unwrap(),
+            "--image",
+            TEST_IMAGE_ALIAS,
+        ])
+        .assert()
+        .success();
+    let defaults = |f: &Fixture, project: &str| {
+        let text = f.registry_text();
+        let d = text.split_once("[defaults]").unwrap().1.to_owned();
+        d.replace(f.repos.to_str().unwrap(), "REPOS")
+            .replace(project, "PROJECT")
+    };
+    assert_eq!(defaults(&wizard, &a), defaults(&flags, &b));
+
+    // `status --repair` offers the choice for each drift on a terminal.
+    wizard.new_sandbox("gone");
+    let scope = lab.incus.project(&a);
+    scope.stop("gone", true).unwrap();
+    scope.delete_instance("gone").unwrap();
+    let (code, transcript) = on_a_terminal(&wizard, &["status", "--repair"], "forget\ry");
+    assert_eq!(code, 0, "{transcript}");
+    assert!(
+        transcript.contains("[recreate/forget/skip]"),
+        "{transcript}"
+    );
+    assert!(!wizard.registry_text().contains("name = \"gone\""));
+}

@@ -30,12 +30,12 @@ pub struct StatusArgs {
     /// Repair the drift found (after confirmation, or with --yes).
     #[arg(long)]
     pub repair: bool,
-    /// What --repair does with a missing sandbox.
-    #[arg(long, value_enum, default_value_t = MissingAction::Recreate)]
-    pub missing: MissingAction,
-    /// What --repair does with an orphan container.
-    #[arg(long, value_enum, default_value_t = OrphanAction::Adopt)]
-    pub orphan: OrphanAction,
+    /// What --repair does with a missing sandbox (default: ask on a terminal, else recreate).
+    #[arg(long, value_enum)]
+    pub missing: Option<MissingAction>,
+    /// What --repair does with an orphan container (default: ask on a terminal, else adopt).
+    #[arg(long, value_enum)]
+    pub orphan: Option<OrphanAction>,
     /// With --repair: show the repairs without making them.
     #[arg(long)]
     pub dry_run: bool,
@@ -176,21 +176,46 @@ fn items(app: &App, s: &Session, only: Option<&str>) -> Vec<Item> {
     out
 }
 
-fn action_name(d: &Drift, args: &StatusArgs) -> Option<String> {
-    match d {
-        Drift::Missing { .. } => match args.missing {
-            MissingAction::Skip => None,
-            a => Some(format!("{a:?}").to_lowercase()),
+/// The repair for one drift: the flag's choice, else asked on a terminal, else the
+/// non-destructive default (recreate a missing sandbox, adopt an orphan).
+fn action_name(app: &App, d: &Drift, args: &StatusArgs) -> Result<Option<String>, CliError> {
+    let ask = |question: &str, choices: &[&str], default: &str| -> Result<String, CliError> {
+        loop {
+            let answer = app.ui.input(
+                &format!("{question} [{}]", choices.join("/")),
+                Some(default),
+            )?;
+            let answer = answer.trim().to_lowercase();
+            if choices.contains(&answer.as_str()) {
+                return Ok(answer);
+            }
+            app.ui
+                .warn(&format!("answer one of: {}", choices.join(", ")));
+        }
+    };
+    let chosen = match d {
+        Drift::Missing { .. } => match (args.missing, app.ui.can_prompt() && !args.dry_run) {
+            (Some(MissingAction::Skip), _) => None,
+            (Some(a), _) => Some(format!("{a:?}").to_lowercase()),
+            (None, true) => Some(ask(
+                &d.summary(),
+                &["recreate", "forget", "skip"],
+                "recreate",
+            )?),
+            (None, false) => Some("recreate".to_owned()),
         },
-        Drift::Orphan { .. } => match args.orphan {
-            OrphanAction::Skip => None,
-            a => Some(format!("{a:?}").to_lowercase()),
+        Drift::Orphan { .. } => match (args.orphan, app.ui.can_prompt() && !args.dry_run) {
+            (Some(OrphanAction::Skip), _) => None,
+            (Some(a), _) => Some(format!("{a:?}").to_lowercase()),
+            (None, true) => Some(ask(&d.summary(), &["adopt", "destroy", "skip"], "adopt")?),
+            (None, false) => Some("adopt".to_owned()),
         },
         Drift::Config { changes, .. } if changes.iter().any(Change::reapplicable) => {
             Some("reapply".to_owned())
         }
         _ => None,
-    }
+    };
+    Ok(chosen.filter(|a| a != "skip"))
 }
 
 fn repair_one(app: &App, s: &Session, d: &Drift, action: &str) -> Result<Value, SandboxError> {
@@ -287,10 +312,12 @@ pub fn run(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
 
     let mut repairs: Vec<Repair> = Vec::new();
     if args.repair {
-        let planned: Vec<(&Drift, String)> = drifts
-            .iter()
-            .filter_map(|d| action_name(d, &args).map(|a| (*d, a)))
-            .collect();
+        let mut planned: Vec<(&Drift, String)> = Vec::new();
+        for d in &drifts {
+            if let Some(a) = action_name(app, d, &args)? {
+                planned.push((*d, a));
+            }
+        }
         for (d, a) in &planned {
             app.ui.info(&format!("repair {}: {a}", d.summary()));
         }
