@@ -504,14 +504,25 @@ fn list_and_status_json_shapes() {
     // A later `new` adds the sandbox to the --no-container project.
     f.repo("beta");
     f.repoman()
-        .args(["new", "beta", "--yes"])
+        .args(["new", "beta", "--profile", "x", "--yes"])
+        .assert()
+        .code(2);
+    f.repoman()
+        .args(["new", "beta", "--image", TEST_IMAGE_ALIAS, "--yes"])
         .assert()
         .success();
     assert!(f.scope().get_instance("beta").unwrap().is_running());
+    let text = f.registry_text();
+    assert!(!text.contains("container = false"), "{text}");
     assert!(
-        !f.registry_text().contains("container = false"),
-        "{}",
-        f.registry_text()
+        text.contains(&format!("image = \"{TEST_IMAGE_ALIAS}\"")),
+        "{text}"
+    );
+    let (code, status) = f.json(&["status"]);
+    assert_eq!(
+        (code, &status["problems"]),
+        (0, &Value::from(0)),
+        "{status}"
     );
 }
 

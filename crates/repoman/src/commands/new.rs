@@ -109,8 +109,19 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
     let repo_path = desired::repo_path(&estate.settings, repo.as_str())?;
     let create_repo_dir = !repo_path.exists();
 
+    if existing.is_some() && !args.profiles.is_empty() {
+        return Err(CliError::usage(format!(
+            "project `{name}` is already registered; --profile only applies to new projects"
+        ))
+        .with_hint("add the profiles to `profiles` in its [[project]] entry or in the repo's .repoman.toml"));
+    }
     let entry = match &existing {
-        Some(e) => e.clone(),
+        // Adding a sandbox to a project registered --no-container: --image is recorded as for a
+        // new project (the register step writes it), so later drift checks agree.
+        Some(e) => ProjectEntry {
+            image: args.image.clone().or_else(|| e.image.clone()),
+            ..e.clone()
+        },
         None => ProjectEntry {
             name: name.clone(),
             repo: repo.clone(),
@@ -121,20 +132,10 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
             last_sync: None,
         },
     };
-    // Adding a sandbox to a project registered --no-container: the flag values of this run apply.
-    let image_flag = if existing.is_some() {
-        args.image.as_deref()
-    } else {
-        None
-    };
     let mut desired = None;
     let mut sess = None;
     if !args.no_container {
-        let mut for_desired = entry.clone();
-        if existing.is_some() && !args.profiles.is_empty() {
-            for_desired.profiles.extend(args.profiles.iter().cloned());
-        }
-        let d = estate.desired(&for_desired, image_flag)?;
+        let d = estate.desired(&entry, None)?;
         for src in d.mount_sources.iter().skip(1) {
             if !src.exists() {
                 return Err(SandboxError::Invalid(format!(
@@ -173,6 +174,7 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
         },
         repo_path: repo_path.clone(),
         desired,
+        previous_image: existing.as_ref().and_then(|e| e.image.clone()),
         estate_id,
         owner: estate.host_user(Some(&repo_path)),
     };

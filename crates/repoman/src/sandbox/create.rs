@@ -43,6 +43,9 @@ pub struct CreatePlan {
     pub desired: Option<Desired>,
     /// The estate id the sandbox is tagged with; recorded in the registry if it has none yet.
     pub estate_id: String,
+    /// The `[[project]] image` before this run (restored by a rollback when `register` is false).
+    #[serde(skip)]
+    pub previous_image: Option<String>,
     /// Who owns a repo directory this plan creates (the host user).
     #[serde(skip)]
     pub owner: repoman_core::identity::HostUser,
@@ -250,7 +253,9 @@ fn run_steps(
             f.ensure_estate_id(|| estate_id.clone());
             f.add_project(&entry)
         } else {
-            f.set_project_container(&name, true).map(|_| ())
+            f.set_project_container(&name, true)?;
+            f.set_project_field(&name, "image", entry.image.as_deref())
+                .map(|_| ())
         }
     })
     .map_err(|e| ("register", e.into()))?;
@@ -298,11 +303,14 @@ fn rollback(plan: &CreatePlan, ctx: &CreateCtx<'_>, done: &Done) -> Vec<(String,
     if done.registered || done.container_flag_set {
         let name = plan.name.clone();
         let registered = done.registered;
+        let previous_image = plan.previous_image.clone();
         let ok = RegistryFile::edit(ctx.registry_path, Some(Duration::from_secs(10)), |f| {
             if registered {
                 f.remove_project(&name).map(|_| ())
             } else {
-                f.set_project_container(&name, false).map(|_| ())
+                f.set_project_container(&name, false)?;
+                f.set_project_field(&name, "image", previous_image.as_deref())
+                    .map(|_| ())
             }
         })
         .is_ok();
