@@ -2,6 +2,7 @@
 //!
 //! - `append STATE_DIR COUNT [TAG]`: append COUNT events one at a time (each fsynced), as a
 //!   separate process; the concurrency test runs two of these at once.
+//! - `rebuild STATE_DIR`: time one index rebuild of an existing log (for profiling).
 //! - `bench DIR [EVENTS]`: the benchmarks of issue 3, each against its physical peer measured in
 //!   the same run (raw fsync rate; bare SQLite INSERT in one transaction). Prints Markdown.
 //!
@@ -26,6 +27,7 @@ fn main() -> std::process::ExitCode {
             args[2].parse().unwrap_or(0),
             args.get(3).cloned().unwrap_or_default(),
         ),
+        Some("rebuild") if args.len() >= 2 => rebuild(Path::new(&args[1])),
         Some("bench") if args.len() >= 2 => bench(
             Path::new(&args[1]),
             args.get(2)
@@ -33,7 +35,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or(1_000_000),
         ),
         _ => Err(
-            "usage: repoman-state-bench append STATE_DIR COUNT [TAG] | bench DIR [EVENTS]"
+            "usage: repoman-state-bench append STATE_DIR COUNT [TAG] | bench DIR [EVENTS] | rebuild STATE_DIR"
                 .to_owned(),
         ),
     };
@@ -70,6 +72,22 @@ fn append(state_dir: &Path, count: u64, tag: String) -> Result<(), String> {
             ))
             .map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+/// Time one index rebuild of an existing state directory (for profiling).
+fn rebuild(state_dir: &Path) -> Result<(), String> {
+    let log = EventLog::new(state_dir.join("events"));
+    let path = state_dir.join("index.db");
+    let _ = std::fs::remove_file(&path);
+    let t = Instant::now();
+    let head = repoman_state::state::rebuild_index(&log, &path).map_err(|e| e.to_string())?;
+    println!(
+        "rebuilt {} events in {:.2} s ({:.0} events/s)",
+        head.seq,
+        t.elapsed().as_secs_f64(),
+        rate(head.seq, t.elapsed())
+    );
     Ok(())
 }
 
