@@ -229,6 +229,20 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
         "--profile",
         "share",
     ];
+    // An unreachable backup root is refused before anything is created.
+    let missing = f.home.join("not-mounted");
+    f.repoman()
+        .args([
+            "setup",
+            "--incus-project",
+            &name,
+            "--backup-root",
+            missing.to_str().unwrap(),
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("backup_root does not exist"));
+    assert!(lab.incus.get_project(&name).unwrap_err().is_not_found());
     let (code, first) = f.json(&args);
     assert_eq!(code, 0, "{first}");
     assert_eq!(first["changed"], true);
