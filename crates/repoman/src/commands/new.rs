@@ -239,7 +239,7 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
     finish(app, &plan)
 }
 
-/// `--no-container` while Incus is unreachable: registering needs no Incus.
+/// `--no-container`: registering a project needs no Incus.
 fn register_only(
     app: &App,
     plan: &CreatePlan,
