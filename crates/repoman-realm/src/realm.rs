@@ -146,6 +146,9 @@ pub struct Domain {
 /// A loaded realm repository.
 #[derive(Debug, Clone)]
 pub struct Realm {
+    /// When set, admin changes are validated (names, cycles, ranges, schemas) but nothing is
+    /// written or committed (`--dry-run`).
+    pub dry_run: bool,
     pub root: PathBuf,
     pub meta: RealmFile,
     pub repos: BTreeMap<String, RepoFile>,
@@ -297,6 +300,7 @@ impl Realm {
             );
         }
         Ok(Realm {
+            dry_run: false,
             root: root.to_path_buf(),
             meta,
             repos,
@@ -461,6 +465,9 @@ impl Realm {
             url: None,
             maintainers: Vec::new(),
         };
+        if self.dry_run {
+            return Ok(Vec::new());
+        }
         write_yaml(&self.root.join("repos").join(format!("{repo}.yaml")), &file)?;
         let membership = Membership {
             realm: self.meta.name.clone(),
@@ -515,6 +522,9 @@ impl Realm {
                 repo: repo.into(),
                 users: users.join(", "),
             });
+        }
+        if self.dry_run {
+            return Ok(Vec::new());
         }
         let p = self.root.join("repos").join(format!("{repo}.yaml"));
         std::fs::remove_file(&p).map_err(|source| RealmError::Io { path: p, source })?;
@@ -638,6 +648,9 @@ impl Realm {
                 compatible: None,
             }],
         };
+        if self.dry_run {
+            return Ok(Vec::new());
+        }
         write_yaml(&self.root.join(Self::contract_rel_path(domain, name)), &c)?;
         if let Some(d) = self.domains.get_mut(domain) {
             d.contracts.insert(name.into(), c);
@@ -812,6 +825,9 @@ impl Realm {
             &format!("the export of `{contract}` by `{repo}`"),
             &new_edges,
         )?;
+        if self.dry_run {
+            return Ok(Vec::new());
+        }
         let mut b = self.binding_mut(&domain, repo);
         b.exports.retain(|e| e.contract != contract);
         b.exports.push(Export {
@@ -865,6 +881,9 @@ impl Realm {
             &format!("the import of `{contract}` by `{repo}`"),
             &new_edges,
         )?;
+        if self.dry_run {
+            return Ok(Vec::new());
+        }
         let mut b = self.binding_mut(&domain, repo);
         b.imports.retain(|i| i.contract != contract);
         b.imports.push(Import {

@@ -945,3 +945,172 @@ fn ci_checkouts_pass_the_realm_with_dash_dash_realm() {
         &["realm", "admin", "trust", "--realm", ".realm"],
     );
 }
+
+fn realm_head(w: &World) -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(w.path("realm"))
+        .output()
+        .expect("git");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn dry_runs_validate_but_write_nothing() {
+    let w = world();
+    let head = realm_head(&w);
+    w.ok(
+        "rogue",
+        &[
+            "realm",
+            "admin",
+            "binding",
+            "import",
+            "s3-permissions",
+            "--version",
+            "^1",
+            "--dry-run",
+        ],
+    );
+    assert!(
+        !w.path("realm/domains/s3-access/bindings/rogue.yaml")
+            .exists()
+    );
+    w.cmd("rogue")
+        .args([
+            "realm",
+            "admin",
+            "binding",
+            "import",
+            "s3-permissions",
+            "--version",
+            "^2",
+            "--dry-run",
+        ])
+        .assert()
+        .code(2);
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "add",
+            "extra",
+            "--domain",
+            "s3-access",
+            "--owner",
+            "aperture",
+            "--schema",
+            "../schemas/v1.json",
+            "--dry-run",
+        ],
+    );
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v2.json",
+            "--dry-run",
+        ],
+    );
+    w.ok("rogue", &["realm", "admin", "leave", "--dry-run"]);
+    assert!(w.path("rogue/.repoman/realm.yaml").exists());
+    assert_eq!(realm_head(&w), head, "no commit was made");
+    let s = w.json("aperture", &["--json", "realm", "status"], 0);
+    assert_eq!(s["domains"][0]["contracts"][0]["version"], "1.0.0");
+}
+
+#[test]
+fn transitive_contracts_compare_with_every_earlier_version() {
+    let w = world();
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "add",
+            "t",
+            "--domain",
+            "s3-access",
+            "--owner",
+            "aperture",
+            "--schema",
+            "../schemas/v1.json",
+            "--transitive",
+            "--compatibility",
+            "full",
+        ],
+    );
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "t",
+            "--schema",
+            "../schemas/v1_1.json",
+            "--version",
+            "2.0.0",
+        ],
+    );
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "t",
+            "--schema",
+            "../schemas/v2.json",
+        ],
+    );
+    let r = w.json(
+        "realm",
+        &[
+            "realm",
+            "check",
+            "--mode",
+            "compatibility",
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    let pairs: Vec<(String, String)> = r["compatibility"]
+        .as_array()
+        .expect("compatibility")
+        .iter()
+        .filter(|d| d["contract"] == "t")
+        .map(|d| {
+            (
+                d["from"].as_str().unwrap_or("").to_string(),
+                d["to"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("1.0.0".to_string(), "3.0.0".to_string()),
+            ("2.0.0".to_string(), "3.0.0".to_string())
+        ]
+    );
+    assert!(
+        r["compatibility"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|d| d["contract"] == "t")
+            .all(|d| d["mode"] == "full")
+    );
+}

@@ -86,6 +86,9 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
+    /// Validate without writing or committing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The realm (a path or a name).
     pub realm: String,
     /// A registered project to join (its working copy under `local_repos`).
@@ -101,6 +104,9 @@ pub struct JoinArgs {
 
 #[derive(Debug, Args)]
 pub struct LeaveArgs {
+    /// Validate without writing or committing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The repository directory (default: the current directory).
     #[arg(long)]
     pub repo: Option<PathBuf>,
@@ -137,6 +143,9 @@ pub enum ContractCommand {
 
 #[derive(Debug, Args)]
 pub struct ContractAddArgs {
+    /// Validate without writing or committing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     pub name: String,
     #[arg(long)]
     pub domain: String,
@@ -192,6 +201,9 @@ pub enum BindingCommand {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Validate without writing or committing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     pub contract: String,
     /// The exporting repo's directory (default: the current repository).
     #[arg(long)]
@@ -205,6 +217,9 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// Validate without writing or committing anything.
+    #[arg(long)]
+    pub dry_run: bool,
     pub contract: String,
     /// A version range: `>=1.0.0 <2.0.0` or `>=1.0.0, <2.0.0`.
     #[arg(long)]
@@ -581,6 +596,7 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
         }
         AdminCommand::Join(a) => {
             let mut realm = resolve_realm(app, Some(&a.realm))?;
+            realm.dry_run = a.dry_run;
             let (dir, default_name) = match (&a.project, &a.repo) {
                 (Some(p), _) => {
                     let reg = app.registry()?;
@@ -607,7 +623,8 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
             let events = realm.join(&dir, &name, env).map_err(realm_error)?;
             record(app, events)?;
             app.ui.success(&format!(
-                "{} joined realm `{}` as `{name}`",
+                "{}{} joined realm `{}` as `{name}`",
+                dry(a.dry_run),
                 dir.display(),
                 realm.name()
             ));
@@ -620,10 +637,15 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
             };
             let (dir, m) = find_membership(&start).map_err(realm_error)?;
             let mut realm = Realm::load(&membership_root(&dir, &m)).map_err(realm_error)?;
+            realm.dry_run = a.dry_run;
             let events = realm.leave(&dir, &m.repo, env).map_err(realm_error)?;
             record(app, events)?;
-            app.ui
-                .success(&format!("`{}` left realm `{}`", m.repo, realm.name()));
+            app.ui.success(&format!(
+                "{}`{}` left realm `{}`",
+                dry(a.dry_run),
+                m.repo,
+                realm.name()
+            ));
             Ok(Exit::Success)
         }
         AdminCommand::Domain(DomainCommand::Create(a)) => {
@@ -646,6 +668,7 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
         }
         AdminCommand::Contract(ContractCommand::Add(a)) => {
             let mut realm = resolve_realm(app, a.sel.realm.as_deref())?;
+            realm.dry_run = a.dry_run;
             let schema = repoman_realm::yaml::load_value(&a.schema).map_err(load_error)?;
             let compatibility = match a.compatibility.as_str() {
                 "none" => Compatibility {
@@ -675,8 +698,11 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                 .map_err(realm_error)?;
             record(app, events)?;
             app.ui.success(&format!(
-                "added contract `{}` {} to domain `{}`",
-                a.name, a.version, a.domain
+                "{}added contract `{}` {} to domain `{}`",
+                dry(a.dry_run),
+                a.name,
+                a.version,
+                a.domain
             ));
             Ok(Exit::Success)
         }
@@ -720,24 +746,33 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
         }
         AdminCommand::Binding(BindingCommand::Export(a)) => {
             let mut realm = resolve_realm(app, a.sel.realm.as_deref())?;
+            realm.dry_run = a.dry_run;
             let (dir, repo) = member(&realm, a.repo.as_deref())?;
             let events = realm
                 .export(&repo, &a.contract, a.source_files, &dir, env)
                 .map_err(realm_error)?;
             record(app, events)?;
-            app.ui
-                .success(&format!("`{repo}` exports `{}`", a.contract));
+            app.ui.success(&format!(
+                "{}`{repo}` exports `{}`",
+                dry(a.dry_run),
+                a.contract
+            ));
             Ok(Exit::Success)
         }
         AdminCommand::Binding(BindingCommand::Import(a)) => {
             let mut realm = resolve_realm(app, a.sel.realm.as_deref())?;
+            realm.dry_run = a.dry_run;
             let (_, repo) = member(&realm, a.repo.as_deref())?;
             let events = realm
                 .import(&repo, &a.contract, &a.version, a.binding, env)
                 .map_err(realm_error)?;
             record(app, events)?;
-            app.ui
-                .success(&format!("`{repo}` imports `{}` {}", a.contract, a.version));
+            app.ui.success(&format!(
+                "{}`{repo}` imports `{}` {}",
+                dry(a.dry_run),
+                a.contract,
+                a.version
+            ));
             Ok(Exit::Success)
         }
         AdminCommand::Trust(a) => {
@@ -840,6 +875,10 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
             Ok(Exit::Success)
         }
     }
+}
+
+fn dry(dry_run: bool) -> &'static str {
+    if dry_run { "(dry run) " } else { "" }
 }
 
 fn dir_name(d: &Path) -> String {
