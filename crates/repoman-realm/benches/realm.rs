@@ -233,12 +233,21 @@ fn generate(root: &Path, env: &Env) -> PathBuf {
 
 /// Verdict agreement with Confluent on the 263 conformance cases: repoman vs the peer.
 fn conformance_comparison() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/json-schema-compat");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/json-schema-compat");
     let mut total = 0;
     let (mut ours, mut peer, mut peer_errors) = (0, 0, 0);
-    for f in ["diff-schema-examples.json", "diff-schema-examples-2020-12.json", "diff-combined-schema-examples.json", "diff-combined-schema-examples-2020-12.json"] {
+    for f in [
+        "diff-schema-examples.json",
+        "diff-schema-examples-2020-12.json",
+        "diff-combined-schema-examples.json",
+        "diff-combined-schema-examples-2020-12.json",
+    ] {
         let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
-            println!("(conformance corpus not found at {}; skipping the verdict comparison)", dir.display());
+            println!(
+                "(conformance corpus not found at {}; skipping the verdict comparison)",
+                dir.display()
+            );
             return;
         };
         let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
@@ -246,7 +255,11 @@ fn conformance_comparison() {
             total += 1;
             let expected = c["compatible"].as_bool().unwrap();
             let (a, b) = (c["original_schema"].clone(), c["update_schema"].clone());
-            if compat::diff(&a, &b, compat::Mode::Backward).unwrap().is_breaking() != expected {
+            if compat::diff(&a, &b, compat::Mode::Backward)
+                .unwrap()
+                .is_breaking()
+                != expected
+            {
                 ours += 1;
             }
             match std::panic::catch_unwind(|| json_schema_diff::diff(a, b)) {
@@ -259,7 +272,9 @@ fn conformance_comparison() {
             }
         }
     }
-    println!("| Confluent conformance verdicts reproduced | repoman {ours}/{total}, json-schema-diff {peer}/{total} ({peer_errors} errors) |");
+    println!(
+        "| Confluent conformance verdicts reproduced | repoman {ours}/{total}, json-schema-diff {peer}/{total} ({peer_errors} errors) |"
+    );
 }
 
 fn opts() -> CheckOptions {
@@ -330,10 +345,18 @@ fn main() {
     let (peer, peer_time) = time(|| {
         pairs
             .iter()
-            .filter(|(a, b)| json_schema_diff::diff(a.clone(), b.clone()).map(|ch| ch.iter().any(|c| c.change.is_breaking())).unwrap_or(true))
+            .filter(|(a, b)| {
+                json_schema_diff::diff(a.clone(), b.clone())
+                    .map(|ch| ch.iter().any(|c| c.change.is_breaking()))
+                    .unwrap_or(true)
+            })
             .count()
     });
-    println!("| peer json-schema-diff 0.1.8, same {} pairs ({peer} breaking) | {:.0} ms |", pairs.len(), peer_time.as_secs_f64() * 1e3);
+    println!(
+        "| peer json-schema-diff 0.1.8, same {} pairs ({peer} breaking) | {:.0} ms |",
+        pairs.len(),
+        peer_time.as_secs_f64() * 1e3
+    );
     conformance_comparison();
 
     let realm = Realm::load(&realm_dir).unwrap();
