@@ -515,6 +515,43 @@ fn list_and_status_json_shapes() {
     assert_eq!(s["mounts"][0]["present"], true);
     assert_eq!(s["mounts"][0]["source_exists"], true);
 
+    // A bind-mount source that disappears from the host is a problem `status` reports (exit 1).
+    let cache = f.home.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    f.repo("gamma");
+    std::fs::write(
+        f.repos.join("gamma/.repoman.toml"),
+        format!(
+            "[[mount]]\nsource = \"{}\"\npath = \"/cache\"\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    f.repoman()
+        .args(["new", "gamma", "--yes"])
+        .assert()
+        .success();
+    std::fs::remove_dir(&cache).unwrap();
+    let (code, status) = f.json(&["status", "gamma"]);
+    assert_eq!(code, 1, "{status}");
+    let mounts = status["sandboxes"][0]["mounts"].as_array().unwrap();
+    let gone = mounts.iter().find(|m| m["path"] == "/cache").unwrap();
+    assert_eq!(
+        (&gone["present"], &gone["source_exists"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    assert!(
+        status["sandboxes"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{status}"
+    );
+    f.repoman()
+        .args(["remove", "gamma", "--yes"])
+        .assert()
+        .success();
+
     // A later `new` adds the sandbox to the --no-container project.
     f.repo("beta");
     f.repoman()
