@@ -77,7 +77,7 @@ fn remote_scan_lists_probes_and_never_runs_shims() {
         manager_dirs: vec![("mise".into(), r.join("installs"))],
         shim_dirs: vec![r.join("mise/shims"), r.join(".asdf/shims")],
         max_depth: 4,
-        timeout: Duration::from_millis(700),
+        timeout: Duration::from_secs(2),
         parallelism: 4,
     };
     let inv = scan_remote(&Local, &opts, &Rules::builtin().unwrap()).unwrap();

@@ -99,7 +99,7 @@ fn sandbox_scan_compares_the_container_with_the_manifest_and_never_runs_shims() 
             "--sandbox",
             "alpha",
             "--timeout",
-            "1",
+            "2",
             "--json",
         ])
         .output()
