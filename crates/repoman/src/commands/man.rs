@@ -49,7 +49,9 @@ fn render(
     if cmd.is_hide_set() {
         return Ok(());
     }
-    let page = cmd.clone().name(name.to_owned());
+    // The package version only: the git revision in `--version` would make the checked-in pages
+    // stale on every commit.
+    let page = cmd.clone().name(name.to_owned()).version(env!("CARGO_PKG_VERSION"));
     let mut buf = Vec::new();
     clap_mangen::Man::new(page)
         .date("")

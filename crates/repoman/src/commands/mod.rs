@@ -8,26 +8,26 @@ use crate::app::App;
 use crate::error::{CliError, Exit};
 
 mod completions;
-mod conflicts;
 mod config;
+mod conflicts;
 mod doctor;
+mod exec;
 mod explain;
+mod lifecycle;
+mod list;
 pub(crate) mod log;
 mod man;
+mod new;
 mod realm;
-mod tools;
+mod remove;
 mod restore;
 mod schema;
 mod setup;
-mod new;
-mod list;
-mod status;
 mod shell;
-mod exec;
-mod lifecycle;
-mod update;
-mod remove;
+mod status;
 mod sync;
+mod tools;
+mod update;
 mod verify;
 
 /// The subcommands.
