@@ -1114,3 +1114,42 @@ fn transitive_contracts_compare_with_every_earlier_version() {
             .all(|d| d["mode"] == "full")
     );
 }
+
+#[test]
+fn policy_rules_can_block_realm_changes() {
+    let w = world();
+    w.write(
+        "config/repoman/repoman.toml",
+        "schema_version = 1\n[[policy.rule]]\noperation = \"realm.contract.*\"\neffect = \"deny\"\nreason = \"contracts are frozen\"\n",
+    );
+    let head = realm_head(&w);
+    w.cmd("aperture")
+        .args([
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v1_1.json",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("contracts are frozen"));
+    assert_eq!(realm_head(&w), head, "a blocked bump writes nothing");
+    // Other realm operations are not matched by the rule.
+    w.ok(
+        "rogue",
+        &[
+            "realm",
+            "admin",
+            "binding",
+            "import",
+            "s3-permissions",
+            "--version",
+            "^1",
+        ],
+    );
+    let log = w.ok("", &["log", "--json"]);
+    assert!(log.contains("policy.decided"), "the decision is recorded");
+}

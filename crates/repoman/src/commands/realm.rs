@@ -650,6 +650,18 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
         }
         AdminCommand::Domain(DomainCommand::Create(a)) => {
             let mut realm = resolve_realm(app, a.sel.realm.as_deref())?;
+            // Validate (names, cycles) first, then ask policy, then write.
+            realm
+                .create_domain(&a.name, &a.repos, env, true)
+                .map_err(realm_error)?;
+            if !a.dry_run {
+                policy_gate(
+                    app,
+                    "realm.domain.create",
+                    &format!("domain:{}/{}", realm.name(), a.name),
+                    Vec::new(),
+                )?;
+            }
             let events = realm
                 .create_domain(&a.name, &a.repos, env, a.dry_run)
                 .map_err(realm_error)?;
@@ -685,6 +697,27 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                     }
                 }
             };
+            if !a.dry_run {
+                realm.dry_run = true;
+                realm
+                    .add_contract(
+                        &a.domain,
+                        &a.name,
+                        &a.owner,
+                        &a.version,
+                        schema.clone(),
+                        compatibility,
+                        env,
+                    )
+                    .map_err(realm_error)?;
+                realm.dry_run = false;
+                policy_gate(
+                    app,
+                    "realm.contract.add",
+                    &realm.contract_object(&a.domain, &a.name),
+                    Vec::new(),
+                )?;
+            }
             let events = realm
                 .add_contract(
                     &a.domain,
@@ -718,6 +751,39 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                     .filter(|(_, m)| Some(&m.repo) == owner.as_ref())
                     .map(|(d, _)| d),
             };
+            let (preview, _) = realm
+                .bump_contract(
+                    &a.name,
+                    schema.clone(),
+                    a.version.as_deref(),
+                    Vec::new(),
+                    None,
+                    env,
+                    true,
+                )
+                .map_err(realm_error)?;
+            if !a.dry_run {
+                let object = realm
+                    .contract(&a.name)
+                    .map(|(d, _)| realm.contract_object(d, &a.name))
+                    .unwrap_or_default();
+                let verdicts = if preview.report.is_breaking() {
+                    vec![repoman_state::Verdict {
+                        rule: "realm.breaking-change".into(),
+                        effect: repoman_state::Effect::Allow,
+                        reason: format!(
+                            "breaking change ({}) with a major step {} → {}",
+                            preview.report.mode.as_str(),
+                            preview.from,
+                            preview.to
+                        ),
+                        unblock: None,
+                    }]
+                } else {
+                    Vec::new()
+                };
+                policy_gate(app, "realm.contract.bump", &object, verdicts)?;
+            }
             let (outcome, events) = realm
                 .bump_contract(
                     &a.name,
@@ -748,6 +814,19 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
             let mut realm = resolve_realm(app, a.sel.realm.as_deref())?;
             realm.dry_run = a.dry_run;
             let (dir, repo) = member(&realm, a.repo.as_deref())?;
+            if !a.dry_run {
+                realm.dry_run = true;
+                realm
+                    .export(&repo, &a.contract, a.source_files.clone(), &dir, env)
+                    .map_err(realm_error)?;
+                realm.dry_run = false;
+                policy_gate(
+                    app,
+                    "realm.binding.export",
+                    &format!("binding:{}/{repo}/{}", realm.name(), a.contract),
+                    Vec::new(),
+                )?;
+            }
             let events = realm
                 .export(&repo, &a.contract, a.source_files, &dir, env)
                 .map_err(realm_error)?;
@@ -763,6 +842,19 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
             let mut realm = resolve_realm(app, a.sel.realm.as_deref())?;
             realm.dry_run = a.dry_run;
             let (_, repo) = member(&realm, a.repo.as_deref())?;
+            if !a.dry_run {
+                realm.dry_run = true;
+                realm
+                    .import(&repo, &a.contract, &a.version, a.binding.clone(), env)
+                    .map_err(realm_error)?;
+                realm.dry_run = false;
+                policy_gate(
+                    app,
+                    "realm.binding.import",
+                    &format!("binding:{}/{repo}/{}", realm.name(), a.contract),
+                    Vec::new(),
+                )?;
+            }
             let events = realm
                 .import(&repo, &a.contract, &a.version, a.binding, env)
                 .map_err(realm_error)?;
@@ -875,6 +967,54 @@ fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
             Ok(Exit::Success)
         }
     }
+}
+
+/// Evaluates the user's `[[policy.rule]]`s (and `verdicts` from realm guards) for a realm change,
+/// records the decision, and stops with exit 3 when it denies or needs review.
+fn policy_gate(
+    app: &App,
+    op: &str,
+    object: &str,
+    verdicts: Vec<repoman_state::Verdict>,
+) -> Result<(), CliError> {
+    use repoman_state::{Effect, Operation};
+    let reg = app.registry()?;
+    let state = app.state()?;
+    let op = Operation {
+        name: op.into(),
+        object: object.into(),
+        project: None,
+    };
+    let d = state.decide(&op, verdicts, &reg.registry.policy.rules)?;
+    if d.effect.blocks() {
+        let reasons: Vec<String> = d
+            .reasons
+            .iter()
+            .filter(|v| v.effect.blocks())
+            .map(|v| {
+                format!(
+                    "{} ({}): {}",
+                    if v.effect == Effect::Deny {
+                        "denied"
+                    } else {
+                        "review required"
+                    },
+                    v.rule,
+                    v.reason
+                )
+            })
+            .collect();
+        return Err(CliError::new(
+            Exit::Blocked,
+            format!(
+                "{} on {} is blocked by policy:\n  {}",
+                op.name,
+                op.object,
+                reasons.join("\n  ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn dry(dry_run: bool) -> &'static str {
