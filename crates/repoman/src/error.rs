@@ -28,6 +28,9 @@ pub enum Exit {
     Unavailable,
     /// 130: interrupted (Ctrl-C).
     Interrupted,
+    /// The exit status of a command repoman ran for the user (`repoman shell -- CMD`), passed
+    /// through unchanged.
+    Child(u8),
 }
 
 impl Exit {
@@ -39,6 +42,7 @@ impl Exit {
             Exit::Blocked => 3,
             Exit::Unavailable => 4,
             Exit::Interrupted => 130,
+            Exit::Child(code) => code,
         }
     }
 }

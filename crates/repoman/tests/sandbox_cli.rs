@@ -432,7 +432,7 @@ fn exec_exits_with_the_command_status_and_lifecycle_commands_work() {
         .assert()
         .code(7)
         .stdout("out\n");
-    // `shell` with a command and no terminal: same user, directory and HOME; failure is exit 1.
+    // `shell` with a command and no terminal: same user, directory and HOME.
     f.repoman()
         .args(["shell", "box", "--", "sh", "-c", "id -u; pwd; echo $HOME"])
         .assert()
@@ -442,6 +442,11 @@ fn exec_exits_with_the_command_status_and_lifecycle_commands_work() {
         .args(["shell", "box", "--", "false"])
         .assert()
         .code(1);
+    // The child's own status is passed through, not flattened to 1.
+    f.repoman()
+        .args(["shell", "box", "--", "sh", "-c", "exit 7"])
+        .assert()
+        .code(7);
     f.repoman()
         .args(["stop", "box", "--force"])
         .assert()

@@ -59,12 +59,15 @@ pub(crate) fn ensure_running(app: &App, s: &Session, t: &Target) -> Result<(), C
     Ok(())
 }
 
-/// The exit of an interactive child (`shell`): its failure is reported as exit 1.
+/// The exit of an interactive child (`shell`): its own status, passed through; a child killed by
+/// a signal exits 128 + the signal number, as shells report it.
 pub(crate) fn exit_of(status: std::process::ExitStatus) -> Exit {
-    if status.success() {
-        Exit::Success
-    } else {
-        Exit::Failure
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Exit::Success,
+        (Some(code), _) => Exit::Child(u8::try_from(code & 0xff).unwrap_or(1)),
+        (None, Some(sig)) => Exit::Child(u8::try_from(128 + (sig & 0x7f)).unwrap_or(1)),
+        (None, None) => Exit::Failure,
     }
 }
 
