@@ -197,6 +197,7 @@ pub(crate) fn worst(a: Exit, b: Exit) -> Exit {
         Exit::Blocked => 3,
         Exit::Unavailable => 4,
         Exit::Interrupted => 5,
+        Exit::Child(_) => 1,
     };
     if rank(b) > rank(a) { b } else { a }
 }
