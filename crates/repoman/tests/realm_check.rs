@@ -1153,3 +1153,34 @@ fn policy_rules_can_block_realm_changes() {
     let log = w.ok("", &["log", "--json"]);
     assert!(log.contains("policy.decided"), "the decision is recorded");
 }
+
+#[test]
+fn text_output_lists_changes_and_the_result_like_the_seed() {
+    let w = world();
+    w.ok(
+        "aperture",
+        &[
+            "realm",
+            "admin",
+            "contract",
+            "bump",
+            "s3-permissions",
+            "--schema",
+            "../schemas/v1_1.json",
+        ],
+    );
+    let out = w.ok("realm", &["realm", "check", "--mode", "compatibility"]);
+    assert!(
+        out.contains("checking s3-permissions 1.0.0 → 1.1.0 (backward)"),
+        "{out}"
+    );
+    assert!(out.contains("✓ #/properties/write property-added"), "{out}");
+    assert!(
+        out.contains("Result: COMPATIBLE (minor version step OK)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("realm check (compatibility) letemcook: OK"),
+        "{out}"
+    );
+}

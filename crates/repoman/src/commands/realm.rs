@@ -1267,13 +1267,45 @@ fn level_str(l: Level) -> &'static str {
 fn render_check_text(r: &CheckReport) -> Vec<String> {
     let mut lines = Vec::new();
     for d in &r.compatibility {
+        // As in the design seed: one line per change, then the result and what the step allows.
         lines.push(format!(
-            "checking {} {} → {} ({}): {}",
+            "checking {} {} → {} ({})",
             d.contract,
             d.from,
             d.to,
-            d.mode.as_str(),
-            d.verdict.as_str().to_uppercase()
+            d.mode.as_str()
+        ));
+        for ch in &d.changes {
+            let mark = match ch.verdict {
+                Verdict::Compatible => "✓",
+                Verdict::Warning => "!",
+                Verdict::Breaking => "✗",
+            };
+            lines.push(format!(
+                "  {mark} {} {}: {} - {}",
+                ch.pointer,
+                ch.kind,
+                ch.message,
+                ch.verdict.as_str().to_uppercase()
+            ));
+        }
+        let step = match (
+            repoman_realm::version::parse_version(&d.from),
+            repoman_realm::version::parse_version(&d.to),
+        ) {
+            (Ok(a), Ok(b)) => match repoman_realm::version::bump(&a, &b) {
+                Some(repoman_realm::version::Bump::Major) => "major version step",
+                Some(repoman_realm::version::Bump::Minor) => "minor version step",
+                Some(repoman_realm::version::Bump::Patch) => "patch version step",
+                None => "version did not increase",
+            },
+            _ => "unparsable versions",
+        };
+        let ok = d.verdict != Verdict::Breaking || step == "major version step";
+        lines.push(format!(
+            "  Result: {} ({step} {})",
+            d.verdict.as_str().to_uppercase(),
+            if ok { "OK" } else { "NOT OK" }
         ));
     }
     let mut sorted: Vec<_> = r.findings.iter().collect();
