@@ -76,6 +76,16 @@ pub struct ToolStatus {
     pub scope: Scope,
     #[serde(flatten)]
     pub state: ToolState,
+    /// Lower-precedence declarations this one overrides (precedence is in `docs/tools.md`).
+    pub overrides: Vec<Overridden>,
+}
+
+/// A declaration that lost to a higher-precedence one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overridden {
+    pub file: PathBuf,
+    pub line: usize,
+    pub versions: Vec<String>,
 }
 
 impl ToolStatus {
@@ -136,9 +146,13 @@ pub fn version_matches(req: &str, install: &Install) -> bool {
 
 /// Status of each effective declaration of one project.
 pub fn status(project: &ProjectTools, inv: &Inventory, rules: &Rules) -> Vec<ToolStatus> {
+    let key = |name: &str| match rules.for_manifest_name(name) {
+        Some(r) => format!("rule:{}", r.id),
+        None => format!("name:{name}"),
+    };
     project
         .manifests
-        .resolve()
+        .resolve_by(key)
         .into_iter()
         .map(|r: Resolved| {
             let rule = rules.for_manifest_name(&r.tool);
@@ -181,6 +195,15 @@ pub fn status(project: &ProjectTools, inv: &Inventory, rules: &Rules) -> Vec<Too
                 line: r.line,
                 scope: r.scope,
                 state,
+                overrides: r
+                    .shadowed
+                    .into_iter()
+                    .map(|(file, line, versions)| Overridden {
+                        file,
+                        line,
+                        versions,
+                    })
+                    .collect(),
             }
         })
         .collect()

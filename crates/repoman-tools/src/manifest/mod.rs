@@ -245,27 +245,37 @@ impl ManifestSet {
         set
     }
 
-    /// Merge into one effective declaration per tool (see the module docs for the order).
+    /// Merge into one effective declaration per tool name (see the module docs for the order).
     pub fn resolve(&self) -> Vec<Resolved> {
-        let mut out: Vec<Resolved> = Vec::new();
+        self.resolve_by(str::to_owned)
+    }
+
+    /// Merge with `key` deciding which names are the same tool (e.g. `nodejs` in `.tool-versions`
+    /// and `node` from `.nvmrc` both mean the rule `node`). The winner keeps its own spelling.
+    pub fn resolve_by(&self, key: impl Fn(&str) -> String) -> Vec<Resolved> {
+        let mut out: Vec<(String, Resolved)> = Vec::new();
         for m in &self.manifests {
             for d in &m.declarations {
-                match out.iter_mut().find(|r| r.tool == d.tool) {
+                let k = key(&d.tool);
+                match out.iter_mut().find(|(rk, _)| *rk == k).map(|(_, r)| r) {
                     Some(r) => r
                         .shadowed
                         .push((m.path.clone(), d.line, d.versions.clone())),
-                    None => out.push(Resolved {
-                        tool: d.tool.clone(),
-                        versions: d.versions.clone(),
-                        file: m.path.clone(),
-                        line: d.line,
-                        scope: m.scope,
-                        shadowed: Vec::new(),
-                    }),
+                    None => out.push((
+                        k,
+                        Resolved {
+                            tool: d.tool.clone(),
+                            versions: d.versions.clone(),
+                            file: m.path.clone(),
+                            line: d.line,
+                            scope: m.scope,
+                            shadowed: Vec::new(),
+                        },
+                    )),
                 }
             }
         }
-        out
+        out.into_iter().map(|(_, r)| r).collect()
     }
 }
 
