@@ -65,7 +65,6 @@ for p in random.sample(files, len(files) // 100):
 PY
 }
 
-sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 echo "estate: $P projects x $N files, 2 projects with 2 x ${BIG} MiB files"
 t_init_r=$(timed repoman_sync)
 t_init_l=$(timed rsync_loop)

@@ -156,6 +156,8 @@ pub struct Manifest {
     pub created_at: String,
     /// Sorted by path bytes.
     pub entries: Vec<Entry>,
+    /// The Merkle node hash of every directory (by path), computed with the root.
+    dir_hashes: HashMap<Vec<u8>, [u8; 32]>,
 }
 
 /// Counts for display.
@@ -172,13 +174,93 @@ impl Manifest {
     /// Assemble from entries (sorted here) and compute the root.
     pub fn from_entries(project: &str, created_at: String, mut entries: Vec<Entry>) -> Self {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        let root = merkle_root(&entries);
+        let tree = Tree::new(&entries);
+        let root = blake3::Hash::from(tree.hash_of(b"")).to_hex().to_string();
+        let dir_hashes = tree
+            .hashes
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v))
+            .collect();
         Self {
             project: project.to_owned(),
             root,
             created_at,
             entries,
+            dir_hashes,
         }
+    }
+
+    /// Direct children of directory `dir`, in name order (a range scan of the sorted entries).
+    fn children_of(&self, dir: &[u8]) -> Vec<&Entry> {
+        let mut prefix = dir.to_vec();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        let start = self
+            .entries
+            .partition_point(|e| e.path.as_slice() < prefix.as_slice());
+        let mut kids: Vec<&Entry> = self.entries[start..]
+            .iter()
+            .take_while(|e| e.path.starts_with(&prefix))
+            .filter(|e| {
+                !e.path.is_empty()
+                    && e.path.len() > prefix.len()
+                    && !e.path[prefix.len()..].contains(&b'/')
+            })
+            .collect();
+        kids.sort_by(|a, b| name_of(&a.path).cmp(name_of(&b.path)));
+        kids
+    }
+
+    fn dir_id(&self, dir: &[u8]) -> String {
+        blake3::Hash::from(self.dir_hashes.get(dir).copied().unwrap_or([0; 32]))
+            .to_hex()
+            .to_string()
+    }
+
+    /// Write the tree objects of `dir` and below that do not exist yet (children first). An
+    /// existing object means its whole subtree was stored before: content addressing makes it
+    /// identical.
+    fn write_missing(
+        &self,
+        store: &Path,
+        dir: &[u8],
+        written: &mut Vec<PathBuf>,
+    ) -> Result<(), BackupError> {
+        let id = self.dir_id(dir);
+        let path = tree_path(store, &id);
+        if path.exists() {
+            return Ok(());
+        }
+        let kids = self.children_of(dir);
+        for k in &kids {
+            if k.kind == EntryKind::Dir {
+                self.write_missing(store, &k.path, written)?;
+            }
+        }
+        let mode = self.get(dir).map(|e| e.mode).unwrap_or(0);
+        let obj = WireTree {
+            schema: TREE_FORMAT.into(),
+            mode,
+            entries: kids
+                .iter()
+                .map(|e| {
+                    WireEntry::new(e, (e.kind == EntryKind::Dir).then(|| self.dir_id(&e.path)))
+                })
+                .collect(),
+        };
+        let mut bytes = serde_json::to_vec(&obj).map_err(|e| BackupError::Config(e.to_string()))?;
+        bytes.push(b'\n');
+        let parent = path.parent().unwrap_or(store);
+        repoman_core::paths::ensure_dir(parent)
+            .map_err(|e| BackupError::io(parent, io::Error::other(e.to_string())))?;
+        // A temporary name keeps a crash from leaving a truncated object under its final name;
+        // durability comes from `store` (fsyncs, or one syncfs for many objects).
+        let tmp = parent.join(format!(".{id}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(|e| BackupError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| BackupError::io(&path, e))?;
+        written.push(path);
+        Ok(())
     }
 
     pub fn counts(&self) -> Counts {
@@ -225,12 +307,25 @@ impl Manifest {
         if path.exists() {
             return Ok(path);
         }
-        let tree = Tree::new(&self.entries);
-        let mut written = 0u64;
-        tree.write_missing(dir, b"", &mut written)?;
-        if written > 0 {
+        let mut written = Vec::new();
+        self.write_missing(dir, b"", &mut written)?;
+        if written.len() > SYNCFS_THRESHOLD {
+            // Many new objects (a first manifest): one filesystem sync beats thousands of fsyncs.
             let f = std::fs::File::open(dir).map_err(|e| BackupError::io(dir, e))?;
             rustix::fs::syncfs(&f).map_err(|e| BackupError::io(dir, e.into()))?;
+        } else {
+            let mut dirs = HashSet::new();
+            for p in &written {
+                std::fs::File::open(p)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| BackupError::io(p, e))?;
+                if let Some(d) = p.parent() {
+                    dirs.insert(d.to_path_buf());
+                }
+            }
+            for d in dirs {
+                repoman_core::fs::sync_dir(&d).map_err(|e| BackupError::io(&d, e))?;
+            }
         }
         let wire = WireRoot {
             schema: MANIFEST_FORMAT.into(),
@@ -288,11 +383,10 @@ impl Manifest {
         created_at: String,
     ) -> Result<Self, BackupError> {
         use crate::rsync::Change;
-        let mut map: std::collections::BTreeMap<Vec<u8>, Entry> = self
-            .entries
-            .iter()
-            .map(|e| (e.path.clone(), e.clone()))
-            .collect();
+        // The changes as an overlay (path -> new entry, or removed) plus removed subtrees, merged
+        // with the sorted old entries in one pass: O(entries + items log items).
+        let mut overlay: std::collections::BTreeMap<Vec<u8>, Option<Entry>> = Default::default();
+        let mut removed_dirs: Vec<Vec<u8>> = Vec::new();
         for item in items {
             let full = join(dst, &item.path);
             let meta = match item.change {
@@ -304,11 +398,15 @@ impl Manifest {
                 },
             };
             let Some(meta) = meta else {
-                remove_subtree(&mut map, &item.path);
+                removed_dirs.push(item.path.clone());
+                overlay.insert(item.path.clone(), None);
                 continue;
             };
             let mut e = Entry::from_meta(item.path.clone(), &meta);
-            let old = map.get(&item.path);
+            let old = match overlay.get(&item.path) {
+                Some(o) => o.as_ref(),
+                None => self.get(&item.path),
+            };
             match e.kind {
                 EntryKind::File => {
                     let reuse = matches!(item.change, Change::Attributes)
@@ -332,31 +430,29 @@ impl Manifest {
                 _ => {}
             }
             if e.kind != EntryKind::Dir {
-                // A directory replaced by a file: its old contents are gone.
-                remove_subtree(&mut map, &item.path);
+                // A directory replaced by something else: its old contents are gone.
+                removed_dirs.push(item.path.clone());
             }
-            map.insert(item.path.clone(), e);
+            overlay.insert(item.path.clone(), Some(e));
         }
-        Ok(Self::from_entries(
-            &self.project,
-            created_at,
-            map.into_values().collect(),
-        ))
-    }
-}
-
-/// Remove `path` and everything below it.
-fn remove_subtree(map: &mut std::collections::BTreeMap<Vec<u8>, Entry>, path: &[u8]) {
-    map.remove(path);
-    let mut prefix = path.to_vec();
-    prefix.push(b'/');
-    let below: Vec<Vec<u8>> = map
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in below {
-        map.remove(&k);
+        let removed: HashSet<&[u8]> = removed_dirs.iter().map(Vec::as_slice).collect();
+        // Whether an ancestor of `p` was removed (O(depth) lookups).
+        let under_removed = |p: &[u8]| {
+            !removed.is_empty()
+                && p.iter()
+                    .enumerate()
+                    .any(|(i, &b)| b == b'/' && removed.contains(&p[..i]))
+        };
+        let mut out = Vec::with_capacity(self.entries.len() + overlay.len());
+        for e in &self.entries {
+            if overlay.contains_key(&e.path) || under_removed(&e.path) {
+                continue;
+            }
+            out.push(e.clone());
+        }
+        // Every overlay entry was found on the backup after the run: it is part of the copy.
+        out.extend(overlay.into_values().flatten());
+        Ok(Self::from_entries(&self.project, created_at, out))
     }
 }
 
@@ -373,7 +469,6 @@ struct Tree<'a> {
     children: HashMap<&'a [u8], Vec<usize>>,
     /// Node hash per directory path.
     hashes: HashMap<&'a [u8], [u8; 32]>,
-    root_mode: u32,
 }
 
 fn name_of(path: &[u8]) -> &[u8] {
@@ -405,7 +500,6 @@ impl<'a> Tree<'a> {
             entries,
             children,
             hashes: HashMap::new(),
-            root_mode,
         };
         t.compute(b"", root_mode);
         t
@@ -431,64 +525,6 @@ impl<'a> Tree<'a> {
     fn hash_of(&self, dir: &[u8]) -> [u8; 32] {
         self.hashes.get(dir).copied().unwrap_or([0; 32])
     }
-
-    /// Write the objects of `dir` and below that do not exist yet (children first). An existing
-    /// object means its subtree was stored before: content addressing makes it identical.
-    fn write_missing(
-        &self,
-        store: &Path,
-        dir: &[u8],
-        written: &mut u64,
-    ) -> Result<(), BackupError> {
-        let id = blake3::Hash::from(self.hash_of(dir)).to_hex().to_string();
-        let path = tree_path(store, &id);
-        if path.exists() {
-            return Ok(());
-        }
-        let kids = self.children.get(dir).map(Vec::as_slice).unwrap_or(&[]);
-        for &i in kids {
-            if self.entries[i].kind == EntryKind::Dir {
-                self.write_missing(store, &self.entries[i].path, written)?;
-            }
-        }
-        let mode = if dir.is_empty() {
-            self.root_mode
-        } else {
-            self.entries
-                .iter()
-                .find(|e| e.path == dir)
-                .map(|e| e.mode)
-                .unwrap_or(0)
-        };
-        let obj = WireTree {
-            schema: TREE_FORMAT.into(),
-            mode,
-            entries: kids
-                .iter()
-                .map(|&i| {
-                    let e = &self.entries[i];
-                    let tree = (e.kind == EntryKind::Dir).then(|| {
-                        blake3::Hash::from(self.hash_of(&e.path))
-                            .to_hex()
-                            .to_string()
-                    });
-                    WireEntry::new(e, tree)
-                })
-                .collect(),
-        };
-        let mut bytes = serde_json::to_vec(&obj).map_err(|e| BackupError::Config(e.to_string()))?;
-        bytes.push(b'\n');
-        let parent = path.parent().unwrap_or(store);
-        repoman_core::paths::ensure_dir(parent)
-            .map_err(|e| BackupError::io(parent, io::Error::other(e.to_string())))?;
-        // Durability comes from the one syncfs in `store`; a temporary name keeps a crash from
-        // leaving a truncated object under its final name.
-        let tmp = parent.join(format!(".{id}.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, &bytes).map_err(|e| BackupError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| BackupError::io(&path, e))?;
-        *written += 1;
-        Ok(())
-    }
 }
 
 /// A directory's node hash from its mode and its children's (name, hash) in name order.
@@ -503,6 +539,9 @@ fn dir_hash<'n>(mode: u32, children: impl Iterator<Item = (&'n [u8], &'n [u8; 32
     }
     *h.finalize().as_bytes()
 }
+
+/// Above this many new tree objects, `store` makes them durable with one `syncfs`.
+const SYNCFS_THRESHOLD: usize = 64;
 
 /// The tree object format tag.
 pub const TREE_FORMAT: &str = "repoman.manifest-tree/v1";
