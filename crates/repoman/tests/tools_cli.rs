@@ -158,6 +158,15 @@ fn global_pin_creates_home_tool_versions() {
 #[test]
 fn malformed_manifests_are_located_and_never_written() {
     let lab = Lab::new();
+    let nvmrc = lab.alpha().join(".nvmrc");
+    std::fs::write(&nvmrc, "20\n").unwrap();
+    lab.repoman()
+        .args(["tools", "pin", "node", "22", "--file"])
+        .arg(&nvmrc)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a manifest repoman can edit"));
+    assert_eq!(std::fs::read_to_string(&nvmrc).unwrap(), "20\n");
     let mise = lab.alpha().join("mise.toml");
     std::fs::write(&mise, "[tools]\nnode = \"20\nz3 = \"4\"\n").unwrap();
     lab.repoman()
@@ -227,6 +236,13 @@ fn status_reports_satisfied_missing_and_mismatch() {
         .assert()
         .success()
         .stdout(predicate::str::contains("alpha").and(predicate::str::contains("satisfied")));
+    let all = lab.json(&["tools", "status", "--all"]);
+    assert_eq!(all["projects"].as_array().unwrap().len(), 1);
+    assert_eq!(all["projects"][0]["project"], "alpha");
+    lab.repoman()
+        .args(["tools", "status", "nosuch"])
+        .assert()
+        .code(2);
 }
 
 #[test]
