@@ -159,7 +159,16 @@ impl MiseFile {
         self.text.clone()
     }
 
-    fn tools(&self) -> Option<&toml_edit::Table> {
+    /// `[tools]` as a table, a dotted `tools.x = ...` table or an inline `tools = { ... }`.
+    fn tools(&self) -> Option<&dyn toml_edit::TableLike> {
+        self.doc
+            .as_table()
+            .get("tools")
+            .and_then(Item::as_table_like)
+    }
+
+    /// `[tools]` when it is a real (header or dotted) table, not an inline one.
+    fn tools_table(&self) -> Option<&toml_edit::Table> {
         self.doc.as_table().get("tools").and_then(Item::as_table)
     }
 
@@ -261,7 +270,7 @@ impl MiseFile {
         }
         let new_text = match self.version_node(tool)? {
             Some(node) => self.splice_versions(node, versions),
-            None => self.insert(tool, versions),
+            None => self.insert(tool, versions)?,
         };
         *self = Self::parse(&self.path, &new_text)?;
         Ok(true)
@@ -336,18 +345,26 @@ impl MiseFile {
         v
     }
 
-    fn insert(&self, tool: &str, versions: &[String]) -> String {
+    fn insert(&self, tool: &str, versions: &[String]) -> Result<String, ToolsError> {
         let t = &self.text;
         let eol = self.eol_style();
+        if self.tools().is_some() && self.tools_table().is_none() {
+            return Err(ToolsError::Unsupported {
+                path: self.path.clone(),
+                message: format!("`tools` is an inline table; add `{tool}` to it by hand"),
+            });
+        }
+        let dotted = self.tools_table().is_some_and(|tb| tb.is_dotted());
         let entries = self.value_entries();
         let explicit_tools = self
-            .tools()
+            .tools_table()
             .filter(|tb| !tb.is_implicit() && !tb.is_dotted() && tb.span().is_some());
         let (at, line_text) = match (entries.last(), explicit_tools) {
             (Some((key, val)), _) => {
                 let ls = line_start(t, key.start);
                 let indent = &t[ls..key.start];
-                let indent = if indent.bytes().all(|b| b == b' ' || b == b'\t') {
+                // Whitespace, or the `tools.` prefix of dotted keys (`tools.node = "20"`).
+                let indent = if indent.bytes().all(|b| b == b' ' || b == b'\t') || dotted {
                     indent
                 } else {
                     ""
@@ -385,7 +402,7 @@ impl MiseFile {
                     key_repr(tool),
                     value_text(versions)
                 ));
-                return s;
+                return Ok(s);
             }
         };
         let mut s = String::with_capacity(t.len() + line_text.len() + 2);
@@ -399,7 +416,7 @@ impl MiseFile {
             s.push_str(eol);
         }
         s.push_str(&t[at..]);
-        s
+        Ok(s)
     }
 
     /// When all entries put `=` at the same column and at least one pads its key, the text
@@ -465,7 +482,10 @@ impl MiseFile {
         let t = &self.text;
         let start = line_start(t, ks.start);
         let end = line_end_incl(t, vs.end);
-        if !t[start..ks.start].trim().is_empty() || !after_value_is_trailing(&t[vs.end..end]) {
+        let prefix = t[start..ks.start].trim();
+        let dotted_prefix =
+            self.tools_table().is_some_and(|tb| tb.is_dotted()) && prefix.ends_with('.');
+        if (!prefix.is_empty() && !dotted_prefix) || !after_value_is_trailing(&t[vs.end..end]) {
             return Err(unsupported("shares its line with other TOML"));
         }
         let mut s = String::with_capacity(t.len());
@@ -555,6 +575,35 @@ mod tests {
             "{}",
             f.render()
         );
+    }
+
+    #[test]
+    fn dotted_and_inline_tools_tables() {
+        let s = "tools.node = \"20\"\n[env]\nA = \"1\"\n";
+        let mut f = p(s);
+        assert_eq!(f.entries()[0].versions, ["20"]);
+        f.pin("node", &["22".into()]).unwrap();
+        assert_eq!(f.render(), "tools.node = \"22\"\n[env]\nA = \"1\"\n");
+        f.pin("go", &["1.22".into()]).unwrap();
+        assert_eq!(
+            f.render(),
+            "tools.node = \"22\"\ntools.go = \"1.22\"\n[env]\nA = \"1\"\n"
+        );
+        f.unpin("go").unwrap();
+        assert_eq!(f.render(), "tools.node = \"22\"\n[env]\nA = \"1\"\n");
+
+        let mut f = p("tools = { node = \"20\" }\n");
+        assert_eq!(f.entries()[0].versions, ["20"]);
+        f.pin("node", &["21".into()]).unwrap();
+        assert_eq!(f.render(), "tools = { node = \"21\" }\n");
+        assert!(
+            f.pin("go", &["1".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("inline table")
+        );
+        assert!(f.unpin("node").is_err());
+        assert_eq!(f.render(), "tools = { node = \"21\" }\n");
     }
 
     #[test]
