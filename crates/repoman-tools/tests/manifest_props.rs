@@ -180,3 +180,35 @@ proptest! {
         prop_assert_eq!(f.render(), text);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Pinning a declared tool changes only its line; every other line keeps its bytes, and the
+    /// file still parses with the new versions.
+    #[test]
+    fn tool_versions_pin_existing_touches_one_line(text in file(tv_line()), two in any::<bool>()) {
+        let path = Path::new(".tool-versions");
+        let mut t = ToolVersions::parse(path, &text).unwrap();
+        let Some(first) = t.entries().into_iter().next() else { return Ok(()) };
+        let versions: Vec<String> = if two { vec!["7.7".into(), "6.6".into()] } else { vec!["7.7.7".into()] };
+        t.pin(&first.tool, &versions).unwrap();
+        let out = t.render();
+        let a: Vec<&str> = text.split('\n').collect();
+        let b: Vec<&str> = out.split('\n').collect();
+        prop_assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            if i + 1 != first.line {
+                prop_assert_eq!(x, y);
+            } else {
+                // Same indentation and tool name, same comment tail.
+                let lead = |s: &str| s.split(&first.tool).next().unwrap_or("").to_owned();
+                prop_assert_eq!(lead(x), lead(y));
+                let tail = |s: &str| s.find('#').map(|i| s[i..].to_owned());
+                prop_assert_eq!(tail(x), tail(y));
+            }
+        }
+        let again = ToolVersions::parse(path, &out).unwrap();
+        prop_assert_eq!(&again.entries().into_iter().next().unwrap().versions, &versions);
+    }
+}
