@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::version::{self, BumpError, Range, VersionError};
 use crate::yaml::{self, LoadError};
+use rayon::prelude::*;
 use repoman_core::Env;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -251,6 +252,18 @@ impl Realm {
         };
         entries.sort();
         let mut contract_names: BTreeMap<String, String> = BTreeMap::new();
+        // Contract files carry the schemas and dominate loading: parse them all in parallel.
+        let mut all = Vec::new();
+        for d in &entries {
+            all.extend(yaml_files(&d.join("contracts"))?);
+        }
+        let mut parsed: std::collections::HashMap<PathBuf, Result<ContractFile, LoadError>> = all
+            .into_par_iter()
+            .map(|p| {
+                let c = yaml::load(&p);
+                (p, c)
+            })
+            .collect();
         for d in entries {
             let dpath = d.join("domain.yaml");
             if !dpath.is_file() {
@@ -263,8 +276,9 @@ impl Realm {
                 None
             };
             let mut contracts = BTreeMap::new();
-            for p in yaml_files(&d.join("contracts"))? {
-                let c: ContractFile = yaml::load(&p)?;
+            let files = yaml_files(&d.join("contracts"))?;
+            for p in files {
+                let c = parsed.remove(&p).unwrap_or_else(|| yaml::load(&p))?;
                 if c.name != stem(&p) {
                     let message = format!(
                         "names contract `{}`; the file name says `{}`",
