@@ -105,6 +105,24 @@ impl Git {
         Ok(!self.run(&["status", "--porcelain"])?.trim().is_empty())
     }
 
+    /// Files under `pathspec` that differ from HEAD (modified, added or untracked).
+    pub fn changed_paths(&self, pathspec: &str) -> Result<Vec<String>, GitError> {
+        let out = self.run(&[
+            "-c",
+            "core.quotePath=false",
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--",
+            pathspec,
+        ])?;
+        Ok(out
+            .lines()
+            .filter(|l| l.len() > 3)
+            .map(|l| l[3..].rsplit(" -> ").next().unwrap_or(&l[3..]).to_string())
+            .collect())
+    }
+
     /// Commits that touched `path`, oldest first.
     pub fn file_history(&self, path: &str) -> Result<Vec<String>, GitError> {
         let out = self.run(&["log", "--format=%H", "--reverse", "--", path])?;

@@ -1049,16 +1049,14 @@ fn status(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
         .and_then(|d| find_membership(&d).ok())
         .filter(|(_, m)| m.realm == realm.name())
         .map(|(_, m)| m.repo);
+    // One `git status` for every contract file, not one `git show` per contract.
+    let changed = git.changed_paths("domains").unwrap_or_default();
     let pending: Vec<String> = realm
         .domains
         .iter()
         .flat_map(|(d, dom)| dom.contracts.keys().map(move |c| (d.clone(), c.clone())))
-        .filter_map(|(d, c)| {
-            let rel = Realm::contract_rel_path(&d, &c);
-            let committed = head.as_ref().and_then(|h| git.show(h, &rel).ok());
-            let now = std::fs::read_to_string(realm.root.join(&rel)).ok();
-            (committed != now).then_some(c)
-        })
+        .filter(|(d, c)| head.is_none() || changed.contains(&Realm::contract_rel_path(d, c)))
+        .map(|(_, c)| c)
         .collect();
     let mut exports = Vec::new();
     let mut imports = Vec::new();
