@@ -1184,3 +1184,27 @@ fn text_output_lists_changes_and_the_result_like_the_seed() {
         "{out}"
     );
 }
+
+#[test]
+fn join_by_registered_project_uses_local_repos() {
+    let w = world();
+    std::fs::create_dir_all(w.path("repos/infra")).expect("mkdir");
+    w.write(
+        "config/repoman/repoman.toml",
+        &format!(
+            "schema_version = 1\n[defaults]\nlocal_repos = {:?}\n[[project]]\nname = \"infra\"\nrepo = \"infra\"\ncontainer = false\n",
+            w.path("repos").display().to_string()
+        ),
+    );
+    w.ok(
+        "",
+        &["realm", "admin", "join", "realm", "--project", "infra"],
+    );
+    assert!(w.path("repos/infra/.repoman/realm.yaml").is_file());
+    assert!(w.path("realm/repos/infra.yaml").is_file());
+    w.cmd("")
+        .args(["realm", "admin", "join", "realm", "--project", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no project `nope`"));
+}
