@@ -539,9 +539,8 @@ fn doctor(app: &App, a: DoctorArgs) -> Result<Exit, CliError> {
     Ok(if warn { Exit::Failure } else { Exit::Success })
 }
 
-/// The directory whose manifests `pin`/`unpin` edit, and the project name for messages.
-fn target_dir(app: &App, c: &Ctx, t: &Target) -> Result<Option<PathBuf>, CliError> {
-    let _ = app;
+/// The directory whose manifests `pin`/`unpin` edit; `None` for `--global`.
+fn target_dir(c: &Ctx, t: &Target) -> Result<Option<PathBuf>, CliError> {
     match (&t.project, t.global) {
         (Some(p), _) => Ok(Some(project_dir(c, p)?)),
         (None, true) => Ok(None),
@@ -624,7 +623,7 @@ fn finish_edits(
 
 fn pin(app: &App, a: PinArgs) -> Result<Exit, CliError> {
     let c = ctx(app)?;
-    let file = match (&a.target.file, target_dir(app, &c, &a.target)?) {
+    let file = match (&a.target.file, target_dir(&c, &a.target)?) {
         (Some(f), _) => f.clone(),
         (None, Some(dir)) => manifest::pin_target(&dir, &a.tool)?,
         (None, None) => {
@@ -637,7 +636,7 @@ fn pin(app: &App, a: PinArgs) -> Result<Exit, CliError> {
 
 fn unpin(app: &App, a: UnpinArgs) -> Result<Exit, CliError> {
     let c = ctx(app)?;
-    let files = match (&a.target.file, target_dir(app, &c, &a.target)?) {
+    let files = match (&a.target.file, target_dir(&c, &a.target)?) {
         (Some(f), _) => vec![f.clone()],
         (None, Some(dir)) => manifest::unpin_targets(&dir, &a.tool)?,
         (None, None) => {
