@@ -321,3 +321,32 @@ fn doctor_reports_shadowing_and_list_shows_unidentified() {
                 .and(predicate::str::contains("mystery/bin/frob")),
         );
 }
+
+#[test]
+fn policy_can_block_manifest_edits() {
+    let lab = Lab::new();
+    let reg = lab.home().join(".config/repoman/repoman.toml");
+    let mut text = std::fs::read_to_string(&reg).unwrap();
+    text.push_str(
+        "\n[[policy.rule]]\noperation = \"tools.*\"\nproject = \"alpha\"\neffect = \"deny\"\nreason = \"toolchains are frozen for the release\"\n",
+    );
+    std::fs::write(&reg, text).unwrap();
+    let tv = lab.alpha().join(".tool-versions");
+    std::fs::write(&tv, "nodejs 20\n").unwrap();
+    lab.repoman()
+        .args(["tools", "pin", "nodejs", "22"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "tools.pin on file:alpha/.tool-versions is blocked by policy",
+        ))
+        .stderr(predicate::str::contains("toolchains are frozen"));
+    assert_eq!(std::fs::read_to_string(&tv).unwrap(), "nodejs 20\n");
+    // Outside the project the rule does not match.
+    lab.repoman()
+        .args(["tools", "pin", "z3", "4.12.5", "--global"])
+        .assert()
+        .success();
+    let log = lab.json(&["log", "--type", "policy.decided"]).to_string();
+    assert!(log.contains("tools.pin"), "{log}");
+}

@@ -555,6 +555,83 @@ fn home(app: &App) -> Result<PathBuf, CliError> {
         .ok_or_else(|| CliError::usage("HOME is not set; --global needs it"))
 }
 
+/// Policy for manifest edits: operation `tools.pin` / `tools.unpin` on `file:PROJECT/PATH` (or
+/// `file:/abs/path` outside a project). `--dry-run` evaluates without recording; a real edit
+/// records the decision. Deny or review_required stops before any file is written (exit 3).
+fn gate(app: &App, c: &Ctx, edits: &[Edit], what: &str, target: &Target) -> Result<(), CliError> {
+    let changed: Vec<&Edit> = edits.iter().filter(|e| e.changed()).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let state = if target.dry_run {
+        app.state_read_only()?
+    } else {
+        app.state()?
+    };
+    let project = match &target.project {
+        Some(p) => Some((p.clone(), project_dir(c, p)?)),
+        None if target.global => None,
+        None => {
+            let cwd = current_dir()?;
+            registered_projects(c)
+                .into_iter()
+                .find(|(_, d)| cwd.starts_with(d))
+        }
+    };
+    let op_name = if what == "pinned" {
+        "tools.pin"
+    } else {
+        "tools.unpin"
+    };
+    for e in changed {
+        let object = match &project {
+            Some((name, dir)) if e.path.starts_with(dir) => format!(
+                "file:{name}/{}",
+                e.path.strip_prefix(dir).unwrap_or(&e.path).display()
+            ),
+            _ => format!("file:{}", e.path.display()),
+        };
+        let op = repoman_state::Operation {
+            name: op_name.to_owned(),
+            object,
+            project: project.as_ref().map(|(n, _)| n.clone()),
+        };
+        let (effect, reasons) = if target.dry_run {
+            repoman_state::policy::evaluate(
+                &op,
+                Vec::new(),
+                &c.registry.policy.rules,
+                state.identity(),
+            )
+        } else {
+            let d = state.decide(&op, Vec::new(), &c.registry.policy.rules)?;
+            (d.effect, d.reasons)
+        };
+        if effect.blocks() {
+            let why: Vec<String> = reasons
+                .iter()
+                .filter(|v| v.effect.blocks())
+                .map(|v| format!("{} ({}: {})", v.reason, v.rule, v.effect.as_str()))
+                .collect();
+            let err = CliError::new(
+                Exit::Blocked,
+                format!(
+                    "{op_name} on {} is blocked by policy: {}",
+                    op.object,
+                    why.join("; ")
+                ),
+            );
+            return Err(match reasons.iter().find_map(|v| v.unblock.clone()) {
+                Some(u) => err.with_hint(u),
+                None => {
+                    err.with_hint("a human can change the [[policy.rule]] entries in repoman.toml")
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
 fn finish_edits(
     app: &App,
     edits: &[Edit],
@@ -631,7 +708,9 @@ fn pin(app: &App, a: PinArgs) -> Result<Exit, CliError> {
         }
     };
     let edit = manifest::plan_pin(&file, &a.tool, &a.versions)?;
-    finish_edits(app, &[edit], a.target.dry_run, "pinned", &a.tool)
+    let edits = [edit];
+    gate(app, &c, &edits, "pinned", &a.target)?;
+    finish_edits(app, &edits, a.target.dry_run, "pinned", &a.tool)
 }
 
 fn unpin(app: &App, a: UnpinArgs) -> Result<Exit, CliError> {
@@ -666,6 +745,7 @@ fn unpin(app: &App, a: UnpinArgs) -> Result<Exit, CliError> {
             }
         ));
     }
+    gate(app, &c, &edits, "unpinned", &a.target)?;
     finish_edits(app, &edits, a.target.dry_run, "unpinned", &a.tool)
 }
 
