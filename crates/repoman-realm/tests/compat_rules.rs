@@ -355,3 +355,29 @@ fn conditionals_are_checked_conservatively() {
         Verdict::Compatible
     );
 }
+
+#[test]
+fn a_new_overlapping_one_of_alternative_is_a_warning() {
+    let old = json!({"oneOf": [{"type": "string", "maxLength": 5}]});
+    let overlapping =
+        json!({"oneOf": [{"type": "string", "maxLength": 5}, {"type": "string", "pattern": "^a"}]});
+    let r = diff(&old, &overlapping, Mode::Backward).expect("diff");
+    assert_eq!(r.verdict, Verdict::Warning, "{r:?}");
+    assert!(
+        r.changes
+            .iter()
+            .any(|c| c.kind == "one-of-overlap-added" && c.pointer == "#/oneOf"),
+        "{r:?}"
+    );
+    // Disjoint by type: no warning.
+    let by_type = json!({"oneOf": [{"type": "string", "maxLength": 5}, {"type": "integer"}]});
+    assert_eq!(
+        verdict(old.clone(), by_type, Mode::Backward),
+        Verdict::Compatible
+    );
+    // A discriminated union gaining a variant: no warning.
+    let variant = |k: &str| json!({"type": "object", "required": ["kind"], "properties": {"kind": {"const": k}, "v": {"type": "string"}}});
+    let u1 = json!({"oneOf": [variant("a")]});
+    let u2 = json!({"oneOf": [variant("a"), variant("b")]});
+    assert_eq!(verdict(u1, u2, Mode::Backward), Verdict::Compatible);
+}

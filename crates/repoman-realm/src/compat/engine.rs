@@ -270,6 +270,10 @@ impl Engine {
             let mut rest = fa.clone();
             rest.disj = rest_disj.to_vec();
             rest.expanded.push(first.site.clone());
+            rest.expanded_branches.push((
+                first.site.clone(),
+                first.branches.iter().map(|b| b.v).collect(),
+            ));
             let mut ok = true;
             for br in &first.branches {
                 let mut part = rest.clone();
@@ -285,7 +289,11 @@ impl Engine {
             let disjs = std::mem::take(&mut core.disj);
             let mut ok = self.subset_flat(fa, &core, out)?;
             for d in &disjs {
-                if !self.covered(fa, &d.branches, out)? {
+                let covered = self.covered(fa, &d.branches, out)?;
+                if covered && d.kw == "oneOf" && self.pass == Pass::OldInNew {
+                    self.one_of_overlap(fa, d, out)?;
+                }
+                if !covered {
                     let presence = if fa.expanded.contains(&d.site) {
                         Presence::Both
                     } else {
@@ -308,6 +316,106 @@ impl Engine {
             return Ok(ok);
         }
         self.keywords(fa, fb, out)
+    }
+
+    /// `oneOf` rejects a value matching two alternatives. After a change, warn when the old values
+    /// may match several alternatives of a new `oneOf` and at least one of those is new.
+    fn one_of_overlap<'a>(
+        &mut self,
+        fa: &Flat<'a>,
+        d: &super::flat::Disj<'a>,
+        out: &mut Vec<Raw>,
+    ) -> Result<(), CompatError> {
+        let old: Vec<&Value> = fa
+            .expanded_branches
+            .iter()
+            .filter(|(s, _)| *s == d.site)
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
+        // Alternatives some old value may satisfy, and whether each is new.
+        let mut candidates: Vec<(Flat<'a>, String, bool)> = Vec::new();
+        for br in &d.branches {
+            let fb = Flat::of(std::slice::from_ref(br))?;
+            if !self.disjoint(fa, &fb)? {
+                let is_new = !old.iter().any(|o| *o == br.v);
+                candidates.push((fb, br.site.to_string(), is_new));
+            }
+        }
+        // A value matches two alternatives only if those two overlap each other.
+        let mut overlapping: Vec<String> = Vec::new();
+        let mut new_ones = false;
+        for i in 0..candidates.len() {
+            for j in i + 1..candidates.len() {
+                if !(candidates[i].2 || candidates[j].2) {
+                    continue;
+                }
+                if !self.disjoint(&candidates[i].0, &candidates[j].0)? {
+                    new_ones = true;
+                    for k in [i, j] {
+                        if !overlapping.contains(&candidates[k].1) {
+                            overlapping.push(candidates[k].1.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if new_ones {
+            out.push(Raw {
+                pointer: d.site.to_string(),
+                subject: "one-of-overlap",
+                presence: Presence::OnlyB,
+                class: RawClass::Warning,
+                detail: format!(
+                    "values the old schema accepts may match several alternatives ({}); `oneOf` rejects a value that matches more than one",
+                    overlapping.join(", ")
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Can no value satisfy both `fa` and `fb`? (Sound when it says yes; conservative otherwise.)
+    fn disjoint<'a>(&mut self, fa: &Flat<'a>, fb: &Flat<'a>) -> Result<bool, CompatError> {
+        // Integers are a subset of numbers in the bit model, so a plain intersection is right.
+        let eff = |f: &Flat<'a>| {
+            let t = f.types.as_ref().map_or(ALL, |t| t.0);
+            match f.enum_values() {
+                Some(vals) => t & vals.iter().fold(0, |acc, v| acc | value_bits(v)),
+                None => t,
+            }
+        };
+        let (ta, tb) = (eff(fa), eff(fb));
+        if ta & tb == 0 {
+            return Ok(true);
+        }
+        if let (Some(va), Some(vb)) = (fa.enum_values(), fb.enum_values())
+            && !va.iter().any(|x| vb.iter().any(|y| json_eq(x, y)))
+        {
+            return Ok(true);
+        }
+        // Objects told apart by a discriminating property (`kind: {const: a}` vs `{const: b}`).
+        if ta & tb & !OBJ == 0 {
+            let names: Vec<&'a str> = fb
+                .objs
+                .iter()
+                .flat_map(|g| g.props.iter().map(|(p, _)| *p))
+                .collect();
+            for p in names {
+                let required = fb.required.iter().any(|(r, _)| *r == p)
+                    || fa.required.iter().any(|(r, _)| *r == p);
+                if !required {
+                    continue;
+                }
+                let pa = Flat::of(&self.prop_conj(fa, p))?;
+                let pb = Flat::of(&self.prop_conj(fb, p))?;
+                if let (Some(va), Some(vb)) = (pa.enum_values(), pb.enum_values())
+                    && !va.iter().any(|x| vb.iter().any(|y| json_eq(x, y)))
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Is `fa` contained in the union of `branches`?

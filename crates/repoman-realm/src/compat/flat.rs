@@ -222,6 +222,8 @@ pub(crate) struct Flat<'a> {
     pub disj: Vec<Disj<'a>>,
     /// Sites of disjunctions already expanded into this conjunction (to tell "changed" from "added").
     pub expanded: Vec<Site>,
+    /// The alternatives of those disjunctions (to tell a new `oneOf` alternative from an old one).
+    pub expanded_branches: Vec<(Site, Vec<&'a Value>)>,
     pub nots: Vec<Node<'a>>,
     pub conds: Vec<Cond<'a>>,
     /// The annotations (title, description, ...) of the first schema object, with its site.
@@ -365,6 +367,7 @@ impl<'a> Flat<'a> {
         self.contains.extend(other.contains);
         self.disj.extend(other.disj);
         self.expanded.extend(other.expanded);
+        self.expanded_branches.extend(other.expanded_branches);
         self.nots.extend(other.nots);
         self.conds.extend(other.conds);
         if self.annotations.is_none() {
