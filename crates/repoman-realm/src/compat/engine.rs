@@ -337,7 +337,7 @@ impl Engine {
         for br in &d.branches {
             let fb = Flat::of(std::slice::from_ref(br))?;
             if !self.disjoint(fa, &fb)? {
-                let is_new = !old.iter().any(|o| *o == br.v);
+                let is_new = !old.contains(&br.v);
                 candidates.push((fb, br.site.to_string(), is_new));
             }
         }
