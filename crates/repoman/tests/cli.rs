@@ -229,3 +229,31 @@ fn relative_override_is_a_usage_error_with_hint() {
             "REPOMAN_STATE_DIR must be an absolute path",
         ));
 }
+
+#[test]
+fn every_domain_schema_is_listed_whichever_command_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let out = repoman(home.path())
+        .args(["schema", "list", "--json"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    for id in [
+        "repoman.toml/v1",
+        "realm.contract",
+        "event.sandbox.created/v1",
+        "event.backup.synced/v1",
+        "event.tool.discovered/v1",
+        "repoman.manifest/v1",
+    ] {
+        assert!(
+            text.contains(&format!("\"{id}\"")),
+            "schema list lacks {id}"
+        );
+    }
+    repoman(home.path())
+        .args(["schema", "show", "realm.contract"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"$schema\""));
+}

@@ -124,8 +124,22 @@ impl Command {
     }
 }
 
+/// Register every domain's JSON Schemas (event data, manifests, realm files) with the state
+/// crate, once per process, before any command runs: appends are validated against them, and
+/// `repoman schema list|show` and `repoman doctor` see all of them whichever command runs.
+pub fn register_schemas() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        crate::sandbox::register_schemas();
+        repoman_backup::schemas::register();
+        realm::register_schemas();
+        tools::register_schemas();
+    });
+}
+
 /// Dispatch to the command.
 pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
+    register_schemas();
     match command {
         Command::Config(c) => config::run(app, c),
         Command::Completions(a) => completions::run(app, a),

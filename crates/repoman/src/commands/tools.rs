@@ -155,7 +155,7 @@ impl From<ToolsError> for CliError {
 }
 
 /// The JSON Schema of `tool.discovered` event data.
-fn register_schemas() {
+pub(crate) fn register_schemas() {
     repoman_state::schemas::register(repoman_state::schemas::Schema::event_data(
         "tool.discovered",
         "A tool install found by `repoman tools scan`",
