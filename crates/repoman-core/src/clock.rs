@@ -28,7 +28,9 @@ impl Clock {
 
     /// A deterministic clock starting at `start`, advancing 1 ms per call to [`Clock::now`].
     pub fn pinned(start: Timestamp) -> Self {
-        Self(Inner::Pinned(Arc::new(AtomicI64::new(start.as_millisecond()))))
+        Self(Inner::Pinned(Arc::new(AtomicI64::new(
+            start.as_millisecond(),
+        ))))
     }
 
     /// The current instant (millisecond precision, as recorded in events).
@@ -93,6 +95,9 @@ mod tests {
     #[test]
     fn system_clock_has_millisecond_precision() {
         let s = Clock::system().now_rfc3339();
-        assert!(s.ends_with('Z') && s.len() == "2026-01-02T03:04:05.000Z".len(), "{s}");
+        assert!(
+            s.ends_with('Z') && s.len() == "2026-01-02T03:04:05.000Z".len(),
+            "{s}"
+        );
     }
 }

@@ -18,32 +18,110 @@ pub struct EnvVar {
 
 /// The complete list. Adding a variable anywhere in repoman means adding it here.
 pub const ENV_VARS: &[EnvVar] = &[
-    EnvVar { name: "REPOMAN_CONFIG", doc: "Path of the registry file (default: $XDG_CONFIG_HOME/repoman/repoman.toml)." },
-    EnvVar { name: "REPOMAN_STATE_DIR", doc: "State directory: event log, manifests, index (default: $XDG_STATE_HOME/repoman)." },
-    EnvVar { name: "REPOMAN_CACHE_DIR", doc: "Cache directory: probe and stat caches (default: $XDG_CACHE_HOME/repoman)." },
-    EnvVar { name: "REPOMAN_RUNTIME_DIR", doc: "Runtime directory: daemon socket, locks (default: $XDG_RUNTIME_DIR/repoman, else /tmp/repoman-$UID)." },
-    EnvVar { name: "REPOMAN_PROFILE", doc: "The profile recorded on events and matched by policy rules (default: `default`)." },
-    EnvVar { name: "REPOMAN_LOG", doc: "Log level filter for diagnostics on stderr, e.g. `debug` or `repoman_incus=trace` (default: `warn`)." },
-    EnvVar { name: "REPOMAN_LOG_FORMAT", doc: "`text` (default) or `json` for structured logs on stderr." },
-    EnvVar { name: "REPOMAN_TEST_FAIL_AFTER", doc: "Tests only: make `repoman new` fail right after the named step (`mkdir`, `create`, `start`, `register`) to exercise its rollback." },
-    EnvVar { name: "REPOMAN_TEST_INCUS", doc: "Tests only: `require` makes real-Incus tests fail instead of skip when Incus is unreachable." },
-    EnvVar { name: "LOCAL_REPOS", doc: "Fallback for `[defaults] local_repos` (the seed script's variable)." },
-    EnvVar { name: "NFS_REPOS", doc: "Fallback for `[defaults] backup_root` (the seed script's variable)." },
-    EnvVar { name: "INCUS_SOCKET", doc: "Path of the Incus unix socket (as the official client)." },
-    EnvVar { name: "INCUS_DIR", doc: "Incus state directory; its `unix.socket` is used when INCUS_SOCKET is unset." },
-    EnvVar { name: "XDG_CONFIG_HOME", doc: "Base of the config directory (default: ~/.config)." },
-    EnvVar { name: "XDG_STATE_HOME", doc: "Base of the state directory (default: ~/.local/state)." },
-    EnvVar { name: "XDG_CACHE_HOME", doc: "Base of the cache directory (default: ~/.cache)." },
-    EnvVar { name: "XDG_RUNTIME_DIR", doc: "Base of the runtime directory." },
-    EnvVar { name: "HOME", doc: "The user's home directory." },
-    EnvVar { name: "USER", doc: "The user name recorded in the actor `human:USER@HOST` (else looked up from the uid)." },
-    EnvVar { name: "SUDO_UID", doc: "With SUDO_GID: the host user that owns sandbox bind mounts when repoman runs under sudo." },
-    EnvVar { name: "SUDO_GID", doc: "See SUDO_UID." },
-    EnvVar { name: "SUDO_USER", doc: "The invoking user's name when repoman runs under sudo." },
-    EnvVar { name: "CI", doc: "When set, the actor is `ci:NAME` and `ci_only` realm hooks run." },
-    EnvVar { name: "GITHUB_ACTIONS", doc: "Names the CI system in the `ci:` actor (with GITHUB_WORKFLOW)." },
-    EnvVar { name: "NO_COLOR", doc: "When set and not empty, disables colour (https://no-color.org)." },
-    EnvVar { name: "PATH", doc: "Searched for rsync, git, incus and for tool discovery." },
+    EnvVar {
+        name: "REPOMAN_CONFIG",
+        doc: "Path of the registry file (default: $XDG_CONFIG_HOME/repoman/repoman.toml).",
+    },
+    EnvVar {
+        name: "REPOMAN_STATE_DIR",
+        doc: "State directory: event log, manifests, index (default: $XDG_STATE_HOME/repoman).",
+    },
+    EnvVar {
+        name: "REPOMAN_CACHE_DIR",
+        doc: "Cache directory: probe and stat caches (default: $XDG_CACHE_HOME/repoman).",
+    },
+    EnvVar {
+        name: "REPOMAN_RUNTIME_DIR",
+        doc: "Runtime directory: daemon socket, locks (default: $XDG_RUNTIME_DIR/repoman, else /tmp/repoman-$UID).",
+    },
+    EnvVar {
+        name: "REPOMAN_PROFILE",
+        doc: "The profile recorded on events and matched by policy rules (default: `default`).",
+    },
+    EnvVar {
+        name: "REPOMAN_LOG",
+        doc: "Log level filter for diagnostics on stderr, e.g. `debug` or `repoman_incus=trace` (default: `warn`).",
+    },
+    EnvVar {
+        name: "REPOMAN_LOG_FORMAT",
+        doc: "`text` (default) or `json` for structured logs on stderr.",
+    },
+    EnvVar {
+        name: "REPOMAN_TEST_FAIL_AFTER",
+        doc: "Tests only: make `repoman new` fail right after the named step (`mkdir`, `create`, `start`, `register`) to exercise its rollback.",
+    },
+    EnvVar {
+        name: "REPOMAN_TEST_INCUS",
+        doc: "Tests only: `require` makes real-Incus tests fail instead of skip when Incus is unreachable.",
+    },
+    EnvVar {
+        name: "LOCAL_REPOS",
+        doc: "Fallback for `[defaults] local_repos` (the seed script's variable).",
+    },
+    EnvVar {
+        name: "NFS_REPOS",
+        doc: "Fallback for `[defaults] backup_root` (the seed script's variable).",
+    },
+    EnvVar {
+        name: "INCUS_SOCKET",
+        doc: "Path of the Incus unix socket (as the official client).",
+    },
+    EnvVar {
+        name: "INCUS_DIR",
+        doc: "Incus state directory; its `unix.socket` is used when INCUS_SOCKET is unset.",
+    },
+    EnvVar {
+        name: "XDG_CONFIG_HOME",
+        doc: "Base of the config directory (default: ~/.config).",
+    },
+    EnvVar {
+        name: "XDG_STATE_HOME",
+        doc: "Base of the state directory (default: ~/.local/state).",
+    },
+    EnvVar {
+        name: "XDG_CACHE_HOME",
+        doc: "Base of the cache directory (default: ~/.cache).",
+    },
+    EnvVar {
+        name: "XDG_RUNTIME_DIR",
+        doc: "Base of the runtime directory.",
+    },
+    EnvVar {
+        name: "HOME",
+        doc: "The user's home directory.",
+    },
+    EnvVar {
+        name: "USER",
+        doc: "The user name recorded in the actor `human:USER@HOST` (else looked up from the uid).",
+    },
+    EnvVar {
+        name: "SUDO_UID",
+        doc: "With SUDO_GID: the host user that owns sandbox bind mounts when repoman runs under sudo.",
+    },
+    EnvVar {
+        name: "SUDO_GID",
+        doc: "See SUDO_UID.",
+    },
+    EnvVar {
+        name: "SUDO_USER",
+        doc: "The invoking user's name when repoman runs under sudo.",
+    },
+    EnvVar {
+        name: "CI",
+        doc: "When set, the actor is `ci:NAME` and `ci_only` realm hooks run.",
+    },
+    EnvVar {
+        name: "GITHUB_ACTIONS",
+        doc: "Names the CI system in the `ci:` actor (with GITHUB_WORKFLOW).",
+    },
+    EnvVar {
+        name: "NO_COLOR",
+        doc: "When set and not empty, disables colour (https://no-color.org).",
+    },
+    EnvVar {
+        name: "PATH",
+        doc: "Searched for rsync, git, incus and for tool discovery.",
+    },
 ];
 
 /// A snapshot of the environment variables repoman cares about.
@@ -66,7 +144,12 @@ impl Env {
     pub fn from_pairs<K: Into<String>, V: Into<OsString>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     /// Set (or replace) one variable in this snapshot.
@@ -88,12 +171,16 @@ impl Env {
 
     /// The value if set, valid UTF-8 and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.get_os(name).and_then(OsStr::to_str).filter(|s| !s.is_empty())
+        self.get_os(name)
+            .and_then(OsStr::to_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// The value as a path if set and not empty.
     pub fn get_path(&self, name: &str) -> Option<PathBuf> {
-        self.get_os(name).filter(|s| !s.is_empty()).map(PathBuf::from)
+        self.get_os(name)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
     }
 
     /// Whether the variable is set to a non-empty value.
@@ -136,10 +223,19 @@ mod docs_tests {
 
     #[test]
     fn docs_environment_md_lists_every_variable() {
-        let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/environment.md"))
-            .expect("docs/environment.md exists");
-        let missing: Vec<_> =
-            ENV_VARS.iter().filter(|v| !page.contains(&format!("`{}`", v.name))).map(|v| v.name).collect();
-        assert!(missing.is_empty(), "docs/environment.md does not document {missing:?}");
+        let page = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/environment.md"
+        ))
+        .expect("docs/environment.md exists");
+        let missing: Vec<_> = ENV_VARS
+            .iter()
+            .filter(|v| !page.contains(&format!("`{}`", v.name)))
+            .map(|v| v.name)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/environment.md does not document {missing:?}"
+        );
     }
 }

@@ -23,25 +23,40 @@ pub enum FsError {
     #[error("cannot open lock file {path}: {source}")]
     LockOpen { path: PathBuf, source: io::Error },
     #[error("{what} is locked by another repoman process (waited {waited:?}; lock file {path})")]
-    LockTimeout { what: String, path: PathBuf, waited: Duration },
+    LockTimeout {
+        what: String,
+        path: PathBuf,
+        waited: Duration,
+    },
 }
 
 /// Write `bytes` to `path` atomically. The file gets `mode` if given, else keeps the mode of the
 /// file it replaces, else 0644.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), FsError> {
-    let err = |source| FsError::Write { path: path.to_path_buf(), source };
+    let err = |source| FsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let mode = mode
-        .or_else(|| std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777))
+        .or_else(|| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o7777)
+        })
         .unwrap_or(0o644);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut tmp = tempfile_in(dir, &name).map_err(err)?;
     let result = (|| {
         tmp.1.write_all(bytes)?;
-        tmp.1.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        tmp.1
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
         tmp.1.sync_all()?;
         std::fs::rename(&tmp.0, path)?;
         sync_dir(dir)
@@ -65,13 +80,21 @@ fn tempfile_in(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let tmp = dir.join(format!(".{name}.tmp-{pid}-{nanos:x}-{attempt}"));
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
             Ok(f) => return Ok((tmp, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "could not pick a temporary file name"))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "could not pick a temporary file name",
+    ))
 }
 
 /// An exclusive advisory lock, held until dropped.
@@ -98,16 +121,25 @@ impl FileLock {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(|source| FsError::LockOpen { path: path.to_path_buf(), source })?;
+            .map_err(|source| FsError::LockOpen {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if file.try_lock_exclusive().unwrap_or(false) {
-            return Ok(Self { file, path: path.to_path_buf() });
+            return Ok(Self {
+                file,
+                path: path.to_path_buf(),
+            });
         }
         on_wait();
         let start = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
             if file.try_lock_exclusive().unwrap_or(false) {
-                return Ok(Self { file, path: path.to_path_buf() });
+                return Ok(Self {
+                    file,
+                    path: path.to_path_buf(),
+                });
             }
             if let Some(t) = timeout
                 && start.elapsed() >= t
@@ -146,7 +178,10 @@ mod tests {
         write_atomic(&p, b"one", Some(0o600)).unwrap();
         write_atomic(&p, b"two", None).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary files left behind");
     }
@@ -170,7 +205,10 @@ mod tests {
         })
         .unwrap_err();
         assert!(waited);
-        assert!(e.to_string().contains("the registry is locked by another repoman process"));
+        assert!(
+            e.to_string()
+                .contains("the registry is locked by another repoman process")
+        );
         drop(held);
         FileLock::acquire(&p, "the registry", Some(Duration::ZERO), || {}).unwrap();
     }

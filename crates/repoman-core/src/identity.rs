@@ -12,7 +12,11 @@ use crate::env::Env;
 pub fn host_name() -> String {
     let uname = rustix::system::uname();
     let name = uname.nodename().to_string_lossy().into_owned();
-    if name.is_empty() { "localhost".to_owned() } else { name }
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
 }
 
 /// The name of the invoking user.
@@ -73,19 +77,44 @@ pub fn host_user(env: &Env, repo_dir: Option<&Path>) -> HostUser {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     if uid != 0 {
-        return HostUser { name: user_name(env), uid, gid };
+        return HostUser {
+            name: user_name(env),
+            uid,
+            gid,
+        };
     }
     let sudo = |k: &str| env.get(k).and_then(|v| v.parse::<u32>().ok());
     if let (Some(u), Some(g)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {
-        let name = env.get("SUDO_USER").map(str::to_owned).or_else(|| passwd_name(u));
-        return HostUser { name: name.unwrap_or_else(|| format!("uid{u}")), uid: u, gid: g };
+        let name = env
+            .get("SUDO_USER")
+            .map(str::to_owned)
+            .or_else(|| passwd_name(u));
+        return HostUser {
+            name: name.unwrap_or_else(|| format!("uid{u}")),
+            uid: u,
+            gid: g,
+        };
     }
     if let Some(meta) = repo_dir.and_then(|d| std::fs::metadata(d).ok()) {
         let (u, g) = (meta.uid(), meta.gid());
-        let name = passwd_name(u).unwrap_or_else(|| if u == 0 { "root".into() } else { format!("uid{u}") });
-        return HostUser { name, uid: u, gid: g };
+        let name = passwd_name(u).unwrap_or_else(|| {
+            if u == 0 {
+                "root".into()
+            } else {
+                format!("uid{u}")
+            }
+        });
+        return HostUser {
+            name,
+            uid: u,
+            gid: g,
+        };
     }
-    HostUser { name: "root".to_owned(), uid: 0, gid: 0 }
+    HostUser {
+        name: "root".to_owned(),
+        uid: 0,
+        gid: 0,
+    }
 }
 
 #[cfg(test)]
@@ -97,9 +126,20 @@ mod tests {
         if rustix::process::getuid().as_raw() != 0 {
             return; // the sudo rule only applies when repoman runs as root
         }
-        let env = Env::from_pairs([("SUDO_UID", "1234"), ("SUDO_GID", "2345"), ("SUDO_USER", "alice")]);
+        let env = Env::from_pairs([
+            ("SUDO_UID", "1234"),
+            ("SUDO_GID", "2345"),
+            ("SUDO_USER", "alice"),
+        ]);
         let u = host_user(&env, None);
-        assert_eq!(u, HostUser { name: "alice".into(), uid: 1234, gid: 2345 });
+        assert_eq!(
+            u,
+            HostUser {
+                name: "alice".into(),
+                uid: 1234,
+                gid: 2345
+            }
+        );
     }
 
     #[test]

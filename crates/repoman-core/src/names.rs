@@ -28,7 +28,9 @@ pub enum NameError {
     BadEnd { name: String },
     #[error("repo directory name is empty; give a single directory name such as `my-app`")]
     DirEmpty,
-    #[error("repo directory name {0:?} is not allowed; give a single directory name such as `my-app`")]
+    #[error(
+        "repo directory name {0:?} is not allowed; give a single directory name such as `my-app`"
+    )]
     DirSpecial(String),
     #[error(
         "repo directory name {name:?} contains {what}; it must be a single path component (no '/', no NUL)"
@@ -49,21 +51,35 @@ impl ProjectName {
         let len = name.chars().count();
         let first = name.chars().next().ok_or(NameError::Empty)?;
         if len > 63 {
-            return Err(NameError::TooLong { name: name.to_owned(), len });
+            return Err(NameError::TooLong {
+                name: name.to_owned(),
+                len,
+            });
         }
         for ch in name.chars() {
             if ch.is_ascii_uppercase() {
-                return Err(NameError::Uppercase { name: name.to_owned(), ch });
+                return Err(NameError::Uppercase {
+                    name: name.to_owned(),
+                    ch,
+                });
             }
             if !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-') {
-                return Err(NameError::BadChar { name: name.to_owned(), ch });
+                return Err(NameError::BadChar {
+                    name: name.to_owned(),
+                    ch,
+                });
             }
         }
         if !first.is_ascii_lowercase() {
-            return Err(NameError::BadStart { name: name.to_owned(), ch: first });
+            return Err(NameError::BadStart {
+                name: name.to_owned(),
+                ch: first,
+            });
         }
         if name.ends_with('-') {
-            return Err(NameError::BadEnd { name: name.to_owned() });
+            return Err(NameError::BadEnd {
+                name: name.to_owned(),
+            });
         }
         Ok(Self(name.to_owned()))
     }
@@ -109,13 +125,22 @@ impl RepoDirName {
             return Err(NameError::DirSpecial(name.to_owned()));
         }
         if name.contains('/') {
-            return Err(NameError::DirBadChar { name: name.to_owned(), what: "'/'" });
+            return Err(NameError::DirBadChar {
+                name: name.to_owned(),
+                what: "'/'",
+            });
         }
         if name.contains('\0') {
-            return Err(NameError::DirBadChar { name: name.to_owned(), what: "a NUL byte" });
+            return Err(NameError::DirBadChar {
+                name: name.to_owned(),
+                what: "a NUL byte",
+            });
         }
         if name.chars().any(char::is_control) {
-            return Err(NameError::DirBadChar { name: name.to_owned(), what: "a control character" });
+            return Err(NameError::DirBadChar {
+                name: name.to_owned(),
+                what: "a control character",
+            });
         }
         Ok(Self(name.to_owned()))
     }
@@ -152,11 +177,28 @@ mod tests {
 
     #[test]
     fn examples_from_the_issue() {
-        for bad in ["../x", "UPPER", &"a".repeat(64), "-x", "", "héllo", "x-", "1abc", "a_b", "a.b"] {
-            assert!(ProjectName::parse(bad).is_err(), "{bad:?} should be refused");
+        for bad in [
+            "../x",
+            "UPPER",
+            &"a".repeat(64),
+            "-x",
+            "",
+            "héllo",
+            "x-",
+            "1abc",
+            "a_b",
+            "a.b",
+        ] {
+            assert!(
+                ProjectName::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         for good in ["a", "my-app", "a1", &"a".repeat(63), "x-1-y"] {
-            assert!(ProjectName::parse(good).is_ok(), "{good:?} should be accepted");
+            assert!(
+                ProjectName::parse(good).is_ok(),
+                "{good:?} should be accepted"
+            );
         }
         assert!(RepoDirName::parse("a/b").is_err());
         assert!(RepoDirName::parse("..").is_err());

@@ -50,13 +50,17 @@ impl Paths {
     /// Resolve every directory from the environment snapshot. Creates nothing.
     pub fn resolve(env: &Env) -> Result<Self, PathsError> {
         let home = env.get_path("HOME");
-        let xdg = |var: &'static str, short: &'static str, rel: &str| -> Result<PathBuf, PathsError> {
-            match env.get_path(var) {
-                // The XDG spec says relative values are invalid and must be ignored.
-                Some(p) if p.is_absolute() => Ok(p),
-                _ => home.as_ref().map(|h| h.join(rel)).ok_or(PathsError::NoHome(short)),
-            }
-        };
+        let xdg =
+            |var: &'static str, short: &'static str, rel: &str| -> Result<PathBuf, PathsError> {
+                match env.get_path(var) {
+                    // The XDG spec says relative values are invalid and must be ignored.
+                    Some(p) if p.is_absolute() => Ok(p),
+                    _ => home
+                        .as_ref()
+                        .map(|h| h.join(rel))
+                        .ok_or(PathsError::NoHome(short)),
+                }
+            };
         let absolute = |var: &'static str| -> Result<Option<PathBuf>, PathsError> {
             match env.get_path(var) {
                 Some(p) if p.is_absolute() => Ok(Some(p)),
@@ -67,7 +71,10 @@ impl Paths {
 
         let (config_file, config_dir) = match absolute("REPOMAN_CONFIG")? {
             Some(file) => {
-                let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| file.clone());
+                let dir = file
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| file.clone());
                 (file, dir)
             }
             None => {
@@ -91,7 +98,14 @@ impl Paths {
                     .join(format!("repoman-{}", rustix::process::getuid().as_raw())),
             },
         };
-        Ok(Self { config_file, config_dir, state_dir, cache_dir, runtime_dir, home })
+        Ok(Self {
+            config_file,
+            config_dir,
+            state_dir,
+            cache_dir,
+            runtime_dir,
+            home,
+        })
     }
 
     /// Create the runtime directory with mode 0700 if missing, and refuse one that others can
@@ -102,12 +116,20 @@ impl Paths {
             .recursive(true)
             .mode(0o700)
             .create(path)
-            .map_err(|source| PathsError::Create { path: path.clone(), source })?;
-        let meta = std::fs::metadata(path)
-            .map_err(|source| PathsError::Create { path: path.clone(), source })?;
+            .map_err(|source| PathsError::Create {
+                path: path.clone(),
+                source,
+            })?;
+        let meta = std::fs::metadata(path).map_err(|source| PathsError::Create {
+            path: path.clone(),
+            source,
+        })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode != 0o700 {
-            return Err(PathsError::RuntimeMode { path: path.clone(), mode });
+            return Err(PathsError::RuntimeMode {
+                path: path.clone(),
+                mode,
+            });
         }
         Ok(path)
     }
@@ -115,8 +137,10 @@ impl Paths {
 
 /// Create `path` and its parents if missing (mode 0755 for new directories).
 pub fn ensure_dir(path: &Path) -> Result<(), PathsError> {
-    std::fs::create_dir_all(path)
-        .map_err(|source| PathsError::Create { path: path.to_path_buf(), source })
+    std::fs::create_dir_all(path).map_err(|source| PathsError::Create {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -127,7 +151,10 @@ mod tests {
     fn xdg_defaults_follow_home() {
         let env = Env::from_pairs([("HOME", "/home/u"), ("XDG_RUNTIME_DIR", "/run/user/1")]);
         let p = Paths::resolve(&env).unwrap();
-        assert_eq!(p.config_file, PathBuf::from("/home/u/.config/repoman/repoman.toml"));
+        assert_eq!(
+            p.config_file,
+            PathBuf::from("/home/u/.config/repoman/repoman.toml")
+        );
         assert_eq!(p.state_dir, PathBuf::from("/home/u/.local/state/repoman"));
         assert_eq!(p.cache_dir, PathBuf::from("/home/u/.cache/repoman"));
         assert_eq!(p.runtime_dir, PathBuf::from("/run/user/1/repoman"));
@@ -161,7 +188,10 @@ mod tests {
     fn relative_override_is_an_error_and_missing_home_is_explained() {
         let env = Env::from_pairs([("HOME", "/h"), ("REPOMAN_STATE_DIR", "state")]);
         let err = Paths::resolve(&env).unwrap_err().to_string();
-        assert!(err.contains("REPOMAN_STATE_DIR must be an absolute path"), "{err}");
+        assert!(
+            err.contains("REPOMAN_STATE_DIR must be an absolute path"),
+            "{err}"
+        );
         let err = Paths::resolve(&Env::default()).unwrap_err().to_string();
         assert!(err.contains("HOME is unset"), "{err}");
     }
@@ -174,9 +204,16 @@ mod tests {
         assert!(!tmp.path().join("home").exists());
         p.runtime_dir = tmp.path().join("rt");
         p.ensure_runtime_dir().unwrap();
-        let mode = std::fs::metadata(&p.runtime_dir).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&p.runtime_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700);
         std::fs::set_permissions(&p.runtime_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(matches!(p.ensure_runtime_dir(), Err(PathsError::RuntimeMode { .. })));
+        assert!(matches!(
+            p.ensure_runtime_dir(),
+            Err(PathsError::RuntimeMode { .. })
+        ));
     }
 }

@@ -35,11 +35,20 @@ pub enum ProcessError {
     #[error("cannot start {program}: {source}")]
     Spawn { program: PathBuf, source: io::Error },
     #[error("{program} did not finish within {after:?} and was killed{}", stderr_suffix(.stderr))]
-    Timeout { program: PathBuf, after: Duration, stderr: String },
+    Timeout {
+        program: PathBuf,
+        after: Duration,
+        stderr: String,
+    },
     #[error("{program} was interrupted")]
     Cancelled { program: PathBuf },
     #[error("{program} {}{}", describe_status(.status), stderr_suffix(.stderr))]
-    Failed { program: PathBuf, status: ExitStatus, stdout: Vec<u8>, stderr: String },
+    Failed {
+        program: PathBuf,
+        status: ExitStatus,
+        stdout: Vec<u8>,
+        stderr: String,
+    },
     #[error("I/O error talking to {program}: {source}")]
     Io { program: PathBuf, source: io::Error },
 }
@@ -54,12 +63,18 @@ fn describe_status(status: &ExitStatus) -> String {
 
 fn stderr_suffix(stderr: &str) -> String {
     let t = stderr.trim();
-    if t.is_empty() { String::new() } else { format!(": {t}") }
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(": {t}")
+    }
 }
 
 /// Find `program` on `path` (a `PATH`-style list). A name containing `/` is taken as a path.
 pub fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, ProcessError> {
-    let not_found = || ProcessError::NotFound { program: program.to_string_lossy().into_owned() };
+    let not_found = || ProcessError::NotFound {
+        program: program.to_string_lossy().into_owned(),
+    };
     let p = Path::new(program);
     if p.components().count() > 1 || p.is_absolute() {
         let abs = if p.is_absolute() {
@@ -67,7 +82,11 @@ pub fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf,
         } else {
             std::env::current_dir().map_err(|_| not_found())?.join(p)
         };
-        return if is_executable(&abs) { Ok(abs) } else { Err(not_found()) };
+        return if is_executable(&abs) {
+            Ok(abs)
+        } else {
+            Err(not_found())
+        };
     }
     let default_path;
     let path = match path {
@@ -87,7 +106,9 @@ pub fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf,
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// What the child's stdin is.
@@ -162,7 +183,8 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -172,7 +194,8 @@ impl Cmd {
     }
 
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
-        self.env.push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self.env
+            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
         self
     }
 
@@ -230,11 +253,15 @@ impl Cmd {
         }
         match self.mode {
             Mode::Captured => {
-                cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
                 cmd.process_group(0);
             }
             Mode::Interactive => {
-                cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+                cmd.stdin(Stdio::inherit())
+                    .stdout(Stdio::inherit())
+                    .stderr(Stdio::inherit());
             }
         }
         Ok((program, cmd))
@@ -271,33 +298,58 @@ impl Cmd {
     /// into the returned [`Output`].
     pub fn stream(&self, mut on_line: impl FnMut(Line<'_>)) -> Result<Output, ProcessError> {
         let (program, mut cmd) = self.build()?;
-        let mut child =
-            cmd.spawn().map_err(|source| ProcessError::Spawn { program: program.clone(), source })?;
+        let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         if self.mode == Mode::Interactive {
-            let status = child
-                .wait()
-                .map_err(|source| ProcessError::Io { program: program.clone(), source })?;
-            return Ok(Output { status, stdout: Vec::new(), stderr: Vec::new() });
+            let status = child.wait().map_err(|source| ProcessError::Io {
+                program: program.clone(),
+                source,
+            })?;
+            return Ok(Output {
+                status,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            });
         }
 
         let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
         let readers = [
-            child.stdout.take().map(|s| spawn_reader(s, true, tx.clone())),
-            child.stderr.take().map(|s| spawn_reader(s, false, tx.clone())),
+            child
+                .stdout
+                .take()
+                .map(|s| spawn_reader(s, true, tx.clone())),
+            child
+                .stderr
+                .take()
+                .map(|s| spawn_reader(s, false, tx.clone())),
         ];
         drop(tx);
 
         let start = Instant::now();
-        let mut out = Output { status: ExitStatus::from_raw(0), stdout: Vec::new(), stderr: Vec::new() };
+        let mut out = Output {
+            status: ExitStatus::from_raw(0),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
         let mut streams_open = true;
         let status = loop {
             if streams_open {
                 match rx.recv_timeout(Duration::from_millis(20)) {
                     Ok((is_stdout, line)) => {
-                        let buf = if is_stdout { &mut out.stdout } else { &mut out.stderr };
+                        let buf = if is_stdout {
+                            &mut out.stdout
+                        } else {
+                            &mut out.stderr
+                        };
                         buf.extend_from_slice(&line);
                         let trimmed = trim_eol(&line);
-                        on_line(if is_stdout { Line::Stdout(trimmed) } else { Line::Stderr(trimmed) });
+                        on_line(if is_stdout {
+                            Line::Stdout(trimmed)
+                        } else {
+                            Line::Stderr(trimmed)
+                        });
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => streams_open = false,
@@ -320,7 +372,11 @@ impl Cmd {
                     }
                 }
                 join(readers);
-                return Err(ProcessError::Timeout { program, after: t, stderr: tail(&out.stderr) });
+                return Err(ProcessError::Timeout {
+                    program,
+                    after: t,
+                    stderr: tail(&out.stderr),
+                });
             }
             if !streams_open {
                 match child.try_wait() {
@@ -399,7 +455,9 @@ fn join(readers: [Option<std::thread::JoinHandle<()>>; 2]) {
 
 /// SIGTERM the child's process group, then SIGKILL it if it is still alive after a grace period.
 fn kill_group(child: &mut Child) {
-    let Some(pid) = Pid::from_raw(child.id() as i32) else { return };
+    let Some(pid) = Pid::from_raw(child.id() as i32) else {
+        return;
+    };
     let _ = kill_process_group(pid, Signal::TERM);
     let deadline = Instant::now() + KILL_GRACE;
     while Instant::now() < deadline {
@@ -420,24 +478,38 @@ mod tests {
 
     #[test]
     fn captures_output_and_status() {
-        let out = Cmd::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]).output().unwrap();
+        let out = Cmd::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
-        let e = Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]).run().unwrap_err();
+        let e = Cmd::new("sh")
+            .args(["-c", "echo boom >&2; exit 3"])
+            .run()
+            .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("exited with status 3") && msg.contains("boom"), "{msg}");
+        assert!(
+            msg.contains("exited with status 3") && msg.contains("boom"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn arguments_are_never_interpreted_by_a_shell() {
-        let out = Cmd::new("echo").arg("$(touch /tmp/never); `x` | y").run().unwrap();
+        let out = Cmd::new("echo")
+            .arg("$(touch /tmp/never); `x` | y")
+            .run()
+            .unwrap();
         assert_eq!(out.stdout, b"$(touch /tmp/never); `x` | y\n");
     }
 
     #[test]
     fn missing_program_is_a_clear_error() {
-        let e = Cmd::new("definitely-not-a-program-xyz").output().unwrap_err();
+        let e = Cmd::new("definitely-not-a-program-xyz")
+            .output()
+            .unwrap_err();
         assert!(matches!(e, ProcessError::NotFound { .. }));
         assert!(e.to_string().contains("not found on PATH"));
     }
@@ -445,7 +517,10 @@ mod tests {
     #[test]
     fn stdin_is_null() {
         // `cat` with an inherited terminal would hang; with /dev/null it ends at once.
-        let out = Cmd::new("cat").timeout(Duration::from_secs(10)).run().unwrap();
+        let out = Cmd::new("cat")
+            .timeout(Duration::from_secs(10))
+            .run()
+            .unwrap();
         assert!(out.stdout.is_empty());
     }
 
@@ -455,7 +530,10 @@ mod tests {
         let marker = dir.path().join("grandchild-survived");
         let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
         let start = Instant::now();
-        let e = Cmd::new("sh").args(["-c", &script]).timeout(Duration::from_millis(200)).output();
+        let e = Cmd::new("sh")
+            .args(["-c", &script])
+            .timeout(Duration::from_millis(200))
+            .output();
         assert!(matches!(e, Err(ProcessError::Timeout { .. })), "{e:?}");
         assert!(start.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(1500));

@@ -29,7 +29,12 @@ pub enum RegistryError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("{path}:{line}:{column}: {message}")]
-    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error(
         "{path} has schema_version {found}, but this repoman understands up to {SCHEMA_VERSION}; upgrade repoman"
     )]
@@ -47,7 +52,12 @@ impl RegistryError {
         let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         // toml's messages repeat the location and a source excerpt; keep the first line only.
         let message = message.lines().next().unwrap_or(message).trim().to_owned();
-        Self::Parse { path: path.to_path_buf(), line, column, message }
+        Self::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
     }
 }
 
@@ -56,7 +66,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -184,18 +199,28 @@ pub struct Registry {
 impl Registry {
     /// Parse registry text. Version 0 (the prototype format) is upgraded in memory.
     pub fn parse(path: &Path, text: &str) -> Result<Self, RegistryError> {
-        let mut doc: DocumentMut = text
-            .parse()
-            .map_err(|e: toml_edit::TomlError| RegistryError::parse(path, text, e.span(), e.message()))?;
-        let found = doc.get("schema_version").and_then(Item::as_integer).unwrap_or(0);
+        let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+            RegistryError::parse(path, text, e.span(), e.message())
+        })?;
+        let found = doc
+            .get("schema_version")
+            .and_then(Item::as_integer)
+            .unwrap_or(0);
         if found > i64::from(SCHEMA_VERSION) {
-            return Err(RegistryError::TooNew { path: path.to_path_buf(), found: found as u32 });
+            return Err(RegistryError::TooNew {
+                path: path.to_path_buf(),
+                found: found as u32,
+            });
         }
         if found < i64::from(SCHEMA_VERSION) {
             migrate_doc(&mut doc);
         }
         let migrated = doc.to_string();
-        let text_for_errors = if found < i64::from(SCHEMA_VERSION) { &migrated } else { text };
+        let text_for_errors = if found < i64::from(SCHEMA_VERSION) {
+            &migrated
+        } else {
+            text
+        };
         toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
             RegistryError::parse(path, text_for_errors, e.span(), e.message())
         })
@@ -225,7 +250,10 @@ pub fn migrate_doc(doc: &mut DocumentMut) -> Vec<String> {
             }
         }
     }
-    let before = doc.get("schema_version").and_then(Item::as_integer).unwrap_or(0);
+    let before = doc
+        .get("schema_version")
+        .and_then(Item::as_integer)
+        .unwrap_or(0);
     if before != i64::from(SCHEMA_VERSION) {
         doc.insert("schema_version", value(i64::from(SCHEMA_VERSION)));
         changes.push(format!("schema_version {before} -> {SCHEMA_VERSION}"));
@@ -248,11 +276,21 @@ impl RegistryFile {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(RegistryError::Read { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(RegistryError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         let registry = Registry::parse(path, &text)?;
         let doc = text.parse().unwrap_or_default();
-        Ok(Self { path: path.to_path_buf(), registry, doc, original: text })
+        Ok(Self {
+            path: path.to_path_buf(),
+            registry,
+            doc,
+            original: text,
+        })
     }
 
     /// Whether the file exists on disk.
@@ -357,11 +395,15 @@ impl RegistryFile {
         if !self.doc.contains_key("defaults") {
             self.doc.insert("defaults", Item::Table(Table::new()));
         }
-        self.doc["defaults"].as_table_mut().expect("[defaults] is a table")
+        self.doc["defaults"]
+            .as_table_mut()
+            .expect("[defaults] is a table")
     }
 
     fn project_tables(&mut self) -> Option<&mut toml_edit::ArrayOfTables> {
-        self.doc.get_mut("project").and_then(Item::as_array_of_tables_mut)
+        self.doc
+            .get_mut("project")
+            .and_then(Item::as_array_of_tables_mut)
     }
 
     /// Add a project. Refuses a duplicate name.
@@ -388,7 +430,8 @@ impl RegistryFile {
             }
         }
         if self.project_tables().is_none() {
-            self.doc.insert("project", Item::ArrayOfTables(Default::default()));
+            self.doc
+                .insert("project", Item::ArrayOfTables(Default::default()));
         }
         self.project_tables().expect("just inserted").push(t);
         self.registry.projects.push(p.clone());
@@ -402,7 +445,9 @@ impl RegistryFile {
         key: &str,
         new: Option<&str>,
     ) -> Result<bool, RegistryError> {
-        let tables = self.project_tables().ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
+        let tables = self
+            .project_tables()
+            .ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
         let t = tables
             .iter_mut()
             .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
@@ -423,7 +468,9 @@ impl RegistryFile {
 
     /// Set the `container` flag of a project.
     pub fn set_project_container(&mut self, name: &str, on: bool) -> Result<bool, RegistryError> {
-        let tables = self.project_tables().ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
+        let tables = self
+            .project_tables()
+            .ok_or_else(|| RegistryError::UnknownProject(name.into()))?;
         let t = tables
             .iter_mut()
             .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
@@ -443,7 +490,9 @@ impl RegistryFile {
 
     /// Remove a project. Returns whether it was registered.
     pub fn remove_project(&mut self, name: &str) -> Result<bool, RegistryError> {
-        let Some(tables) = self.project_tables() else { return Ok(false) };
+        let Some(tables) = self.project_tables() else {
+            return Ok(false);
+        };
         let before = tables.len();
         tables.retain(|t| t.get("name").and_then(Item::as_str) != Some(name));
         let removed = tables.len() != before;
@@ -478,7 +527,10 @@ fn set_keep_decor(table: &mut Table, key: &str, mut new: toml_edit::Value) {
 
 /// The lock file guarding a registry at `path`.
 pub fn lock_path_for(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.lock"))
 }
 
@@ -573,13 +625,22 @@ repo = "alpha"
         .unwrap();
         assert!(written);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("# my estate\nschema_version = 1\n"), "{text}");
-        assert!(text.contains("# where the work lives\nlocal_repos = \"/fast/repos\" # fast disk\n"), "{text}");
+        assert!(
+            text.starts_with("# my estate\nschema_version = 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# where the work lives\nlocal_repos = \"/fast/repos\" # fast disk\n"),
+            "{text}"
+        );
         assert!(text.contains("name = \"alpha\"   # first\n"), "{text}");
         let reg = RegistryFile::load(&path).unwrap().registry;
         assert_eq!(reg.projects.len(), 2);
         assert!(!reg.project("beta").unwrap().container);
-        assert_eq!(reg.project("alpha").unwrap().last_sync.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+        assert_eq!(
+            reg.project("alpha").unwrap().last_sync.as_deref(),
+            Some("2026-01-01T00:00:00.000Z")
+        );
     }
 
     #[test]
@@ -597,14 +658,23 @@ repo = "alpha"
 
     #[test]
     fn malformed_toml_names_line_and_column() {
-        let e = Registry::parse(Path::new("/x/repoman.toml"), "schema_version = 1\n[defaults\n")
-            .unwrap_err()
-            .to_string();
+        let e = Registry::parse(
+            Path::new("/x/repoman.toml"),
+            "schema_version = 1\n[defaults\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("/x/repoman.toml:2:"), "{e}");
-        let e = Registry::parse(Path::new("r.toml"), "schema_version = 1\n[[project]]\nname = \"Bad\"\nrepo = \"x\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("r.toml:3:8") && e.contains("lowercase"), "{e}");
+        let e = Registry::parse(
+            Path::new("r.toml"),
+            "schema_version = 1\n[[project]]\nname = \"Bad\"\nrepo = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("r.toml:3:8") && e.contains("lowercase"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -613,11 +683,18 @@ repo = "alpha"
         assert!(matches!(e, RegistryError::TooNew { found: 99, .. }));
         let old = "[defaults]\nnfs_repos = \"/mnt/b\" # backup\n";
         let reg = Registry::parse(Path::new("r.toml"), old).unwrap();
-        assert_eq!(reg.defaults.backup_root.as_deref(), Some(Path::new("/mnt/b")));
+        assert_eq!(
+            reg.defaults.backup_root.as_deref(),
+            Some(Path::new("/mnt/b"))
+        );
         let mut doc: DocumentMut = old.parse().unwrap();
         let changes = migrate_doc(&mut doc);
         assert_eq!(changes.len(), 2, "{changes:?}");
-        assert!(doc.to_string().contains("backup_root = \"/mnt/b\" # backup"), "{doc}");
+        assert!(
+            doc.to_string()
+                .contains("backup_root = \"/mnt/b\" # backup"),
+            "{doc}"
+        );
     }
 
     #[test]
@@ -631,10 +708,17 @@ repo = "alpha"
         let o = ProjectOverrides::load(dir.path()).unwrap();
         assert_eq!(o.mounts[0].path, "/data");
         assert_eq!(o.env["FOO"], "bar");
-        std::fs::write(dir.path().join(OVERRIDES_FILE), "image = \"x\"\n[env]\nFOO = \n").unwrap();
+        std::fs::write(
+            dir.path().join(OVERRIDES_FILE),
+            "image = \"x\"\n[env]\nFOO = \n",
+        )
+        .unwrap();
         let e = ProjectOverrides::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains(".repoman.toml:3:"), "{e}");
-        assert!(ProjectOverrides::load(&dir.path().join("missing")).unwrap() == ProjectOverrides::default());
+        assert!(
+            ProjectOverrides::load(&dir.path().join("missing")).unwrap()
+                == ProjectOverrides::default()
+        );
     }
 
     #[test]

@@ -98,8 +98,18 @@ impl Settings {
             incus_project: reg_or(d.incus_project.as_ref(), DEFAULT_INCUS_PROJECT),
             pool: reg_or(d.pool.as_ref(), DEFAULT_POOL),
             network: d.network.clone().map(|n| Sourced::new(n, Source::Registry)),
-            default_image: d.default_image.clone().map(|i| Sourced::new(i, Source::Registry)),
-            profiles: Sourced::new(d.profiles.clone(), if d.profiles.is_empty() { Source::BuiltIn } else { Source::Registry }),
+            default_image: d
+                .default_image
+                .clone()
+                .map(|i| Sourced::new(i, Source::Registry)),
+            profiles: Sourced::new(
+                d.profiles.clone(),
+                if d.profiles.is_empty() {
+                    Source::BuiltIn
+                } else {
+                    Source::Registry
+                },
+            ),
             mount_path: reg_or(d.mount_path.as_ref(), DEFAULT_MOUNT_PATH),
             max_delete: match d.max_delete {
                 Some(v) => Sourced::new(v, Source::Registry),
@@ -111,9 +121,16 @@ impl Settings {
             },
             backup_exclude: Sourced::new(
                 d.backup_exclude.clone(),
-                if d.backup_exclude.is_empty() { Source::BuiltIn } else { Source::Registry },
+                if d.backup_exclude.is_empty() {
+                    Source::BuiltIn
+                } else {
+                    Source::Registry
+                },
             ),
-            backup_fstype: d.backup_fstype.clone().map(|f| Sourced::new(f, Source::Registry)),
+            backup_fstype: d
+                .backup_fstype
+                .clone()
+                .map(|f| Sourced::new(f, Source::Registry)),
             probe_timeout: match d.probe_timeout_secs {
                 Some(s) => Sourced::new(Duration::from_secs(s), Source::Registry),
                 None => Sourced::new(DEFAULT_PROBE_TIMEOUT, Source::BuiltIn),
@@ -127,7 +144,10 @@ impl Settings {
 
     /// The mount path inside a sandbox for `user` and `repo`.
     pub fn mount_path_for(&self, user: &str, repo: &str) -> String {
-        self.mount_path.value.replace("{user}", user).replace("{repo}", repo)
+        self.mount_path
+            .value
+            .replace("{user}", user)
+            .replace("{repo}", repo)
     }
 }
 
@@ -139,12 +159,19 @@ mod tests {
     #[test]
     fn seed_variables_are_fallbacks_only() {
         let env = Env::from_pairs([("LOCAL_REPOS", "/env/local"), ("NFS_REPOS", "/env/nfs")]);
-        let reg = Registry::parse(Path::new("r"), "[defaults]\nlocal_repos = \"/reg/local\"\n").unwrap();
+        let reg =
+            Registry::parse(Path::new("r"), "[defaults]\nlocal_repos = \"/reg/local\"\n").unwrap();
         let s = Settings::resolve(&reg, &env);
-        assert_eq!(s.local_repos.as_ref().unwrap().value, PathBuf::from("/reg/local"));
+        assert_eq!(
+            s.local_repos.as_ref().unwrap().value,
+            PathBuf::from("/reg/local")
+        );
         assert_eq!(s.local_repos.as_ref().unwrap().source, Source::Registry);
         let b = s.backup_root.clone().unwrap();
-        assert_eq!((b.value, b.source), (PathBuf::from("/env/nfs"), Source::Env("NFS_REPOS")));
+        assert_eq!(
+            (b.value, b.source),
+            (PathBuf::from("/env/nfs"), Source::Env("NFS_REPOS"))
+        );
         assert_eq!(s.incus_project.source, Source::BuiltIn);
         assert_eq!(s.mount_path_for("dev", "app"), "/home/dev/app");
     }
