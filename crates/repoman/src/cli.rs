@@ -56,3 +56,47 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `repoman ...` line in the README's and docs' shell blocks must parse: examples that
+    /// drift from the real flags are caught here (their behaviour is tested per command).
+    #[test]
+    fn documented_examples_parse() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let mut checked = 0;
+        for doc in [
+            "README.md",
+            "docs/backup.md",
+            "docs/state.md",
+            "docs/realms.md",
+            "docs/tools.md",
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+            let mut in_sh = false;
+            for line in text.lines() {
+                let t = line.trim_start();
+                if t.starts_with("```") {
+                    in_sh = t == "```sh";
+                    continue;
+                }
+                if !in_sh || !t.starts_with("repoman ") {
+                    continue;
+                }
+                // Drop a trailing comment, redirection or pipe: only repoman's own argv is checked.
+                let cmd = [" #", " >", " 2>", " |", " &&", " ;"]
+                    .iter()
+                    .fold(t, |c, sep| c.split(sep).next().unwrap_or(c))
+                    .trim();
+                let argv: Vec<&str> = cmd.split_whitespace().collect();
+                if let Err(e) = Cli::try_parse_from(&argv) {
+                    panic!("{doc}: `{cmd}` does not parse:\n{e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "found only {checked} examples");
+    }
+}
