@@ -22,7 +22,7 @@ use crate::identity::ActorKind;
 use crate::log::Head;
 
 /// Bump when the table layout or the meaning of [`apply`] changes: older indexes are rebuilt.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const DDL: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -44,8 +44,9 @@ CREATE TABLE schemas(id TEXT PRIMARY KEY, kind TEXT NOT NULL, applies_to TEXT NO
 ";
 
 /// Secondary indexes, created after a bulk rebuild (cheaper than maintaining them row by row).
+/// An index entry ends with the rowid, which is `seq`, so `(object, type)` is also ordered by seq.
 const INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS events_object ON events(object, type, seq);
+CREATE INDEX IF NOT EXISTS events_object ON events(object, type);
 CREATE INDEX IF NOT EXISTS conflicts_object ON conflicts(object);
 ";
 

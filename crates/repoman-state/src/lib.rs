@@ -20,6 +20,7 @@ pub mod index;
 pub mod log;
 pub mod policy;
 pub mod repair;
+pub mod replay;
 pub mod schemas;
 pub mod state;
 
