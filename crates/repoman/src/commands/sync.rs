@@ -230,6 +230,8 @@ struct Outcome {
     json: Value,
     line: String,
     details: Vec<String>,
+    /// When the project synced: its new `last_sync` (written to the registry once, for all).
+    synced_at: Option<String>,
 }
 
 pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
@@ -260,6 +262,10 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
         .0
     };
     let jobs = args.jobs.unwrap_or(2).max(1).min(targets.len());
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| t.entry.name.as_str().to_owned())
+        .collect();
     let mut queue: Vec<(usize, Target)> = targets.into_iter().enumerate().collect();
     queue.reverse(); // workers pop from the end: start with the first project
     let queue = Mutex::new(queue);
@@ -288,6 +294,7 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
                                 .chain(e.causes.iter().map(|c| format!("caused by: {c}")))
                                 .chain(e.hint.iter().map(|h| format!("hint: {h}")))
                                 .collect(),
+                            synced_at: None,
                         });
                     if let Ok(mut r) = results.lock() {
                         r.push((i, out));
@@ -299,6 +306,20 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
     overall.bar.finish_and_clear();
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(i, _)| *i);
+    // One registry write for all projects (the `backup.synced` events are the durable record;
+    // `last_sync` is the registry's summary of them).
+    let synced: Vec<(String, String)> = results
+        .iter()
+        .filter_map(|(i, o)| o.synced_at.clone().map(|at| (names[*i].clone(), at)))
+        .collect();
+    if !synced.is_empty() {
+        RegistryFile::edit(&app.paths.config_file, None, |f| {
+            for (name, at) in &synced {
+                f.set_project_field(name, "last_sync", Some(at))?;
+            }
+            Ok(())
+        })?;
+    }
     let mut exit = Exit::Success;
     for (_, o) in &results {
         exit = worst(exit, o.exit);
@@ -423,10 +444,29 @@ fn sync_one(
         object: object.clone(),
         project: Some(name.clone()),
     };
+    // A plan that changes nothing on the backup (empty, marker ours, no guard objecting) is
+    // evaluated without a `policy.decided` record; anything that blocks is always recorded.
+    let nothing_to_change = prep.plan.is_empty()
+        && verdicts.is_empty()
+        && matches!(prep.marker, repoman_backup::marker::MarkerRead::Present(_))
+        && !args.adopt;
     let (effect, reasons, decision_seq) = if args.dry_run {
         let (effect, reasons) =
             repoman_state::policy::evaluate(&op, verdicts, &reg.policy.rules, state.identity());
         (effect, reasons, None)
+    } else if nothing_to_change {
+        let (effect, reasons) = repoman_state::policy::evaluate(
+            &op,
+            verdicts.clone(),
+            &reg.policy.rules,
+            state.identity(),
+        );
+        if effect.blocks() {
+            let d = state.decide(&op, verdicts, &reg.policy.rules)?;
+            (d.effect, d.reasons, Some(d.event_seq))
+        } else {
+            (effect, reasons, None)
+        }
     } else {
         let d = state.decide(&op, verdicts, &reg.policy.rules)?;
         (d.effect, d.reasons, Some(d.event_seq))
@@ -474,6 +514,7 @@ fn sync_one(
             json: json!({"project": name, "status": "blocked", "effect": effect.as_str(), "plan": plan_json, "reasons": reasons_json, "conflict": conflict_id, "diverged": diverged_json, "decision_seq": decision_seq}),
             line: format!("{name}\tblocked\t{plan_summary}"),
             details,
+            synced_at: None,
         });
     }
     if args.dry_run {
@@ -483,6 +524,7 @@ fn sync_one(
             json: json!({"project": name, "status": "planned", "plan": plan_json, "items": items_json(&prep), "reasons": reasons_json, "rsync": repoman_backup::rsync::display_argv(&prep.job.run_argv(Some(prep.plan.deletes)))}),
             line: format!("{name}\tplanned\t{plan_summary}"),
             details,
+            synced_at: None,
         });
     }
 
@@ -543,9 +585,6 @@ fn sync_one(
             "decision_seq": decision_seq,
         }),
     ))?;
-    RegistryFile::edit(&app.paths.config_file, None, |f| {
-        f.set_project_field(&name, "last_sync", Some(&created_at))
-    })?;
     let mut details = Vec::new();
     if !report.rsync_warnings.is_empty()
         || report.outcome != repoman_backup::rsync::RsyncOutcome::Complete
@@ -560,6 +599,7 @@ fn sync_one(
             &report.manifest_root[..16]
         ),
         details,
+        synced_at: Some(created_at),
     })
 }
 
