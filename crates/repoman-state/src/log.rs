@@ -288,7 +288,8 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 
 /// Find the committed length (up to and including the last `\n`) and the last whole line.
 fn last_line(f: &mut File, len: u64) -> std::io::Result<(u64, Option<Vec<u8>>)> {
-    let mut window = 64 * 1024u64;
+    // Lines are ~500 bytes: a small first window almost always holds the last two newlines.
+    let mut window = 8 * 1024u64;
     loop {
         let start = len.saturating_sub(window);
         f.seek(SeekFrom::Start(start))?;

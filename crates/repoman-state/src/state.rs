@@ -184,8 +184,11 @@ impl State {
             tail = self.log.tail()?;
         }
         let mut guard = self.conn_guard()?;
+        let repairs_before = self.repairs().len();
         self.ensure_index_locked(&mut guard, &tail)?;
-        tail = self.log.tail()?; // a rebuild may have appended `repair.applied`
+        if self.repairs().len() != repairs_before {
+            tail = self.log.tail()?; // the rebuild appended `repair.applied`
+        }
         let n = evs.len();
         let mut written =
             self.write_locked(&mut guard, &tail, prefix.into_iter().chain(evs).collect())?;
