@@ -111,14 +111,11 @@ fn print_event(app: &App, e: &Event) -> Result<(), CliError> {
     if data.chars().count() > 100 {
         data = data.chars().take(99).collect::<String>() + "…";
     }
-    app.ui.data(
-        &format!(
-            "{:>6}  {}  {:<22} {:<22} {}  {}",
-            e.seq, e.at, e.type_, e.object, e.actor, data
-        )
-        .trim_end()
-        .to_owned(),
-    )
+    let line = format!(
+        "{:>6}  {}  {:<22} {:<22} {}  {}",
+        e.seq, e.at, e.type_, e.object, e.actor, data
+    );
+    app.ui.data(line.trim_end())
 }
 
 /// Tell the user (on stderr) about repairs done while opening the state.
