@@ -177,6 +177,28 @@ pub fn validate_toml(id: &str, text: &str, what: &str) -> Result<(), StateError>
     validate(id, &json, what)
 }
 
+/// Validate a registry file (`repoman.toml`) on load: a missing file is valid (an empty registry).
+/// Call after `RegistryFile::load` succeeded, so syntax errors keep their file:line:column.
+pub fn validate_registry_file(path: &std::path::Path) -> Result<(), StateError> {
+    validate_file("repoman.toml/v1", path)
+}
+
+/// Validate a project's `.repoman.toml` on load (a missing file is valid).
+pub fn validate_overrides_file(path: &std::path::Path) -> Result<(), StateError> {
+    validate_file("repoman-project.toml/v1", path)
+}
+
+fn validate_file(id: &str, path: &std::path::Path) -> Result<(), StateError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => validate_toml(id, &text, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn parse(text: &str) -> Value {
     // The embedded schemas are tested to parse; a bad one would show up as an always-false schema.
     serde_json::from_str(text).unwrap_or(Value::Bool(false))
@@ -300,6 +322,21 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("/project/0/name"), "{err}");
+    }
+
+    #[test]
+    fn files_are_validated_on_load_and_missing_ones_are_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".repoman.toml");
+        validate_overrides_file(&p).unwrap();
+        std::fs::write(&p, "[[mount]]\nsource = \"~/data\"\npath = \"relative\"\n").unwrap();
+        let err = validate_overrides_file(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("/mount/0/path") && err.contains(".repoman.toml"),
+            "{err}"
+        );
+        std::fs::write(&p, "image = \"debian/12\"\n").unwrap();
+        validate_overrides_file(&p).unwrap();
     }
 
     #[test]
