@@ -1,8 +1,8 @@
 //! Who records events: the actor, the device and the profile.
 //!
 //! - The **device id** is a UUIDv7 generated once per state directory and stored in
-//!   `<state>/device-id`. It is created with a link-if-absent step so two processes starting at
-//!   the same time agree on one id.
+//!   `<state>/device-id` with the first recorded event (opening state creates nothing). It is
+//!   created with a link-if-absent step so two processes starting at the same time agree on one id.
 //! - The **actor** is derived, never supplied: `human:USER@HOST` from the environment snapshot
 //!   and the host name, or `ci:NAME` when `CI` is set. `agent:PROJECT` and `daemon:HOST` are only
 //!   reachable through [`ActorRequest`], which the daemon uses; no variant of it names a human, so
@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use repoman_core::{Clock, Env, ProjectName};
+use repoman_core::{Env, ProjectName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
@@ -143,8 +143,9 @@ pub fn read_device_id(state_dir: &Path) -> Result<Option<String>, StateError> {
     }
 }
 
-/// Read the device id, generating and storing one if absent (creates the state directory).
-pub fn ensure_device_id(state_dir: &Path, clock: &Clock) -> Result<String, StateError> {
+/// Read the device id, storing `candidate` if none is stored yet (creates the state directory).
+/// When another process stores its candidate first, that one is returned.
+pub fn ensure_device_id(state_dir: &Path, candidate: &str) -> Result<String, StateError> {
     if let Some(id) = read_device_id(state_dir)? {
         return Ok(id);
     }
@@ -153,7 +154,7 @@ pub fn ensure_device_id(state_dir: &Path, clock: &Clock) -> Result<String, State
         move |source| StateError::Io { path, source }
     };
     std::fs::create_dir_all(state_dir).map_err(io_err(state_dir))?;
-    let id = clock.new_id().to_string();
+    let id = candidate.to_owned();
     let tmp = state_dir.join(format!(".{DEVICE_ID_FILE}.{}", std::process::id()));
     {
         let mut f = std::fs::OpenOptions::new()
@@ -191,6 +192,7 @@ pub fn ensure_device_id(state_dir: &Path, clock: &Clock) -> Result<String, State
 #[cfg(test)]
 mod tests {
     use super::*;
+    use repoman_core::Clock;
 
     #[test]
     fn ci_overrides_human_and_agent_is_explicit() {
@@ -219,10 +221,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         assert_eq!(read_device_id(&state).unwrap(), None);
-        let clock = Clock::system();
-        let a = ensure_device_id(&state, &clock).unwrap();
-        let b = ensure_device_id(&state, &clock).unwrap();
-        assert_eq!(a, b);
+        let first = Clock::system().new_id().to_string();
+        let a = ensure_device_id(&state, &first).unwrap();
+        let b = ensure_device_id(&state, "0190a0b0-0000-7000-8000-000000000002").unwrap();
+        assert_eq!((a.as_str(), b.as_str()), (first.as_str(), first.as_str()));
         assert_eq!(read_device_id(&state).unwrap(), Some(a));
     }
 }

@@ -11,7 +11,7 @@
 //!   an absent log is an empty log, served from an in-memory index.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use repoman_core::{Clock, Env, Paths};
 use rusqlite::Connection;
@@ -59,6 +59,8 @@ pub struct State {
     log: EventLog,
     clock: Clock,
     identity: Identity,
+    /// The identity once the device id is stored (if it was not at open).
+    persisted: OnceLock<Identity>,
     read_only: bool,
     conn: Mutex<Option<Conn>>,
     repairs: Mutex<Vec<RepairReport>>,
@@ -96,13 +98,11 @@ impl State {
         clock: Clock,
         opts: StateOptions,
     ) -> Result<State, StateError> {
-        let (device, device_persisted) = if opts.read_only {
-            match identity::read_device_id(&paths.state_dir)? {
-                Some(d) => (d, true),
-                None => ("unrecorded".to_owned(), false),
-            }
-        } else {
-            (identity::ensure_device_id(&paths.state_dir, &clock)?, true)
+        // Nothing is created here: a writer keeps a candidate id, stored with its first event.
+        let (device, device_persisted) = match identity::read_device_id(&paths.state_dir)? {
+            Some(d) => (d, true),
+            None if opts.read_only => ("unrecorded".to_owned(), false),
+            None => (clock.new_id().to_string(), false),
         };
         let (actor, actor_kind) = Identity::derive_actor(env, &opts.actor);
         let identity = Identity {
@@ -118,15 +118,34 @@ impl State {
             log,
             clock,
             identity,
+            persisted: OnceLock::new(),
             read_only: opts.read_only,
             conn: Mutex::new(None),
             repairs: Mutex::new(Vec::new()),
         })
     }
 
-    /// Actor, device id and profile recorded on this handle's events.
+    /// Actor, device id and profile recorded on this handle's events. On a machine where nothing
+    /// was recorded yet, the device id is the one that the first append will store.
     pub fn identity(&self) -> &Identity {
-        &self.identity
+        self.persisted.get().unwrap_or(&self.identity)
+    }
+
+    /// The identity to record, storing the device id first if needed. Lock must be held.
+    fn writer_identity(&self) -> Result<&Identity, StateError> {
+        if self.identity.device_persisted {
+            return Ok(&self.identity);
+        }
+        if let Some(i) = self.persisted.get() {
+            return Ok(i);
+        }
+        let device = identity::ensure_device_id(&self.paths.state_dir, &self.identity.device)?;
+        let stored = Identity {
+            device,
+            device_persisted: true,
+            ..self.identity.clone()
+        };
+        Ok(self.persisted.get_or_init(|| stored))
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -167,7 +186,7 @@ impl State {
     /// Append many events with one write and one fsync.
     #[tracing::instrument(level = "debug", skip_all, fields(events = evs.len()))]
     pub fn append_batch(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StateError> {
-        if self.read_only && !self.identity.device_persisted {
+        if self.read_only && !self.log.exists() {
             return Err(StateError::NoState(self.paths.state_dir.clone()));
         }
         for ev in &evs {
@@ -203,6 +222,7 @@ impl State {
         tail: &Tail,
         evs: Vec<NewEvent>,
     ) -> Result<Vec<Event>, StateError> {
+        let who = self.writer_identity()?;
         let mut head = tail.head.clone();
         let mut out = Vec::with_capacity(evs.len());
         for ev in evs {
@@ -212,9 +232,9 @@ impl State {
                 at: self.clock.now_rfc3339(),
                 type_: ev.type_,
                 object: ev.object,
-                actor: self.identity.actor.clone(),
-                device: self.identity.device.clone(),
-                profile: self.identity.profile.clone(),
+                actor: who.actor.clone(),
+                device: who.device.clone(),
+                profile: who.profile.clone(),
                 data: ev.data,
                 prev: head.hash.clone(),
                 hash: String::new(),

@@ -258,3 +258,21 @@ fn read_only_open_on_a_fresh_home_creates_nothing() {
     );
     assert_eq!(common::files_under(fx.dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn opening_for_writing_creates_nothing_until_the_first_append() {
+    let fx = Fixture::new();
+    let s = fx.open();
+    let candidate = s.identity().device.clone();
+    assert!(!s.identity().device_persisted);
+    assert!(s.conflicts(ConflictFilter::default()).unwrap().is_empty());
+    assert_eq!(common::files_under(fx.dir.path()), Vec::<String>::new());
+    let e = s
+        .append(NewEvent::new("project.registered", "project:a", json!({})))
+        .unwrap();
+    assert_eq!(e.device, candidate);
+    assert!(s.identity().device_persisted);
+    let stored = std::fs::read_to_string(fx.state_dir().join("device-id")).unwrap();
+    assert_eq!(stored.trim(), candidate);
+    assert_eq!(fx.open().identity().device, candidate);
+}
