@@ -314,18 +314,20 @@ impl Manifest {
             let f = std::fs::File::open(dir).map_err(|e| BackupError::io(dir, e))?;
             rustix::fs::syncfs(&f).map_err(|e| BackupError::io(dir, e.into()))?;
         } else {
-            let mut dirs = HashSet::new();
-            for p in &written {
+            // Concurrent fsyncs share journal commits: far cheaper than one after another.
+            use rayon::prelude::*;
+            written.par_iter().try_for_each(|p| {
                 std::fs::File::open(p)
                     .and_then(|f| f.sync_all())
-                    .map_err(|e| BackupError::io(p, e))?;
-                if let Some(d) = p.parent() {
-                    dirs.insert(d.to_path_buf());
-                }
-            }
-            for d in dirs {
-                repoman_core::fs::sync_dir(&d).map_err(|e| BackupError::io(&d, e))?;
-            }
+                    .map_err(|e| BackupError::io(p, e))
+            })?;
+            let dirs: HashSet<PathBuf> = written
+                .iter()
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect();
+            dirs.par_iter().try_for_each(|d| {
+                repoman_core::fs::sync_dir(d).map_err(|e| BackupError::io(d, e))
+            })?;
         }
         let wire = WireRoot {
             schema: MANIFEST_FORMAT.into(),
