@@ -162,10 +162,18 @@ fn check_chain(
     let mut verifier = ChainVerifier::new(Head::empty());
     let mut count = 0u64;
     let mut problems = 0usize;
+    let mut resync = false;
     for item in log.read_from(1)?.located() {
         match item {
             Ok(l) => {
                 count += 1;
+                if std::mem::take(&mut resync) {
+                    // The line before could not be read: link to what this one claims.
+                    verifier = ChainVerifier::new(Head {
+                        seq: l.event.seq.saturating_sub(1),
+                        hash: l.event.prev.clone(),
+                    });
+                }
                 if let Err(e) = verifier.check(&l) {
                     problems += 1;
                     if let StateError::ChainBroken {
@@ -205,10 +213,7 @@ fn check_chain(
                     repaired: false,
                 });
                 // The next line cannot link to a line we could not read; skip one link check.
-                verifier = ChainVerifier::new(Head {
-                    seq: verifier.head().seq + 1,
-                    hash: String::new(),
-                });
+                resync = true;
             }
             Err(e) => return Err(e),
         }
@@ -347,8 +352,8 @@ pub fn index_problem(state: &State) -> Option<String> {
             .log()
             .read_from(head.seq)
             .ok()
-            .and_then(|mut r| r.next())
-            .and_then(Result::ok)
+            // Damaged lines before it are reported by the chain check, not here.
+            .and_then(|r| r.filter_map(Result::ok).next())
             .filter(|e| e.seq == head.seq)
             .map(|e| e.hash);
         match (at_head, log_hash) {

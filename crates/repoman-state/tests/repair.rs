@@ -353,3 +353,24 @@ fn a_flipped_byte_is_a_chain_break_with_its_seq_and_is_never_rewritten() {
         "{err}"
     );
 }
+
+#[test]
+fn a_damaged_line_inside_the_log_is_one_finding_with_its_line() {
+    let fx = Fixture::new();
+    let s = append_lines(&fx, 6);
+    let seg = s.log().segments().unwrap().pop().unwrap().1;
+    drop(s);
+    let text = std::fs::read_to_string(&seg).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "{\"this is\": not json";
+    std::fs::write(&seg, lines.join("\n") + "\n").unwrap();
+    let report = doctor::run(&fx.read_only(), &fx.env, DoctorOptions::default()).unwrap();
+    let found: Vec<_> = report.findings.iter().map(|f| (f.check, f.seq)).collect();
+    assert_eq!(found, [("events.line", Some(3))], "{:?}", report.findings);
+    assert!(
+        report.findings[0].message.contains(":3:"),
+        "{}",
+        report.findings[0].message
+    );
+    assert!(report.needs_review());
+}
