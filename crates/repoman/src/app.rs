@@ -20,8 +20,18 @@ pub struct App {
 
 impl App {
     /// Load the registry (a missing file is an empty registry; nothing is created).
+    /// The typed parse reports errors with file, line and column; the embedded JSON Schema
+    /// (`repoman schema show repoman.toml/v1`) then checks what types alone cannot.
     pub fn registry(&self) -> Result<RegistryFile, CliError> {
-        Ok(RegistryFile::load(&self.paths.config_file)?)
+        let file = RegistryFile::load(&self.paths.config_file)?;
+        if file.exists() {
+            repoman_state::schemas::validate_registry_file(&self.paths.config_file).map_err(
+                |e| {
+                    CliError::from(e).with_hint(format!("fix {}", self.paths.config_file.display()))
+                },
+            )?;
+        }
+        Ok(file)
     }
 
     /// Open the state for a command that records events (creates the state dir on first write).

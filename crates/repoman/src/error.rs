@@ -203,6 +203,7 @@ impl From<repoman_state::StateError> for CliError {
         } else {
             match &e {
                 S::InvalidEvent { .. }
+                | S::SchemaViolation { .. }
                 | S::UnknownSchema(_)
                 | S::ConflictNotFound(_)
                 | S::Paths(_) => Exit::Usage,

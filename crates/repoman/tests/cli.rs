@@ -257,3 +257,22 @@ fn every_domain_schema_is_listed_whichever_command_runs() {
         .success()
         .stdout(predicate::str::contains("\"$schema\""));
 }
+
+#[test]
+fn registry_is_validated_against_its_schema_on_load() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join(".config/repoman");
+    std::fs::create_dir_all(&cfg).unwrap();
+    // Well-typed TOML, but out of the schema's range.
+    std::fs::write(
+        cfg.join("repoman.toml"),
+        "schema_version = 1\n[defaults]\nmax_delete_percent = 150.0\n",
+    )
+    .unwrap();
+    repoman(home.path())
+        .args(["config", "show"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("max_delete_percent"))
+        .stderr(predicate::str::contains("hint: fix"));
+}
