@@ -51,7 +51,10 @@ fn render(
     }
     // The package version only: the git revision in `--version` would make the checked-in pages
     // stale on every commit.
-    let page = cmd.clone().name(name.to_owned()).version(env!("CARGO_PKG_VERSION"));
+    let page = cmd
+        .clone()
+        .name(name.to_owned())
+        .version(env!("CARGO_PKG_VERSION"));
     let mut buf = Vec::new();
     clap_mangen::Man::new(page)
         .date("")
