@@ -529,7 +529,7 @@ fn sigint_mid_transfer_cancels_cleanly_and_the_next_sync_completes() {
     write(&e.src("alpha").join("small.txt"), b"small");
     e.ok(&["sync", "alpha"]);
     make_big(&e.src("alpha").join("big.bin"), 2048);
-    let mut child = e
+    let child = e
         .std_cmd(&["sync", "alpha"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
