@@ -47,10 +47,13 @@ pub enum ConflictsCommand {
 pub struct ResolveArgs {
     /// The conflict id (from `repoman conflicts`).
     pub id: String,
+    /// Keep the working copy's versions (the backup's are saved first).
     #[arg(long)]
     pub keep_local: bool,
+    /// Keep the backup's versions (the working copy's are saved first).
     #[arg(long)]
     pub keep_backup: bool,
+    /// Change nothing and close the conflict; the next sync checks again.
     #[arg(long)]
     pub skip: bool,
 }
