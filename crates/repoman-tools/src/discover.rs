@@ -38,7 +38,7 @@ pub const DEFAULT_PARALLELISM: usize = 8;
 pub const PROBE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Directory names never descended into below a tools directory.
-const SKIP_DIRS: &[&str] = &[
+pub(crate) const SKIP_DIRS: &[&str] = &[
     "lib",
     "lib64",
     "lib32",

@@ -123,34 +123,11 @@ fn skipped(path: &Path, root: &Path) -> bool {
     comps.len() > 1
         && comps[..comps.len() - 1].iter().any(|c| {
             let s = c.as_os_str().to_string_lossy();
-            s.starts_with('.') || SKIP.contains(&s.as_ref())
+            // The same directories as a local scan skips, except `shims`: a sandbox's shim
+            // directories are listed (never run) so shims can be reported as such.
+            s.starts_with('.') || (s != "shims" && crate::discover::SKIP_DIRS.contains(&s.as_ref()))
         })
 }
-
-const SKIP: &[&str] = &[
-    "lib",
-    "lib64",
-    "lib32",
-    "share",
-    "include",
-    "man",
-    "doc",
-    "docs",
-    "src",
-    "node_modules",
-    "site-packages",
-    "__pycache__",
-    "etc",
-    "var",
-    "tmp",
-    "test",
-    "tests",
-    "examples",
-    "contrib",
-    "plugins",
-    "downloads",
-    "cache",
-];
 
 /// Scan the target through `exec`. A failing channel is an error; failing tools are outcomes.
 pub fn scan_remote(

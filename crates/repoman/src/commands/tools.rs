@@ -329,18 +329,7 @@ fn status(app: &App, a: StatusArgs) -> Result<Exit, CliError> {
             }
             for r in rows {
                 any = true;
-                let found = match &r.state {
-                    ToolState::Satisfied { by, version, .. } => {
-                        format!("{} {}", version.as_deref().unwrap_or("?"), by.display())
-                    }
-                    ToolState::Mismatch { installed } => installed
-                        .iter()
-                        .map(|i| i.version.clone().unwrap_or_else(|| "?".into()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    ToolState::Missing => "-".into(),
-                    ToolState::Unknown => "(no discovery rule)".into(),
-                };
+                let found = found_cell(&r.state);
                 table.add_row([
                     p.project.clone(),
                     r.tool.clone(),
@@ -827,18 +816,7 @@ fn scan_sandbox(app: &App, c: &Ctx, name: &str, probe: &ProbeArgs) -> Result<Exi
         table.load_preset(comfy_table::presets::NOTHING);
         table.set_header(["TOOL", "WANTS", "IN SANDBOX", "FOUND"]);
         for r in &rows {
-            let found = match &r.state {
-                ToolState::Satisfied { by, version, .. } => {
-                    format!("{} {}", version.as_deref().unwrap_or("?"), by.display())
-                }
-                ToolState::Mismatch { installed } => installed
-                    .iter()
-                    .map(|i| i.version.clone().unwrap_or_else(|| "?".into()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                ToolState::Missing => "-".into(),
-                ToolState::Unknown => "(no discovery rule)".into(),
-            };
+            let found = found_cell(&r.state);
             table.add_row([
                 r.tool.clone(),
                 r.versions.join(" "),
@@ -851,4 +829,20 @@ fn scan_sandbox(app: &App, c: &Ctx, name: &str, probe: &ProbeArgs) -> Result<Exi
         }
     }
     Ok(if bad { Exit::Failure } else { Exit::Success })
+}
+
+/// The FOUND column of `tools status`: which install satisfies a declaration, or what exists.
+fn found_cell(state: &ToolState) -> String {
+    match state {
+        ToolState::Satisfied { by, version, .. } => {
+            format!("{} {}", version.as_deref().unwrap_or("?"), by.display())
+        }
+        ToolState::Mismatch { installed } => installed
+            .iter()
+            .map(|i| i.version.clone().unwrap_or_else(|| "?".into()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ToolState::Missing => "-".into(),
+        ToolState::Unknown => "(no discovery rule)".into(),
+    }
 }
