@@ -397,6 +397,16 @@ fn backup_diverged_conflict_and_each_resolution() {
     assert_eq!(e.run(&["sync", "alpha"]).0, 3);
     assert_eq!(conflict_id(&e), id);
 
+    // --dry-run names the files and changes nothing on either side.
+    let (code, out, err) = e.run(&["conflicts", "resolve", &id, "--keep-local", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("a.txt") && out.contains("b.txt"), "{out}");
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("a.txt")).unwrap(),
+        b"a edited on the backup\n"
+    );
+    assert_eq!(conflict_id(&e), id, "a dry run closed the conflict");
+
     // keep-local: backup gets the local bytes, the backup's bytes are saved.
     e.ok(&["conflicts", "resolve", &id, "--keep-local"]);
     assert_eq!(

@@ -56,6 +56,9 @@ pub struct ResolveArgs {
     /// Change nothing and close the conflict; the next sync checks again.
     #[arg(long)]
     pub skip: bool,
+    /// Show which files would be saved and copied, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(app: &App, args: ConflictsArgs) -> Result<Exit, CliError> {
@@ -144,6 +147,39 @@ fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
     } else {
         Resolution::Skip
     };
+    if args.dry_run {
+        let paths: Vec<String> = conflict::paths_from_detail(&c.detail)
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let (save, copy) = match resolution {
+            Resolution::KeepLocal => ("backup", "working copy -> backup"),
+            Resolution::KeepBackup => ("working copy", "backup -> working copy"),
+            Resolution::Skip => ("nothing", "nothing"),
+        };
+        if app.ui.json() {
+            app.ui.print_json(&json!({
+                "conflict": c.id,
+                "resolution": resolution.as_str(),
+                "dry_run": true,
+                "paths": paths,
+                "saves": save,
+                "copies": copy,
+            }))?;
+        } else {
+            app.ui.data(&format!(
+                "would resolve conflict {} ({}) with {}: save the {save}'s versions, then copy {copy}",
+                c.id,
+                c.kind,
+                resolution.as_str()
+            ))?;
+            for p in &paths {
+                app.ui.data(&format!("  {p}"))?;
+            }
+            app.ui.info("dry run: nothing changed");
+        }
+        return Ok(Exit::Success);
+    }
     if c.kind != conflict::KIND || resolution == Resolution::Skip {
         let done = state.resolve_conflict(&c.id, resolution, json!({}))?;
         return report(app, &done.id, resolution, json!({}));
