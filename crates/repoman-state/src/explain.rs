@@ -626,7 +626,13 @@ fn build(
                 (Some(s), Some(m)) => {
                     let ver = match &verified {
                         Some(v) if v.seq > s.seq => {
-                            let ok = v.data.get("ok").and_then(Value::as_bool).or_else(|| v.data.get("result").and_then(Value::as_str).map(|r| r == "ok"));
+                            // `backup.verified` records `clean`; `ok` / `result` are accepted from other writers.
+                            let ok = v
+                                .data
+                                .get("clean")
+                                .or_else(|| v.data.get("ok"))
+                                .and_then(Value::as_bool)
+                                .or_else(|| v.data.get("result").and_then(Value::as_str).map(|r| r == "ok"));
                             match ok {
                                 Some(true) => format!("verified against it at {} (event {})", v.at, v.seq),
                                 Some(false) => format!("the last verification FAILED at {} (event {})", v.at, v.seq),

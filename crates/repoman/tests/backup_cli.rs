@@ -427,6 +427,17 @@ fn backup_diverged_conflict_and_each_resolution() {
     );
     e.ok(&["sync", "alpha"]);
     e.ok(&["verify", "--full", "alpha"]);
+    // explain reads the real verify event: the restore-integrity answer cites it.
+    let out = e.ok(&["--json", "explain", "backup:alpha"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let answer = v["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "restore_integrity")
+        .map(|s| s["answer"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(answer.contains("verified against it"), "{answer}");
     // Resolved files are not flagged again when they change later.
     write(&e.src("alpha").join("a.txt"), b"a v2 after resolution\n");
     e.ok(&["sync", "alpha"]);
