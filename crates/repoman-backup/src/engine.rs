@@ -51,6 +51,10 @@ pub struct Settings {
     pub manifests_dir: PathBuf,
     pub search_path: Option<OsString>,
     pub io_timeout_secs: u64,
+    /// A sync ran rsync after the last manifest was recorded but did not finish (rsync failed,
+    /// or Ctrl-C): the backup may hold files that run moved into place, which the next plan will
+    /// not itemize. The manifest is then rebuilt from the tree instead of extended.
+    pub manifest_stale: bool,
 }
 
 impl Settings {
@@ -80,6 +84,7 @@ impl Settings {
             manifests_dir,
             search_path: None,
             io_timeout_secs: DEFAULT_IO_TIMEOUT_SECS,
+            manifest_stale: false,
         }
     }
 }
@@ -253,10 +258,11 @@ pub fn execute(
     };
     let manifest_start = Instant::now();
     // Extend the last manifest by what rsync itemized when it describes this very copy (our
-    // marker, not adopted) and the run completed; otherwise walk the working copy with the stat
+    // marker, not adopted, no unfinished run since) and the run completed; otherwise walk the working copy with the stat
     // cache and read what changed from the backup.
     let extendable = matches!(prep.marker, MarkerRead::Present(_))
         && !prep.settings.adopt
+        && !prep.settings.manifest_stale
         && outcome == RsyncOutcome::Complete;
     let (manifest, stats) = match (&prep.last, extendable) {
         (Some(last), true) => {

@@ -829,3 +829,62 @@ fn several_projects_sync_concurrently_and_a_blocked_one_does_not_stop_the_others
     );
     assert!(e.dst("alpha").join("new.txt").exists());
 }
+/// A read-only bind mount over a directory of the backup: rsync cannot write there and exits 23.
+struct ReadOnlyBind(PathBuf);
+
+impl ReadOnlyBind {
+    fn over(dir: &Path) -> Self {
+        for args in [
+            vec!["--bind", dir.to_str().unwrap(), dir.to_str().unwrap()],
+            vec!["-o", "remount,bind,ro", dir.to_str().unwrap()],
+        ] {
+            let st = std::process::Command::new("mount")
+                .args(&args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "mount {args:?} needs root");
+        }
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn rsync_partial_transfer_is_an_explained_failure_and_the_next_sync_completes() {
+    let e = Estate::new(&["alpha"]);
+    write(&e.src("alpha").join("ro/a.txt"), b"one\n");
+    write(&e.src("alpha").join("rw/b.txt"), b"two\n");
+    e.ok(&["sync", "alpha"]);
+    write(&e.src("alpha").join("ro/a.txt"), b"one, edited\n");
+    write(&e.src("alpha").join("rw/b.txt"), b"two, edited\n");
+    {
+        let _ro = ReadOnlyBind::over(&e.dst("alpha").join("ro"));
+        let (code, out, err) = e.run(&["sync", "alpha"]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("rsync exit 23"), "{err}");
+        // The failure is recorded with rsync's code, and no success is claimed.
+        let events = e.events();
+        assert!(
+            events.contains("\"sync.failed\"") && events.contains("\"rsync_exit\":23"),
+            "{events}"
+        );
+        assert_eq!(
+            std::fs::read(e.dst("alpha").join("ro/a.txt")).unwrap(),
+            b"one\n"
+        );
+    }
+    e.ok(&["sync", "alpha"]);
+    e.ok(&["verify", "--full", "alpha"]);
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("ro/a.txt")).unwrap(),
+        b"one, edited\n"
+    );
+}

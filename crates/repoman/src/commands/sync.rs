@@ -149,6 +149,24 @@ pub(crate) fn last_manifest(
     Ok(Some((m, ev)))
 }
 
+/// Whether a sync of `object` ran rsync and did not finish (`sync.failed`, `sync.cancelled`)
+/// after the event that recorded the last manifest (`manifest_seq`).
+fn unfinished_run_since(
+    state: &State,
+    object: &str,
+    manifest_seq: Option<u64>,
+) -> Result<bool, CliError> {
+    let Some(since) = manifest_seq else {
+        return Ok(false);
+    };
+    for t in ["sync.failed", "sync.cancelled"] {
+        if state.last_event(object, t)?.is_some_and(|e| e.seq > since) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Map a backup error to the CLI error and exit code.
 pub(crate) fn backup_error(e: BackupError) -> CliError {
     let exit = match e.kind() {
@@ -397,6 +415,7 @@ fn sync_one(
     s.excludes = t.excludes.clone();
     s.lock_timeout = args.lock_timeout.map(Duration::from_secs);
     s.search_path = app.env.get_os("PATH").map(|p| p.to_owned());
+    s.manifest_stale = unfinished_run_since(state, &object, last.as_ref().map(|(_, ev)| ev.seq))?;
     let owner = Owner {
         estate_id: estate_id.to_owned(),
         project: name.clone(),
