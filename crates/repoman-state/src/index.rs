@@ -329,6 +329,11 @@ impl Registries for MemRegistries {
     }
 }
 
+/// The statement [`apply`] inserts each event row with.
+pub const INSERT_EVENT: &str =
+    "INSERT INTO events(seq, id, at, type, object, actor, device, profile, data, prev, hash)
+     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
 /// Apply one event to the index (inside the caller's transaction). The one place events become
 /// rows.
 pub fn apply(
@@ -336,11 +341,19 @@ pub fn apply(
     regs: &mut impl Registries,
     e: &EventRef<'_>,
 ) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO events(seq, id, at, type, object, actor, device, profile, data, prev, hash)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
+    let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
+    apply_with(tx, &mut insert_event, regs, e)
+}
+
+/// [`apply`] with the event insert already prepared from [`INSERT_EVENT`] (a rebuild holds it
+/// for the whole replay instead of looking it up in the statement cache per event).
+pub fn apply_with(
+    tx: &Transaction<'_>,
+    insert_event: &mut rusqlite::Statement<'_>,
+    regs: &mut impl Registries,
+    e: &EventRef<'_>,
+) -> rusqlite::Result<()> {
+    insert_event.execute(params![
         e.seq as i64,
         e.id,
         e.at,

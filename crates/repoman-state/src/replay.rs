@@ -223,8 +223,10 @@ fn verifier(segments: &[PathBuf], out: SyncSender<Result<Chunk, StateError>>) {
 }
 
 /// Apply one verified line.
+#[allow(clippy::too_many_arguments)]
 fn apply_line(
     tx: &Transaction<'_>,
+    insert_event: &mut rusqlite::Statement<'_>,
     regs: &mut index::MemRegistries,
     head: &mut Head,
     line: &[u8],
@@ -265,11 +267,12 @@ fn apply_line(
             prev: &raw.prev,
             hash: &raw.hash,
         };
-        index::apply(tx, regs, &e).map_err(index_err)?;
+        index::apply_with(tx, insert_event, regs, &e).map_err(index_err)?;
     } else {
         let ev: Event = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
         let (id, data) = (ev.id.to_string(), crate::event::canonical_json(&ev.data));
-        index::apply(tx, regs, &index::EventRef::of(&ev, &id, &data)).map_err(index_err)?;
+        let e = index::EventRef::of(&ev, &id, &data);
+        index::apply_with(tx, insert_event, regs, &e).map_err(index_err)?;
     }
     head.seq = raw.seq;
     head.hash.clear();
@@ -283,17 +286,29 @@ fn replay_serial(log: &EventLog, conn: &mut Connection) -> Result<Head, StateErr
         path: log.dir().to_path_buf(),
         source: e,
     })?;
-    let mut regs = index::MemRegistries::default();
-    let mut verified = Head::empty();
-    let mut head = Head::empty();
-    log.read_from(1)?.for_each_raw(|line, segment, line_no| {
-        let fast = verify_line(line, &mut verified, segment, line_no)?;
-        apply_line(&tx, &mut regs, &mut head, line, fast, segment, line_no)
-    })?;
     let idx = |e| StateError::Index {
         path: log.dir().to_path_buf(),
         source: e,
     };
+    let mut regs = index::MemRegistries::default();
+    let mut verified = Head::empty();
+    let mut head = Head::empty();
+    {
+        let mut insert = tx.prepare(index::INSERT_EVENT).map_err(idx)?;
+        log.read_from(1)?.for_each_raw(|line, segment, line_no| {
+            let fast = verify_line(line, &mut verified, segment, line_no)?;
+            apply_line(
+                &tx,
+                &mut insert,
+                &mut regs,
+                &mut head,
+                line,
+                fast,
+                segment,
+                line_no,
+            )
+        })?;
+    }
     regs.flush(&tx).map_err(idx)?;
     index::write_head(&tx, &head).map_err(idx)?;
     tx.commit().map_err(idx)?;
@@ -307,8 +322,13 @@ fn replay(log: &EventLog, conn: &mut Connection) -> Result<Head, StateError> {
         path: log.dir().to_path_buf(),
         source: e,
     })?;
+    let idx = |e| StateError::Index {
+        path: log.dir().to_path_buf(),
+        source: e,
+    };
     let mut regs = index::MemRegistries::default();
     let mut head = Head::empty();
+    let mut insert = tx.prepare(index::INSERT_EVENT).map_err(idx)?;
     let result = std::thread::scope(|scope| {
         let (send, recv) = sync_channel::<Result<Chunk, StateError>>(4);
         let segs = &segments;
@@ -318,6 +338,7 @@ fn replay(log: &EventLog, conn: &mut Connection) -> Result<Head, StateError> {
             for l in &chunk.lines {
                 apply_line(
                     &tx,
+                    &mut insert,
                     &mut regs,
                     &mut head,
                     &chunk.buf[l.start..l.end],
@@ -330,10 +351,7 @@ fn replay(log: &EventLog, conn: &mut Connection) -> Result<Head, StateError> {
         Ok::<(), StateError>(())
     });
     result?;
-    let idx = |e| StateError::Index {
-        path: log.dir().to_path_buf(),
-        source: e,
-    };
+    drop(insert);
     regs.flush(&tx).map_err(idx)?;
     index::write_head(&tx, &head).map_err(idx)?;
     tx.commit().map_err(idx)?;
