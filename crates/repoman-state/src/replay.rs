@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, sync_channel};
 
@@ -165,11 +165,24 @@ fn verify_line(
     Ok(false)
 }
 
+/// Bytes read from a segment per `read` call, straight into the chunk being filled.
+const READ_BYTES: u64 = 1 << 20;
+
+/// A chunk buffer with room for a full chunk plus one read, so filling it never reallocates.
+fn chunk_with(tail: &[u8]) -> Chunk {
+    let mut buf = Vec::with_capacity(CHUNK_BYTES + 2 * READ_BYTES as usize);
+    buf.extend_from_slice(tail);
+    Chunk {
+        buf,
+        lines: Vec::new(),
+    }
+}
+
 fn verifier(segments: &[PathBuf], out: SyncSender<Result<Chunk, StateError>>) {
     let mut head = Head::empty();
-    let mut chunk = Chunk::default();
+    let mut chunk = chunk_with(&[]);
     for (si, path) in segments.iter().enumerate() {
-        let file = match File::open(path) {
+        let mut file = match File::open(path) {
             Ok(f) => f,
             Err(source) => {
                 let _ = out.send(Err(StateError::Io {
@@ -179,15 +192,16 @@ fn verifier(segments: &[PathBuf], out: SyncSender<Result<Chunk, StateError>>) {
                 return;
             }
         };
-        let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut line_no = 0u64;
+        // `chunk.buf[..pos]` holds complete, verified lines; the bytes after it are the start of
+        // a line whose newline has not been read yet.
+        let mut pos = chunk.buf.len();
         loop {
-            let start = chunk.buf.len();
-            match reader.read_until(b'\n', &mut chunk.buf) {
-                Ok(0) => break,
-                Ok(_) if chunk.buf.last() != Some(&b'\n') => {
-                    // A torn tail: not a committed event.
-                    chunk.buf.truncate(start);
+            // Read into the chunk itself (no intermediate buffer to copy lines out of).
+            match (&mut file).take(READ_BYTES).read_to_end(&mut chunk.buf) {
+                Ok(0) => {
+                    // A torn tail (bytes after the last newline): not a committed event.
+                    chunk.buf.truncate(pos);
                     break;
                 }
                 Ok(_) => {}
@@ -199,23 +213,32 @@ fn verifier(segments: &[PathBuf], out: SyncSender<Result<Chunk, StateError>>) {
                     return;
                 }
             }
-            line_no += 1;
-            let end = chunk.buf.len() - 1;
-            match verify_line(&chunk.buf[start..end], &mut head, path, line_no) {
-                Ok(fast) => chunk.lines.push(Line {
-                    start,
-                    end,
-                    fast,
-                    segment: si,
-                    line_no,
-                }),
-                Err(e) => {
-                    let _ = out.send(Err(e));
-                    return;
+            while let Some(nl) = memchr::memchr(b'\n', &chunk.buf[pos..]) {
+                let (start, end) = (pos, pos + nl);
+                pos = end + 1;
+                line_no += 1;
+                match verify_line(&chunk.buf[start..end], &mut head, path, line_no) {
+                    Ok(fast) => chunk.lines.push(Line {
+                        start,
+                        end,
+                        fast,
+                        segment: si,
+                        line_no,
+                    }),
+                    Err(e) => {
+                        let _ = out.send(Err(e));
+                        return;
+                    }
                 }
             }
-            if chunk.buf.len() >= CHUNK_BYTES && out.send(Ok(std::mem::take(&mut chunk))).is_err() {
-                return; // the writer failed and stopped listening
+            if pos >= CHUNK_BYTES {
+                // Send the complete lines; the partial line starts the next chunk.
+                let next = chunk_with(&chunk.buf[pos..]);
+                chunk.buf.truncate(pos);
+                if out.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
+                    return; // the writer failed and stopped listening
+                }
+                pos = 0;
             }
         }
     }
