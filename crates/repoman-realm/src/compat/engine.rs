@@ -123,6 +123,58 @@ impl Engine {
         Ok(())
     }
 
+    /// A lower bound (`minLength`, `minProperties`, `minItems`) that B sets above A's (A's
+    /// absent bound is 0). Returns whether A's values all still satisfy it.
+    fn raised_min(
+        &self,
+        a: Option<&(u64, Site)>,
+        b: Option<&(u64, Site)>,
+        subject: &'static str,
+        keyword: &str,
+        out: &mut Vec<Raw>,
+    ) -> bool {
+        let Some((n, site)) = b else { return true };
+        let m = a.map_or(0, |x| x.0);
+        if m >= *n {
+            return true;
+        }
+        let presence = if a.is_some() {
+            Presence::Both
+        } else {
+            Presence::OnlyB
+        };
+        let detail = format!("{keyword} {}", self.arrow(&m.to_string(), &n.to_string()));
+        Self::push(out, site, subject, presence, detail);
+        false
+    }
+
+    /// An upper bound (`maxLength`, `maxProperties`, `maxItems`) that B sets below A's
+    /// effective bound `a_max` (`None`: unbounded). `a_declared` says whether A states the
+    /// keyword itself. Returns whether A's values all still satisfy it.
+    fn lowered_max(
+        &self,
+        a_max: Option<u64>,
+        a_declared: bool,
+        b: Option<&(u64, Site)>,
+        subject: &'static str,
+        keyword: &str,
+        out: &mut Vec<Raw>,
+    ) -> bool {
+        let Some((n, site)) = b else { return true };
+        if a_max.is_some_and(|m| m <= *n) {
+            return true;
+        }
+        let a = a_max.map_or("none".into(), |m| m.to_string());
+        let presence = if a_declared {
+            Presence::Both
+        } else {
+            Presence::OnlyB
+        };
+        let detail = format!("{keyword} {}", self.arrow(&a, &n.to_string()));
+        Self::push(out, site, subject, presence, detail);
+        false
+    }
+
     fn push(
         out: &mut Vec<Raw>,
         site: &str,
@@ -730,45 +782,21 @@ impl Engine {
 
     fn strings(&mut self, fa: &Flat<'_>, fb: &Flat<'_>, out: &mut Vec<Raw>) -> bool {
         let mut ok = true;
-        if let Some((n, site)) = &fb.min_len {
-            let m = fa.min_len.as_ref().map_or(0, |x| x.0);
-            if m < *n {
-                let presence = if fa.min_len.is_some() {
-                    Presence::Both
-                } else {
-                    Presence::OnlyB
-                };
-                Self::push(
-                    out,
-                    site,
-                    "min-length",
-                    presence,
-                    format!("minLength {}", self.arrow(&m.to_string(), &n.to_string())),
-                );
-                ok = false;
-            }
-        }
-        if let Some((n, site)) = &fb.max_len
-            && fa.max_len.as_ref().is_none_or(|(m, _)| m > n)
-        {
-            let a = fa
-                .max_len
-                .as_ref()
-                .map_or("none".into(), |x| x.0.to_string());
-            let presence = if fa.max_len.is_some() {
-                Presence::Both
-            } else {
-                Presence::OnlyB
-            };
-            Self::push(
-                out,
-                site,
-                "max-length",
-                presence,
-                format!("maxLength {}", self.arrow(&a, &n.to_string())),
-            );
-            ok = false;
-        }
+        ok &= self.raised_min(
+            fa.min_len.as_ref(),
+            fb.min_len.as_ref(),
+            "min-length",
+            "minLength",
+            out,
+        );
+        ok &= self.lowered_max(
+            fa.max_len.as_ref().map(|x| x.0),
+            fa.max_len.is_some(),
+            fb.max_len.as_ref(),
+            "max-length",
+            "maxLength",
+            out,
+        );
         for (p, site) in &fb.patterns {
             if !fa.patterns.iter().any(|(q, _)| q == p) {
                 let presence = if fa.patterns.is_empty() {
@@ -971,48 +999,21 @@ impl Engine {
                 detail,
             });
         }
-        if let Some((n, site)) = &fb.min_props {
-            let m = fa.min_props.as_ref().map_or(0, |x| x.0);
-            if m < *n {
-                let presence = if fa.min_props.is_some() {
-                    Presence::Both
-                } else {
-                    Presence::OnlyB
-                };
-                Self::push(
-                    out,
-                    site,
-                    "min-properties",
-                    presence,
-                    format!(
-                        "minProperties {}",
-                        self.arrow(&m.to_string(), &n.to_string())
-                    ),
-                );
-                ok = false;
-            }
-        }
-        if let Some((n, site)) = &fb.max_props
-            && fa.max_props.as_ref().is_none_or(|(m, _)| m > n)
-        {
-            let a = fa
-                .max_props
-                .as_ref()
-                .map_or("none".into(), |x| x.0.to_string());
-            let presence = if fa.max_props.is_some() {
-                Presence::Both
-            } else {
-                Presence::OnlyB
-            };
-            Self::push(
-                out,
-                site,
-                "max-properties",
-                presence,
-                format!("maxProperties {}", self.arrow(&a, &n.to_string())),
-            );
-            ok = false;
-        }
+        ok &= self.raised_min(
+            fa.min_props.as_ref(),
+            fb.min_props.as_ref(),
+            "min-properties",
+            "minProperties",
+            out,
+        );
+        ok &= self.lowered_max(
+            fa.max_props.as_ref().map(|x| x.0),
+            fa.max_props.is_some(),
+            fb.max_props.as_ref(),
+            "max-properties",
+            "maxProperties",
+            out,
+        );
         // Explicitly named properties.
         let mut names: Vec<&'a str> = Vec::new();
         for g in fa.objs.iter().chain(fb.objs.iter()) {
@@ -1255,42 +1256,21 @@ impl Engine {
                 }
             }
         }
-        if let Some((n, site)) = &fb.min_items {
-            let m = fa.min_items.as_ref().map_or(0, |x| x.0);
-            if m < *n {
-                let presence = if fa.min_items.is_some() {
-                    Presence::Both
-                } else {
-                    Presence::OnlyB
-                };
-                Self::push(
-                    out,
-                    site,
-                    "min-items",
-                    presence,
-                    format!("minItems {}", self.arrow(&m.to_string(), &n.to_string())),
-                );
-                ok = false;
-            }
-        }
-        if let Some((n, site)) = &fb.max_items
-            && a_max.is_none_or(|m| m > *n)
-        {
-            let a = a_max.map_or("none".into(), |m| m.to_string());
-            let presence = if fa.max_items.is_some() {
-                Presence::Both
-            } else {
-                Presence::OnlyB
-            };
-            Self::push(
-                out,
-                site,
-                "max-items",
-                presence,
-                format!("maxItems {}", self.arrow(&a, &n.to_string())),
-            );
-            ok = false;
-        }
+        ok &= self.raised_min(
+            fa.min_items.as_ref(),
+            fb.min_items.as_ref(),
+            "min-items",
+            "minItems",
+            out,
+        );
+        ok &= self.lowered_max(
+            a_max,
+            fa.max_items.is_some(),
+            fb.max_items.as_ref(),
+            "max-items",
+            "maxItems",
+            out,
+        );
         if let Some(site) = &fb.unique
             && fa.unique.is_none()
             && a_max.is_none_or(|m| m > 1)
