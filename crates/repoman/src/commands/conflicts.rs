@@ -110,7 +110,6 @@ fn list(app: &App, all: bool, project: Option<String>) -> Result<Exit, CliError>
 }
 
 fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
-    repoman_backup::schemas::register();
     let state = app.state()?;
     if state.identity().actor_kind != ActorKind::Human {
         return Err(CliError::new(

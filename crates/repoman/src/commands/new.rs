@@ -72,7 +72,6 @@ fn wizard(app: &App, args: &mut NewArgs, estate: &Estate) -> Result<(), CliError
 }
 
 pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
-    crate::sandbox::register_schemas();
     let mut estate = Estate::new(app.registry()?, &app.env);
     // The sandbox is tagged with the estate id; a registry without one gets it on registration.
     let estate_id = match &estate.file.registry.estate_id {

@@ -529,7 +529,6 @@ fn record(app: &App, events: Vec<RealmEvent>) -> Result<(), CliError> {
     if events.is_empty() {
         return Ok(());
     }
-    register_schemas();
     let state = app.state()?;
     let evs = events
         .into_iter()

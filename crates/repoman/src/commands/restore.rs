@@ -43,7 +43,6 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
     let settings = Settings::resolve(&reg.registry, &app.env);
     let t = targets(&reg.registry, &settings, std::slice::from_ref(&args.name))?.remove(0);
     let name = t.entry.name.as_str();
-    repoman_backup::schemas::register();
     let state = if args.dry_run {
         app.state_read_only()?
     } else {

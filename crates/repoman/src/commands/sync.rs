@@ -261,7 +261,6 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
         return Ok(Exit::Success);
     }
     let limits = limits(&settings, args.max_delete.as_deref())?;
-    repoman_backup::schemas::register();
     app.paths.ensure_runtime_dir()?;
     let state = if args.dry_run {
         app.state_read_only()?

@@ -455,7 +455,6 @@ fn scan_cmd(app: &App, a: ScanArgs) -> Result<Exit, CliError> {
     let declared = declared(&c);
     let events = drift::discovered_events(&inv, &declared, &mut cache);
     if !events.is_empty() {
-        register_schemas();
         let state = app.state()?;
         state.append_batch(
             events

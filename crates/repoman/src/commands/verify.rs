@@ -36,7 +36,6 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
     let settings = Settings::resolve(&reg.registry, &app.env);
     let targets = targets(&reg.registry, &settings, &args.names)?;
-    repoman_backup::schemas::register();
     let state = app.state()?;
     let mode = if args.full { Mode::Full } else { Mode::Quick };
     let mut exit = Exit::Success;

@@ -22,7 +22,6 @@ pub struct Session {
 impl Session {
     /// Open a session (the read-only reconciliation).
     pub fn open(registry: RegistryFile, env: &repoman_core::Env) -> Result<Session, SandboxError> {
-        super::register_schemas();
         let estate = Estate::new(registry, env);
         let incus = estate::connect(env)?;
         let observed = estate::observe(&incus, estate.incus_project())?;
