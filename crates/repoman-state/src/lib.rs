@@ -4,7 +4,8 @@
 //! - [`index`]: the SQLite index derived from it by replay; rebuilt and reported when missing,
 //!   corrupt, of an older schema or out of step with the log. Nothing durable lives only there.
 //! - [`identity`]: actor, device and profile recorded on every event.
-//! - [`policy`], [`conflict`]: decisions and human-only conflict resolution, recorded as events.
+//! - [`policy`], [`gate`], [`conflict`]: decisions (the one gate every mutating plan passes
+//!   through) and human-only conflict resolution, recorded as events.
 //! - [`schemas`]: the embedded JSON Schemas of every durable format, used on load and on append.
 //! - [`explain`], [`doctor`]: answers about objects, and integrity checks with repairs.
 //!
@@ -15,6 +16,7 @@ pub mod doctor;
 pub mod error;
 pub mod event;
 pub mod explain;
+pub mod gate;
 pub mod identity;
 pub mod index;
 pub mod log;
@@ -27,6 +29,7 @@ pub mod state;
 pub use conflict::{Conflict, ConflictFilter, ConflictState, NewConflict, Resolution};
 pub use error::StateError;
 pub use event::{Event, NewEvent};
+pub use gate::{Blocked, GateError, GateMode, gate};
 pub use identity::{ActorKind, ActorRequest, Identity};
 pub use index::EventQuery;
 pub use policy::{Decision, Effect, Operation, Verdict};

@@ -73,8 +73,9 @@ pub struct Decision {
     pub effect: Effect,
     /// Every verdict that contributed (guards first, then matching user rules).
     pub reasons: Vec<Verdict>,
-    /// Seq of the `policy.decided` event.
-    pub event_seq: u64,
+    /// Seq of the `policy.decided` event; `None` when the decision was not recorded (a dry
+    /// run, or an allowed no-op under [`crate::gate::GateMode::RecordIfBlocked`]).
+    pub event_seq: Option<u64>,
 }
 
 impl Decision {

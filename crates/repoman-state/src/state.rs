@@ -599,7 +599,7 @@ impl State {
             ));
         }
         let written = self.append_decision(evs)?;
-        let event_seq = written.first().map(|e| e.seq).unwrap_or(0);
+        let event_seq = written.first().map(|e| e.seq);
         Ok(Decision {
             effect,
             reasons,

@@ -135,7 +135,7 @@ fn decide_merges_rules_and_records_blocked_plans() {
             .unwrap()
             .unwrap()
             .seq,
-        d.event_seq
+        d.event_seq.unwrap()
     );
     assert!(
         s.last_event("backup:alpha", "sync.plan.blocked")
@@ -163,8 +163,8 @@ fn decide_merges_rules_and_records_blocked_plans() {
         .last_event("backup:alpha", "sync.plan.blocked")
         .unwrap()
         .unwrap();
-    assert_eq!(blocked.seq, d.event_seq + 1);
-    assert_eq!(blocked.data["decision_seq"], json!(d.event_seq));
+    assert_eq!(blocked.seq, d.event_seq.unwrap() + 1);
+    assert_eq!(blocked.data["decision_seq"], json!(d.event_seq.unwrap()));
     assert_eq!(
         blocked.data["unblock"],
         json!(["repoman sync alpha --allow-empty"])

@@ -496,13 +496,13 @@ fn sync_one(
         );
         if effect.blocks() {
             let d = state.decide(&op, verdicts, &reg.policy.rules)?;
-            (d.effect, d.reasons, Some(d.event_seq))
+            (d.effect, d.reasons, d.event_seq)
         } else {
             (effect, reasons, None)
         }
     } else {
         let d = state.decide(&op, verdicts, &reg.policy.rules)?;
-        (d.effect, d.reasons, Some(d.event_seq))
+        (d.effect, d.reasons, d.event_seq)
     };
     let plan_json = serde_json::to_value(&prep.plan).unwrap_or(Value::Null);
     let plan_summary = format!(
