@@ -40,7 +40,8 @@ fn main() {
     };
 
     let t = Instant::now();
-    let (m, cache, s) = manifest::build(&input(None)).unwrap();
+    let b = manifest::build(&input(None)).unwrap();
+    let (m, cache, s) = (b.manifest, b.cache, b.stats);
     let full_build = t.elapsed();
     let t = Instant::now();
     m.store(&work.join("m")).unwrap();
@@ -70,7 +71,8 @@ fn main() {
     let walked = manifest::walk(dir, &ex, &cancel).unwrap().len();
     let walk_only = t.elapsed();
     let t = Instant::now();
-    let (m2, cache2, s2) = manifest::build(&input(Some(&cache))).unwrap();
+    let b = manifest::build(&input(Some(&cache))).unwrap();
+    let (m2, cache2, s2) = (b.manifest, b.cache, b.stats);
     let build = t.elapsed();
     let t = Instant::now();
     m2.store(&work.join("m")).unwrap();

@@ -1,11 +1,13 @@
-//! The backup crate's error type. Every message names the project or path and what to do; the
-//! CLI maps [`BackupError::kind`] to an exit code.
+//! The backup crate's error type. Every message names the project or path and what to do; it
+//! implements [`DomainError`], whose [`ErrorKind`] every face maps to its exit code.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use repoman_core::fs::FsError;
 use repoman_core::process::ProcessError;
+use repoman_core::{DomainError, ErrorKind};
+use repoman_state::StateError;
 
 use crate::rsync::RsyncOutcome;
 
@@ -49,6 +51,17 @@ pub enum BackupError {
     NoBackup { path: PathBuf },
     #[error("{0}")]
     Config(String),
+    #[error(
+        "repo `{repo}` of project {project} uses a name reserved for repoman under the backup root (names starting with `.repoman`): mirroring it would overwrite repoman's own files there"
+    )]
+    ReservedName { project: String, repo: String },
+    #[error(
+        "the working copy kept changing while project {project} was synced ({} path(s), e.g. {}); the backup is complete up to those files",
+        .paths.len(), .paths.first().map(String::as_str).unwrap_or("")
+    )]
+    Unsettled { project: String, paths: Vec<String> },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 fn stderr_suffix(s: &str) -> String {
@@ -60,43 +73,40 @@ fn stderr_suffix(s: &str) -> String {
     }
 }
 
-/// How the CLI should classify an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The environment is unavailable (destination not mounted or not reachable): exit 4.
-    Environment,
-    /// Interrupted: exit 130.
-    Interrupted,
-    /// Bad configuration or arguments: exit 2.
-    Usage,
-    /// The operation failed: exit 1.
-    Failed,
-}
-
-impl BackupError {
-    pub fn kind(&self) -> ErrorKind {
+impl DomainError for BackupError {
+    fn kind(&self) -> ErrorKind {
         match self {
-            Self::Unreachable { .. } | Self::NotMounted { .. } => ErrorKind::Environment,
-            Self::Process(ProcessError::NotFound { .. }) => ErrorKind::Environment,
+            Self::Unreachable { .. } | Self::NotMounted { .. } => ErrorKind::Unavailable,
+            Self::Process(ProcessError::NotFound { .. }) => ErrorKind::Unavailable,
             Self::Cancelled | Self::Process(ProcessError::Cancelled { .. }) => {
                 ErrorKind::Interrupted
             }
-            Self::Config(_) | Self::TargetNotEmpty { .. } => ErrorKind::Usage,
+            Self::Config(_) | Self::TargetNotEmpty { .. } | Self::ReservedName { .. } => {
+                ErrorKind::Usage
+            }
+            Self::State(e) if e.needs_human() => ErrorKind::Blocked,
             _ => ErrorKind::Failed,
         }
     }
 
-    /// A hint for the user, when there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             Self::NotMounted { hint, .. } => Some(hint.clone()),
             Self::Unreachable { .. } => {
                 Some("raise [defaults] probe_timeout_secs if the share is just slow".into())
             }
+            Self::ReservedName { project, .. } => Some(format!(
+                "give project {project} another repo directory name (`repo = \"...\"` in repoman.toml)"
+            )),
+            Self::Unsettled { project, .. } => Some(format!(
+                "let the working copy settle (stop the build or editor writing to it), then `repoman sync {project}`"
+            )),
             _ => None,
         }
     }
+}
 
+impl BackupError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

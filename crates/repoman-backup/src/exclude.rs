@@ -9,7 +9,7 @@
 //! rules (`+ `/`- ` prefixes, merge files) are not supported and are rejected.
 
 use crate::error::BackupError;
-use crate::rsync::{MARKER_FILE, PARTIAL_DIR};
+use crate::rsync::{MARKER_FILE, PARTIAL_DIR, TEMP_DIR};
 
 #[derive(Debug, Clone)]
 struct Pattern {
@@ -55,7 +55,10 @@ impl Excludes {
     /// Whether `rel` (a path relative to the copy's top, no leading `/`) is excluded.
     pub fn is_excluded(&self, rel: &[u8], is_dir: bool) -> bool {
         let name = rel.rsplit(|&b| b == b'/').next().unwrap_or(rel);
-        if (is_dir && name == PARTIAL_DIR.as_bytes()) || rel == MARKER_FILE.as_bytes() {
+        if (is_dir && name == PARTIAL_DIR.as_bytes())
+            || rel == MARKER_FILE.as_bytes()
+            || (is_dir && rel == TEMP_DIR.as_bytes())
+        {
             return true;
         }
         self.patterns.iter().any(|p| p.matches(rel, name, is_dir))
@@ -199,6 +202,8 @@ mod tests {
         assert!(e.is_excluded(b".repoman-backup.json", false));
         assert!(!e.is_excluded(b"sub/.repoman-backup.json", false));
         assert!(e.is_excluded(b"sub/.repoman-partial", true));
+        assert!(e.is_excluded(b".repoman-tmp", true));
+        assert!(!e.is_excluded(b"sub/.repoman-tmp", true));
     }
 
     #[test]

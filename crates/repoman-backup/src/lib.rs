@@ -8,15 +8,17 @@
 //! caller records the policy decision; [`engine::execute`] writes the marker, runs rsync with the
 //! same arguments, and builds and stores the manifest.
 //!
-//! This crate never prints, prompts or exits; progress goes through [`engine::SyncReporter`].
+//! This crate never prints, prompts or exits; progress goes through [`repoman_core::Progress`].
 
 pub mod conflict;
 pub mod engine;
 pub mod error;
 pub mod exclude;
 pub mod guards;
+pub mod history;
 pub mod manifest;
 pub mod marker;
+pub mod mount;
 pub mod paths;
 pub mod probe;
 pub mod restore;
@@ -24,4 +26,4 @@ pub mod rsync;
 pub mod schemas;
 pub mod verify;
 
-pub use error::{BackupError, ErrorKind};
+pub use error::BackupError;

@@ -970,13 +970,14 @@ pub fn hash_file(path: &Path, size: u64) -> io::Result<[u8; 32]> {
 #[derive(Debug)]
 pub struct BuildInput<'a> {
     pub project: &'a str,
-    /// The tree whose structure is listed (the working copy).
+    /// The tree whose structure and bytes are listed (the working copy).
     pub walk_root: &'a Path,
-    /// Where entries that are not reused are read from (the backup copy; or `walk_root`).
+    /// The copy the manifest must match (the backup after a sync; or `walk_root`).
     pub content_root: &'a Path,
     pub excludes: &'a Excludes,
     pub cache: Option<&'a StatCache>,
-    /// Paths that must not be reused from the cache (rsync transferred them).
+    /// Paths rsync transferred (or changed the attributes of) in this run: rsync checked their
+    /// bytes on arrival, so they are read from `content_root`, and never reused from the cache.
     pub force: &'a HashSet<Vec<u8>>,
     pub cancel: &'a Cancel,
     pub created_at: String,
@@ -991,59 +992,145 @@ pub struct BuildStats {
     pub bytes_hashed: u64,
 }
 
-/// Build a manifest (and the next stat cache).
-pub fn build(input: &BuildInput<'_>) -> Result<(Manifest, StatCache, BuildStats), BackupError> {
+/// What [`build`] produced.
+#[derive(Debug)]
+pub struct Built {
+    pub manifest: Manifest,
+    /// The next stat cache: only entries that describe the working copy's current `lstat`.
+    pub cache: StatCache,
+    pub stats: BuildStats,
+    /// Paths whose working-copy and backup versions did not agree (the working copy changed
+    /// while the sync ran, or rsync left the backup's version in place): the manifest cannot
+    /// prove them. The caller copies them again and rebuilds.
+    pub unsettled: Vec<Vec<u8>>,
+}
+
+/// Whether a recorded entry is what the working copy's `lstat` shows (so the pair may be cached).
+fn entry_matches_stat(e: &Entry, s: &LocalStat) -> bool {
+    e.kind.tag() == s.kind
+        && e.mode == s.mode & 0o7777
+        && match e.kind {
+            EntryKind::File => {
+                e.size == s.size && e.mtime == s.mtime && e.mtime_nsec == s.mtime_nsec
+            }
+            EntryKind::Symlink => e.mtime == s.mtime && e.mtime_nsec == s.mtime_nsec,
+            _ => true,
+        }
+}
+
+/// Whether the backup's `lstat` agrees with the working copy's where rsync's quick check looks
+/// (type, permission bits, and for files size and mtime).
+fn same_as_backup(local: &Metadata, backup: &Metadata) -> bool {
+    let (l, b) = (EntryKind::of(local), EntryKind::of(backup));
+    l == b
+        && local.mode() & 0o7777 == backup.mode() & 0o7777
+        && (l != EntryKind::File
+            || (local.len() == backup.len()
+                && local.mtime() == backup.mtime()
+                && local.mtime_nsec() == backup.mtime_nsec()))
+}
+
+fn read_entry(path: &[u8], full: &Path, meta: &Metadata) -> Result<Entry, BackupError> {
+    let mut entry = Entry::from_meta(path.to_vec(), meta);
+    match entry.kind {
+        EntryKind::File => {
+            entry.hash = Some(hash_file(full, entry.size).map_err(|e| BackupError::io(full, e))?);
+        }
+        EntryKind::Symlink => {
+            let t = std::fs::read_link(full).map_err(|e| BackupError::io(full, e))?;
+            entry.target = Some(t.as_os_str().as_bytes().to_vec());
+        }
+        _ => {}
+    }
+    Ok(entry)
+}
+
+enum Outcome {
+    Entry(Entry, LocalStat, bool),
+    /// Not part of the copy (created in the working copy after rsync ran).
+    Absent,
+    Unsettled(Vec<u8>),
+}
+
+/// Build a manifest of the working copy that the content root is proven to hold.
+///
+/// Per entry of the working copy (walked in parallel):
+/// - unchanged since the stat cache recorded it (same `lstat`) and not touched by this run:
+///   the cached entry, without reading anything;
+/// - transferred by this run (`force`): read and hashed from the content root, whose bytes
+///   rsync verified on arrival;
+/// - otherwise: hashed from the **working copy**, then accepted only if the working copy did not
+///   change while it was read and the backup's `lstat` agrees with it (rsync's quick check in
+///   this run left it alone because of that). The backup's bytes are never trusted unproven: a
+///   backup file that rotted in place (same size and mtime) is recorded with the working copy's
+///   hash, so `verify --full` reports it instead of certifying it.
+pub fn build(input: &BuildInput<'_>) -> Result<Built, BackupError> {
     use rayon::prelude::*;
     let walked = walk(input.walk_root, input.excludes, input.cancel)?;
     let same_root = input.walk_root == input.content_root;
-    let results: Vec<Option<(Entry, LocalStat, bool)>> = walked
+    let results: Vec<Outcome> = walked
         .par_iter()
-        .map(
-            |(path, local_meta)| -> Result<Option<(Entry, LocalStat, bool)>, BackupError> {
-                if input.cancel.is_cancelled() {
-                    return Err(BackupError::Cancelled);
+        .map(|(path, local_meta)| -> Result<Outcome, BackupError> {
+            if input.cancel.is_cancelled() {
+                return Err(BackupError::Cancelled);
+            }
+            let local = LocalStat::of(local_meta);
+            let forced = input.force.contains(path);
+            if !forced
+                && let Some((cached_stat, entry)) = input.cache.and_then(|c| c.map.get(path))
+                && *cached_stat == local
+                && entry_matches_stat(entry, &local)
+            {
+                return Ok(Outcome::Entry(entry.clone(), local, false));
+            }
+            let local_path = join(input.walk_root, path);
+            if same_root {
+                let entry = read_entry(path, &local_path, local_meta)?;
+                return Ok(Outcome::Entry(entry, local, true));
+            }
+            let content_path = join(input.content_root, path);
+            let backup_meta = match std::fs::symlink_metadata(&content_path) {
+                Ok(m) => m,
+                // Created in the working copy after rsync ran: not in the backup (yet).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Absent),
+                Err(e) => return Err(BackupError::io(&content_path, e)),
+            };
+            if forced {
+                let entry = read_entry(path, &content_path, &backup_meta)?;
+                return Ok(Outcome::Entry(entry, local, true));
+            }
+            if !same_as_backup(local_meta, &backup_meta) {
+                return Ok(Outcome::Unsettled(path.clone()));
+            }
+            let entry = match read_entry(path, &local_path, local_meta) {
+                Ok(e) => e,
+                Err(BackupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    return Ok(Outcome::Unsettled(path.clone()));
                 }
-                let local = LocalStat::of(local_meta);
-                if !input.force.contains(path)
-                    && let Some((cached_stat, entry)) = input.cache.and_then(|c| c.map.get(path))
-                    && *cached_stat == local
-                {
-                    return Ok(Some((entry.clone(), local, false)));
+                Err(e) => return Err(e),
+            };
+            // The bytes just read are the ones the stat describes only if nothing changed.
+            match std::fs::symlink_metadata(&local_path) {
+                Ok(after) if LocalStat::of(&after) == local => {
+                    Ok(Outcome::Entry(entry, local, true))
                 }
-                let content_path = join(input.content_root, path);
-                let meta = if same_root {
-                    local_meta.clone()
-                } else {
-                    match std::fs::symlink_metadata(&content_path) {
-                        Ok(m) => m,
-                        // Created in the working copy after rsync ran: not in the backup.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                        Err(e) => return Err(BackupError::io(&content_path, e)),
-                    }
-                };
-                let mut entry = Entry::from_meta(path.clone(), &meta);
-                match entry.kind {
-                    EntryKind::File => {
-                        entry.hash = Some(
-                            hash_file(&content_path, entry.size)
-                                .map_err(|e| BackupError::io(&content_path, e))?,
-                        );
-                    }
-                    EntryKind::Symlink => {
-                        let t = std::fs::read_link(&content_path)
-                            .map_err(|e| BackupError::io(&content_path, e))?;
-                        entry.target = Some(t.as_os_str().as_bytes().to_vec());
-                    }
-                    _ => {}
-                }
-                Ok(Some((entry, local, true)))
-            },
-        )
+                _ => Ok(Outcome::Unsettled(path.clone())),
+            }
+        })
         .collect::<Result<_, _>>()?;
     let mut stats = BuildStats::default();
     let mut cache = StatCache::default();
     let mut entries = Vec::with_capacity(results.len());
-    for (entry, local, hashed) in results.into_iter().flatten() {
+    let mut unsettled = Vec::new();
+    for r in results {
+        let (entry, local, hashed) = match r {
+            Outcome::Entry(e, l, h) => (e, l, h),
+            Outcome::Absent => continue,
+            Outcome::Unsettled(p) => {
+                unsettled.push(p);
+                continue;
+            }
+        };
         stats.entries += 1;
         if hashed {
             stats.hashed += 1;
@@ -1053,14 +1140,20 @@ pub fn build(input: &BuildInput<'_>) -> Result<(Manifest, StatCache, BuildStats)
         } else {
             stats.reused += 1;
         }
-        cache.map.insert(entry.path.clone(), (local, entry.clone()));
+        // An entry read from the backup for a working-copy file that changed since rsync sent
+        // it describes other bytes than that file now holds: it must not be reused next time.
+        if entry_matches_stat(&entry, &local) {
+            cache.map.insert(entry.path.clone(), (local, entry.clone()));
+        }
         entries.push(entry);
     }
-    Ok((
-        Manifest::from_entries(input.project, input.created_at.clone(), entries),
+    unsettled.sort();
+    Ok(Built {
+        manifest: Manifest::from_entries(input.project, input.created_at.clone(), entries),
         cache,
         stats,
-    ))
+        unsettled,
+    })
 }
 
 /// Build a manifest of one tree, hashing everything (no cache).
@@ -1082,7 +1175,7 @@ pub fn build_full(
         cancel,
         created_at,
     };
-    Ok(build(&input)?.0)
+    Ok(build(&input)?.manifest)
 }
 
 /// Write raw bytes of a manifest's entry list for debugging (`repoman verify --json` does not use it).
@@ -1211,16 +1304,19 @@ mod tests {
             })
             .unwrap()
         };
-        let (m1, cache, s1) = mk(None);
+        let b = mk(None);
+        let (m1, cache, s1) = (b.manifest, b.cache, b.stats);
         assert_eq!(s1.reused, 0);
         let cache_file = d.path().join("../cache.bin");
         cache.save(&cache_file).unwrap();
         let cache = StatCache::load(&cache_file);
-        let (m2, _, s2) = mk(Some(&cache));
+        let b = mk(Some(&cache));
+        let (m2, s2) = (b.manifest, b.stats);
         assert_eq!(m1.root, m2.root);
         assert_eq!(s2.hashed, 0, "{s2:?}");
         std::fs::write(d.path().join("a/b/f"), b"HELLO").unwrap();
-        let (m3, _, s3) = mk(Some(&cache));
+        let b = mk(Some(&cache));
+        let (m3, s3) = (b.manifest, b.stats);
         assert_ne!(m3.root, m1.root);
         assert!(s3.hashed >= 1 && s3.reused >= 4, "{s3:?}");
         let _ = std::fs::remove_file(cache_file);

@@ -5,19 +5,14 @@
 //! timeout repoman reports "not reachable within Ns" (exit 4) and leaves the stuck thread behind
 //! (it cannot be cancelled; the process exits soon after).
 //!
-//! The mount check reads `/proc/self/mountinfo` *after* listing the backup root and opening the
-//! marker inside it, because that access is what makes autofs mount the share: before it, the
-//! mount point shows as `autofs`.
+//! The mount guard built on these probes is [`crate::mount::MountGuard`].
 
-use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::error::BackupError;
-use crate::marker::{Marker, MarkerRead};
-use crate::rsync::{MARKER_FILE, PARTIAL_DIR};
 
 /// Default probe timeout (`[defaults] probe_timeout_secs`).
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,7 +43,10 @@ pub fn with_timeout<T: Send + 'static>(
 pub struct MountEntry {
     pub mount_point: PathBuf,
     pub fstype: String,
+    /// The mount source (`server:/export`, `/dev/sdb1`, `tmpfs`, a ZFS dataset).
     pub source: String,
+    /// `major:minor` of the mounted filesystem (changes on every NFS mount: not an identity).
+    pub device: String,
 }
 
 /// Parse `/proc/self/mountinfo` text. Mount points are unescaped (`\040` is a space).
@@ -56,6 +54,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
+            let device = fields.get(2)?;
             let mount_point = fields.get(4)?;
             let dash = fields.iter().position(|f| *f == "-")?;
             let fstype = fields.get(dash + 1)?;
@@ -65,7 +64,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                     mount_point.as_bytes(),
                 ))),
                 fstype: (*fstype).to_owned(),
-                source: source.to_owned(),
+                source: String::from_utf8_lossy(&unescape_octal(source.as_bytes())).into_owned(),
+                device: (*device).to_owned(),
             })
         })
         .collect()
@@ -105,143 +105,6 @@ pub fn containing_mount<'a>(mounts: &'a [MountEntry], path: &Path) -> Option<&'a
     best
 }
 
-/// What a probe of the destination found.
-#[derive(Debug, Clone)]
-pub struct DestinationProbe {
-    /// The backup root, canonicalized.
-    pub root: PathBuf,
-    pub mount: MountEntry,
-    /// `<backup_root>/<repo>` exists.
-    pub repo_dir_exists: bool,
-    /// It has entries besides the marker and rsync's partial directory.
-    pub repo_dir_has_content: bool,
-    pub marker: MarkerRead,
-}
-
-/// Probe `<backup_root>` and `<backup_root>/<repo>` on a worker thread: trigger autofs, check the
-/// mount and its filesystem type, read the marker.
-pub fn probe_destination(
-    backup_root: &Path,
-    repo: &str,
-    expected_fstype: Option<&str>,
-    timeout: Duration,
-) -> Result<DestinationProbe, BackupError> {
-    let root = backup_root.to_path_buf();
-    let repo = repo.to_owned();
-    let probe = with_timeout(backup_root, timeout, move || probe_blocking(&root, &repo))?;
-    let probe = probe.map_err(|(path, e)| {
-        if e.kind() == io::ErrorKind::NotFound && path == backup_root {
-            BackupError::NotMounted {
-                path: backup_root.to_path_buf(),
-                reason: "the directory does not exist".into(),
-                hint: format!(
-                    "mount the backup share at {} (or fix [defaults] backup_root)",
-                    backup_root.display()
-                ),
-            }
-        } else {
-            BackupError::io(path, e)
-        }
-    })?;
-    check_mount(backup_root, &probe.mount, expected_fstype)?;
-    Ok(probe)
-}
-
-fn check_mount(
-    backup_root: &Path,
-    mount: &MountEntry,
-    expected: Option<&str>,
-) -> Result<(), BackupError> {
-    let not_mounted = |reason: String, hint: String| BackupError::NotMounted {
-        path: backup_root.to_path_buf(),
-        reason,
-        hint,
-    };
-    if mount.fstype == "autofs" {
-        return Err(not_mounted(
-            format!(
-                "{} is still an automount trigger after access (the share did not mount)",
-                mount.mount_point.display()
-            ),
-            "check the automounter (`systemctl status autofs`) and the file server".into(),
-        ));
-    }
-    match expected {
-        Some(want) if want != mount.fstype => Err(not_mounted(
-            format!(
-                "it is on {} ({} mounted at {}), but [defaults] backup_fstype is {want}",
-                mount.fstype,
-                mount.source,
-                mount.mount_point.display()
-            ),
-            format!(
-                "mount the backup share at {} (or fix [defaults] backup_fstype)",
-                backup_root.display()
-            ),
-        )),
-        Some(_) => Ok(()),
-        None if mount.mount_point == Path::new("/") => Err(not_mounted(
-            format!(
-                "it is on the root filesystem ({}), which usually means the share is not mounted",
-                mount.fstype
-            ),
-            format!(
-                "mount the share; if {} really is meant to live on the root filesystem, set [defaults] backup_fstype = \"{}\"",
-                backup_root.display(),
-                mount.fstype
-            ),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn probe_blocking(root: &Path, repo: &str) -> Result<DestinationProbe, (PathBuf, io::Error)> {
-    let at = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| (p, e)
-    };
-    // Listing the root is the access that triggers an automount.
-    let mut entries = std::fs::read_dir(root).map_err(at(root))?;
-    let _ = entries.next();
-    let canonical = std::fs::canonicalize(root).map_err(at(root))?;
-    let repo_dir = canonical.join(repo);
-    let (repo_dir_exists, repo_dir_has_content) = match std::fs::read_dir(&repo_dir) {
-        Ok(rd) => {
-            let mut content = false;
-            for e in rd {
-                let e = e.map_err(at(&repo_dir))?;
-                let name = e.file_name();
-                if name != MARKER_FILE && name != PARTIAL_DIR {
-                    content = true;
-                    break;
-                }
-            }
-            (true, content)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (false, false),
-        Err(e) => return Err((repo_dir, e)),
-    };
-    let marker = Marker::read(&repo_dir.join(MARKER_FILE));
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(at(Path::new("/proc/self/mountinfo")))?;
-    let mounts = parse_mountinfo(&mountinfo);
-    let mount = containing_mount(&mounts, &canonical)
-        .cloned()
-        .ok_or_else(|| {
-            (
-                canonical.clone(),
-                io::Error::other("no mount in /proc/self/mountinfo contains this path"),
-            )
-        })?;
-    Ok(DestinationProbe {
-        root: canonical,
-        mount,
-        repo_dir_exists,
-        repo_dir_has_content,
-        marker,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,20 +124,6 @@ mod tests {
         assert_eq!(m.fstype, "tmpfs");
         let m = containing_mount(&mounts, Path::new("/mnt/nfsx")).unwrap();
         assert_eq!(m.mount_point, Path::new("/"));
-    }
-
-    #[test]
-    fn root_filesystem_without_expected_type_is_refused() {
-        let root = MountEntry {
-            mount_point: "/".into(),
-            fstype: "ext4".into(),
-            source: "/dev/vda".into(),
-        };
-        let e = check_mount(Path::new("/mnt/b"), &root, None).unwrap_err();
-        assert!(e.to_string().contains("root filesystem"), "{e}");
-        check_mount(Path::new("/mnt/b"), &root, Some("ext4")).unwrap();
-        let e = check_mount(Path::new("/mnt/b"), &root, Some("nfs4")).unwrap_err();
-        assert!(e.to_string().contains("backup_fstype is nfs4"), "{e}");
     }
 
     #[test]

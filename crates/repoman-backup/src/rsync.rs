@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use repoman_core::Cancel;
-use repoman_core::process::{Cmd, Line, ProcessError};
+use repoman_core::process::{Cmd, Line, ProcessError, resolve_program};
 use serde::Serialize;
 
 use crate::error::BackupError;
@@ -29,6 +29,14 @@ pub const MARKER_FILE: &str = ".repoman-backup.json";
 /// rsync's staging directory (inside each destination directory) for `--delay-updates` and for
 /// partially transferred files after an interruption.
 pub const PARTIAL_DIR: &str = ".repoman-partial";
+/// Where the real run of a sync writes rsync's temporary files (`--temp-dir`, relative to the
+/// destination): one directory at the top of the backup copy, excluded from plans, manifests,
+/// verify and conflict detection, so the leftovers of a killed run are recognised as repoman's
+/// own, never as a file someone created on the backup.
+pub const TEMP_DIR: &str = ".repoman-tmp";
+/// Names under the backup root (and at the top of every backup copy) that repoman itself uses;
+/// no project may be mirrored to, or contain at its top, a name starting with this.
+pub const RESERVED_PREFIX: &str = ".repoman";
 /// Prefix of every item line in rsync's output.
 pub const ITEM_PREFIX: &[u8] = b"@rm ";
 /// Default I/O timeout handed to rsync (`--timeout`): a stalled transfer ends with exit 30.
@@ -51,6 +59,11 @@ pub struct RsyncJob {
     pub files_from: Option<PathBuf>,
     /// `PATH` used to find `rsync`.
     pub search_path: Option<OsString>,
+    /// Compare file contents, not size and mtime (`--checksum`).
+    pub checksum: bool,
+    /// Write temporary files into [`TEMP_DIR`] at the top of the destination (real runs of a
+    /// sync only; the directory must exist).
+    pub temp_dir: bool,
 }
 
 impl RsyncJob {
@@ -63,6 +76,8 @@ impl RsyncJob {
             io_timeout_secs: DEFAULT_IO_TIMEOUT_SECS,
             files_from: None,
             search_path: None,
+            temp_dir: false,
+            checksum: false,
         }
     }
 
@@ -75,6 +90,8 @@ impl RsyncJob {
             "--delay-updates",
             "--itemize-changes",
             "--8-bit-output",
+            // Holes stay holes: a sparse disk image is not inflated on the backup or on restore.
+            "--sparse",
         ]
         .iter()
         .map(OsString::from)
@@ -88,6 +105,9 @@ impl RsyncJob {
             .into(),
         );
         a.push(format!("--timeout={}", self.io_timeout_secs).into());
+        if self.checksum {
+            a.push("--checksum".into());
+        }
         if self.delete {
             a.push("--delete".into());
             a.push("--delete-delay".into());
@@ -95,6 +115,8 @@ impl RsyncJob {
         // Anchored: only the marker at the top of the copy. An exclude also protects the
         // destination's file from --delete (we never pass --delete-excluded).
         a.push(format!("--filter=- /{MARKER_FILE}").into());
+        // The temporary files of a killed run: never planned, sent or deleted.
+        a.push(format!("--filter=- /{TEMP_DIR}/").into());
         for e in &self.excludes {
             a.push(format!("--exclude={e}").into());
         }
@@ -112,12 +134,30 @@ impl RsyncJob {
         a
     }
 
-    fn cmd(&self, args: Vec<OsString>, cancel: &Cancel) -> Cmd {
-        let mut cmd = Cmd::new("rsync").args(args).cancel(cancel);
+    fn cmd(&self, args: Vec<OsString>, cancel: &Cancel) -> Result<Cmd, BackupError> {
+        let rsync = resolve_program(OsStr::new("rsync"), self.search_path.as_deref())
+            .map_err(BackupError::Process)?;
+        // rsync runs in its own process group, which repoman stops on Ctrl-C and SIGTERM. If
+        // repoman itself dies (kill -9, a crash), `setpriv --pdeathsig` has the kernel send rsync
+        // SIGTERM when the thread that started it is gone, so no orphaned rsync goes on changing
+        // the backup behind the next sync's back. (`prctl(PR_SET_PDEATHSIG)` needs `pre_exec`,
+        // i.e. unsafe code; setpriv, from util-linux, does exactly that and then execs rsync.)
+        let mut cmd = match resolve_program(OsStr::new("setpriv"), self.search_path.as_deref()) {
+            Ok(setpriv) => Cmd::new(setpriv)
+                .args(["--pdeathsig", "TERM", "--"])
+                .arg(rsync),
+            Err(_) => {
+                tracing::warn!(
+                    "setpriv (util-linux) not found: rsync would outlive a killed repoman"
+                );
+                Cmd::new(rsync)
+            }
+        };
+        cmd = cmd.args(args).cancel(cancel);
         if let Some(p) = &self.search_path {
             cmd = cmd.search_path(p);
         }
-        cmd
+        Ok(cmd)
     }
 
     /// The argv of the dry run, for display.
@@ -133,14 +173,56 @@ impl RsyncJob {
         if let Some(n) = max_delete {
             a.push(format!("--max-delete={n}").into());
         }
+        if self.temp_dir {
+            a.push(format!("--temp-dir={TEMP_DIR}").into());
+        }
         a.extend(self.args());
         a
+    }
+
+    /// The two argvs of a run restricted to a plan's paths (DESIGN.md §6): first the transfer of
+    /// `transfer_list` (the planned creates, updates and attribute changes; no deletion), then,
+    /// if `delete_list` is given, the deletion of the planned top-most deleted paths
+    /// (`--delete-missing-args --force`, capped by `--max-delete`). The second walk of the tree
+    /// is over the listed paths only, and deletions still happen after every transfer finished.
+    pub fn listed_argvs(
+        &self,
+        transfer_list: Option<&Path>,
+        delete_list: Option<(&Path, u64)>,
+    ) -> Vec<Vec<OsString>> {
+        let listed = |list: &Path| {
+            let mut job = self.clone();
+            job.files_from = None;
+            job.delete = false;
+            let mut a = job.run_argv(None);
+            let n = a.len();
+            // Before the two path arguments: no recursion (-a does not imply it with
+            // --files-from): listed directories are updated, not walked.
+            let mut f = OsString::from("--files-from=");
+            f.push(list);
+            a.splice(n - 2..n - 2, [OsString::from("--from0"), f]);
+            a
+        };
+        let mut out: Vec<Vec<OsString>> = transfer_list.map(listed).into_iter().collect();
+        if let Some((list, n)) = delete_list {
+            let mut a = listed(list);
+            a.splice(
+                0..0,
+                [
+                    OsString::from("--delete-missing-args"),
+                    OsString::from("--force"),
+                    OsString::from(format!("--max-delete={n}")),
+                ],
+            );
+            out.push(a);
+        }
+        out
     }
 
     /// Dry-run with the shared arguments and parse what rsync would do.
     pub fn plan(&self, cancel: &Cancel) -> Result<Plan, BackupError> {
         let out = self
-            .cmd(self.plan_argv(), cancel)
+            .cmd(self.plan_argv(), cancel)?
             .output()
             .map_err(map_process)?;
         let code = out.status.code().unwrap_or(-1);
@@ -160,11 +242,94 @@ impl RsyncJob {
         &self,
         max_delete: Option<u64>,
         cancel: &Cancel,
+        on_progress: impl FnMut(RunProgress),
+    ) -> Result<RunReport, BackupError> {
+        self.run_with(
+            self.run_argv(max_delete),
+            cancel,
+            RunProgress::default(),
+            on_progress,
+        )
+    }
+
+    /// The real run restricted to a plan's paths (see [`RsyncJob::listed_argvs`]); the lists are
+    /// written into `scratch`. Falls back to [`RsyncJob::run`] when the plan holds hard links
+    /// (rsync can only link to files it is sent in the same run).
+    pub fn run_planned(
+        &self,
+        plan: &Plan,
+        scratch: &Path,
+        cancel: &Cancel,
+        mut on_progress: impl FnMut(RunProgress),
+    ) -> Result<RunReport, BackupError> {
+        if plan.items.iter().any(|i| i.change == Change::HardLink) {
+            return self.run(Some(plan.deletes), cancel, on_progress);
+        }
+        let (transfer, delete) = plan.listed_paths();
+        repoman_core::paths::ensure_dir(scratch)
+            .map_err(|e| BackupError::io(scratch, std::io::Error::other(e.to_string())))?;
+        let stem = format!(
+            "sync-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "");
+        let tlist = scratch.join(format!("{stem}.transfer"));
+        let dlist = scratch.join(format!("{stem}.delete"));
+        let result = (|| {
+            let trans = if transfer.is_empty() {
+                None
+            } else {
+                write_files_from(&tlist, &transfer).map_err(|e| BackupError::io(&tlist, e))?;
+                Some(tlist.as_path())
+            };
+            let del = if self.delete && !delete.is_empty() {
+                write_files_from(&dlist, &delete).map_err(|e| BackupError::io(&dlist, e))?;
+                Some((dlist.as_path(), plan.deletes))
+            } else {
+                None
+            };
+            let mut report = RunReport {
+                items: Vec::new(),
+                outcome: RsyncOutcome::Complete,
+                stderr: String::new(),
+                bytes_done: 0,
+            };
+            let mut progress = RunProgress::default();
+            for argv in self.listed_argvs(trans, del) {
+                let r = self.run_with(argv, cancel, progress, &mut on_progress)?;
+                progress.files_done +=
+                    r.items.iter().filter(|i| i.transfers_content()).count() as u64;
+                progress.bytes_done += r.bytes_done;
+                report.items.extend(r.items);
+                if r.outcome != RsyncOutcome::Complete {
+                    report.outcome = r.outcome;
+                }
+                if !r.stderr.is_empty() {
+                    if !report.stderr.is_empty() {
+                        report.stderr.push('\n');
+                    }
+                    report.stderr.push_str(&r.stderr);
+                }
+            }
+            Ok(report)
+        })();
+        let _ = std::fs::remove_file(&tlist);
+        let _ = std::fs::remove_file(&dlist);
+        result
+    }
+
+    fn run_with(
+        &self,
+        argv: Vec<OsString>,
+        cancel: &Cancel,
+        start: RunProgress,
         mut on_progress: impl FnMut(RunProgress),
     ) -> Result<RunReport, BackupError> {
         let mut items = Vec::new();
-        let mut progress = RunProgress::default();
-        let res = self.cmd(self.run_argv(max_delete), cancel).stream(|line| {
+        let mut progress = start;
+        let base_bytes = start.bytes_done;
+        let res = self.cmd(argv, cancel)?.stream(|line| {
             if let Line::Stdout(l) = line {
                 if let Some(item) = PlanItem::parse_line(l) {
                     if item.transfers_content() {
@@ -173,7 +338,7 @@ impl RsyncJob {
                     items.push(item);
                     on_progress(progress);
                 } else if let Some(b) = parse_progress2(l) {
-                    progress.bytes_done = b;
+                    progress.bytes_done = base_bytes + b;
                     on_progress(progress);
                 }
             }
@@ -197,6 +362,7 @@ impl RsyncJob {
             items,
             outcome,
             stderr,
+            bytes_done: progress.bytes_done - base_bytes,
         })
     }
 }
@@ -231,6 +397,8 @@ pub struct RunReport {
     pub items: Vec<PlanItem>,
     pub outcome: RsyncOutcome,
     pub stderr: String,
+    /// Bytes rsync reported transferred.
+    pub bytes_done: u64,
 }
 
 /// rsync's exit status, explained. Codes not listed are [`RsyncOutcome::Failed`].
@@ -499,6 +667,40 @@ impl Plan {
     /// Deleted paths.
     pub fn deletions(&self) -> impl Iterator<Item = &PlanItem> {
         self.items.iter().filter(|i| i.change == Change::Delete)
+    }
+
+    /// The `--files-from` lists of a run restricted to this plan: the paths to transfer (every
+    /// item that is not a deletion; the top directory as `.`), and the top-most deleted paths
+    /// (a deleted directory takes its contents with it; listing a path below a directory that
+    /// no longer exists in the source would make rsync report it as vanished).
+    pub fn listed_paths(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let transfer: Vec<Vec<u8>> = self
+            .items
+            .iter()
+            .filter(|i| i.change != Change::Delete)
+            .map(|i| {
+                if i.path.is_empty() {
+                    b".".to_vec()
+                } else {
+                    i.path.clone()
+                }
+            })
+            .collect();
+        let deleted: std::collections::HashSet<&[u8]> =
+            self.deletions().map(|i| i.path.as_slice()).collect();
+        let mut delete: Vec<Vec<u8>> = self
+            .deletions()
+            .filter(|i| {
+                !i.path
+                    .iter()
+                    .enumerate()
+                    .any(|(n, &b)| b == b'/' && deleted.contains(&i.path[..n]))
+            })
+            .map(|i| i.path.clone())
+            .collect();
+        delete.sort();
+        delete.dedup();
+        (transfer, delete)
     }
 }
 

@@ -28,8 +28,17 @@ pub fn register() {
                 "project": project, "root": root, "manifest": {"type": ["string", "null"]},
                 "plan": {"type": "object"}, "rsync": {"type": "object"}, "ran": {"type": "boolean"},
                 "counts": {"type": "object"}, "manifest_stats": {"type": "object"},
+                "manifest_source": {"enum": ["extended", "rebuilt"]},
                 "duration_ms": count, "decision_seq": {"type": ["integer", "null"]},
             }),
+        ),
+    ));
+    schemas::register(Schema::event_data(
+        "sync.started",
+        "rsync's real run of a sync is about to change the backup; until the matching backup.synced, the last manifest may not describe the backup",
+        object(
+            &["project"],
+            json!({"project": project, "files": count, "bytes": count, "deletes": count}),
         ),
     ));
     schemas::register(Schema::event_data(
@@ -80,6 +89,7 @@ pub fn register() {
             &["project", "root", "previous_root"],
             json!({
                 "project": project, "root": root, "previous_root": root, "reason": {"type": "string"}, "conflict": {"type": "string"},
+                "stale": {"type": "boolean"},
             }),
         ),
     ));

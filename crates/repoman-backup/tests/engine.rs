@@ -134,24 +134,58 @@ fn manifest_after_sync_describes_the_destination_and_the_cache_skips_unchanged_f
         })
         .unwrap()
     };
-    let (m1, cache, s1) = build(None, &none);
+    let b = build(None, &none);
+    let (m1, cache, s1) = (b.manifest, b.cache, b.stats);
     assert_eq!(s1.hashed, s1.entries);
     let full_dst = manifest::build_full("p", &dst, &ex, &cancel, "t".into()).unwrap();
     assert_eq!(
         m1.root, full_dst.root,
         "manifest equals an independent hash of the destination"
     );
-    let (m2, _, s2) = build(Some(&cache), &none);
+    let b = build(Some(&cache), &none);
+    let (m2, s2) = (b.manifest, b.stats);
     assert_eq!((m2.root.as_str(), s2.hashed), (m1.root.as_str(), 0));
     // A file rsync transferred is re-read even if its local stat looks cached.
     let force: HashSet<Vec<u8>> = [b"d0/f0".to_vec()].into();
-    let (_, _, s3) = build(Some(&cache), &force);
+    let s3 = build(Some(&cache), &force).stats;
     assert_eq!(s3.hashed, 1);
     assert!(
         verify::verify(&dst, &m1, &ex, Mode::Full, Scope::All, &cancel)
             .unwrap()
             .is_clean()
     );
+
+    // Rot on the backup (same size and mtime) with no cache: the manifest takes the working
+    // copy's bytes, never the rotten ones, so verify --full reports the rot.
+    let victim = dst.join("d1/f1");
+    let mtime = std::fs::metadata(&victim).unwrap().modified().unwrap();
+    std::fs::write(&victim, b"X").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let rebuilt = build(None, &none);
+    assert!(rebuilt.unsettled.is_empty(), "{:?}", rebuilt.unsettled);
+    assert_eq!(rebuilt.manifest.root, m1.root, "the working copy's bytes");
+    let r = verify::verify(
+        &dst,
+        &rebuilt.manifest,
+        &ex,
+        Mode::Full,
+        Scope::All,
+        &cancel,
+    )
+    .unwrap();
+    assert_eq!(r.changed.len(), 1, "{r:?}");
+    assert_eq!(r.changed[0].what, ["content"]);
+
+    // A working-copy file that changed after rsync ran cannot be proven: it is unsettled.
+    write(&src.join("d2/f2"), b"changed after the run, longer");
+    let b = build(Some(&cache), &none);
+    assert_eq!(b.unsettled, [b"d2/f2".to_vec()]);
+    assert!(b.manifest.get(b"d2/f2").is_none());
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! than folded, so the name a user typed is the name they will see in `incus list`.
 //!
 //! A [`RepoDirName`] is one path component under `local_repos`: never `/`, `..`, `.`, NUL, or
-//! empty, so joining it to a directory can never escape that directory.
+//! empty, so joining it to a directory can never escape that directory; and never a name starting
+//! with `.repoman` (reserved under the backup root).
 
 use std::fmt;
 
@@ -36,9 +37,18 @@ pub enum NameError {
         "repo directory name {name:?} contains {what}; it must be a single path component (no '/', no NUL)"
     )]
     DirBadChar { name: String, what: &'static str },
+    #[error(
+        "repo directory name {0:?} starts with `.repoman`, which is reserved for repoman's own files under the backup root (saved conflict copies, markers, temporary files); choose another name"
+    )]
+    DirReserved(String),
 }
 
 const RULE: &str = "use 1-63 lowercase ASCII letters, digits and '-', starting with a letter and not ending with '-'";
+
+/// Repo directory names starting with this are refused: the backup root holds repoman's own
+/// directories under such names (`.repoman-conflicts`), and a project mirrored there would
+/// delete them.
+pub const RESERVED_DIR_PREFIX: &str = ".repoman";
 
 /// A validated project name; also the sandbox's Incus instance name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -142,6 +152,9 @@ impl RepoDirName {
                 what: "a control character",
             });
         }
+        if name.starts_with(RESERVED_DIR_PREFIX) {
+            return Err(NameError::DirReserved(name.to_owned()));
+        }
         Ok(Self(name.to_owned()))
     }
 
@@ -204,6 +217,9 @@ mod tests {
         assert!(RepoDirName::parse("..").is_err());
         assert!(RepoDirName::parse(".").is_err());
         assert!(RepoDirName::parse("My Repo").is_ok());
+        assert!(RepoDirName::parse(".repoman-conflicts").is_err());
+        assert!(RepoDirName::parse(".repomanx").is_err());
+        assert!(RepoDirName::parse(".repo").is_ok());
     }
 
     #[test]

@@ -105,6 +105,11 @@ pub struct Defaults {
     pub backup_exclude: Vec<String>,
     /// Expected filesystem type of the backup root (e.g. `nfs4`, `zfs`).
     pub backup_fstype: Option<String>,
+    /// Where the backup share is mounted: the backup root or an ancestor (recorded by `setup`;
+    /// a root found on another mount means the share is not mounted).
+    pub backup_mount_point: Option<PathBuf>,
+    /// The backup share's mount source, e.g. `server:/export` or `/dev/sdb1` (recorded by `setup`).
+    pub backup_device: Option<String>,
     /// Seconds a filesystem probe of the backup root may take.
     pub probe_timeout_secs: Option<u64>,
     /// Directories scanned for tools besides `PATH`.

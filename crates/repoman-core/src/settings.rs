@@ -70,6 +70,10 @@ pub struct Settings {
     pub max_delete_percent: Sourced<f64>,
     pub backup_exclude: Sourced<Vec<String>>,
     pub backup_fstype: Option<Sourced<String>>,
+    /// Where the backup share is mounted (recorded by `setup`).
+    pub backup_mount_point: Option<Sourced<PathBuf>>,
+    /// The backup share's mount source (recorded by `setup`).
+    pub backup_device: Option<Sourced<String>>,
     #[serde(serialize_with = "secs")]
     pub probe_timeout: Sourced<Duration>,
     /// The profile recorded on events and matched by policy (`REPOMAN_PROFILE`).
@@ -129,6 +133,14 @@ impl Settings {
             ),
             backup_fstype: d
                 .backup_fstype
+                .clone()
+                .map(|f| Sourced::new(f, Source::Registry)),
+            backup_mount_point: d
+                .backup_mount_point
+                .clone()
+                .map(|f| Sourced::new(f, Source::Registry)),
+            backup_device: d
+                .backup_device
                 .clone()
                 .map(|f| Sourced::new(f, Source::Registry)),
             probe_timeout: match d.probe_timeout_secs {

@@ -32,6 +32,8 @@ pub struct DoctorOptions {
     pub repair: bool,
     /// With `repair`: only say what would be repaired.
     pub dry_run: bool,
+    /// Record that a human accepts the lost events found (`events.loss.acknowledged`).
+    pub acknowledge_loss: bool,
 }
 
 /// Whether a finding can be fixed without a human.
@@ -103,7 +105,7 @@ impl DoctorReport {
     pub fn needs_review(&self) -> bool {
         self.findings
             .iter()
-            .any(|f| f.class == FindingClass::NeedsReview)
+            .any(|f| f.class == FindingClass::NeedsReview && !f.repaired)
     }
 
     /// Auto-repairable findings not repaired (yet).
@@ -123,13 +125,26 @@ pub fn run(state: &State, env: &Env, opts: DoctorOptions) -> Result<DoctorReport
 
     let (events, chain_ok) = check_chain(state, &mut checks, &mut findings)?;
     check_tail(state, &mut checks, &mut findings)?;
-    check_index(state, chain_ok, &mut checks, &mut findings);
+    let lost_tail = check_lost_tail(state, &mut checks, &mut findings)?;
+    if !lost_tail {
+        check_index(state, chain_ok, &mut checks, &mut findings);
+    }
     check_registry(state, env, &mut checks, &mut findings);
     check_runtime_dir(state, &mut checks, &mut findings);
     check_device_id(state, &mut checks, &mut findings);
 
     let mut repairs = Vec::new();
-    if opts.repair && !opts.dry_run {
+    if opts.acknowledge_loss && !opts.dry_run && findings.iter().any(|f| f.check == "events.lost") {
+        let before = state.repairs().len();
+        let done = state.acknowledge_loss()?;
+        for f in findings.iter_mut().filter(|f| f.check == "events.lost") {
+            f.repaired = f
+                .seq
+                .is_some_and(|from| done.iter().any(|&(a, b)| a <= from && from <= b));
+        }
+        repairs.extend(state.repairs().into_iter().skip(before));
+    }
+    if opts.repair && !opts.dry_run && !lost_tail {
         apply_repairs(state, chain_ok, &mut findings, &mut repairs)?;
     }
     Ok(DoctorReport {
@@ -169,7 +184,7 @@ fn check_chain(
                 count += 1;
                 if std::mem::take(&mut resync) {
                     // The line before could not be read: link to what this one claims.
-                    verifier = ChainVerifier::new(Head {
+                    verifier.resume(Head {
                         seq: l.event.seq.saturating_sub(1),
                         hash: l.event.prev.clone(),
                     });
@@ -194,7 +209,7 @@ fn check_chain(
                         });
                     }
                     // Continue from the bad event so later, independent breaks are reported too.
-                    verifier = ChainVerifier::new(Head {
+                    verifier.resume(Head {
                         seq: l.event.seq,
                         hash: l.event.hash.clone(),
                     });
@@ -221,17 +236,88 @@ fn check_chain(
             break;
         }
     }
+    let mut acknowledged = Vec::new();
+    for g in verifier.gaps() {
+        if verifier.is_acknowledged(g) {
+            acknowledged.push(format!("{}-{}", g.from, g.to));
+            continue;
+        }
+        problems += 1;
+        findings.push(lost_finding(
+            g.from,
+            g.to,
+            format!(
+                "events {} to {} are missing: the log jumps from seq {} to seq {} at {}:{} (a segment was deleted or lost)",
+                g.from,
+                g.to,
+                g.from - 1,
+                g.to + 1,
+                g.resumes_at.display(),
+                g.line
+            ),
+            Some(g.resumes_at.clone()),
+        ));
+    }
     let ok = problems == 0;
+    let acked = if acknowledged.is_empty() {
+        String::new()
+    } else {
+        format!(" (lost and acknowledged: {})", acknowledged.join(", "))
+    };
     checks.push(Check {
         name: "events.chain",
         ok,
         detail: if ok {
-            format!("{count} events, one unbroken chain")
+            format!("{count} events, one unbroken chain{acked}")
         } else {
-            format!("{problems} problem(s) in {count} events")
+            format!("{problems} problem(s) in {count} events{acked}")
         },
     });
     Ok((count, ok))
+}
+
+fn lost_finding(from: u64, to: u64, message: String, path: Option<PathBuf>) -> Finding {
+    Finding {
+        check: "events.lost",
+        class: FindingClass::NeedsReview,
+        message,
+        path,
+        seq: Some(from),
+        action: format!(
+            "{} event(s) are lost unless a backup of the state directory still has them: restore the missing segment there, or accept the loss with `repoman doctor --acknowledge-loss` (recorded as an event; seqs {from}-{to} are never reused)",
+            to - from + 1
+        ),
+        repaired: false,
+    }
+}
+
+/// The log's last segment(s) gone: the index remembers events the log no longer has.
+fn check_lost_tail(
+    state: &State,
+    checks: &mut Vec<Check>,
+    findings: &mut Vec<Finding>,
+) -> Result<bool, StateError> {
+    let Some(lost) = state.lost_tail()? else {
+        return Ok(false);
+    };
+    checks.push(Check {
+        name: "events.lost",
+        ok: false,
+        detail: format!("events {} to {} lost", lost.from, lost.to),
+    });
+    findings.push(lost_finding(
+        lost.from,
+        lost.to,
+        format!(
+            "events {} to {} are missing: the index recorded the log up to seq {}, but the log ends at seq {} (its last segment was deleted or lost)",
+            lost.from,
+            lost.to,
+            lost.to,
+            lost.from - 1
+        ),
+        Some(state.log().dir().to_path_buf()),
+    ));
+    Ok(true)
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -330,8 +416,16 @@ pub fn index_problem(state: &State) -> Option<String> {
         ));
     }
     let rows: Result<i64, _> = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0));
+    // Acknowledged lost ranges hold no events.
+    let lost: i64 = conn
+        .query_row(
+            "SELECT COALESCE(SUM(json_extract(data, '$.count')), 0) FROM events WHERE type = ?1",
+            [crate::log::LOSS_ACKNOWLEDGED],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
     match rows {
-        Ok(n) if n as u64 == head.seq => {}
+        Ok(n) if (n + lost) as u64 == head.seq => {}
         Ok(n) => {
             return Some(format!(
                 "the index holds {n} events but claims head seq {}",

@@ -74,6 +74,16 @@ pub enum StateError {
 
     #[error("the state directory {0} does not exist yet; nothing has been recorded")]
     NoState(PathBuf),
+
+    #[error(
+        "events {from} to {to} are missing from the event log ({detail}); repoman will not write over the lost range. Restore the missing segment from a backup of the state directory, or accept the loss with `repoman doctor --acknowledge-loss`"
+    )]
+    LostEvents { from: u64, to: u64, detail: String },
+
+    #[error(
+        "{path} ends with {len} torn byte(s) after its last complete event; nothing is appended after them. `repoman doctor --repair` moves them to quarantine"
+    )]
+    TornTail { path: PathBuf, len: u64 },
 }
 
 impl StateError {
@@ -91,7 +101,10 @@ impl StateError {
     pub fn needs_human(&self) -> bool {
         matches!(
             self,
-            Self::ChainBroken { .. } | Self::NotPermitted { .. } | Self::ConflictClosed { .. }
+            Self::ChainBroken { .. }
+                | Self::NotPermitted { .. }
+                | Self::ConflictClosed { .. }
+                | Self::LostEvents { .. }
         )
     }
 }

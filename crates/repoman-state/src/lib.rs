@@ -33,4 +33,4 @@ pub use gate::{Blocked, GateError, GateMode, gate};
 pub use identity::{ActorKind, ActorRequest, Identity};
 pub use index::EventQuery;
 pub use policy::{Decision, Effect, Operation, Verdict};
-pub use state::{State, StateOptions};
+pub use state::{AppendThenError, State, StateOptions};

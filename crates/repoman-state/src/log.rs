@@ -237,6 +237,17 @@ impl EventLog {
             buf.extend_from_slice(ev.to_line().as_bytes());
             buf.push(b'\n');
         }
+        // Never append after bytes that are not a committed event: the new line would be glued
+        // to the torn one and the chain would be broken for good.
+        if let Some((p, len)) = &tail.segment {
+            let now = std::fs::metadata(p).map_err(StateError::io(p))?.len();
+            if now != *len {
+                return Err(StateError::TornTail {
+                    path: p.clone(),
+                    len: now.saturating_sub(*len),
+                });
+            }
+        }
         let (path, new_file) = match &tail.segment {
             Some((p, len)) if *len < self.segment_max => (p.clone(), false),
             _ => (self.dir.join(segment_name(first.seq)), true),
@@ -445,16 +456,95 @@ impl Iterator for LocatedIter {
     }
 }
 
-/// Checks that events form one chain: consecutive seqs, `prev` links, valid hashes.
+/// The type of the event that records a human's acceptance of lost events.
+pub const LOSS_ACKNOWLEDGED: &str = "events.loss.acknowledged";
+
+/// A range of seqs missing from the log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gap {
+    pub from: u64,
+    pub to: u64,
+    /// Hash of the last event before the gap.
+    pub before: String,
+    /// Where the chain resumes (segment and line).
+    pub resumes_at: PathBuf,
+    pub line: u64,
+}
+
+/// The `(from, to)` range an acknowledgement event covers.
+pub fn acknowledged_range(e: &Event) -> Option<(u64, u64)> {
+    if e.type_ != LOSS_ACKNOWLEDGED {
+        return None;
+    }
+    Some((e.data["from"].as_u64()?, e.data["to"].as_u64()?))
+}
+
+/// The first seq a segment file holds, from its name.
+pub fn segment_first_seq(path: &Path) -> Option<u64> {
+    parse_segment_name(path.file_name()?.to_str()?)
+}
+
+/// Checks that events form one chain: consecutive seqs, `prev` links, valid hashes. A jump in
+/// `seq` is accepted as a *gap* (lost events, never tampering inside a segment) only where a
+/// whole segment can have gone missing (at the first line of a segment whose name says it starts
+/// there) or at an acknowledgement that names exactly that range; [`ChainVerifier::finish`]
+/// then requires every gap to be acknowledged by an event somewhere in the log.
 #[derive(Debug, Clone)]
 pub struct ChainVerifier {
     head: Head,
+    gaps: Vec<Gap>,
+    acks: Vec<(u64, u64)>,
 }
 
 impl ChainVerifier {
     /// Verify a chain that continues `head` (use [`Head::empty`] for a whole log).
     pub fn new(head: Head) -> Self {
-        Self { head }
+        Self {
+            head,
+            gaps: Vec::new(),
+            acks: Vec::new(),
+        }
+    }
+
+    /// Continue from `head` (after a problem was reported), keeping the gaps and
+    /// acknowledgements seen so far.
+    pub fn resume(&mut self, head: Head) {
+        self.head = head;
+    }
+
+    /// Gaps seen so far.
+    pub fn gaps(&self) -> &[Gap] {
+        &self.gaps
+    }
+
+    /// Whether a gap is covered by an acknowledgement seen so far.
+    pub fn is_acknowledged(&self, g: &Gap) -> bool {
+        self.acks.iter().any(|&(f, t)| f <= g.from && g.to <= t)
+    }
+
+    /// Gaps no acknowledgement covers (yet).
+    pub fn unacknowledged(&self) -> Vec<&Gap> {
+        self.gaps
+            .iter()
+            .filter(|g| !self.is_acknowledged(g))
+            .collect()
+    }
+
+    /// After the last event: every gap must be acknowledged.
+    pub fn finish(&self) -> Result<(), StateError> {
+        match self.unacknowledged().first() {
+            Some(g) => Err(StateError::LostEvents {
+                from: g.from,
+                to: g.to,
+                detail: format!(
+                    "the chain resumes at seq {} in {}:{}",
+                    g.to + 1,
+                    g.resumes_at.display(),
+                    g.line
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn head(&self) -> &Head {
@@ -470,14 +560,17 @@ impl ChainVerifier {
             line: l.line,
             reason,
         };
-        if e.seq != self.head.seq + 1 {
+        let gap = e.seq > self.head.seq + 1
+            && ((l.line == 1 && segment_first_seq(&l.segment) == Some(e.seq))
+                || acknowledged_range(e) == Some((self.head.seq + 1, e.seq - 1)));
+        if e.seq != self.head.seq + 1 && !gap {
             return Err(broken(format!(
                 "expected seq {}, found {}",
                 self.head.seq + 1,
                 e.seq
             )));
         }
-        if e.prev != self.head.hash {
+        if !gap && e.prev != self.head.hash {
             return Err(broken(format!(
                 "prev {} does not match the hash {} of seq {}",
                 short(&e.prev),
@@ -492,6 +585,18 @@ impl ChainVerifier {
                 short(&e.hash),
                 short(&computed)
             )));
+        }
+        if gap {
+            self.gaps.push(Gap {
+                from: self.head.seq + 1,
+                to: e.seq - 1,
+                before: self.head.hash.clone(),
+                resumes_at: l.segment.clone(),
+                line: l.line,
+            });
+        }
+        if let Some(r) = acknowledged_range(e) {
+            self.acks.push(r);
         }
         self.head = Head {
             seq: e.seq,

@@ -33,6 +33,9 @@ struct Line {
     end: usize,
     /// Verified on its bytes (canonical form): `data` can be stored as written.
     fast: bool,
+    /// The first event after lost ones (see [`crate::log::ChainVerifier`]): its `prev` links to
+    /// an event that is not in the log.
+    gap: bool,
     segment: usize,
     line_no: u64,
 }
@@ -103,13 +106,44 @@ fn scan_canonical(line: &[u8]) -> Option<Scanned<'_>> {
     Some((seq, prev, hash, h..h + HASH.len() + 65))
 }
 
-/// Check one line against the chain; returns whether the fast (byte) path verified it.
+/// Gaps (lost events) met during a replay, and the acknowledgements of lost ranges.
+#[derive(Debug, Default)]
+struct Gaps {
+    gaps: Vec<(u64, u64, PathBuf, u64)>,
+    acks: Vec<(u64, u64)>,
+}
+
+impl Gaps {
+    /// After the last line: every gap must be acknowledged.
+    fn finish(&self) -> Result<(), StateError> {
+        for (from, to, path, line) in &self.gaps {
+            if !self.acks.iter().any(|&(f, t)| f <= *from && *to <= t) {
+                return Err(StateError::LostEvents {
+                    from: *from,
+                    to: *to,
+                    detail: format!(
+                        "the chain resumes at seq {} in {}:{line}",
+                        to + 1,
+                        path.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+const ACK_TYPE: &[u8] = b"\"type\":\"events.loss.acknowledged\"";
+
+/// Check one line against the chain; returns whether the fast (byte) path verified it, and
+/// whether it resumes the chain after a gap.
 fn verify_line(
     line: &[u8],
     head: &mut Head,
     segment: &Path,
     line_no: u64,
-) -> Result<bool, StateError> {
+    gaps: &mut Gaps,
+) -> Result<(bool, bool), StateError> {
     if let Some((seq, prev, hash, range)) = scan_canonical(line)
         && seq == head.seq + 1
         && prev == head.hash.as_bytes()
@@ -122,7 +156,15 @@ fn verify_line(
             head.hash.clear();
             head.hash
                 .push_str(std::str::from_utf8(hash).unwrap_or_default());
-            return Ok(true);
+            // Acknowledgements matter only once a gap was seen (they follow their gap).
+            if !gaps.gaps.is_empty()
+                && memchr::memmem::find(line, ACK_TYPE).is_some()
+                && let Ok(e) = serde_json::from_slice::<Event>(line)
+                && let Some(r) = crate::log::acknowledged_range(&e)
+            {
+                gaps.acks.push(r);
+            }
+            return Ok((true, false));
         }
     }
     // The strict path: parse, then check links and the hash of the canonical form.
@@ -137,14 +179,18 @@ fn verify_line(
         line: line_no,
         reason,
     };
-    if e.seq != head.seq + 1 {
+    let ack = crate::log::acknowledged_range(&e);
+    let gap = e.seq > head.seq + 1
+        && ((line_no == 1 && crate::log::segment_first_seq(segment) == Some(e.seq))
+            || ack == Some((head.seq + 1, e.seq - 1)));
+    if e.seq != head.seq + 1 && !gap {
         return Err(broken(format!(
             "expected seq {}, found {}",
             head.seq + 1,
             e.seq
         )));
     }
-    if e.prev != head.hash {
+    if !gap && e.prev != head.hash {
         return Err(broken(format!(
             "prev does not match the hash of seq {}",
             head.seq
@@ -158,11 +204,18 @@ fn verify_line(
             &computed[..12]
         )));
     }
+    if gap {
+        gaps.gaps
+            .push((head.seq + 1, e.seq - 1, segment.to_path_buf(), line_no));
+    }
+    if let Some(r) = ack {
+        gaps.acks.push(r);
+    }
     *head = Head {
         seq: e.seq,
         hash: e.hash,
     };
-    Ok(false)
+    Ok((false, gap))
 }
 
 /// Bytes read from a segment per `read` call, straight into the chunk being filled.
@@ -180,6 +233,7 @@ fn chunk_with(tail: &[u8]) -> Chunk {
 
 fn verifier(segments: &[PathBuf], out: SyncSender<Result<Chunk, StateError>>) {
     let mut head = Head::empty();
+    let mut gaps = Gaps::default();
     let mut chunk = chunk_with(&[]);
     for (si, path) in segments.iter().enumerate() {
         let mut file = match File::open(path) {
@@ -217,11 +271,12 @@ fn verifier(segments: &[PathBuf], out: SyncSender<Result<Chunk, StateError>>) {
                 let (start, end) = (pos, pos + nl);
                 pos = end + 1;
                 line_no += 1;
-                match verify_line(&chunk.buf[start..end], &mut head, path, line_no) {
-                    Ok(fast) => chunk.lines.push(Line {
+                match verify_line(&chunk.buf[start..end], &mut head, path, line_no, &mut gaps) {
+                    Ok((fast, gap)) => chunk.lines.push(Line {
                         start,
                         end,
                         fast,
+                        gap,
                         segment: si,
                         line_no,
                     }),
@@ -242,6 +297,10 @@ fn verifier(segments: &[PathBuf], out: SyncSender<Result<Chunk, StateError>>) {
             }
         }
     }
+    if let Err(e) = gaps.finish() {
+        let _ = out.send(Err(e));
+        return;
+    }
     let _ = out.send(Ok(chunk));
 }
 
@@ -253,7 +312,7 @@ fn apply_line(
     regs: &mut index::MemRegistries,
     head: &mut Head,
     line: &[u8],
-    fast: bool,
+    (fast, gap): (bool, bool),
     segment: &Path,
     line_no: u64,
 ) -> Result<(), StateError> {
@@ -267,7 +326,12 @@ fn apply_line(
         source,
     };
     let raw: RawEvent<'_> = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
-    if raw.seq != head.seq + 1 || *raw.prev != *head.hash {
+    let links = if gap {
+        raw.seq > head.seq + 1
+    } else {
+        raw.seq == head.seq + 1 && *raw.prev == *head.hash
+    };
+    if !links {
         return Err(StateError::ChainBroken {
             seq: raw.seq,
             path: segment.to_path_buf(),
@@ -316,22 +380,24 @@ fn replay_serial(log: &EventLog, conn: &mut Connection) -> Result<Head, StateErr
     let mut regs = index::MemRegistries::default();
     let mut verified = Head::empty();
     let mut head = Head::empty();
+    let mut gaps = Gaps::default();
     {
         let mut insert = tx.prepare(index::INSERT_EVENT).map_err(idx)?;
         log.read_from(1)?.for_each_raw(|line, segment, line_no| {
-            let fast = verify_line(line, &mut verified, segment, line_no)?;
+            let how = verify_line(line, &mut verified, segment, line_no, &mut gaps)?;
             apply_line(
                 &tx,
                 &mut insert,
                 &mut regs,
                 &mut head,
                 line,
-                fast,
+                how,
                 segment,
                 line_no,
             )
         })?;
     }
+    gaps.finish()?;
     regs.flush(&tx).map_err(idx)?;
     index::write_head(&tx, &head).map_err(idx)?;
     tx.commit().map_err(idx)?;
@@ -365,7 +431,7 @@ fn replay(log: &EventLog, conn: &mut Connection) -> Result<Head, StateError> {
                     &mut regs,
                     &mut head,
                     &chunk.buf[l.start..l.end],
-                    l.fast,
+                    (l.fast, l.gap),
                     &segments[l.segment],
                     l.line_no,
                 )?;
@@ -476,7 +542,17 @@ mod tests {
         );
         let line = e.to_line();
         let mut head = Head::empty();
-        assert!(verify_line(line.as_bytes(), &mut head, Path::new("s"), 1).unwrap());
+        assert!(
+            verify_line(
+                line.as_bytes(),
+                &mut head,
+                Path::new("s"),
+                1,
+                &mut Gaps::default()
+            )
+            .unwrap()
+            .0
+        );
         assert_eq!(
             head,
             Head {
@@ -497,10 +573,27 @@ mod tests {
             .unwrap()
             .replace('\n', " ");
         let mut head = Head::empty();
-        assert!(!verify_line(line.as_bytes(), &mut head, Path::new("s"), 1).unwrap());
+        assert!(
+            !verify_line(
+                line.as_bytes(),
+                &mut head,
+                Path::new("s"),
+                1,
+                &mut Gaps::default()
+            )
+            .unwrap()
+            .0
+        );
         // A changed value fails on both paths.
         let bad = e.to_line().replace("\"a\":1", "\"a\":2");
-        let err = verify_line(bad.as_bytes(), &mut Head::empty(), Path::new("s"), 7).unwrap_err();
+        let err = verify_line(
+            bad.as_bytes(),
+            &mut Head::empty(),
+            Path::new("s"),
+            7,
+            &mut Gaps::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 err,

@@ -64,6 +64,28 @@ pub struct State {
     read_only: bool,
     conn: Mutex<Option<Conn>>,
     repairs: Mutex<Vec<RepairReport>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+/// Why [`State::append_then`] failed.
+#[derive(Debug)]
+pub enum AppendThenError<E> {
+    /// Recording the event failed: nothing was written anywhere.
+    Log(StateError),
+    /// The event was recorded, the other write failed; `undone`: the compensating event was
+    /// recorded too.
+    Write { error: E, undone: bool },
+}
+
+/// Events the index saw that are no longer in the log (the log's last segment(s) went missing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostTail {
+    pub from: u64,
+    pub to: u64,
+    /// Hash of the last lost event, as the index recorded it.
+    pub last_hash: String,
+    /// Hash of the log's head (the event before the loss).
+    pub before: String,
 }
 
 #[derive(Debug)]
@@ -122,6 +144,7 @@ impl State {
             read_only: opts.read_only,
             conn: Mutex::new(None),
             repairs: Mutex::new(Vec::new()),
+            warnings: Mutex::new(Vec::new()),
         })
     }
 
@@ -173,6 +196,20 @@ impl State {
         self.repairs.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// Problems this handle found and left alone (a read-only handle never writes the log), for
+    /// the CLI to mention.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    fn warn(&self, w: String) {
+        if let Ok(mut ws) = self.warnings.lock()
+            && !ws.contains(&w)
+        {
+            ws.push(w);
+        }
+    }
+
     /// Append one event (validated, chained, fsynced, indexed).
     pub fn append(&self, ev: NewEvent) -> Result<Event, StateError> {
         let mut v = self.append_batch(vec![ev])?;
@@ -181,6 +218,27 @@ impl State {
             object: String::new(),
             reason: "nothing appended".into(),
         })
+    }
+
+    /// Keep the log and another durable store (the registry) consistent when either write can
+    /// fail (a full or read-only filesystem): record `ev` first, then run `write`; if `write`
+    /// fails, record `undo` (a compensating event, e.g. `project.unregistered`) so the log says
+    /// the change did not happen. If recording `ev` fails, `write` never runs. Returns `write`'s
+    /// value, or its error with whether the compensating event was recorded.
+    pub fn append_then<T, E>(
+        &self,
+        ev: NewEvent,
+        write: impl FnOnce() -> Result<T, E>,
+        undo: impl FnOnce(&E) -> NewEvent,
+    ) -> Result<(Event, T), AppendThenError<E>> {
+        let recorded = self.append(ev).map_err(AppendThenError::Log)?;
+        match write() {
+            Ok(t) => Ok((recorded, t)),
+            Err(e) => {
+                let undone = self.append(undo(&e)).is_ok();
+                Err(AppendThenError::Write { error: e, undone })
+            }
+        }
     }
 
     /// Append many events with one write and one fsync.
@@ -311,6 +369,18 @@ impl State {
         if idx_head.seq < tail.head.seq && self.log_has(&idx_head)? {
             return self.catch_up(c, &idx_head);
         }
+        if let Some(lost) = lost_tail_of(&c.conn, &tail.head)? {
+            // The index saw events the log no longer has: never rebuild over them (that would
+            // forget they existed) and never append (that would reuse their seqs).
+            return Err(StateError::LostEvents {
+                from: lost.from,
+                to: lost.to,
+                detail: format!(
+                    "the index recorded the log up to seq {}, the log now ends at seq {}: its last segment is missing",
+                    lost.to, tail.head.seq
+                ),
+            });
+        }
         let reason = if idx_head.seq > tail.head.seq {
             format!(
                 "the index is ahead of the log (index at seq {}, log at seq {})",
@@ -382,6 +452,7 @@ impl State {
             )
             .map_err(StateError::index(&path))?;
         }
+        verifier.finish()?;
         index::write_head(&tx, verifier.head()).map_err(StateError::index(&path))?;
         tx.commit().map_err(StateError::index(&path))?;
         Ok(())
@@ -421,14 +492,32 @@ impl State {
             conn,
             on_disk: true,
         });
+        let mut tail = self.log.tail()?;
+        let mut evs = Vec::new();
+        if let Some(torn) = tail.torn.clone() {
+            if self.read_only {
+                // A read-only command stays read-only: the index is rebuilt (it is rebuildable),
+                // but nothing is appended after the torn bytes, and they stay for doctor.
+                self.warn(torn_warning(&torn));
+                report.next_action.push_str(
+                    "; `repair.applied` was not recorded because the log ends with torn bytes: run `repoman doctor --repair`",
+                );
+                report.write(&self.paths.state_dir)?;
+                if let Ok(mut r) = self.repairs.lock() {
+                    r.push(report);
+                }
+                return Ok(());
+            }
+            evs.push(self.repair_torn_locked(&torn)?);
+            tail = self.log.tail()?;
+        }
         let report_path = report.write(&self.paths.state_dir)?;
-        let tail = self.log.tail()?;
-        let ev = NewEvent::new(
+        evs.push(NewEvent::new(
             "repair.applied",
             "store:index",
             json!({"store": "index", "failed": reason, "report": report_path.display().to_string(), "quarantined": report.quarantined}),
-        );
-        self.write_locked(guard, &tail, vec![ev])?;
+        ));
+        self.write_locked(guard, &tail, evs)?;
         if let Ok(mut r) = self.repairs.lock() {
             r.push(report);
         }
@@ -495,6 +584,100 @@ impl State {
             .ok_or_else(|| StateError::NoState(self.paths.state_dir.clone()))
     }
 
+    /// Events the on-disk index saw that the log no longer holds, if any (read-only).
+    pub fn lost_tail(&self) -> Result<Option<LostTail>, StateError> {
+        let path = self.index_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let head = self.log.tail()?.head;
+        let Ok(conn) = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) else {
+            return Ok(None);
+        };
+        lost_tail_of(&conn, &head)
+    }
+
+    /// A human accepts that events are lost: record `events.loss.acknowledged` for each lost
+    /// range (the missing last segment(s) the index knew about, and every unacknowledged gap in
+    /// the chain), then rebuild the index. An acknowledgement after a lost tail takes the seq
+    /// after the last lost event and links to its hash, so no seq is ever used twice. Returns
+    /// the ranges acknowledged.
+    pub fn acknowledge_loss(&self) -> Result<Vec<(u64, u64)>, StateError> {
+        if self.identity.actor_kind != ActorKind::Human {
+            return Err(StateError::NotPermitted {
+                actor: self.identity.actor.clone(),
+                action: "acknowledge lost events".into(),
+            });
+        }
+        if !self.log.exists() {
+            return Ok(Vec::new());
+        }
+        let _lock = self.log.lock()?;
+        let mut guard = self.conn_guard()?;
+        *guard = None;
+        let mut tail = self.log.tail()?;
+        if let Some(torn) = tail.torn.clone() {
+            return Err(StateError::TornTail {
+                path: torn.segment,
+                len: torn.len,
+            });
+        }
+        let mut done = Vec::new();
+        // Gaps inside the log.
+        let mut verifier = ChainVerifier::new(Head::empty());
+        for l in self.log.read_from(1)?.located() {
+            verifier.check(&l?)?;
+        }
+        let gaps: Vec<(u64, u64, String)> = verifier
+            .unacknowledged()
+            .iter()
+            .map(|g| (g.from, g.to, g.before.clone()))
+            .collect();
+        if !gaps.is_empty() {
+            let evs = gaps
+                .iter()
+                .map(|(from, to, before)| {
+                    loss_event(*from, *to, before, "a segment inside the log is missing")
+                })
+                .collect();
+            self.write_locked(&mut guard, &tail, evs)?;
+            done.extend(gaps.iter().map(|(f, t, _)| (*f, *t)));
+            tail = self.log.tail()?;
+        }
+        // The lost tail (only the index knows about it).
+        if let Some(lost) = self.lost_tail()? {
+            let after_loss = Tail {
+                head: Head {
+                    seq: lost.to,
+                    hash: lost.last_hash.clone(),
+                },
+                ..tail.clone()
+            };
+            let ev = loss_event(
+                lost.from,
+                lost.to,
+                &lost.before,
+                "the last segment(s) of the log are missing",
+            );
+            self.write_locked(&mut guard, &after_loss, vec![ev])?;
+            done.push((lost.from, lost.to));
+        }
+        if !done.is_empty() {
+            let reason = format!(
+                "lost events acknowledged: {}",
+                done.iter()
+                    .map(|(f, t)| format!("{f}-{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.rebuild_locked(&mut guard, &reason)?;
+        }
+        Ok(done)
+    }
+
     /// Run `f` on an index that reflects the current log (repairing or catching up first).
     pub fn with_index<T>(
         &self,
@@ -514,6 +697,9 @@ impl State {
             }
         } else {
             let tail = self.log.tail()?;
+            if let Some(t) = &tail.torn {
+                self.warn(torn_warning(t));
+            }
             let fresh = match guard.as_ref() {
                 Some(c) if c.on_disk => index::read_head(&c.conn)
                     .map(|h| h == tail.head)
@@ -681,6 +867,52 @@ impl State {
         self.with_index(|c| index::conflict(c, id))?
             .ok_or_else(|| StateError::ConflictNotFound(id.to_owned()))
     }
+}
+
+fn torn_warning(t: &crate::log::TornTail) -> String {
+    format!(
+        "the event log ends with {} torn byte(s) in {} (a crash during an append); nothing was written after them. Run `repoman doctor --repair`",
+        t.len,
+        t.segment.display()
+    )
+}
+
+fn loss_event(from: u64, to: u64, before: &str, why: &str) -> NewEvent {
+    NewEvent::new(
+        crate::log::LOSS_ACKNOWLEDGED,
+        "store:events",
+        json!({"from": from, "to": to, "before": before, "count": to - from + 1, "reason": why}),
+    )
+}
+
+/// The events an index (at `conn`) saw beyond the log's `head`, when the log is a prefix of
+/// what the index saw (its event at the log's head seq has the log's head hash).
+fn lost_tail_of(conn: &Connection, head: &Head) -> Result<Option<LostTail>, StateError> {
+    let idx = index::read_head(conn).map_err(|e| StateError::Index {
+        path: PathBuf::from(INDEX_FILE),
+        source: e,
+    })?;
+    if idx.seq <= head.seq {
+        return Ok(None);
+    }
+    let hash_at = |seq: u64| -> Option<String> {
+        conn.query_row(
+            "SELECT hash FROM events WHERE seq = ?1",
+            [seq as i64],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    // Only an index that holds the events it claims (its head row is there, with its hash) is
+    // evidence of lost events; anything else is a damaged index, rebuilt from the log.
+    let consistent = hash_at(idx.seq).as_deref() == Some(idx.hash.as_str());
+    let prefix = head.seq == 0 || hash_at(head.seq).as_deref() == Some(head.hash.as_str());
+    Ok((consistent && prefix).then(|| LostTail {
+        from: head.seq + 1,
+        to: idx.seq,
+        last_hash: idx.hash.clone(),
+        before: head.hash.clone(),
+    }))
 }
 
 fn set_wal(conn: &Connection) {

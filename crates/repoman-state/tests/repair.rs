@@ -238,6 +238,7 @@ fn a_torn_last_line_is_found_by_doctor_and_repaired_keeping_the_bytes() {
         DoctorOptions {
             repair: true,
             dry_run: true,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -250,6 +251,7 @@ fn a_torn_last_line_is_found_by_doctor_and_repaired_keeping_the_bytes() {
         DoctorOptions {
             repair: true,
             dry_run: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -333,6 +335,7 @@ fn a_flipped_byte_is_a_chain_break_with_its_seq_and_is_never_rewritten() {
         DoctorOptions {
             repair: true,
             dry_run: false,
+            ..Default::default()
         },
     )
     .unwrap();

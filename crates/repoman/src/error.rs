@@ -100,6 +100,21 @@ impl CliError {
     pub fn interrupted() -> Self {
         Self::new(Exit::Interrupted, "interrupted")
     }
+
+    /// The quiet error of a write to stdout whose reader left (`repoman verify | head -1`).
+    pub fn is_closed_pipe(&self) -> bool {
+        self.exit == Exit::Success && self.message.is_empty()
+    }
+}
+
+/// The exit of a command whose `verdict` was computed before its output was `printed`: a reader
+/// that left early (a closed pipe) changes nothing about a failing check's exit code.
+pub fn keep_verdict(printed: Result<(), CliError>, verdict: Exit) -> Result<Exit, CliError> {
+    match printed {
+        Err(e) if e.is_closed_pipe() => Ok(verdict),
+        Err(e) => Err(e),
+        Ok(()) => Ok(verdict),
+    }
 }
 
 impl fmt::Display for CliError {
@@ -211,13 +226,31 @@ impl From<repoman_state::StateError> for CliError {
             }
         };
         let err = CliError::from_error(exit, &e);
+        let storage = |source: &std::io::Error| match source.kind() {
+            std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => Some(
+                "the state directory is read-only (or not writable by you): nothing was recorded; remount it read-write or set REPOMAN_STATE_DIR",
+            ),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Some(
+                "the state directory's filesystem is full: nothing was recorded; free some space and retry",
+            ),
+            _ => None,
+        };
         match &e {
             S::CorruptLine { .. } => err.with_hint(
                 "run `repoman doctor` (and `repoman doctor --repair` for what it can fix)",
             ),
-            S::Lock(_) => {
+            S::Lock(FsError::LockTimeout { .. }) => {
                 err.with_hint("another repoman process holds the lock; retry when it has finished")
             }
+            S::Lock(FsError::LockOpen { source, .. } | FsError::Write { source, .. })
+            | S::Io { source, .. } => match storage(source) {
+                Some(h) => err.with_hint(h),
+                None => err,
+            },
+            S::LostEvents { .. } => err.with_hint(
+                "`repoman doctor` shows the lost range; `repoman doctor --acknowledge-loss` accepts it",
+            ),
+            S::TornTail { .. } => err.with_hint("run `repoman doctor --repair`"),
             _ => err,
         }
     }

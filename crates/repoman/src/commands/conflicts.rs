@@ -3,8 +3,8 @@
 use clap::{ArgGroup, Args, Subcommand};
 use repoman_backup::conflict::{self, Keep, ResolveInput};
 use repoman_backup::engine;
-use repoman_backup::probe::probe_destination;
-use repoman_core::fs::FileLock;
+use repoman_backup::history;
+use repoman_backup::mount::{Expected, MountGuard};
 use repoman_core::settings::Settings;
 use repoman_state::{ActorKind, ConflictFilter, ConflictState, NewEvent, Resolution};
 use serde_json::json;
@@ -190,26 +190,20 @@ fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
     let settings = Settings::resolve(&reg.registry, &app.env);
     let t = targets(&reg.registry, &settings, std::slice::from_ref(&project))?.remove(0);
-    probe_destination(
+    MountGuard::new(
         &t.backup_root,
-        t.entry.repo.as_str(),
-        settings.backup_fstype.as_ref().map(|f| f.value.as_str()),
+        Expected::from_settings(&settings),
         settings.probe_timeout.value,
     )
+    .check()
     .map_err(backup_error)?;
     // Hold the project's sync lock: nothing may mirror while both sides are being rewritten.
-    let lock_dir = app.paths.runtime_dir.join("locks");
-    repoman_core::paths::ensure_dir(&lock_dir)?;
-    let _lock = FileLock::acquire(
-        &lock_dir.join(format!("sync-{project}.lock")),
-        &format!("the backup of project {project}"),
-        None,
-        || {
-            app.ui.info(&format!(
-                "waiting for a running sync of {project} to finish..."
-            ));
-        },
-    )?;
+    let _lock = engine::lock(&app.paths.runtime_dir.join("locks"), &project, None, || {
+        app.ui.info(&format!(
+            "waiting for a running sync of {project} to finish..."
+        ));
+    })
+    .map_err(backup_error)?;
     let paths = conflict::paths_from_detail(&c.detail);
     let ts = app.clock.now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
     let input = ResolveInput {
@@ -232,16 +226,20 @@ fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
     // The backup copy of these paths changed (keep-local) or is now the accepted version
     // (keep-backup): record a manifest that says so, or the next sync would flag them again.
     let mut note = json!({"saved_to": done.saved_to, "saved": done.saved, "copied": done.copied, "removed": done.removed});
-    if let Some((m, _)) = last_manifest(app, &state, &project)? {
+    if let Some((m, ev)) = last_manifest(app, &state, &project)? {
         let patched = conflict::patch_manifest(&m, &t.dst, &paths, app.clock.now_rfc3339())
             .map_err(backup_error)?;
         patched
             .store(&engine::manifests_dir(&app.paths.state_dir))
             .map_err(backup_error)?;
+        // A manifest patched from one an unfinished run left stale stays stale: the next sync
+        // rebuilds it.
+        let stale =
+            history::unfinished_run_since(&state, &project, Some(&ev)).map_err(backup_error)?;
         state.append(NewEvent::new(
-            "backup.manifest.updated",
-            format!("backup:{project}"),
-            json!({"project": project, "root": patched.root, "previous_root": m.root, "reason": "conflict resolved", "conflict": c.id}),
+            history::MANIFEST_UPDATED,
+            history::object(&project),
+            json!({"project": project, "root": patched.root, "previous_root": m.root, "reason": "conflict resolved", "conflict": c.id, "stale": stale}),
         ))?;
         note["root"] = json!(patched.root);
     }

@@ -4,7 +4,7 @@ use clap::Args;
 use repoman_state::doctor::{DoctorOptions, FindingClass, StoreClass};
 
 use crate::app::App;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, Exit, keep_verdict};
 
 /// Check the event log, index, registry and directories; repair what is safe to repair
 ///
@@ -13,9 +13,10 @@ use crate::error::{CliError, Exit};
 /// durable, rebuildable or disposable with its path and size.
 ///
 /// Each finding is auto-repairable (a torn last line, a stale or corrupt index, runtime dir
-/// mode) or needs review (a broken hash chain, an invalid registry). --repair applies the
-/// auto-repairs and writes a report under the state directory; a broken chain is never
-/// rewritten.
+/// mode) or needs review (a broken hash chain, lost events, an invalid registry). --repair
+/// applies the auto-repairs and writes a report under the state directory; a broken chain is
+/// never rewritten. Lost events (a missing segment) are reported until a human accepts them
+/// with --acknowledge-loss.
 ///
 /// Exit: 0 healthy (or everything repaired), 1 auto-repairable problems left, 3 something needs
 /// a human.
@@ -24,6 +25,7 @@ use crate::error::{CliError, Exit};
 ///   repoman doctor
 ///   repoman doctor --repair --dry-run     what --repair would do
 ///   repoman doctor --repair
+///   repoman doctor --acknowledge-loss     accept reported lost events
 ///   repoman doctor --json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -34,12 +36,17 @@ pub struct DoctorArgs {
     /// With --repair: show what would be repaired without changing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept that the lost events doctor reports are gone: records `events.loss.acknowledged`
+    /// (humans only); the lost seqs are never reused.
+    #[arg(long)]
+    pub acknowledge_loss: bool,
 }
 
 pub fn run(app: &App, args: DoctorArgs) -> Result<Exit, CliError> {
     let _span =
         tracing::info_span!("doctor", repair = args.repair, dry_run = args.dry_run).entered();
-    let writes = args.repair && !args.dry_run && app.paths.state_dir.exists();
+    let writes =
+        (args.repair || args.acknowledge_loss) && !args.dry_run && app.paths.state_dir.exists();
     let state = if writes {
         app.state()?
     } else {
@@ -51,6 +58,7 @@ pub fn run(app: &App, args: DoctorArgs) -> Result<Exit, CliError> {
         DoctorOptions {
             repair: args.repair,
             dry_run: args.dry_run,
+            acknowledge_loss: args.acknowledge_loss,
         },
     )?;
     let exit = if report.needs_review() {
@@ -60,10 +68,28 @@ pub fn run(app: &App, args: DoctorArgs) -> Result<Exit, CliError> {
     } else {
         Exit::Success
     };
+    // The verdict is computed; a reader that leaves early (`| head -1`) cannot change it.
     if app.ui.json() {
-        app.ui.print_json(&report)?;
-        return Ok(exit);
+        return keep_verdict(app.ui.print_json(&report), exit);
     }
+    keep_verdict(print(app, &args, &report), exit)?;
+    match exit {
+        Exit::Blocked => app
+            .ui
+            .warn("some findings need a human: see the actions above"),
+        Exit::Failure => app
+            .ui
+            .hint("`repoman doctor --repair` fixes the auto-repairable findings"),
+        _ => {}
+    }
+    Ok(exit)
+}
+
+fn print(
+    app: &App,
+    args: &DoctorArgs,
+    report: &repoman_state::doctor::DoctorReport,
+) -> Result<(), CliError> {
     app.ui
         .data(&format!("checks ({} events):", report.events))?;
     for c in &report.checks {
@@ -119,16 +145,7 @@ pub fn run(app: &App, args: DoctorArgs) -> Result<Exit, CliError> {
             app.ui.info(&format!("repair report: {}", p.display()));
         }
     }
-    match exit {
-        Exit::Blocked => app
-            .ui
-            .warn("some findings need a human: see the actions above"),
-        Exit::Failure => app
-            .ui
-            .hint("`repoman doctor --repair` fixes the auto-repairable findings"),
-        _ => {}
-    }
-    Ok(exit)
+    Ok(())
 }
 
 fn human_size(n: u64) -> String {

@@ -120,6 +120,9 @@ fn print_event(app: &App, e: &Event) -> Result<(), CliError> {
 
 /// Tell the user (on stderr) about repairs done while opening the state.
 pub fn report_repairs(app: &App, state: &State) {
+    for w in state.warnings() {
+        app.ui.warn(&w);
+    }
     for r in state.repairs() {
         app.ui
             .warn(&format!("repaired the {}: {}", r.store, r.failed));

@@ -4,7 +4,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use clap::Args;
-use repoman_backup::probe::probe_destination;
+use repoman_backup::mount::{Expected, MountGuard};
+use repoman_backup::paths::encode_path;
 use repoman_backup::restore::{self, Request};
 use repoman_core::settings::Settings;
 use repoman_state::NewEvent;
@@ -52,12 +53,12 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
         CliError::failed(format!("project {name} has no recorded backup"))
             .with_hint(format!("run `repoman sync {name}` first"))
     })?;
-    probe_destination(
+    MountGuard::new(
         &t.backup_root,
-        t.entry.repo.as_str(),
-        settings.backup_fstype.as_ref().map(|f| f.value.as_str()),
+        Expected::from_settings(&settings),
         settings.probe_timeout.value,
     )
+    .check()
     .map_err(backup_error)?;
     let mut paths = Vec::new();
     for p in &args.paths {
@@ -73,6 +74,13 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
         paths.push(p.as_os_str().as_bytes().trim_end_matches_slash());
     }
     let target = args.to.clone().unwrap_or_else(|| t.src.clone());
+    // Paths are bytes: JSON and events carry them as text (`%XX` where not UTF-8).
+    let target_text = encode_path(target.as_os_str().as_bytes());
+    let paths_text: Vec<String> = args
+        .paths
+        .iter()
+        .map(|p| encode_path(p.as_os_str().as_bytes()))
+        .collect();
     let req = Request {
         backup_dir: t.dst.clone(),
         target: target.clone(),
@@ -86,7 +94,7 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
     if args.dry_run {
         if app.ui.json() {
             app.ui.print_json(
-                &json!({"project": name, "dry_run": true, "target": target, "plan": outcome.plan,
+                &json!({"project": name, "dry_run": true, "target": target_text, "plan": outcome.plan,
                 "items": outcome.plan.items.iter().map(|i| i.display_path()).collect::<Vec<_>>()}),
             )?;
         } else {
@@ -94,9 +102,8 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
                 app.ui.data(&format!("{} {}", i.flags, i.display_path()))?;
             }
             app.ui.info(&format!(
-                "dry run: would restore {} entries into {}",
+                "dry run: would restore {} entries into {target_text}",
                 outcome.plan.items.len(),
-                target.display()
             ));
         }
         return Ok(Exit::Success);
@@ -106,7 +113,7 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
     let recorded = state.append(NewEvent::new(
         "backup.restored",
         format!("backup:{name}"),
-        json!({"project": name, "target": target, "paths": args.paths, "root": manifest.root, "restored_root": outcome.restored_root,
+        json!({"project": name, "target": target_text, "paths": paths_text, "root": manifest.root, "restored_root": outcome.restored_root,
                "synced_seq": ev.seq, "verified": verified, "missing": report.missing.len(), "changed": report.changed.len(), "extra": report.extra.len()}),
     ))?;
     let proof = format!(
@@ -114,7 +121,7 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
         manifest.root, ev.type_, ev.seq
     );
     if app.ui.json() {
-        app.ui.print_json(&json!({"project": name, "target": target, "verified": verified, "root": manifest.root,
+        app.ui.print_json(&json!({"project": name, "target": target_text, "verified": verified, "root": manifest.root,
             "restored_root": outcome.restored_root, "synced_event": {"type": ev.type_, "seq": ev.seq}, "event_seq": recorded.seq, "report": report}))?;
     } else if verified {
         app.ui.data(&proof)?;

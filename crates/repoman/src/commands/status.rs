@@ -13,7 +13,6 @@ use crate::error::{CliError, Exit};
 use crate::sandbox::SandboxError;
 use crate::sandbox::create;
 use crate::sandbox::drift::{Change, Drift};
-use crate::sandbox::estate::probe_dir;
 use crate::sandbox::repair::{self, MissingAction, OrphanAction};
 use crate::sandbox::session::{self, Session};
 
@@ -290,18 +289,13 @@ pub fn run(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
     {
         app.ui.warn(&w);
     }
-    let backup = s.estate.settings.backup_root.as_ref().map(|b| {
-        let timeout = s.estate.settings.probe_timeout.value;
-        let r = probe_dir(b.value.clone(), timeout);
-        let (reachable, error) = match r {
-            Some(Ok(())) => (true, None),
-            Some(Err(e)) => (false, Some(e)),
-            None => (
-                false,
-                Some(format!("no answer within {}s", timeout.as_secs_f64())),
-            ),
+    // The same mount guard as `sync`, `verify` and `restore`: the same verdict everywhere.
+    let backup = repoman_backup::mount::MountGuard::from_settings(&s.estate.settings).map(|g| {
+        let (reachable, error, mount) = match g.check() {
+            Ok(m) => (true, None, Some(m.mount)),
+            Err(e) => (false, Some(e.to_string()), None),
         };
-        json!({"path": b.value, "reachable": reachable, "error": error})
+        json!({"path": g.root(), "reachable": reachable, "error": error, "mount": mount})
     });
     let items = items(app, &s, only);
     let drifts: Vec<&Drift> = s
@@ -434,9 +428,13 @@ fn render(app: &App, s: &Session, items: &[Item], backup: Option<&Value>) -> Res
             "backup root: {} ({})",
             b["path"].as_str().unwrap_or("?"),
             if b["reachable"] == json!(true) {
-                "reachable".to_owned()
+                format!(
+                    "mounted: {} at {}",
+                    b["mount"]["fstype"].as_str().unwrap_or("?"),
+                    b["mount"]["mount_point"].as_str().unwrap_or("?")
+                )
             } else {
-                format!("UNREACHABLE: {}", b["error"].as_str().unwrap_or("?"))
+                format!("UNAVAILABLE: {}", b["error"].as_str().unwrap_or("?"))
             }
         ))?,
         None => app.ui.data("backup root: not configured")?,

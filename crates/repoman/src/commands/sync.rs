@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use clap::Args;
 use repoman_backup::engine::{self, Prepared, Settings as SyncSettings};
-use repoman_backup::guards::{self, DeleteLimits};
+use repoman_backup::guards::DeleteLimits;
 use repoman_backup::manifest::Manifest;
 use repoman_backup::marker::Owner;
-use repoman_backup::{BackupError, ErrorKind, conflict};
+use repoman_backup::mount::Expected;
+use repoman_backup::{BackupError, conflict, history};
 use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry, RegistryFile};
 use repoman_core::settings::Settings;
-use repoman_state::{
-    ConflictFilter, Effect, Event, NewConflict, NewEvent, Operation, State, Verdict,
-};
+use repoman_core::{DomainError, ErrorKind, Progress, Unit};
+use repoman_state::{Effect, Event, State};
 use serde_json::{Value, json};
 
 use crate::app::App;
@@ -59,6 +59,10 @@ pub struct SyncArgs {
     /// Give up waiting for another sync of the same project after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub lock_timeout: Option<u64>,
+    /// Compare file contents instead of size and mtime: re-copies backup files whose bytes
+    /// differ from the working copy's (what `verify --full` reports as `content`).
+    #[arg(long)]
+    pub checksum: bool,
 }
 
 /// A registered project's backup paths.
@@ -135,48 +139,24 @@ pub(crate) fn last_manifest(
     state: &State,
     project: &str,
 ) -> Result<Option<(Manifest, Event)>, CliError> {
-    let object = format!("backup:{project}");
-    let a = state.last_event(&object, "backup.synced")?;
-    let b = state.last_event(&object, "backup.manifest.updated")?;
-    let ev = match (a, b) {
-        (Some(a), Some(b)) => Some(if b.seq > a.seq { b } else { a }),
-        (a, b) => a.or(b),
-    };
-    let Some(ev) = ev else { return Ok(None) };
-    let root = ev.data["root"].as_str().unwrap_or_default().to_owned();
-    let m = Manifest::load(&engine::manifests_dir(&app.paths.state_dir), &root)
-        .map_err(backup_error)?;
-    Ok(Some((m, ev)))
-}
-
-/// Whether a sync of `object` ran rsync and did not finish (`sync.failed`, `sync.cancelled`)
-/// after the event that recorded the last manifest (`manifest_seq`).
-fn unfinished_run_since(
-    state: &State,
-    object: &str,
-    manifest_seq: Option<u64>,
-) -> Result<bool, CliError> {
-    let Some(since) = manifest_seq else {
-        return Ok(false);
-    };
-    for t in ["sync.failed", "sync.cancelled"] {
-        if state.last_event(object, t)?.is_some_and(|e| e.seq > since) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    history::last_manifest(state, &engine::manifests_dir(&app.paths.state_dir), project)
+        .map_err(backup_error)
 }
 
 /// Map a backup error to the CLI error and exit code.
 pub(crate) fn backup_error(e: BackupError) -> CliError {
     let exit = match e.kind() {
-        ErrorKind::Environment => Exit::Unavailable,
+        ErrorKind::Unavailable => Exit::Unavailable,
         ErrorKind::Interrupted => Exit::Interrupted,
         ErrorKind::Usage => Exit::Usage,
+        ErrorKind::Blocked => Exit::Blocked,
         ErrorKind::Failed => Exit::Failure,
     };
     let hint = e.hint();
-    let err = CliError::from_error(exit, &e);
+    let err = match e {
+        BackupError::State(s) => CliError::from(s),
+        e => CliError::from_error(exit, &e),
+    };
     match hint {
         Some(h) => err.with_hint(h),
         None => err,
@@ -383,6 +363,41 @@ fn status_of(exit: Exit) -> &'static str {
     }
 }
 
+/// One project's progress: its own bar, and the overall bar across projects.
+struct ProjectProgress<'a> {
+    pb: indicatif::ProgressBar,
+    overall: &'a Overall,
+    name: String,
+    last_bytes: AtomicU64,
+    last_files: AtomicU64,
+}
+
+impl Progress for ProjectProgress<'_> {
+    fn begin(&self, _label: &str, total: Option<u64>, _unit: Unit) {
+        self.pb.set_length(total.unwrap_or(0).max(1));
+    }
+    fn position(&self, done: u64) {
+        self.pb.set_position(done);
+        let before = self.last_bytes.fetch_max(done, Ordering::Relaxed);
+        self.overall.bar.inc(done.saturating_sub(before));
+    }
+    fn detail(&self, text: &str) {
+        self.pb.set_message(format!("{} {text}", self.name));
+        // `text` is "N/M files".
+        if let Some(n) = text.split('/').next().and_then(|n| n.parse::<u64>().ok()) {
+            let before = self.last_files.fetch_max(n, Ordering::Relaxed);
+            self.overall
+                .files_done
+                .fetch_add(n.saturating_sub(before), Ordering::Relaxed);
+        }
+        self.overall.bar.set_message(format!(
+            "all {}/{} files",
+            self.overall.files_done.load(Ordering::Relaxed),
+            self.overall.files_total.load(Ordering::Relaxed)
+        ));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn sync_one(
     app: &App,
@@ -396,8 +411,6 @@ fn sync_one(
     overall: &Overall,
 ) -> Result<Outcome, CliError> {
     let name = t.entry.name.as_str().to_owned();
-    let object = format!("backup:{name}");
-    let last = last_manifest(app, state, &name)?;
     let mut s = SyncSettings::new(
         t.src.clone(),
         t.backup_root.clone(),
@@ -405,16 +418,16 @@ fn sync_one(
         engine::stat_cache_path(&app.paths.cache_dir, &name),
         engine::manifests_dir(&app.paths.state_dir),
     );
-    s.expected_fstype = settings.backup_fstype.as_ref().map(|f| f.value.clone());
+    s.mount = Expected::from_settings(settings);
     s.probe_timeout = settings.probe_timeout.value;
     s.delete = !args.no_delete;
     s.limits = limits;
     s.allow_empty_source = args.allow_empty_source;
     s.adopt = args.adopt;
+    s.checksum = args.checksum;
     s.excludes = t.excludes.clone();
     s.lock_timeout = args.lock_timeout.map(Duration::from_secs);
     s.search_path = app.env.get_os("PATH").map(|p| p.to_owned());
-    s.manifest_stale = unfinished_run_since(state, &object, last.as_ref().map(|(_, ev)| ev.seq))?;
     let owner = Owner {
         estate_id: estate_id.to_owned(),
         project: name.clone(),
@@ -423,87 +436,14 @@ fn sync_one(
         profile: state.identity().profile.clone(),
     };
     let ui = &app.ui;
-    let prep = engine::prepare(
-        s,
-        owner,
-        last.as_ref().map(|(m, _)| m.clone()),
-        &app.cancel,
-        || {
-            ui.info(&format!(
-                "waiting for another sync of project {name} to finish..."
-            ));
-        },
-    )
+    let prep = engine::prepare(s, owner, state, &app.cancel, || {
+        ui.info(&format!(
+            "waiting for another sync of project {name} to finish..."
+        ));
+    })
     .map_err(backup_error)?;
-
-    let mut verdicts: Vec<Verdict> = prep.verdicts.clone();
-    let mut conflict_id = None;
-    if !prep.diverged.is_empty() {
-        let root = last
-            .as_ref()
-            .map(|(m, _)| m.root.clone())
-            .unwrap_or_default();
-        let id = if args.dry_run {
-            "(not recorded in a dry run)".to_owned()
-        } else {
-            let filter = ConflictFilter {
-                pending_only: true,
-                project: Some(name.clone()),
-                kind: Some(conflict::KIND.into()),
-            };
-            match state
-                .conflicts(filter)?
-                .into_iter()
-                .find(|c| c.object == object)
-            {
-                Some(c) => c.id,
-                None => {
-                    state
-                        .record_conflict(NewConflict {
-                            kind: conflict::KIND.into(),
-                            object: object.clone(),
-                            project: Some(name.clone()),
-                            detail: conflict::detail(t.entry.repo.as_str(), &root, &prep.diverged),
-                        })?
-                        .id
-                }
-            }
-        };
-        verdicts.push(guards::diverged(&name, &id, prep.diverged.len()));
-        conflict_id = Some(id);
-    }
-    let op = Operation {
-        name: "sync".into(),
-        object: object.clone(),
-        project: Some(name.clone()),
-    };
-    // A plan that changes nothing on the backup (empty, marker ours, no guard objecting) is
-    // evaluated without a `policy.decided` record; anything that blocks is always recorded.
-    let nothing_to_change = prep.plan.is_empty()
-        && verdicts.is_empty()
-        && matches!(prep.marker, repoman_backup::marker::MarkerRead::Present(_))
-        && !args.adopt;
-    let (effect, reasons, decision_seq) = if args.dry_run {
-        let (effect, reasons) =
-            repoman_state::policy::evaluate(&op, verdicts, &reg.policy.rules, state.identity());
-        (effect, reasons, None)
-    } else if nothing_to_change {
-        let (effect, reasons) = repoman_state::policy::evaluate(
-            &op,
-            verdicts.clone(),
-            &reg.policy.rules,
-            state.identity(),
-        );
-        if effect.blocks() {
-            let d = state.decide(&op, verdicts, &reg.policy.rules)?;
-            (d.effect, d.reasons, d.event_seq)
-        } else {
-            (effect, reasons, None)
-        }
-    } else {
-        let d = state.decide(&op, verdicts, &reg.policy.rules)?;
-        (d.effect, d.reasons, d.event_seq)
-    };
+    let decided =
+        engine::decide(state, &prep, &reg.policy.rules, args.dry_run).map_err(backup_error)?;
     let plan_json = serde_json::to_value(&prep.plan).unwrap_or(Value::Null);
     let plan_summary = format!(
         "+{} ~{} -{} ({} to transfer)",
@@ -512,44 +452,48 @@ fn sync_one(
         prep.plan.deletes,
         human_bytes(prep.plan.bytes)
     );
-    let reasons_json = serde_json::to_value(&reasons).unwrap_or(Value::Null);
     let diverged_json =
         conflict::detail(t.entry.repo.as_str(), "", &prep.diverged)["files"].clone();
-    if effect.blocks() {
-        let mut details = Vec::new();
-        for v in reasons.iter().filter(|v| v.effect.blocks()) {
-            details.push(format!(
-                "{} ({}): {}",
-                if v.effect == Effect::Deny {
-                    "denied"
-                } else {
-                    "review required"
-                },
-                v.rule,
-                v.reason
-            ));
-            if let Some(u) = &v.unblock {
-                details.push(format!("  to unblock: {u}"));
+    let decision = match decided.result {
+        Ok(d) => d,
+        Err(blocked) => {
+            let mut details = Vec::new();
+            for v in &blocked.reasons {
+                details.push(format!(
+                    "{} ({}): {}",
+                    if v.effect == Effect::Deny {
+                        "denied"
+                    } else {
+                        "review required"
+                    },
+                    v.rule,
+                    v.reason
+                ));
+                if let Some(u) = &v.unblock {
+                    details.push(format!("  to unblock: {u}"));
+                }
             }
+            for d in &prep.diverged {
+                details.push(format!(
+                    "  diverged: {} ({})",
+                    repoman_backup::paths::encode_path(&d.path),
+                    serde_json::to_value(d.case)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ));
+            }
+            let reasons_json = serde_json::to_value(&blocked.all_reasons).unwrap_or(Value::Null);
+            return Ok(Outcome {
+                exit: Exit::Blocked,
+                json: json!({"project": name, "status": "blocked", "effect": blocked.effect.as_str(), "plan": plan_json, "reasons": reasons_json, "conflict": decided.conflict_id, "diverged": diverged_json, "decision_seq": blocked.decision_seq}),
+                line: format!("{name}\tblocked\t{plan_summary}"),
+                details,
+                synced_at: None,
+            });
         }
-        for d in &prep.diverged {
-            details.push(format!(
-                "  diverged: {} ({})",
-                repoman_backup::paths::encode_path(&d.path),
-                serde_json::to_value(d.case)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ));
-        }
-        return Ok(Outcome {
-            exit: Exit::Blocked,
-            json: json!({"project": name, "status": "blocked", "effect": effect.as_str(), "plan": plan_json, "reasons": reasons_json, "conflict": conflict_id, "diverged": diverged_json, "decision_seq": decision_seq}),
-            line: format!("{name}\tblocked\t{plan_summary}"),
-            details,
-            synced_at: None,
-        });
-    }
+    };
+    let reasons_json = serde_json::to_value(&decision.reasons).unwrap_or(Value::Null);
     if args.dry_run {
         let details = plan_lines(&prep);
         return Ok(Outcome {
@@ -561,63 +505,36 @@ fn sync_one(
         });
     }
 
-    let pb = app.ui.progress_bar(prep.plan.bytes.max(1), &name, true);
-    let files = prep.plan.files_to_transfer;
+    let progress = ProjectProgress {
+        pb: app.ui.progress_bar(prep.plan.bytes.max(1), &name, true),
+        overall,
+        name: name.clone(),
+        last_bytes: AtomicU64::new(0),
+        last_files: AtomicU64::new(0),
+    };
     overall.bar.inc_length(prep.plan.bytes);
-    overall.files_total.fetch_add(files, Ordering::Relaxed);
+    overall
+        .files_total
+        .fetch_add(prep.plan.files_to_transfer, Ordering::Relaxed);
     let created_at = app.clock.now_rfc3339();
-    let (mut last_bytes, mut last_files) = (0u64, 0u64);
-    let result = engine::execute(&prep, created_at.clone(), &app.cancel, |p| {
-        pb.set_position(p.bytes_done);
-        pb.set_message(format!("{name} {}/{files} files", p.files_done.min(files)));
-        overall.bar.inc(p.bytes_done.saturating_sub(last_bytes));
-        overall
-            .files_done
-            .fetch_add(p.files_done.saturating_sub(last_files), Ordering::Relaxed);
-        overall.bar.set_message(format!(
-            "all {}/{} files",
-            overall.files_done.load(Ordering::Relaxed),
-            overall.files_total.load(Ordering::Relaxed)
-        ));
-        last_bytes = last_bytes.max(p.bytes_done);
-        last_files = last_files.max(p.files_done);
-    });
-    pb.finish_and_clear();
+    let result = engine::execute(&prep, state, created_at.clone(), &app.cancel, &progress);
+    progress.pb.finish_and_clear();
     let report = match result {
         Ok(r) => r,
-        Err(BackupError::Cancelled) => {
-            state.append(NewEvent::new("sync.cancelled", object.clone(), json!({"project": name, "plan": plan_json, "note": "rsync's process group was stopped; files already moved into place are complete, partial ones stay in rsync's partial directory"})))?;
-            return Err(CliError::interrupted().with_hint(format!(
-                "the backup of {name} is usable; run `repoman sync {name}` to finish"
-            )));
-        }
-        Err(e @ BackupError::Rsync { .. }) => {
-            let (code, explanation) = match &e {
-                BackupError::Rsync { outcome, .. } => (outcome.code(), outcome.explain()),
-                _ => (-1, String::new()),
-            };
-            state.append(NewEvent::new("sync.failed", object.clone(), json!({"project": name, "rsync_exit": code, "explanation": explanation, "error": e.to_string()})))?;
+        Err(e) => {
+            engine::record_failure(state, &prep, &e).map_err(backup_error)?;
+            if matches!(e, BackupError::Cancelled) {
+                return Err(CliError::interrupted().with_hint(format!(
+                    "the backup of {name} is usable; run `repoman sync {name}` to finish"
+                )));
+            }
             return Err(backup_error(e));
         }
-        Err(e) => return Err(backup_error(e)),
     };
+    // Recorded under the project's lock: a sync waiting for it starts from this manifest.
+    let ev =
+        engine::record_synced(state, &prep, &report, decision.event_seq).map_err(backup_error)?;
     drop(prep); // release the project lock before touching the registry
-    let ev = state.append(NewEvent::new(
-        "backup.synced",
-        object.clone(),
-        json!({
-            "project": name,
-            "root": report.manifest_root,
-            "manifest": report.manifest_path.file_name().map(|f| f.to_string_lossy().into_owned()),
-            "plan": plan_json,
-            "rsync": report.outcome,
-            "ran": report.ran,
-            "counts": report.counts,
-            "manifest_stats": report.manifest_stats,
-            "duration_ms": report.duration_ms,
-            "decision_seq": decision_seq,
-        }),
-    ))?;
     let mut details = Vec::new();
     if !report.rsync_warnings.is_empty()
         || report.outcome != repoman_backup::rsync::RsyncOutcome::Complete
@@ -626,7 +543,7 @@ fn sync_one(
     }
     Ok(Outcome {
         exit: Exit::Success,
-        json: json!({"project": name, "status": "synced", "plan": plan_json, "rsync": report.outcome, "root": report.manifest_root, "counts": report.counts, "event_seq": ev.seq, "manifest_stats": report.manifest_stats, "duration_ms": report.duration_ms, "manifest_ms": report.manifest_ms}),
+        json: json!({"project": name, "status": "synced", "plan": plan_json, "rsync": report.outcome, "root": report.manifest_root, "counts": report.counts, "event_seq": ev.seq, "manifest_stats": report.manifest_stats, "manifest_source": report.manifest_source, "duration_ms": report.duration_ms, "manifest_ms": report.manifest_ms}),
         line: format!(
             "{name}\tsynced\t{plan_summary}\troot {}",
             &report.manifest_root[..16]

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use repoman_backup::exclude::Excludes;
-use repoman_backup::probe::probe_destination;
+use repoman_backup::mount::{Expected, MountGuard};
 use repoman_backup::verify::{self, Mode, Scope};
 use repoman_core::settings::Settings;
 use repoman_state::NewEvent;
@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::sync::{backup_error, last_manifest, targets, worst};
 use crate::app::App;
-use crate::error::{CliError, Exit};
+use crate::error::{CliError, Exit, keep_verdict};
 
 /// Check backup copies against their last manifests and report missing, changed and extra files.
 ///
@@ -40,6 +40,8 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
     let mode = if args.full { Mode::Full } else { Mode::Quick };
     let mut exit = Exit::Success;
     let mut out = Vec::new();
+    // The verdict is complete before anything is printed: a closed pipe cannot change it.
+    let mut lines: Vec<String> = Vec::new();
     for t in &targets {
         let name = t.entry.name.as_str();
         let object = format!("backup:{name}");
@@ -51,12 +53,12 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
             out.push(json!({"project": name, "status": "no-manifest"}));
             continue;
         };
-        probe_destination(
+        MountGuard::new(
             &t.backup_root,
-            t.entry.repo.as_str(),
-            settings.backup_fstype.as_ref().map(|f| f.value.as_str()),
+            Expected::from_settings(&settings),
             settings.probe_timeout.value,
         )
+        .check()
         .map_err(backup_error)?;
         let excludes = Excludes::new(&t.excludes).map_err(backup_error)?;
         let report = verify::verify(&t.dst, &manifest, &excludes, mode, Scope::All, &app.cancel)
@@ -76,27 +78,33 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
                             "synced_seq": ev.seq, "event_seq": recorded.seq, "report": report}));
         } else {
             let status = if clean { "ok" } else { "problems" };
-            app.ui.data(&format!(
+            lines.push(format!(
                 "{name}\t{status}\t{} entries checked ({mode:?}), {} missing, {} changed, {} extra",
                 report.checked,
                 report.missing.len(),
                 report.changed.len(),
                 report.extra.len()
-            ))?;
+            ));
             for m in &report.missing {
-                app.ui.data(&format!("  missing: {m}"))?;
+                lines.push(format!("  missing: {m}"));
             }
             for c in &report.changed {
-                app.ui
-                    .data(&format!("  changed: {} ({})", c.path, c.what.join(", ")))?;
+                lines.push(format!("  changed: {} ({})", c.path, c.what.join(", ")));
             }
             for x in &report.extra {
-                app.ui.data(&format!("  extra:   {x}"))?;
+                lines.push(format!("  extra:   {x}"));
+            }
+            if !clean && report.changed.iter().any(|c| c.what.contains(&"content")) {
+                app.ui.hint(&format!(
+                    "`repoman sync {name} --checksum` copies the working copy's bytes over backup files whose content differs"
+                ));
             }
         }
     }
-    if app.ui.json() {
-        app.ui.print_json(&json!({"projects": out}))?;
-    }
-    Ok(exit)
+    let printed = if app.ui.json() {
+        app.ui.print_json(&json!({"projects": out}))
+    } else {
+        lines.iter().try_for_each(|l| app.ui.data(l))
+    };
+    keep_verdict(printed, exit)
 }
