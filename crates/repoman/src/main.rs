@@ -5,7 +5,6 @@ mod app;
 mod cli;
 mod commands;
 mod error;
-mod sandbox;
 mod ui;
 
 use std::process::ExitCode;
