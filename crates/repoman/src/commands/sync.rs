@@ -12,7 +12,7 @@ use repoman_backup::engine::{self, Prepared, Settings as SyncSettings};
 use repoman_backup::guards::{self, DeleteLimits};
 use repoman_backup::manifest::Manifest;
 use repoman_backup::marker::Owner;
-use repoman_backup::{BackupError, ErrorKind, conflict};
+use repoman_backup::{BackupError, conflict};
 use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry, RegistryFile};
 use repoman_core::settings::Settings;
 use repoman_state::{
@@ -169,18 +169,7 @@ fn unfinished_run_since(
 
 /// Map a backup error to the CLI error and exit code.
 pub(crate) fn backup_error(e: BackupError) -> CliError {
-    let exit = match e.kind() {
-        ErrorKind::Environment => Exit::Unavailable,
-        ErrorKind::Interrupted => Exit::Interrupted,
-        ErrorKind::Usage => Exit::Usage,
-        ErrorKind::Failed => Exit::Failure,
-    };
-    let hint = e.hint();
-    let err = CliError::from_error(exit, &e);
-    match hint {
-        Some(h) => err.with_hint(h),
-        None => err,
-    }
+    CliError::from(e)
 }
 
 /// Parse `--max-delete N|P%` into limits.
