@@ -121,6 +121,7 @@ impl From<RegistryError> for CliError {
     fn from(e: RegistryError) -> Self {
         let hint = match &e {
             RegistryError::Parse { path, .. } => Some(format!("fix the file {}", path.display())),
+            RegistryError::Invalid { hint, .. } => Some(hint.clone()),
             RegistryError::TooNew { .. } => Some("install a newer repoman".to_owned()),
             RegistryError::UnknownProject(_) => {
                 Some("`repoman list` shows the registered projects".to_owned())
