@@ -242,6 +242,24 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+impl From<repoman_sandbox::SandboxError> for CliError {
+    fn from(e: repoman_sandbox::SandboxError) -> Self {
+        use repoman_core::ErrorKind;
+        let exit = match e.kind() {
+            ErrorKind::Failed => Exit::Failure,
+            ErrorKind::Usage => Exit::Usage,
+            ErrorKind::Blocked => Exit::Blocked,
+            ErrorKind::Unavailable => Exit::Unavailable,
+            ErrorKind::Interrupted => return CliError::interrupted(),
+        };
+        let err = CliError::from_error(exit, &e);
+        match e.hint() {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@ mod cli;
 mod commands;
 mod decision;
 mod error;
-mod sandbox;
 mod ui;
 
 use std::process::ExitCode;
