@@ -140,7 +140,7 @@ impl CliError {
     }
 
     /// Build from any error, walking its `source()` chain into `causes`.
-    pub fn from_error(exit: Exit, err: &(dyn std::error::Error + 'static)) -> Self {
+    fn from_error(exit: Exit, err: &(dyn std::error::Error + 'static)) -> Self {
         let mut e = Self::new(exit, err.to_string());
         let mut source = err.source();
         while let Some(s) = source {
@@ -152,6 +152,13 @@ impl CliError {
             source = s.source();
         }
         e
+    }
+
+    /// Replace the message, keeping what it said as the first cause.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        let old = std::mem::replace(&mut self.message, message.into());
+        self.causes.insert(0, old);
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -242,21 +249,11 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// The sandbox errors' kinds and hints (until `SandboxError` implements [`DomainError`]; then it
+/// joins the list above).
 impl From<repoman_sandbox::SandboxError> for CliError {
     fn from(e: repoman_sandbox::SandboxError) -> Self {
-        use repoman_core::ErrorKind;
-        let exit = match e.kind() {
-            ErrorKind::Failed => Exit::Failure,
-            ErrorKind::Usage => Exit::Usage,
-            ErrorKind::Blocked => Exit::Blocked,
-            ErrorKind::Unavailable => Exit::Unavailable,
-            ErrorKind::Interrupted => return CliError::interrupted(),
-        };
-        let err = CliError::from_error(exit, &e);
-        match e.hint() {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
+        CliError::of_kind(e.kind(), &e, e.hint())
     }
 }
 

@@ -1,5 +1,6 @@
 //! `repoman realm check`: contract checks for CI, in the realm repository or a member repo.
 
+use repoman_core::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ pub(super) fn check_cmd(app: &App, args: CheckArgs) -> Result<Exit, CliError> {
         .head()
         .map_err(|e| realm_error(e.into()))?;
     let trust_state = trust::state(&app.paths.state_dir, &realm.root, &head)
-        .map_err(|e| CliError::from_error(Exit::Failure, &e))?;
+        .map_err(|e| CliError::of_kind(ErrorKind::Failed, &e, None))?;
     let modes = args
         .mode
         .iter()
