@@ -136,6 +136,30 @@ pub struct Defaults {
     pub probe_timeout_secs: Option<u64>,
     /// Directories scanned for tools besides `PATH`.
     pub tools_dirs: Option<Vec<PathBuf>>,
+    /// `limits.processes` of every sandbox (a fork bomb stops there).
+    pub limits_processes: Option<u64>,
+    /// `limits.memory` of every sandbox (`4GiB`, `50%`).
+    pub limits_memory: Option<String>,
+    /// `limits.cpu` of every sandbox (a CPU count or a set like `0-3`).
+    pub limits_cpu: Option<String>,
+    /// Give sandboxes the Incus guest API (`/dev/incus`); off by default.
+    pub guest_api: Option<bool>,
+    /// Device types sandboxes may use that the restricted project blocks otherwise
+    /// (`unix-char`, `unix-block`, `usb`, `pci`, `gpu`).
+    #[serde(default)]
+    pub allow_devices: Vec<String>,
+}
+
+/// A host directory `.repoman.toml` `[[mount]]`s may name (`[[mount_root]]`). Only the host
+/// registry declares these: a sandbox can write its repo's `.repoman.toml`, never this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountRoot {
+    /// Host directory (`~` is the host user's home).
+    pub path: PathBuf,
+    /// Mounts under this root may be writable (read-only otherwise, whatever the repo asks).
+    #[serde(default)]
+    pub writable: bool,
 }
 
 /// A sandbox profile repoman ensures exists in its Incus project (`[[profile]]`).
@@ -217,6 +241,9 @@ pub struct Registry {
     pub defaults: Defaults,
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileDef>,
+    /// Host directories extra mounts may come from.
+    #[serde(default, rename = "mount_root")]
+    pub mount_roots: Vec<MountRoot>,
     #[serde(default, rename = "project")]
     pub projects: Vec<ProjectEntry>,
     #[serde(default)]
@@ -645,17 +672,44 @@ pub struct ProjectOverrides {
 /// The per-project overrides file name.
 pub const OVERRIDES_FILE: &str = ".repoman.toml";
 
+/// The largest `.repoman.toml` repoman reads.
+pub const OVERRIDES_MAX_BYTES: u64 = 64 * 1024;
+
 impl ProjectOverrides {
     /// Load `<repo>/.repoman.toml`; a missing file means no overrides.
+    ///
+    /// The sandbox can write this file: it is read with [`crate::fs::read_in_dir`] (a symlink,
+    /// FIFO or device is refused, never followed or waited on). Whether its content may be
+    /// applied is decided by the caller (trust, DESIGN.md §5a).
     pub fn load(repo: &Path) -> Result<Self, RegistryError> {
+        match Self::read_raw(repo)? {
+            None => Ok(Self::default()),
+            Some(text) => Self::parse(&repo.join(OVERRIDES_FILE), &text),
+        }
+    }
+
+    /// The text of `<repo>/.repoman.toml`, or `None` when there is none.
+    pub fn read_raw(repo: &Path) -> Result<Option<String>, RegistryError> {
         let path = repo.join(OVERRIDES_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(RegistryError::Read { path, source }),
-        };
-        toml::from_str(&text)
-            .map_err(|e: toml::de::Error| RegistryError::parse(&path, &text, e.span(), e.message()))
+        let bytes = crate::fs::read_in_dir(repo, Path::new(OVERRIDES_FILE), OVERRIDES_MAX_BYTES)
+            .map_err(|source| RegistryError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        bytes
+            .map(|b| {
+                String::from_utf8(b).map_err(|_| RegistryError::Read {
+                    path: path.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
+                })
+            })
+            .transpose()
+    }
+
+    /// Parse `.repoman.toml` text (`path` is only used in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, RegistryError> {
+        toml::from_str(text)
+            .map_err(|e: toml::de::Error| RegistryError::parse(path, text, e.span(), e.message()))
     }
 }
 
