@@ -109,6 +109,11 @@ pub struct Defaults {
     pub probe_timeout_secs: Option<u64>,
     /// Directories scanned for tools besides `PATH`.
     pub tools_dirs: Option<Vec<PathBuf>>,
+    /// How often the daemon syncs every project (`6h`, `30m`, `1d`); unset: no scheduled syncs.
+    pub sync_every: Option<String>,
+    /// Random-looking but deterministic spread added to each project's period (default: a tenth
+    /// of `sync_every`), so projects synced together do not all run at once again.
+    pub sync_jitter: Option<String>,
 }
 
 /// A sandbox profile repoman ensures exists in its Incus project (`[[profile]]`).
