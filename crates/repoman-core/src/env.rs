@@ -39,6 +39,10 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "The profile recorded on events and matched by policy rules (default: `default`).",
     },
     EnvVar {
+        name: "REPOMAN_ACTOR",
+        doc: "Set by the daemon for the commands it runs for a caller: `daemon` or `agent:PROJECT` is recorded as the actor (no value can name a human).",
+    },
+    EnvVar {
         name: "REPOMAN_LOG",
         doc: "Log level filter for diagnostics on stderr, e.g. `debug` or `repoman_incus=trace` (default: `warn`).",
     },

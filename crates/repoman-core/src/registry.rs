@@ -148,6 +148,11 @@ pub struct Defaults {
     /// (`unix-char`, `unix-block`, `usb`, `pci`, `gpu`).
     #[serde(default)]
     pub allow_devices: Vec<String>,
+    /// How often the daemon syncs every project (`6h`, `30m`, `1d`); unset: no scheduled syncs.
+    pub sync_every: Option<String>,
+    /// Random-looking but deterministic spread added to each project's period (default: a tenth
+    /// of `sync_every`), so projects synced together do not all run at once again.
+    pub sync_jitter: Option<String>,
 }
 
 /// A host directory `.repoman.toml` `[[mount]]`s may name (`[[mount_root]]`). Only the host
