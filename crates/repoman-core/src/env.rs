@@ -39,6 +39,10 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "The profile recorded on events and matched by policy rules (default: `default`).",
     },
     EnvVar {
+        name: "REPOMAN_ACTOR",
+        doc: "Set by the daemon for the commands it runs for a caller: `daemon` or `agent:PROJECT` is recorded as the actor (no value can name a human).",
+    },
+    EnvVar {
         name: "REPOMAN_LOG",
         doc: "Log level filter for diagnostics on stderr, e.g. `debug` or `repoman_incus=trace` (default: `warn`).",
     },
@@ -53,6 +57,14 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "REPOMAN_TEST_INCUS",
         doc: "Tests only: `require` makes real-Incus tests fail instead of skip when Incus is unreachable.",
+    },
+    EnvVar {
+        name: "REPOMAN_SUBUID_FILE",
+        doc: "The subordinate uid file `repoman setup` checks and extends (default: /etc/subuid); for tests and unusual systems.",
+    },
+    EnvVar {
+        name: "REPOMAN_SUBGID_FILE",
+        doc: "The subordinate gid file `repoman setup` checks and extends (default: /etc/subgid).",
     },
     EnvVar {
         name: "LOCAL_REPOS",

@@ -158,6 +158,7 @@ impl DomainError for RegistryError {
             RegistryError::Read { .. } => ErrorKind::Failed,
             RegistryError::Fs(e) => e.kind(),
             RegistryError::Parse { .. }
+            | RegistryError::Invalid { .. }
             | RegistryError::TooNew { .. }
             | RegistryError::Duplicate(_)
             | RegistryError::UnknownProject(_) => ErrorKind::Usage,
@@ -167,6 +168,7 @@ impl DomainError for RegistryError {
     fn hint(&self) -> Option<String> {
         match self {
             RegistryError::Parse { path, .. } => Some(format!("fix the file {}", path.display())),
+            RegistryError::Invalid { hint, .. } => Some(hint.clone()),
             RegistryError::TooNew { .. } => Some("install a newer repoman".to_owned()),
             RegistryError::UnknownProject(_) => {
                 Some("`repoman list` shows the registered projects".to_owned())

@@ -137,9 +137,7 @@ impl SandboxError {
                 .clone()
                 .or_else(|| Some("change the matching [[policy.rule]] in repoman.toml".to_owned())),
             SandboxError::Overrides { path, .. } => Some(format!("fix {}", path.display())),
-            SandboxError::Registry(RegistryError::Parse { path, .. }) => {
-                Some(format!("fix the file {}", path.display()))
-            }
+            SandboxError::Registry(e) => repoman_core::DomainError::hint(e),
             _ => None,
         }
     }

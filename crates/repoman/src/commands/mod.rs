@@ -10,9 +10,11 @@ use crate::error::{CliError, Exit};
 mod completions;
 mod config;
 mod conflicts;
+mod daemon;
 mod doctor;
 mod exec;
 mod explain;
+mod groove;
 mod lifecycle;
 mod list;
 pub(crate) mod log;
@@ -90,6 +92,12 @@ pub enum Command {
     /// Toolchains: manifests (pin/unpin), discovered tools and provers, drift.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// The daemon: Groove protocol, scheduled syncs, agent endpoints (run, status, stop, install).
+    #[command(subcommand)]
+    Daemon(daemon::DaemonCommand),
+    /// The Groove protocol: print its schema, or call a method of the running daemon.
+    #[command(subcommand)]
+    Groove(groove::GrooveCommand),
 }
 
 impl Command {
@@ -120,6 +128,8 @@ impl Command {
             Command::Conflicts(_) => "conflicts",
             Command::Realm(_) => "realm",
             Command::Tools(_) => "tools",
+            Command::Daemon(_) => "daemon",
+            Command::Groove(_) => "groove",
         }
     }
 }
@@ -134,6 +144,7 @@ pub fn register_schemas() {
         repoman_backup::schemas::register();
         realm::register_schemas();
         tools::register_schemas();
+        repoman_groove::register_schemas();
     });
 }
 
@@ -165,5 +176,7 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Conflicts(a) => conflicts::run(app, a),
         Command::Realm(c) => realm::run(app, c),
         Command::Tools(c) => tools::run(app, c),
+        Command::Daemon(c) => daemon::run(app, c),
+        Command::Groove(c) => groove::run(app, c),
     }
 }

@@ -57,7 +57,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub timeout: f64,
     /// Number of probes run at once (1 = sequential).
-    #[arg(long, value_name = "N", default_value_t = discover::DEFAULT_PARALLELISM)]
+    #[arg(long, value_name = "N", default_value_t = discover::DEFAULT_PARALLELISM, value_parser = crate::cli::parse_jobs)]
     pub jobs: usize,
 }
 
