@@ -21,8 +21,8 @@ use crate::model::ContractFile;
 use crate::realm::{HistoricVersion, Realm, RealmError};
 use crate::trust::TrustState;
 use crate::version::{self, Bump, Range};
-use repoman_core::Env;
 use repoman_core::process::{Cmd, ProcessError};
+use repoman_core::{Env, ObjectId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -274,7 +274,7 @@ pub fn check(
         realm: realm.name().to_string(),
         context: match ctx {
             Context::Realm => "realm".into(),
-            Context::Member { repo, .. } => format!("repo:{repo}"),
+            Context::Member { repo, .. } => ObjectId::repo(repo.as_str()).to_string(),
         },
         modes,
         ok,
@@ -564,7 +564,7 @@ impl Checker<'_> {
         }
         if scope.is_none() {
             for cycle in self.realm.graph().cycles() {
-                let obj = format!("realm:{}", self.realm.name());
+                let obj = ObjectId::realm(self.realm.name()).to_string();
                 self.find(
                     Level::Error,
                     m,
@@ -591,7 +591,7 @@ impl Checker<'_> {
                     {
                         if !known.contains(name) {
                             dangling.push((
-                                format!("binding:{realm_name}/{d}/{}", b.repo),
+                                ObjectId::binding(&realm_name, d, &b.repo).to_string(),
                                 format!("binding of `{}` names unknown contract `{name}`", b.repo),
                                 Realm::binding_rel_path(d, &b.repo),
                             ));
@@ -710,7 +710,7 @@ impl Checker<'_> {
             };
             let bfile = Some(Realm::binding_rel_path(d, repo));
             for e in &b.exports {
-                let obj = format!("contract:{realm_name}/{d}/{}", e.contract);
+                let obj = ObjectId::contract(&realm_name, d, &e.contract).to_string();
                 let Some((_, c)) = self.realm.contract(&e.contract) else {
                     self.find(
                         Level::Error,
@@ -805,7 +805,7 @@ impl Checker<'_> {
             };
             let bfile = Some(Realm::binding_rel_path(d, repo));
             for i in &b.imports {
-                let obj = format!("contract:{realm_name}/{d}/{}", i.contract);
+                let obj = ObjectId::contract(&realm_name, d, &i.contract).to_string();
                 let Some((_, c)) = self.realm.contract(&i.contract) else {
                     self.find(
                         Level::Error,
@@ -901,7 +901,7 @@ impl Checker<'_> {
                 .iter()
                 .any(|h| h.status == HookStatus::SkippedUntrusted)
             {
-                self.find(Level::Warning, m, format!("realm:{}", self.realm.name()), "hooks-untrusted", format!("validation hooks not run: {why}; review the realm's hooks, then run `repoman realm admin trust`"));
+                self.find(Level::Warning, m, ObjectId::realm(self.realm.name()).to_string(), "hooks-untrusted", format!("validation hooks not run: {why}; review the realm's hooks, then run `repoman realm admin trust`"));
             }
             self.hooks
                 .push(run(HookStatus::SkippedUntrusted, None, String::new()));

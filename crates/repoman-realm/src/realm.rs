@@ -15,7 +15,7 @@ use crate::model::{
 use crate::version::{self, BumpError, Range, VersionError};
 use crate::yaml::{self, LoadError};
 use rayon::prelude::*;
-use repoman_core::Env;
+use repoman_core::{Env, ObjectId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -342,7 +342,7 @@ impl Realm {
     }
 
     pub fn contract_object(&self, domain: &str, name: &str) -> String {
-        format!("contract:{}/{domain}/{name}", self.meta.name)
+        ObjectId::contract(&self.meta.name, domain, name).to_string()
     }
 
     fn unknown(&self, what: &'static str, name: &str) -> RealmError {
@@ -414,7 +414,7 @@ impl Realm {
     }
 
     fn object(&self) -> String {
-        format!("realm:{}", self.meta.name)
+        ObjectId::realm(&self.meta.name).to_string()
     }
 
     /// `realm admin init NAME --path DIR`: a new realm repository (a git repository).
@@ -618,7 +618,7 @@ impl Realm {
         )?;
         Ok(vec![RealmEvent::new(
             "realm.domain.created",
-            format!("domain:{}/{name}", self.meta.name),
+            ObjectId::domain(&self.meta.name, name).to_string(),
             json!({"repos": repos, "commit": commit}),
         )])
     }
