@@ -59,6 +59,14 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Tests only: `require` makes real-Incus tests fail instead of skip when Incus is unreachable.",
     },
     EnvVar {
+        name: "REPOMAN_SUBUID_FILE",
+        doc: "The subordinate uid file `repoman setup` checks and extends (default: /etc/subuid); for tests and unusual systems.",
+    },
+    EnvVar {
+        name: "REPOMAN_SUBGID_FILE",
+        doc: "The subordinate gid file `repoman setup` checks and extends (default: /etc/subgid).",
+    },
+    EnvVar {
         name: "LOCAL_REPOS",
         doc: "Fallback for `[defaults] local_repos` (the seed script's variable).",
     },

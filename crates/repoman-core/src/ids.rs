@@ -119,6 +119,9 @@ pub enum ObjectId {
         project: String,
         path: String,
     },
+    /// A file outside every project (a global tool manifest), by its absolute path:
+    /// `file:/home/me/.tool-versions`.
+    HostFile(String),
     Repo(String),
     IncusProject(String),
 }
@@ -173,6 +176,10 @@ impl ObjectId {
             path: path.into(),
         }
     }
+    /// A file outside every project, by its absolute path.
+    pub fn host_file(path: &std::path::Path) -> Self {
+        Self::HostFile(path.display().to_string())
+    }
     pub fn repo(name: impl Into<String>) -> Self {
         Self::Repo(name.into())
     }
@@ -190,7 +197,7 @@ impl ObjectId {
             Self::Contract { .. } => ObjectKind::Contract,
             Self::Binding { .. } => ObjectKind::Binding,
             Self::Tool(_) => ObjectKind::Tool,
-            Self::File { .. } => ObjectKind::File,
+            Self::File { .. } | Self::HostFile(_) => ObjectKind::File,
             Self::Repo(_) => ObjectKind::Repo,
             Self::IncusProject(_) => ObjectKind::IncusProject,
         }
@@ -229,7 +236,8 @@ impl fmt::Display for ObjectId {
             | Self::Realm(n)
             | Self::Tool(n)
             | Self::Repo(n)
-            | Self::IncusProject(n) => write!(f, "{kind}:{n}"),
+            | Self::IncusProject(n)
+            | Self::HostFile(n) => write!(f, "{kind}:{n}"),
             Self::Domain { realm, domain } => write!(f, "{kind}:{realm}/{domain}"),
             Self::Contract {
                 realm,
@@ -316,6 +324,9 @@ impl FromStr for ObjectId {
                     repo: p.next().unwrap_or_default(),
                 }
             }
+            ObjectKind::File if rest.len() > 1 && rest.starts_with('/') => {
+                Self::HostFile(rest.to_owned())
+            }
             ObjectKind::File => match rest.split_once('/') {
                 Some((project, path)) if !project.is_empty() && !path.is_empty() => Self::File {
                     project: project.to_owned(),
@@ -372,6 +383,10 @@ mod tests {
             ),
             (ObjectId::tool("node"), "tool:node"),
             (ObjectId::file("api", "src/main.rs"), "file:api/src/main.rs"),
+            (
+                ObjectId::host_file(std::path::Path::new("/home/me/.tool-versions")),
+                "file:/home/me/.tool-versions",
+            ),
             (ObjectId::repo("api"), "repo:api"),
             (ObjectId::incus_project("repoman"), "incus-project:repoman"),
         ];
@@ -391,7 +406,7 @@ mod tests {
             "contract:platform//invoice",
             "domain:platform",
             "file:api",
-            "file:/x",
+            "file:/",
             "volume:x",
         ] {
             assert!(bad.parse::<ObjectId>().is_err(), "{bad} parsed");

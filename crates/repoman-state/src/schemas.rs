@@ -277,6 +277,13 @@ fn builtin() -> Vec<Schema> {
             include_str!("../schemas/data/conflict.resolved.json"),
         ),
         s(
+            "event.config.trusted/v1",
+            "Data of config.trusted (a human trusted a version of a repo's .repoman.toml)",
+            SchemaKind::EventData,
+            "config.trusted",
+            include_str!("../schemas/data/config.trusted.json"),
+        ),
+        s(
             "event.repair.applied/v1",
             "Data of repair.applied",
             SchemaKind::EventData,

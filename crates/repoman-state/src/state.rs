@@ -220,6 +220,13 @@ impl State {
         }
         for ev in &evs {
             validate_new_event(ev)?;
+            // Trust in in-repo configuration is a human's statement only (see `trust`).
+            if ev.type_ == crate::trust::TRUSTED && self.identity.actor_kind != ActorKind::Human {
+                return Err(StateError::NotPermitted {
+                    actor: self.identity.actor.clone(),
+                    action: format!("record {} for {}", ev.type_, ev.object),
+                });
+            }
         }
         if evs.is_empty() {
             return Ok(Vec::new());

@@ -8,6 +8,19 @@ use repoman_state::{ActorRequest, State, StateOptions};
 use crate::error::CliError;
 use crate::ui::Ui;
 
+/// The current directory, for commands that default to "the repo I am in". Unreadable (it was
+/// deleted, or permissions changed) is the same failure in every command.
+pub fn current_dir() -> Result<std::path::PathBuf, CliError> {
+    std::env::current_dir().map_err(|e| {
+        CliError::of_kind(
+            repoman_core::ErrorKind::Failed,
+            &e,
+            Some("cd into an existing directory, or name the target with a flag".to_owned()),
+        )
+        .with_message("cannot read the current directory")
+    })
+}
+
 /// The command context.
 #[derive(Debug)]
 pub struct App {

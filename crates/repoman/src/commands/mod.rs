@@ -140,7 +140,7 @@ impl Command {
 pub fn register_schemas() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        crate::sandbox::register_schemas();
+        repoman_sandbox::register_schemas();
         repoman_backup::schemas::register();
         realm::register_schemas();
         tools::register_schemas();
@@ -165,9 +165,9 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Status(a) => status::run(app, a),
         Command::Shell(a) => shell::run(app, a),
         Command::Exec(a) => exec::run(app, a),
-        Command::Start(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Start),
-        Command::Stop(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Stop),
-        Command::Restart(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Restart),
+        Command::Start(a) => lifecycle::run(app, a, repoman_sandbox::repair::Lifecycle::Start),
+        Command::Stop(a) => lifecycle::run(app, a, repoman_sandbox::repair::Lifecycle::Stop),
+        Command::Restart(a) => lifecycle::run(app, a, repoman_sandbox::repair::Lifecycle::Restart),
         Command::Update(a) => update::run(app, a),
         Command::Remove(a) => remove::run(app, a),
         Command::Sync(a) => sync::run(app, a),

@@ -177,7 +177,7 @@ pub fn incus_exec_argv(t: &Target, interactive: bool, command: &[String]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::desired::{Desired, ImageOrigin};
+    use crate::desired::{Desired, ImageOrigin};
 
     fn target() -> Target {
         Target {

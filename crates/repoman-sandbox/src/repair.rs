@@ -23,7 +23,7 @@ use super::incus_ext;
 const LOCK: Option<Duration> = Some(Duration::from_secs(10));
 
 /// What to do about a missing sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingAction {
     /// Create the container again from the registry and `.repoman.toml`.
@@ -35,7 +35,7 @@ pub enum MissingAction {
 }
 
 /// What to do about an orphan container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrphanAction {
     /// Register it as a project (repo dirname from its `user.repoman.repo` tag, else its name).

@@ -336,7 +336,7 @@ fn orphan(inst: &Instance, estate: Option<&str>, registered_without_container: b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::desired::ImageOrigin;
+    use crate::desired::ImageOrigin;
     use std::path::PathBuf;
 
     fn desired() -> Desired {

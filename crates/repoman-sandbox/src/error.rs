@@ -1,8 +1,7 @@
-//! The sandbox domain's error type and its mapping to exit codes.
+//! The sandbox domain's error type and its kind (what exit code a face maps it to).
 //!
 //! Every message names the project, file or Incus object involved and, where there is an obvious
-//! next step, the hint says what to run. The mapping to [`Exit`] lives here (not in the lead's
-//! `error.rs`) because only the sandbox commands produce these errors.
+//! next step, the hint says what to run.
 
 use std::path::PathBuf;
 
@@ -12,7 +11,7 @@ use repoman_core::registry::RegistryError;
 use repoman_incus::IncusError;
 use repoman_state::StateError;
 
-use crate::error::{CliError, Exit};
+use repoman_core::ErrorKind;
 
 /// What can go wrong planning or applying a sandbox change.
 #[derive(Debug, thiserror::Error)]
@@ -82,38 +81,38 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
-    /// The exit code this error maps to (DESIGN.md §5).
-    pub fn exit(&self) -> Exit {
+    /// The kind of failure this is (DESIGN.md §5 maps kinds to exit codes).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            SandboxError::Incus(e) if e.is_unavailable() => Exit::Unavailable,
+            SandboxError::Incus(e) if e.is_unavailable() => ErrorKind::Unavailable,
             SandboxError::Incus(IncusError::Forbidden { .. }) | SandboxError::Restricted(_) => {
-                Exit::Unavailable
+                ErrorKind::Unavailable
             }
-            SandboxError::Incus(IncusError::MissingExtension { .. }) => Exit::Unavailable,
-            SandboxError::Incus(_) => Exit::Failure,
-            SandboxError::State(e) if e.needs_human() => Exit::Blocked,
-            SandboxError::State(_) => Exit::Failure,
+            SandboxError::Incus(IncusError::MissingExtension { .. }) => ErrorKind::Unavailable,
+            SandboxError::Incus(_) => ErrorKind::Failed,
+            SandboxError::State(e) if e.needs_human() => ErrorKind::Blocked,
+            SandboxError::State(_) => ErrorKind::Failed,
             SandboxError::Registry(RegistryError::Read { .. } | RegistryError::Fs(_)) => {
-                Exit::Failure
+                ErrorKind::Failed
             }
-            SandboxError::Registry(_) => Exit::Usage,
+            SandboxError::Registry(_) => ErrorKind::Usage,
             SandboxError::Name(_)
             | SandboxError::NotConfigured { .. }
             | SandboxError::Invalid(_)
             | SandboxError::Overrides { .. }
             | SandboxError::UnknownProject(_)
             | SandboxError::NoContainer(_)
-            | SandboxError::Exists(_) => Exit::Usage,
+            | SandboxError::Exists(_) => ErrorKind::Usage,
             SandboxError::Process(ProcessError::Cancelled { .. }) | SandboxError::Interrupted => {
-                Exit::Interrupted
+                ErrorKind::Interrupted
             }
-            SandboxError::Process(ProcessError::NotFound { .. }) => Exit::Unavailable,
-            SandboxError::Process(_) => Exit::Failure,
-            SandboxError::Missing { .. } => Exit::Failure,
-            SandboxError::NoIncusProject(_) => Exit::Usage,
-            SandboxError::Directory { .. } => Exit::Usage,
-            SandboxError::RolledBack { .. } | SandboxError::Injected(_) => Exit::Failure,
-            SandboxError::Blocked { .. } => Exit::Blocked,
+            SandboxError::Process(ProcessError::NotFound { .. }) => ErrorKind::Unavailable,
+            SandboxError::Process(_) => ErrorKind::Failed,
+            SandboxError::Missing { .. } => ErrorKind::Failed,
+            SandboxError::NoIncusProject(_) => ErrorKind::Usage,
+            SandboxError::Directory { .. } => ErrorKind::Usage,
+            SandboxError::RolledBack { .. } | SandboxError::Injected(_) => ErrorKind::Failed,
+            SandboxError::Blocked { .. } => ErrorKind::Blocked,
         }
     }
 
@@ -138,23 +137,8 @@ impl SandboxError {
                 .clone()
                 .or_else(|| Some("change the matching [[policy.rule]] in repoman.toml".to_owned())),
             SandboxError::Overrides { path, .. } => Some(format!("fix {}", path.display())),
-            SandboxError::Registry(RegistryError::Parse { path, .. }) => {
-                Some(format!("fix the file {}", path.display()))
-            }
+            SandboxError::Registry(e) => repoman_core::DomainError::hint(e),
             _ => None,
-        }
-    }
-}
-
-impl From<SandboxError> for CliError {
-    fn from(e: SandboxError) -> Self {
-        if matches!(e.exit(), Exit::Interrupted) {
-            return CliError::interrupted();
-        }
-        let err = CliError::from_error(e.exit(), &e);
-        match e.hint() {
-            Some(h) => err.with_hint(h),
-            None => err,
         }
     }
 }
