@@ -71,6 +71,8 @@ pub struct Config {
     pub tick_every: Duration,
     /// Serve the per-sandbox agent endpoints.
     pub agents: bool,
+    /// Only these kinds of scheduled jobs (`sync`, `reconcile`, `tool-scan`); `None`: all.
+    pub jobs: Option<Vec<String>>,
 }
 
 impl Config {
@@ -84,6 +86,7 @@ impl Config {
             clock: SchedClock::System,
             tick_every: Duration::from_secs(30),
             agents: true,
+            jobs: None,
         }
     }
 

@@ -620,6 +620,16 @@ impl Scheduler {
             schedule::TOOL_SCAN_EVERY,
             Duration::from_secs(600),
         ));
+        if let Some(only) = &core.cfg.jobs {
+            wanted.retain(|(_, kind, _, _)| {
+                let k = match kind {
+                    JobKind::Sync { .. } => "sync",
+                    JobKind::Reconcile => "reconcile",
+                    JobKind::ToolScan => "tool-scan",
+                };
+                only.iter().any(|o| o == k)
+            });
+        }
         let old: BTreeMap<String, Job> = self.jobs.drain(..).map(|j| (j.name.clone(), j)).collect();
         for (name, kind, every, jitter) in wanted {
             let job = match old.get(&name) {

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::core::{Caller, Core};
 use crate::rpc::{RpcError, named};
-use crate::runner::{RunAs, run_cli};
+use crate::runner::{RunAs, run_check, run_cli};
 
 /// The protocol version in the manifest and `rpc.discover`.
 pub const GROOVE_VERSION: &str = "1.0";
@@ -235,7 +235,7 @@ pub const METHODS: &[Method] = &[
     },
     Method {
         name: "verify",
-        summary: "Compare backup copies with their manifests (`repoman verify --json`)",
+        summary: "Compare backup copies with their manifests (`repoman verify --json`; differences are in the result)",
         access: Access::Both,
         params: || {
             obj(
@@ -543,7 +543,7 @@ pub fn dispatch(
                 Some(proj) => args.push(proj.to_owned()),
                 None => args.push("--all".to_owned()),
             }
-            run_cli(core, &RunAs::of(caller), &args)
+            run_check(core, &RunAs::of(caller), &args)
         }
         "realm.status" => {
             let dir = str_param(p, "dir")?.unwrap_or_default();
@@ -571,6 +571,10 @@ pub fn dispatch(
             }
             if name == "verify" && bool_param(p, "full")? {
                 args.push("--full".into());
+            }
+            if name == "verify" {
+                // Differences found are an answer (each project's report says which).
+                return run_check(core, &RunAs::of(caller), &args);
             }
             run_cli(core, &RunAs::of(caller), &args)
         }
@@ -624,7 +628,7 @@ fn run_cli_in(core: &Core, caller: &Caller, args: &[String], dir: &str) -> Resul
     let out = cmd.output().map_err(|e| crate::rpc::from_process(&e))?;
     let v: Option<Value> = serde_json::from_slice(&out.stdout).ok();
     match (out.status.code(), v) {
-        (Some(0), Some(v)) => Ok(v),
+        (Some(0 | 1), Some(v)) => Ok(v),
         (code, v) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let msg = stderr

@@ -63,6 +63,21 @@ fn parse_stderr(stderr: &str) -> (Option<String>, Option<String>) {
 /// follows the exit code, with the message and hint the CLI printed and its JSON output (when
 /// it printed any) in `data.output`.
 pub fn run_cli(core: &Core, who: &RunAs, args: &[String]) -> Result<Value, RpcError> {
+    run_cli_with(core, who, args, false)
+}
+
+/// [`run_cli`] for checks: exit 1 with JSON output means "the check found problems", which is an
+/// answer (the output says which), not a failed call.
+pub fn run_check(core: &Core, who: &RunAs, args: &[String]) -> Result<Value, RpcError> {
+    run_cli_with(core, who, args, true)
+}
+
+fn run_cli_with(
+    core: &Core,
+    who: &RunAs,
+    args: &[String],
+    problems_ok: bool,
+) -> Result<Value, RpcError> {
     core.check_running()?;
     let mut cmd = Cmd::new(&core.cfg.exe)
         .args(["--json", "--no-input", "--no-progress", "--color", "never"])
@@ -92,6 +107,12 @@ pub fn run_cli(core: &Core, who: &RunAs, args: &[String]) -> Result<Value, RpcEr
     let parsed: Option<Value> = serde_json::from_str(stdout.trim()).ok();
     if out.status.success() {
         return Ok(parsed.unwrap_or_else(|| json!({"output": stdout.trim()})));
+    }
+    if problems_ok
+        && out.status.code() == Some(1)
+        && let Some(v) = parsed.clone()
+    {
+        return Ok(v);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let (msg, hint) = parse_stderr(&stderr);

@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// Tests: read "now" for the scheduler from this file (RFC 3339) and tick only on request.
     #[arg(long, hide = true, value_name = "FILE")]
     pub test_clock: Option<PathBuf>,
+    /// Tests: only these kinds of scheduled jobs (comma-separated: sync, reconcile, tool-scan).
+    #[arg(long, hide = true, value_name = "KINDS", value_delimiter = ',')]
+    pub test_jobs: Option<Vec<String>>,
     /// Tests: the default subscriber queue, in events.
     #[arg(long, hide = true, value_name = "N")]
     pub sub_buffer: Option<usize>,
@@ -111,6 +114,7 @@ fn run_daemon(app: &App, a: RunArgs) -> Result<Exit, CliError> {
     if let Some(f) = a.test_clock {
         cfg.clock = repoman_groove::schedule::SchedClock::File(f);
     }
+    cfg.jobs = a.test_jobs;
     if let Some(n) = a.sub_buffer {
         cfg.limits.sub_buffer = n.max(1);
     }
