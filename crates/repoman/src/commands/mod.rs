@@ -24,6 +24,7 @@ mod restore;
 mod schema;
 mod setup;
 mod shell;
+mod snif;
 mod status;
 mod sync;
 mod tools;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Toolchains: manifests (pin/unpin), discovered tools and provers, drift.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// SNIFs: WebAssembly extensions (validators, policy rules, tool detectors), deny by default.
+    #[command(subcommand)]
+    Snif(snif::SnifCommand),
 }
 
 impl Command {
@@ -120,6 +124,7 @@ impl Command {
             Command::Conflicts(_) => "conflicts",
             Command::Realm(_) => "realm",
             Command::Tools(_) => "tools",
+            Command::Snif(_) => "snif",
         }
     }
 }
@@ -134,6 +139,7 @@ pub fn register_schemas() {
         repoman_backup::schemas::register();
         realm::register_schemas();
         tools::register_schemas();
+        repoman_snif::schemas::register();
     });
 }
 
@@ -165,5 +171,6 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Conflicts(a) => conflicts::run(app, a),
         Command::Realm(c) => realm::run(app, c),
         Command::Tools(c) => tools::run(app, c),
+        Command::Snif(c) => snif::run(app, c),
     }
 }
