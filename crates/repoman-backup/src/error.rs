@@ -84,7 +84,7 @@ impl DomainError for BackupError {
             Self::Config(_) | Self::TargetNotEmpty { .. } | Self::ReservedName { .. } => {
                 ErrorKind::Usage
             }
-            Self::State(e) if e.needs_human() => ErrorKind::Blocked,
+            Self::State(e) => e.kind(),
             _ => ErrorKind::Failed,
         }
     }
@@ -101,6 +101,7 @@ impl DomainError for BackupError {
             Self::Unsettled { project, .. } => Some(format!(
                 "let the working copy settle (stop the build or editor writing to it), then `repoman sync {project}`"
             )),
+            Self::State(e) => e.hint(),
             _ => None,
         }
     }

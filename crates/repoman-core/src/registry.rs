@@ -39,6 +39,14 @@ pub enum RegistryError {
         "{path} has schema_version {found}, but this repoman understands up to {SCHEMA_VERSION}; upgrade repoman"
     )]
     TooNew { path: PathBuf, found: u32 },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: String,
+    },
     #[error("project `{0}` is already registered")]
     Duplicate(String),
     #[error("project `{0}` is not registered")]
@@ -57,6 +65,25 @@ impl RegistryError {
             line,
             column,
             message,
+        }
+    }
+}
+
+impl RegistryError {
+    fn invalid(
+        path: &Path,
+        text: &str,
+        span: Option<std::ops::Range<usize>>,
+        message: &str,
+        hint: &str,
+    ) -> Self {
+        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        Self::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: message.to_owned(),
+            hint: hint.to_owned(),
         }
     }
 }
@@ -114,6 +141,35 @@ pub struct Defaults {
     pub probe_timeout_secs: Option<u64>,
     /// Directories scanned for tools besides `PATH`.
     pub tools_dirs: Option<Vec<PathBuf>>,
+    /// `limits.processes` of every sandbox (a fork bomb stops there).
+    pub limits_processes: Option<u64>,
+    /// `limits.memory` of every sandbox (`4GiB`, `50%`).
+    pub limits_memory: Option<String>,
+    /// `limits.cpu` of every sandbox (a CPU count or a set like `0-3`).
+    pub limits_cpu: Option<String>,
+    /// Give sandboxes the Incus guest API (`/dev/incus`); off by default.
+    pub guest_api: Option<bool>,
+    /// Device types sandboxes may use that the restricted project blocks otherwise
+    /// (`unix-char`, `unix-block`, `usb`, `pci`, `gpu`).
+    #[serde(default)]
+    pub allow_devices: Vec<String>,
+    /// How often the daemon syncs every project (`6h`, `30m`, `1d`); unset: no scheduled syncs.
+    pub sync_every: Option<String>,
+    /// Random-looking but deterministic spread added to each project's period (default: a tenth
+    /// of `sync_every`), so projects synced together do not all run at once again.
+    pub sync_jitter: Option<String>,
+}
+
+/// A host directory `.repoman.toml` `[[mount]]`s may name (`[[mount_root]]`). Only the host
+/// registry declares these: a sandbox can write its repo's `.repoman.toml`, never this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountRoot {
+    /// Host directory (`~` is the host user's home).
+    pub path: PathBuf,
+    /// Mounts under this root may be writable (read-only otherwise, whatever the repo asks).
+    #[serde(default)]
+    pub writable: bool,
 }
 
 /// A sandbox profile repoman ensures exists in its Incus project (`[[profile]]`).
@@ -195,6 +251,9 @@ pub struct Registry {
     pub defaults: Defaults,
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileDef>,
+    /// Host directories extra mounts may come from.
+    #[serde(default, rename = "mount_root")]
+    pub mount_roots: Vec<MountRoot>,
     #[serde(default, rename = "project")]
     pub projects: Vec<ProjectEntry>,
     #[serde(default)]
@@ -226,9 +285,55 @@ impl Registry {
         } else {
             text
         };
-        toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
+        let reg: Self = toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
             RegistryError::parse(path, text_for_errors, e.span(), e.message())
-        })
+        })?;
+        reg.check_values(path, text_for_errors)?;
+        Ok(reg)
+    }
+
+    /// What the types alone cannot say: values out of range, and a project name registered
+    /// twice (both would map to the same sandbox and backup, and `list` would show it twice).
+    fn check_values(&self, path: &Path, text: &str) -> Result<(), RegistryError> {
+        let doc = toml_edit::Document::parse(text).ok();
+        let span_of = |f: &dyn Fn(&toml_edit::Table) -> Option<std::ops::Range<usize>>| {
+            doc.as_ref().and_then(|d| f(d.as_table()))
+        };
+        if self.defaults.probe_timeout_secs == Some(0) {
+            let span = span_of(&|t| t.get("defaults")?.get("probe_timeout_secs")?.span());
+            return Err(RegistryError::invalid(
+                path,
+                text,
+                span,
+                "[defaults] probe_timeout_secs = 0: a probe of the backup root needs at least 1 second",
+                "set probe_timeout_secs to 1 or more (the default is 5), or remove the line",
+            ));
+        }
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, p) in self.projects.iter().enumerate() {
+            if let Some(first) = seen.insert(p.name.as_str(), i) {
+                let name_span = |idx: usize| {
+                    span_of(&|t| {
+                        t.get("project")?
+                            .as_array_of_tables()?
+                            .get(idx)?
+                            .get("name")?
+                            .span()
+                    })
+                };
+                let first_line = name_span(first)
+                    .map(|s| format!(" (first at line {})", line_col(text, s.start).0))
+                    .unwrap_or_default();
+                return Err(RegistryError::invalid(
+                    path,
+                    text,
+                    name_span(i),
+                    &format!("project `{}` is registered twice{first_line}", p.name),
+                    "a project name is also its sandbox's name: remove one [[project]] entry or rename it",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Find a project by name.
@@ -577,17 +682,44 @@ pub struct ProjectOverrides {
 /// The per-project overrides file name.
 pub const OVERRIDES_FILE: &str = ".repoman.toml";
 
+/// The largest `.repoman.toml` repoman reads.
+pub const OVERRIDES_MAX_BYTES: u64 = 64 * 1024;
+
 impl ProjectOverrides {
     /// Load `<repo>/.repoman.toml`; a missing file means no overrides.
+    ///
+    /// The sandbox can write this file: it is read with [`crate::fs::read_in_dir`] (a symlink,
+    /// FIFO or device is refused, never followed or waited on). Whether its content may be
+    /// applied is decided by the caller (trust, DESIGN.md §5a).
     pub fn load(repo: &Path) -> Result<Self, RegistryError> {
+        match Self::read_raw(repo)? {
+            None => Ok(Self::default()),
+            Some(text) => Self::parse(&repo.join(OVERRIDES_FILE), &text),
+        }
+    }
+
+    /// The text of `<repo>/.repoman.toml`, or `None` when there is none.
+    pub fn read_raw(repo: &Path) -> Result<Option<String>, RegistryError> {
         let path = repo.join(OVERRIDES_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(RegistryError::Read { path, source }),
-        };
-        toml::from_str(&text)
-            .map_err(|e: toml::de::Error| RegistryError::parse(&path, &text, e.span(), e.message()))
+        let bytes = crate::fs::read_in_dir(repo, Path::new(OVERRIDES_FILE), OVERRIDES_MAX_BYTES)
+            .map_err(|source| RegistryError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        bytes
+            .map(|b| {
+                String::from_utf8(b).map_err(|_| RegistryError::Read {
+                    path: path.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
+                })
+            })
+            .transpose()
+    }
+
+    /// Parse `.repoman.toml` text (`path` is only used in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, RegistryError> {
+        toml::from_str(text)
+            .map_err(|e: toml::de::Error| RegistryError::parse(path, text, e.span(), e.message()))
     }
 }
 

@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use repoman_core::{DomainError, ErrorKind};
+
 /// Errors of the event log, index, policy and conflicts.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -99,12 +101,67 @@ impl StateError {
 
     /// Whether this error means a human must look (chain break, permission): CLI exit 3.
     pub fn needs_human(&self) -> bool {
-        matches!(
-            self,
+        self.kind() == ErrorKind::Blocked
+    }
+}
+
+impl DomainError for StateError {
+    fn kind(&self) -> ErrorKind {
+        match self {
             Self::ChainBroken { .. }
-                | Self::NotPermitted { .. }
-                | Self::ConflictClosed { .. }
-                | Self::LostEvents { .. }
-        )
+            | Self::NotPermitted { .. }
+            | Self::ConflictClosed { .. }
+            | Self::LostEvents { .. } => ErrorKind::Blocked,
+            Self::InvalidEvent { .. }
+            | Self::SchemaViolation { .. }
+            | Self::UnknownSchema(_)
+            | Self::ConflictNotFound(_) => ErrorKind::Usage,
+            Self::Paths(e) => e.kind(),
+            Self::Lock(e) => e.kind(),
+            // Storage failures (I/O, the index, a corrupt line, an unreadable device id) and
+            // anything added later: the operation failed.
+            _ => ErrorKind::Failed,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::CorruptLine { .. } => Some(
+                "run `repoman doctor` (and `repoman doctor --repair` for what it can fix)"
+                    .to_owned(),
+            ),
+            Self::Lock(repoman_core::fs::FsError::LockTimeout { .. }) => Some(
+                "another repoman process holds the lock; retry when it has finished".to_owned(),
+            ),
+            Self::Lock(
+                repoman_core::fs::FsError::LockOpen { source, .. }
+                | repoman_core::fs::FsError::Write { source, .. },
+            )
+            | Self::Io { source, .. } => storage_hint(source),
+            Self::LostEvents { .. } => Some(
+                "`repoman doctor` shows the lost range; `repoman doctor --acknowledge-loss` accepts it"
+                    .to_owned(),
+            ),
+            Self::TornTail { .. } => Some("run `repoman doctor --repair`".to_owned()),
+            Self::Index { .. } => {
+                Some("run `repoman doctor --repair`; the index is rebuilt from the log".to_owned())
+            }
+            Self::Paths(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// A hint for a failed write of the state directory: read-only or full is not "another process
+/// holds the lock".
+fn storage_hint(source: &io::Error) -> Option<String> {
+    match source.kind() {
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => Some(
+            "the state directory is read-only (or not writable by you): nothing was recorded; remount it read-write or set REPOMAN_STATE_DIR".to_owned(),
+        ),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Some(
+            "the state directory's filesystem is full: nothing was recorded; free some space and retry".to_owned(),
+        ),
+        _ => None,
     }
 }

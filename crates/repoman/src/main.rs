@@ -4,8 +4,8 @@
 mod app;
 mod cli;
 mod commands;
+mod decision;
 mod error;
-mod sandbox;
 mod ui;
 
 use std::process::ExitCode;

@@ -9,7 +9,7 @@ use repoman_core::process::resolve_program;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::session::{self, Session, Target};
+use repoman_sandbox::session::{self, Session, Target};
 
 /// Run a command in a sandbox as your user, in the repo directory, and exit with its status.
 ///
@@ -49,7 +49,7 @@ pub(crate) fn ensure_running(app: &App, s: &Session, t: &Target) -> Result<(), C
     s.observed
         .scope
         .start(name)
-        .map_err(crate::sandbox::SandboxError::from)?;
+        .map_err(repoman_sandbox::SandboxError::from)?;
     state.append(repoman_state::NewEvent::new(
         "sandbox.started",
         format!("sandbox:{name}"),

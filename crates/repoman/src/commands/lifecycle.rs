@@ -6,9 +6,9 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::SandboxError;
-use crate::sandbox::repair::Lifecycle;
-use crate::sandbox::session::{self, Session};
+use repoman_sandbox::SandboxError;
+use repoman_sandbox::repair::Lifecycle;
+use repoman_sandbox::session::{self, Session};
 
 /// Start, stop or restart a sandbox.
 #[derive(Debug, Args)]

@@ -5,9 +5,9 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::drift::Drift;
-use crate::sandbox::estate;
-use crate::sandbox::session::Session;
+use repoman_sandbox::drift::Drift;
+use repoman_sandbox::estate;
+use repoman_sandbox::session::Session;
 
 /// List projects and sandboxes: name, state, IPv4, repo, image, last sync, drift.
 ///
@@ -57,10 +57,10 @@ pub(crate) fn rows(s: &Session) -> Vec<Row> {
             (false, None) => "none".to_owned(),
         };
         let repo_path =
-            crate::sandbox::desired::repo_path(&s.estate.settings, p.repo.as_str()).ok();
+            repoman_sandbox::desired::repo_path(&s.estate.settings, p.repo.as_str()).ok();
         let image = inst
             .and_then(|i| {
-                i.user_config(crate::sandbox::desired::TAG_IMAGE)
+                i.user_config(repoman_sandbox::desired::TAG_IMAGE)
                     .map(str::to_owned)
             })
             .or_else(|| p.image.clone());
@@ -87,10 +87,10 @@ pub(crate) fn rows(s: &Session) -> Vec<Row> {
                 ipv4: ipv4.get(&i.name).cloned().unwrap_or_default(),
                 repo: None,
                 repo_path: i
-                    .user_config(crate::sandbox::desired::TAG_REPO)
+                    .user_config(repoman_sandbox::desired::TAG_REPO)
                     .map(str::to_owned),
                 image: i
-                    .user_config(crate::sandbox::desired::TAG_IMAGE)
+                    .user_config(repoman_sandbox::desired::TAG_IMAGE)
                     .map(str::to_owned),
                 last_sync: None,
                 drift: Some("orphan"),

@@ -10,9 +10,11 @@ use crate::error::{CliError, Exit};
 mod completions;
 mod config;
 mod conflicts;
+mod daemon;
 mod doctor;
 mod exec;
 mod explain;
+mod groove;
 mod lifecycle;
 mod list;
 pub(crate) mod log;
@@ -24,6 +26,7 @@ mod restore;
 mod schema;
 mod setup;
 mod shell;
+mod snif;
 mod status;
 mod sync;
 mod tools;
@@ -90,6 +93,15 @@ pub enum Command {
     /// Toolchains: manifests (pin/unpin), discovered tools and provers, drift.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// The daemon: Groove protocol, scheduled syncs, agent endpoints (run, status, stop, install).
+    #[command(subcommand)]
+    Daemon(daemon::DaemonCommand),
+    /// The Groove protocol: print its schema, or call a method of the running daemon.
+    #[command(subcommand)]
+    Groove(groove::GrooveCommand),
+    /// SNIFs: WebAssembly extensions (validators, policy rules, tool detectors), deny by default.
+    #[command(subcommand)]
+    Snif(snif::SnifCommand),
 }
 
 impl Command {
@@ -120,6 +132,9 @@ impl Command {
             Command::Conflicts(_) => "conflicts",
             Command::Realm(_) => "realm",
             Command::Tools(_) => "tools",
+            Command::Daemon(_) => "daemon",
+            Command::Groove(_) => "groove",
+            Command::Snif(_) => "snif",
         }
     }
 }
@@ -130,10 +145,12 @@ impl Command {
 pub fn register_schemas() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        crate::sandbox::register_schemas();
+        repoman_sandbox::register_schemas();
         repoman_backup::schemas::register();
         realm::register_schemas();
         tools::register_schemas();
+        repoman_groove::register_schemas();
+        repoman_snif::schemas::register();
     });
 }
 
@@ -154,9 +171,9 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Status(a) => status::run(app, a),
         Command::Shell(a) => shell::run(app, a),
         Command::Exec(a) => exec::run(app, a),
-        Command::Start(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Start),
-        Command::Stop(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Stop),
-        Command::Restart(a) => lifecycle::run(app, a, crate::sandbox::repair::Lifecycle::Restart),
+        Command::Start(a) => lifecycle::run(app, a, repoman_sandbox::repair::Lifecycle::Start),
+        Command::Stop(a) => lifecycle::run(app, a, repoman_sandbox::repair::Lifecycle::Stop),
+        Command::Restart(a) => lifecycle::run(app, a, repoman_sandbox::repair::Lifecycle::Restart),
         Command::Update(a) => update::run(app, a),
         Command::Remove(a) => remove::run(app, a),
         Command::Sync(a) => sync::run(app, a),
@@ -165,5 +182,8 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Conflicts(a) => conflicts::run(app, a),
         Command::Realm(c) => realm::run(app, c),
         Command::Tools(c) => tools::run(app, c),
+        Command::Daemon(c) => daemon::run(app, c),
+        Command::Groove(c) => groove::run(app, c),
+        Command::Snif(c) => snif::run(app, c),
     }
 }

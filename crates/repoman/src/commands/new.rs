@@ -7,11 +7,11 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::SandboxError;
-use crate::sandbox::create::{self, CreateCtx, CreatePlan};
-use crate::sandbox::desired;
-use crate::sandbox::estate::Estate;
-use crate::sandbox::session::{self, Session};
+use repoman_sandbox::SandboxError;
+use repoman_sandbox::create::{self, CreateCtx, CreatePlan};
+use repoman_sandbox::desired;
+use repoman_sandbox::estate::Estate;
+use repoman_sandbox::session::{self, Session};
 
 use super::setup::UiProgress;
 
@@ -246,7 +246,7 @@ fn register_only(
 ) -> Result<Exit, CliError> {
     let entry = plan.entry.clone();
     if plan.create_repo_dir {
-        crate::sandbox::estate::make_dir_for(&plan.repo_path, &plan.owner)?;
+        repoman_sandbox::estate::make_dir_for(&plan.repo_path, &plan.owner)?;
     }
     repoman_core::registry::RegistryFile::edit(
         &app.paths.config_file,

@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::SandboxError;
-use crate::sandbox::repair;
-use crate::sandbox::session::{self, Session};
+use repoman_sandbox::SandboxError;
+use repoman_sandbox::repair;
+use repoman_sandbox::session::{self, Session};
 
 /// Destroy a project's sandbox and unregister the project, after confirmation.
 ///
@@ -40,7 +40,7 @@ pub fn run(app: &App, args: RemoveArgs) -> Result<Exit, CliError> {
     let entry = s.estate.entry(name)?.clone();
     let instance = s.observed.instance(name).filter(|_| entry.container);
     let repo_path =
-        crate::sandbox::desired::repo_path(&s.estate.settings, entry.repo.as_str()).ok();
+        repoman_sandbox::desired::repo_path(&s.estate.settings, entry.repo.as_str()).ok();
     let mut plan = Vec::new();
     if let Some(i) = instance {
         plan.push(format!(

@@ -10,10 +10,10 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::estate::{self, Progress};
-use crate::sandbox::session;
-use crate::sandbox::setup::{self, SetupRequest};
 use crate::ui::Ui;
+use repoman_sandbox::estate::{self, Progress};
+use repoman_sandbox::session;
+use repoman_sandbox::setup::{self, SetupRequest};
 
 /// Set up this host for sandboxes (safe to run again: a second run changes nothing).
 ///

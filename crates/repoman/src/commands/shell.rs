@@ -5,7 +5,7 @@ use repoman_core::process::Cmd;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::session::{self, Session};
+use repoman_sandbox::session::{self, Session};
 
 use super::exec::{ensure_running, exit_of};
 

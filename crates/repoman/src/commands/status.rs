@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::SandboxError;
-use crate::sandbox::create;
-use crate::sandbox::drift::{Change, Drift};
-use crate::sandbox::repair::{self, MissingAction, OrphanAction};
-use crate::sandbox::session::{self, Session};
+use repoman_sandbox::SandboxError;
+use repoman_sandbox::create;
+use repoman_sandbox::drift::{Change, Drift};
+use repoman_sandbox::repair;
+use repoman_sandbox::session::{self, Session};
 
 /// Health and drift: container state, bind mounts, backup root, last sync, and drift.
 ///
@@ -31,13 +31,35 @@ pub struct StatusArgs {
     pub repair: bool,
     /// What --repair does with a missing sandbox (default: ask on a terminal, else recreate).
     #[arg(long, value_enum)]
-    pub missing: Option<MissingAction>,
+    pub missing: Option<MissingArg>,
     /// What --repair does with an orphan container (default: ask on a terminal, else adopt).
     #[arg(long, value_enum)]
-    pub orphan: Option<OrphanAction>,
+    pub orphan: Option<OrphanArg>,
     /// With --repair: show the repairs without making them.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// What --repair does with a missing sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MissingArg {
+    /// Create the container again from the registry and `.repoman.toml`.
+    Recreate,
+    /// Remove the project from the registry (the repo and the backup stay).
+    Forget,
+    /// Leave it.
+    Skip,
+}
+
+/// What --repair does with an orphan container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrphanArg {
+    /// Register it as a project (repo dirname from its `user.repoman.repo` tag, else its name).
+    Adopt,
+    /// Stop and delete the container.
+    Destroy,
+    /// Leave it.
+    Skip,
 }
 
 /// One bind mount of a sandbox.
@@ -88,7 +110,7 @@ fn items(app: &App, s: &Session, only: Option<&str>) -> Vec<Item> {
         let inst = s.observed.instance(name);
         let mut problems = Vec::new();
         let repo_path =
-            crate::sandbox::desired::repo_path(&s.estate.settings, p.repo.as_str()).ok();
+            repoman_sandbox::desired::repo_path(&s.estate.settings, p.repo.as_str()).ok();
         let repo_exists = repo_path.as_ref().map(|r| r.is_dir());
         if repo_exists == Some(false) {
             problems.push("the repo directory does not exist".to_owned());
@@ -162,7 +184,7 @@ fn items(app: &App, s: &Session, only: Option<&str>) -> Vec<Item> {
             container: true,
             state: i.status.clone(),
             repo_path: i
-                .user_config(crate::sandbox::desired::TAG_REPO)
+                .user_config(repoman_sandbox::desired::TAG_REPO)
                 .map(str::to_owned),
             repo_exists: None,
             mounts: Vec::new(),
@@ -194,7 +216,7 @@ fn action_name(app: &App, d: &Drift, args: &StatusArgs) -> Result<Option<String>
     };
     let chosen = match d {
         Drift::Missing { .. } => match (args.missing, app.ui.can_prompt() && !args.dry_run) {
-            (Some(MissingAction::Skip), _) => None,
+            (Some(MissingArg::Skip), _) => None,
             (Some(a), _) => Some(format!("{a:?}").to_lowercase()),
             (None, true) => Some(ask(
                 &d.summary(),
@@ -204,7 +226,7 @@ fn action_name(app: &App, d: &Drift, args: &StatusArgs) -> Result<Option<String>
             (None, false) => Some("recreate".to_owned()),
         },
         Drift::Orphan { .. } => match (args.orphan, app.ui.can_prompt() && !args.dry_run) {
-            (Some(OrphanAction::Skip), _) => None,
+            (Some(OrphanArg::Skip), _) => None,
             (Some(a), _) => Some(format!("{a:?}").to_lowercase()),
             (None, true) => Some(ask(&d.summary(), &["adopt", "destroy", "skip"], "adopt")?),
             (None, false) => Some("adopt".to_owned()),

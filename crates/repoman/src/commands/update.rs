@@ -5,9 +5,9 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::sandbox::drift::{self, Change};
-use crate::sandbox::repair;
-use crate::sandbox::session::{self, Session};
+use repoman_sandbox::drift::{self, Change};
+use repoman_sandbox::repair;
+use repoman_sandbox::session::{self, Session};
 
 /// Re-apply the registry and the repo's `.repoman.toml` to a sandbox (shows the diff first).
 ///
@@ -111,7 +111,7 @@ pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
         if !app.ui.confirm(&prompt, "--yes")? {
             return Err(CliError::failed("update cancelled"));
         }
-        let from = inst.user_config(crate::sandbox::desired::TAG_IMAGE);
+        let from = inst.user_config(repoman_sandbox::desired::TAG_IMAGE);
         let ev = repair::rebuild(
             &s.incus,
             &s.observed.scope,

@@ -1,0 +1,498 @@
+//! Reconciliation: the registry (what should exist) against one Incus listing (what exists).
+//!
+//! Three kinds of drift (the seed's "drift handling"):
+//! - **missing**: registered with a sandbox, but no instance of that name in repoman's Incus
+//!   project;
+//! - **orphan**: an instance in repoman's Incus project that no registered sandbox claims (also
+//!   when the project is registered `--no-container`);
+//! - **config**: the instance's own devices, profiles, image tag or managed config keys differ
+//!   from the [`Desired`] state.
+//!
+//! Everything here is pure: it takes values and returns values, so `list`, `status`, `update`
+//! and the warning every command prints share one definition of drift.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use repoman_incus::Instance;
+use serde::Serialize;
+
+use super::desired::{Desired, TAG_IMAGE, is_managed_key};
+
+/// One difference between the instance and its desired state, phrased as what re-applying would
+/// do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    AddDevice {
+        device: String,
+        to: BTreeMap<String, String>,
+    },
+    RemoveDevice {
+        device: String,
+        from: BTreeMap<String, String>,
+    },
+    UpdateDevice {
+        device: String,
+        from: BTreeMap<String, String>,
+        to: BTreeMap<String, String>,
+    },
+    SetProfiles {
+        from: Vec<String>,
+        to: Vec<String>,
+    },
+    SetConfig {
+        key: String,
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// The image differs; only a rebuild changes it (the root filesystem is replaced).
+    Image {
+        from: Option<String>,
+        to: String,
+    },
+}
+
+impl Change {
+    /// Whether re-applying can fix this without rebuilding the instance.
+    pub fn reapplicable(&self) -> bool {
+        !matches!(self, Change::Image { .. })
+    }
+
+    /// One human-readable line, `+`/`-`/`~` prefixed like a diff.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::AddDevice { device, to } => format!("+ device {device}: {}", fmt_device(to)),
+            Change::RemoveDevice { device, from } => {
+                format!("- device {device}: {}", fmt_device(from))
+            }
+            Change::UpdateDevice { device, from, to } => {
+                format!(
+                    "~ device {device}: {} -> {}",
+                    fmt_device(from),
+                    fmt_device(to)
+                )
+            }
+            Change::SetProfiles { from, to } => {
+                format!("~ profiles: [{}] -> [{}]", from.join(", "), to.join(", "))
+            }
+            Change::SetConfig {
+                key,
+                from: None,
+                to: Some(v),
+            } => format!("+ config {key}={v}"),
+            Change::SetConfig {
+                key,
+                from: Some(v),
+                to: None,
+            } => format!("- config {key}={v}"),
+            Change::SetConfig { key, from, to } => format!(
+                "~ config {key}: {} -> {}",
+                from.as_deref().unwrap_or("(unset)"),
+                to.as_deref().unwrap_or("(unset)")
+            ),
+            Change::Image { from, to } => format!(
+                "~ image: {} -> {to} (only a rebuild of the container changes it; repoman leaves it)",
+                from.as_deref().unwrap_or("(unknown)")
+            ),
+        }
+    }
+}
+
+/// `type=disk source=/x path=/y shift=true` with keys in a stable order.
+pub fn fmt_device(d: &BTreeMap<String, String>) -> String {
+    let mut parts = Vec::new();
+    for key in ["type", "source", "path"] {
+        if let Some(v) = d.get(key) {
+            parts.push(format!("{key}={v}"));
+        }
+    }
+    for (k, v) in d {
+        if !matches!(k.as_str(), "type" | "source" | "path") {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    parts.join(" ")
+}
+
+/// The changes that would bring `actual` to `desired` (empty: no config drift).
+pub fn diff(desired: &Desired, actual: &Instance) -> Vec<Change> {
+    let mut out = Vec::new();
+    let names: BTreeSet<&String> = desired
+        .devices
+        .keys()
+        .chain(actual.devices.keys())
+        .collect();
+    for name in names {
+        match (actual.devices.get(name), desired.devices.get(name)) {
+            (None, Some(to)) => out.push(Change::AddDevice {
+                device: name.clone(),
+                to: to.clone(),
+            }),
+            (Some(from), None) => out.push(Change::RemoveDevice {
+                device: name.clone(),
+                from: from.clone(),
+            }),
+            (Some(from), Some(to)) if !same_device(from, to) => out.push(Change::UpdateDevice {
+                device: name.clone(),
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            _ => {}
+        }
+    }
+    if actual.profiles != desired.profiles {
+        out.push(Change::SetProfiles {
+            from: actual.profiles.clone(),
+            to: desired.profiles.clone(),
+        });
+    }
+    let image_key = format!("user.{TAG_IMAGE}");
+    let keys: BTreeSet<&String> = desired
+        .config
+        .keys()
+        .chain(actual.config.keys().filter(|k| is_managed_key(k)))
+        .filter(|k| **k != image_key)
+        .collect();
+    for key in keys {
+        let (from, to) = (actual.config.get(key), desired.config.get(key));
+        if from != to {
+            out.push(Change::SetConfig {
+                key: key.clone(),
+                from: from.cloned(),
+                to: to.cloned(),
+            });
+        }
+    }
+    let current_image = actual.config.get(&image_key);
+    if current_image != Some(&desired.image) {
+        out.push(Change::Image {
+            from: current_image.cloned(),
+            to: desired.image.clone(),
+        });
+    }
+    out
+}
+
+/// Devices are equal when their keys are; Incus spells booleans in several ways.
+fn same_device(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
+    let norm = |d: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        d.iter()
+            .filter(|(k, v)| !(matches!(k.as_str(), "readonly" | "shift") && is_false(v)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if is_true(v) {
+                        "true".to_owned()
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v, "true" | "1" | "yes" | "on")
+}
+
+fn is_false(v: &str) -> bool {
+    matches!(v, "false" | "0" | "no" | "off" | "")
+}
+
+/// The drift of one registered project or one unclaimed instance.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Drift {
+    Missing {
+        name: String,
+    },
+    Orphan {
+        name: String,
+        /// The project tag on the instance, when it has one.
+        tagged_project: Option<String>,
+        /// Whether the instance carries this estate's id.
+        this_estate: bool,
+        /// The project is registered but `--no-container`.
+        registered_without_container: bool,
+    },
+    Config {
+        name: String,
+        changes: Vec<Change>,
+    },
+    /// The desired state could not be computed (e.g. a malformed `.repoman.toml`).
+    Unknown {
+        name: String,
+        reason: String,
+    },
+}
+
+impl Drift {
+    pub fn name(&self) -> &str {
+        match self {
+            Drift::Missing { name }
+            | Drift::Orphan { name, .. }
+            | Drift::Config { name, .. }
+            | Drift::Unknown { name, .. } => name,
+        }
+    }
+
+    /// `missing`, `orphan`, `config` or `unknown`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Drift::Missing { .. } => "missing",
+            Drift::Orphan { .. } => "orphan",
+            Drift::Config { .. } => "config",
+            Drift::Unknown { .. } => "unknown",
+        }
+    }
+
+    /// One line for warnings.
+    pub fn summary(&self) -> String {
+        match self {
+            Drift::Missing { name } => {
+                format!("{name}: missing (registered, but no container in Incus)")
+            }
+            Drift::Orphan {
+                name,
+                registered_without_container: true,
+                ..
+            } => format!(
+                "{name}: orphan (a container exists, but the project is registered without one)"
+            ),
+            Drift::Orphan { name, .. } => {
+                format!("{name}: orphan (a container in repoman's Incus project, not registered)")
+            }
+            Drift::Config { name, changes } => format!(
+                "{name}: config drift ({} difference{})",
+                changes.len(),
+                if changes.len() == 1 { "" } else { "s" }
+            ),
+            Drift::Unknown { name, reason } => format!("{name}: cannot check drift: {reason}"),
+        }
+    }
+}
+
+/// One registered project's desired state, or why it could not be computed.
+#[derive(Debug)]
+pub struct Expected {
+    pub name: String,
+    pub container: bool,
+    pub desired: Result<Desired, String>,
+}
+
+/// Compare every registered project with the instances of one listing.
+pub fn reconcile(
+    expected: &[Expected],
+    instances: &[Instance],
+    estate: Option<&str>,
+) -> Vec<Drift> {
+    let by_name: BTreeMap<&str, &Instance> =
+        instances.iter().map(|i| (i.name.as_str(), i)).collect();
+    let mut out = Vec::new();
+    for e in expected {
+        match (e.container, by_name.get(e.name.as_str())) {
+            (true, None) => out.push(Drift::Missing {
+                name: e.name.clone(),
+            }),
+            (true, Some(inst)) => match &e.desired {
+                Ok(d) => {
+                    let changes = diff(d, inst);
+                    if !changes.is_empty() {
+                        out.push(Drift::Config {
+                            name: e.name.clone(),
+                            changes,
+                        });
+                    }
+                }
+                Err(reason) => out.push(Drift::Unknown {
+                    name: e.name.clone(),
+                    reason: reason.clone(),
+                }),
+            },
+            (false, Some(inst)) => out.push(orphan(inst, estate, true)),
+            (false, None) => {}
+        }
+    }
+    let registered: BTreeSet<&str> = expected.iter().map(|e| e.name.as_str()).collect();
+    for inst in instances {
+        if !registered.contains(inst.name.as_str()) {
+            out.push(orphan(inst, estate, false));
+        }
+    }
+    out
+}
+
+fn orphan(inst: &Instance, estate: Option<&str>, registered_without_container: bool) -> Drift {
+    Drift::Orphan {
+        name: inst.name.clone(),
+        tagged_project: inst.user_config("repoman.project").map(str::to_owned),
+        this_estate: estate.is_some() && inst.user_config("repoman.estate") == estate,
+        registered_without_container,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::ImageOrigin;
+    use std::path::PathBuf;
+
+    fn desired() -> Desired {
+        let mut devices = BTreeMap::new();
+        devices.insert(
+            "repo".to_owned(),
+            BTreeMap::from([
+                ("type".to_owned(), "disk".to_owned()),
+                ("source".to_owned(), "/r/a".to_owned()),
+                ("path".to_owned(), "/home/dev/a".to_owned()),
+                ("shift".to_owned(), "true".to_owned()),
+            ]),
+        );
+        let config = BTreeMap::from([
+            ("user.repoman.project".to_owned(), "a".to_owned()),
+            ("user.repoman.image".to_owned(), "img".to_owned()),
+            ("environment.X".to_owned(), "1".to_owned()),
+        ]);
+        Desired {
+            name: "a".into(),
+            incus_project: "p".into(),
+            repo_dir: "a".into(),
+            repo_path: PathBuf::from("/r/a"),
+            mount_path: "/home/dev/a".into(),
+            home: "/home/dev".into(),
+            uid: 1000,
+            gid: 1000,
+            user: "dev".into(),
+            image: "img".into(),
+            image_origin: ImageOrigin::Defaults,
+            profiles: vec!["default".into()],
+            devices,
+            config,
+            mount_sources: vec![],
+        }
+    }
+
+    fn instance_of(d: &Desired) -> Instance {
+        let mut i = Instance {
+            name: d.name.clone(),
+            ..Default::default()
+        };
+        i.devices = d.devices.clone();
+        i.profiles = d.profiles.clone();
+        i.config = d.config.clone();
+        i.config.insert("volatile.base_image".into(), "abc".into());
+        i
+    }
+
+    #[test]
+    fn identical_instance_has_no_drift_and_incus_keys_are_ignored() {
+        let d = desired();
+        let mut i = instance_of(&d);
+        i.devices
+            .get_mut("repo")
+            .unwrap()
+            .insert("readonly".into(), "false".into());
+        assert!(diff(&d, &i).is_empty(), "{:?}", diff(&d, &i));
+    }
+
+    #[test]
+    fn removed_device_changed_env_and_profiles_are_reported() {
+        let d = desired();
+        let mut i = instance_of(&d);
+        i.devices.remove("repo");
+        i.devices.insert(
+            "gpu".into(),
+            BTreeMap::from([("type".into(), "gpu".into())]),
+        );
+        i.config.insert("environment.X".into(), "2".into());
+        i.config.insert("environment.Y".into(), "3".into());
+        i.profiles.push("extra".into());
+        i.config.insert("user.repoman.image".into(), "old".into());
+        let changes = diff(&d, &i);
+        let lines: Vec<String> = changes.iter().map(Change::describe).collect();
+        assert_eq!(changes.len(), 6, "{lines:#?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("+ device repo: type=disk source=/r/a"))
+        );
+        assert!(lines.iter().any(|l| l == "- device gpu: type=gpu"));
+        assert!(lines.iter().any(|l| l == "~ config environment.X: 2 -> 1"));
+        assert!(lines.iter().any(|l| l == "- config environment.Y=3"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "~ profiles: [default, extra] -> [default]")
+        );
+        assert!(changes.iter().any(|c| !c.reapplicable()));
+    }
+
+    #[test]
+    fn reconcile_finds_missing_orphans_and_config() {
+        let d = desired();
+        let mut drifted = d.clone();
+        drifted.name = "b".into();
+        let mut inst_b = instance_of(&drifted);
+        inst_b.profiles = vec![];
+        let mut stray = Instance {
+            name: "stray".into(),
+            ..Default::default()
+        };
+        stray
+            .config
+            .insert("user.repoman.estate".into(), "e".into());
+        let nocont = Instance {
+            name: "nc".into(),
+            ..Default::default()
+        };
+        let expected = vec![
+            Expected {
+                name: "a".into(),
+                container: true,
+                desired: Ok(d.clone()),
+            },
+            Expected {
+                name: "b".into(),
+                container: true,
+                desired: Ok(drifted),
+            },
+            Expected {
+                name: "nc".into(),
+                container: false,
+                desired: Err("n/a".into()),
+            },
+            Expected {
+                name: "none".into(),
+                container: false,
+                desired: Err("n/a".into()),
+            },
+        ];
+        let drift = reconcile(&expected, &[inst_b, stray, nocont], Some("e"));
+        let kinds: Vec<(&str, &str)> = drift.iter().map(|d| (d.name(), d.kind())).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a", "missing"),
+                ("b", "config"),
+                ("nc", "orphan"),
+                ("stray", "orphan")
+            ]
+        );
+        assert!(matches!(
+            &drift[3],
+            Drift::Orphan {
+                this_estate: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &drift[2],
+            Drift::Orphan {
+                registered_without_container: true,
+                ..
+            }
+        ));
+    }
+}

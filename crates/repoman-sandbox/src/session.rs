@@ -1,0 +1,216 @@
+//! The opening every sandbox command shares: load the registry, resolve settings, connect to
+//! Incus, list repoman's project once and reconcile (read-only). Also the policy gate every
+//! mutation passes through. Returns values; the commands print.
+
+use repoman_core::registry::RegistryFile;
+use repoman_incus::Incus;
+use repoman_state::{Decision, Effect, Operation, State, Verdict, policy};
+
+use super::drift::Drift;
+use super::error::SandboxError;
+use super::estate::{self, Estate, Observed};
+
+/// Registry + settings + Incus + one observation + its drift.
+#[derive(Debug)]
+pub struct Session {
+    pub estate: Estate,
+    pub incus: Incus,
+    pub observed: Observed,
+    pub drift: Vec<Drift>,
+}
+
+impl Session {
+    /// Open a session (the read-only reconciliation).
+    pub fn open(registry: RegistryFile, env: &repoman_core::Env) -> Result<Session, SandboxError> {
+        let estate = Estate::new(registry, env);
+        let incus = estate::connect(env)?;
+        let observed = estate::observe(&incus, estate.incus_project())?;
+        let drift = estate::reconcile(&estate, &observed);
+        Ok(Session {
+            estate,
+            incus,
+            observed,
+            drift,
+        })
+    }
+
+    /// Warning lines about drift, except for `skip` (the sandbox the command is about, whose
+    /// state the command reports itself).
+    pub fn drift_warnings(&self, skip: Option<&str>) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .drift
+            .iter()
+            .filter(|d| Some(d.name()) != skip)
+            .map(Drift::summary)
+            .collect();
+        if !self.observed.project_exists && !self.estate.file.registry.projects.is_empty() {
+            out.insert(
+                0,
+                format!(
+                    "the Incus project `{}` does not exist; run `repoman setup`",
+                    self.estate.incus_project()
+                ),
+            );
+        }
+        out
+    }
+
+    /// The drift of one sandbox, if any.
+    pub fn drift_of(&self, name: &str) -> Option<&Drift> {
+        self.drift.iter().find(|d| d.name() == name)
+    }
+
+    /// Fail unless the Incus project exists.
+    pub fn require_project(&self) -> Result<(), SandboxError> {
+        if self.observed.project_exists {
+            Ok(())
+        } else {
+            Err(SandboxError::NoIncusProject(
+                self.estate.incus_project().to_owned(),
+            ))
+        }
+    }
+}
+
+/// Evaluate policy for `op`. With `record` the decision is an event (`policy.decided`, and
+/// `<op>.plan.blocked` when blocked); a dry run evaluates without recording. A block is an error.
+pub fn gate(
+    state: &State,
+    op: &Operation,
+    verdicts: Vec<Verdict>,
+    rules: &[repoman_core::registry::PolicyRule],
+    record: bool,
+) -> Result<Option<Decision>, SandboxError> {
+    let (effect, reasons, decision) = if record {
+        let d = state.decide(op, verdicts, rules)?;
+        (d.effect, d.reasons.clone(), Some(d))
+    } else {
+        let (e, r) = policy::evaluate(op, verdicts, rules, state.identity());
+        (e, r, None)
+    };
+    if effect == Effect::Allow {
+        return Ok(decision);
+    }
+    let blocking: Vec<&Verdict> = reasons.iter().filter(|v| v.effect.blocks()).collect();
+    Err(SandboxError::Blocked {
+        operation: op.name.clone(),
+        object: op.object.clone(),
+        reasons: blocking
+            .iter()
+            .map(|v| format!("{} ({}: {})", v.reason, v.rule, v.effect.as_str()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        unblock: blocking.iter().find_map(|v| v.unblock.clone()),
+    })
+}
+
+/// The operation value for a sandbox action.
+pub fn op(name: &str, project: &str) -> Operation {
+    Operation {
+        name: name.to_owned(),
+        object: format!("sandbox:{project}"),
+        project: Some(project.to_owned()),
+    }
+}
+
+/// A registered sandbox ready for `shell`/`exec`/lifecycle commands.
+#[derive(Debug)]
+pub struct Target {
+    pub desired: super::desired::Desired,
+    pub status: String,
+}
+
+impl Session {
+    /// The registered sandbox `name` with its current Incus status; errors for unregistered,
+    /// `--no-container` and missing sandboxes.
+    pub fn target(&self, name: &str) -> Result<Target, SandboxError> {
+        let entry = self.estate.entry(name)?;
+        if !entry.container {
+            return Err(SandboxError::NoContainer(name.to_owned()));
+        }
+        self.require_project()?;
+        let inst = self
+            .observed
+            .instance(name)
+            .ok_or_else(|| SandboxError::Missing {
+                name: name.to_owned(),
+                project: self.estate.incus_project().to_owned(),
+            })?;
+        let desired = self.estate.desired(entry, None)?;
+        Ok(Target {
+            desired,
+            status: inst.status.clone(),
+        })
+    }
+}
+
+/// The argv of `incus exec` running `command` as the sandbox's user in its repo directory.
+pub fn incus_exec_argv(t: &Target, interactive: bool, command: &[String]) -> Vec<String> {
+    let d = &t.desired;
+    let mut argv = vec![
+        "--project".to_owned(),
+        d.incus_project.clone(),
+        "exec".to_owned(),
+        d.name.clone(),
+    ];
+    // Interactive: let `incus` pick a terminal when there is one (as `incus exec` does).
+    if !interactive {
+        argv.extend(["--mode".to_owned(), "non-interactive".to_owned()]);
+    }
+    argv.extend([
+        "--user".to_owned(),
+        d.uid.to_string(),
+        "--group".to_owned(),
+        d.gid.to_string(),
+        "--cwd".to_owned(),
+        d.mount_path.clone(),
+        "--env".to_owned(),
+        format!("HOME={}", d.home),
+        "--env".to_owned(),
+        format!("USER={}", d.user),
+        "--".to_owned(),
+    ]);
+    argv.extend(command.iter().cloned());
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Desired, ImageOrigin};
+
+    fn target() -> Target {
+        Target {
+            desired: Desired {
+                name: "app".into(),
+                incus_project: "repoman".into(),
+                repo_dir: "app".into(),
+                repo_path: "/r/app".into(),
+                mount_path: "/home/dev/app".into(),
+                home: "/home/dev".into(),
+                uid: 1000,
+                gid: 1001,
+                user: "dev".into(),
+                image: "img".into(),
+                image_origin: ImageOrigin::Defaults,
+                profiles: vec!["default".into()],
+                devices: Default::default(),
+                config: Default::default(),
+                mount_sources: vec![],
+            },
+            status: "Running".into(),
+        }
+    }
+
+    #[test]
+    fn exec_argv_runs_as_the_user_in_the_repo_and_never_through_a_shell() {
+        let cmd = vec!["echo".to_owned(), "a b; rm -rf /".to_owned()];
+        let argv = incus_exec_argv(&target(), false, &cmd);
+        let joined = argv.join(" ");
+        assert!(joined.starts_with("--project repoman exec app --mode non-interactive --user 1000 --group 1001 --cwd /home/dev/app --env HOME=/home/dev --env USER=dev -- "), "{joined}");
+        // The command stays two argv elements after `--`, whatever it contains.
+        assert_eq!(argv[argv.len() - 2..], cmd[..]);
+        let interactive = incus_exec_argv(&target(), true, &cmd);
+        assert!(!interactive.contains(&"--mode".to_owned()));
+    }
+}
