@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use repoman_core::{DomainError, ErrorKind};
 use repoman_snif::store::{self, GrantRequest, SnifStore};
 use repoman_snif::{Host, SnifError};
 use repoman_state::GateMode;
@@ -98,18 +97,7 @@ impl From<SnifError> for CliError {
         if let SnifError::State(s) = e {
             return s.into();
         }
-        let exit = match e.kind() {
-            ErrorKind::Failed => Exit::Failure,
-            ErrorKind::Usage => Exit::Usage,
-            ErrorKind::Blocked => Exit::Blocked,
-            ErrorKind::Unavailable => Exit::Unavailable,
-            ErrorKind::Interrupted => Exit::Interrupted,
-        };
-        let err = CliError::from_error(exit, &e);
-        match e.hint() {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
+        CliError::domain(&e)
     }
 }
 
