@@ -34,6 +34,18 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The exit of an interactive child (`shell`): its own status, passed through; a child
+    /// killed by a signal exits 128 + the signal number, as shells report it.
+    pub fn of_child(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Exit::Success,
+            (Some(code), _) => Exit::Child(u8::try_from(code & 0xff).unwrap_or(1)),
+            (None, Some(sig)) => Exit::Child(u8::try_from(128 + (sig & 0x7f)).unwrap_or(1)),
+            (None, None) => Exit::Failure,
+        }
+    }
+
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,

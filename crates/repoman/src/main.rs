@@ -5,6 +5,8 @@ mod app;
 mod cli;
 mod commands;
 mod error;
+mod progress;
+mod prompt;
 mod ui;
 
 use std::process::ExitCode;
