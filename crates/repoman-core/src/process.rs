@@ -526,18 +526,40 @@ mod tests {
 
     #[test]
     fn timeout_kills_the_whole_process_group() {
+        // No clock in the assertions: the child would never end on its own (`sleep infinity`),
+        // so a returned `Timeout` proves the timeout fired and killed it; a grandchild that holds
+        // a FIFO open and would write to it if it lived proves the whole group died. A FIFO's
+        // reader sees EOF only once every writer has exited, so the read below returns as soon
+        // as the group is gone, and it returns the grandchild's words if the kill missed it.
         let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("grandchild-survived");
-        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
-        let start = Instant::now();
+        let fifo = dir.path().join("grandchild");
+        Cmd::new("mkfifo").arg(&fifo).run().unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut heard = Vec::new();
+                std::fs::File::open(&fifo)
+                    .unwrap()
+                    .read_to_end(&mut heard)
+                    .unwrap();
+                heard
+            })
+        };
+        let script = format!(
+            "exec 3>'{}'; (sleep 2; echo survived >&3) & exec sleep infinity",
+            fifo.display()
+        );
         let e = Cmd::new("sh")
             .args(["-c", &script])
             .timeout(Duration::from_millis(200))
             .output();
         assert!(matches!(e, Err(ProcessError::Timeout { .. })), "{e:?}");
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(1500));
-        assert!(!marker.exists(), "a grandchild outlived the timeout");
+        let heard = reader.join().unwrap();
+        assert!(
+            heard.is_empty(),
+            "a grandchild outlived the timeout: {:?}",
+            String::from_utf8_lossy(&heard)
+        );
     }
 
     #[test]

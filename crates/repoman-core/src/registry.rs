@@ -39,6 +39,14 @@ pub enum RegistryError {
         "{path} has schema_version {found}, but this repoman understands up to {SCHEMA_VERSION}; upgrade repoman"
     )]
     TooNew { path: PathBuf, found: u32 },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: String,
+    },
     #[error("project `{0}` is already registered")]
     Duplicate(String),
     #[error("project `{0}` is not registered")]
@@ -57,6 +65,25 @@ impl RegistryError {
             line,
             column,
             message,
+        }
+    }
+}
+
+impl RegistryError {
+    fn invalid(
+        path: &Path,
+        text: &str,
+        span: Option<std::ops::Range<usize>>,
+        message: &str,
+        hint: &str,
+    ) -> Self {
+        let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        Self::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: message.to_owned(),
+            hint: hint.to_owned(),
         }
     }
 }
@@ -221,9 +248,55 @@ impl Registry {
         } else {
             text
         };
-        toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
+        let reg: Self = toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
             RegistryError::parse(path, text_for_errors, e.span(), e.message())
-        })
+        })?;
+        reg.check_values(path, text_for_errors)?;
+        Ok(reg)
+    }
+
+    /// What the types alone cannot say: values out of range, and a project name registered
+    /// twice (both would map to the same sandbox and backup, and `list` would show it twice).
+    fn check_values(&self, path: &Path, text: &str) -> Result<(), RegistryError> {
+        let doc = toml_edit::Document::parse(text).ok();
+        let span_of = |f: &dyn Fn(&toml_edit::Table) -> Option<std::ops::Range<usize>>| {
+            doc.as_ref().and_then(|d| f(d.as_table()))
+        };
+        if self.defaults.probe_timeout_secs == Some(0) {
+            let span = span_of(&|t| t.get("defaults")?.get("probe_timeout_secs")?.span());
+            return Err(RegistryError::invalid(
+                path,
+                text,
+                span,
+                "[defaults] probe_timeout_secs = 0: a probe of the backup root needs at least 1 second",
+                "set probe_timeout_secs to 1 or more (the default is 5), or remove the line",
+            ));
+        }
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, p) in self.projects.iter().enumerate() {
+            if let Some(first) = seen.insert(p.name.as_str(), i) {
+                let name_span = |idx: usize| {
+                    span_of(&|t| {
+                        t.get("project")?
+                            .as_array_of_tables()?
+                            .get(idx)?
+                            .get("name")?
+                            .span()
+                    })
+                };
+                let first_line = name_span(first)
+                    .map(|s| format!(" (first at line {})", line_col(text, s.start).0))
+                    .unwrap_or_default();
+                return Err(RegistryError::invalid(
+                    path,
+                    text,
+                    name_span(i),
+                    &format!("project `{}` is registered twice{first_line}", p.name),
+                    "a project name is also its sandbox's name: remove one [[project]] entry or rename it",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Find a project by name.

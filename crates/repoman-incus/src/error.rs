@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use repoman_core::{DomainError, ErrorKind};
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = IncusError> = std::result::Result<T, E>;
 
@@ -159,7 +161,8 @@ impl IncusError {
         matches!(self, IncusError::Unavailable { .. })
     }
 
-    /// A one-line suggestion for the user, when there is an obvious next step.
+    /// A one-line suggestion for the user, when there is an obvious next step (also
+    /// [`DomainError::hint`]).
     pub fn hint(&self) -> Option<String> {
         match self {
             IncusError::Unavailable { socket, cause } if cause.contains("Permission denied") => {
@@ -215,6 +218,34 @@ impl IncusError {
     }
 }
 
+impl DomainError for IncusError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            // No daemon, a socket we may not use, a project the socket may not reach, a server
+            // too old: the environment is not what repoman needs.
+            IncusError::Unavailable { .. }
+            | IncusError::Forbidden { .. }
+            | IncusError::MissingExtension { .. } => ErrorKind::Unavailable,
+            IncusError::Cancelled { .. } => ErrorKind::Interrupted,
+            IncusError::Invalid(_) => ErrorKind::Usage,
+            IncusError::NotFound { .. }
+            | IncusError::AlreadyExists { .. }
+            | IncusError::Conflict { .. }
+            | IncusError::Api { .. }
+            | IncusError::OperationFailed { .. }
+            | IncusError::OperationTimeout { .. }
+            | IncusError::ExecKilled { .. }
+            | IncusError::RequestTimeout { .. }
+            | IncusError::Protocol { .. }
+            | IncusError::Transport { .. } => ErrorKind::Failed,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        IncusError::hint(self)
+    }
+}
+
 /// Incus reports some duplicates as plain errors (status 400/500, or a failed operation):
 /// "A project named .. already exists", or the database's "UNIQUE constraint failed" when two
 /// creates race or the name is taken. The wording is stable across releases.
@@ -244,6 +275,8 @@ mod tests {
             "{hint}"
         );
         assert!(denied.is_unavailable());
+        assert_eq!(DomainError::kind(&denied), ErrorKind::Unavailable);
+        assert_eq!(DomainError::hint(&denied), Some(hint));
         assert_eq!(denied.status(), None);
     }
 }

@@ -155,6 +155,9 @@ impl SandboxError {
             SandboxError::Registry(RegistryError::Parse { path, .. }) => {
                 Some(format!("fix the file {}", path.display()))
             }
+            SandboxError::Registry(e @ RegistryError::Invalid { .. }) => {
+                e.hint().map(str::to_owned)
+            }
             _ => None,
         }
     }

@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use repoman_core::{DomainError, ErrorKind};
+
 /// Errors of the event log, index, policy and conflicts.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -89,9 +91,42 @@ impl StateError {
 
     /// Whether this error means a human must look (chain break, permission): CLI exit 3.
     pub fn needs_human(&self) -> bool {
-        matches!(
-            self,
-            Self::ChainBroken { .. } | Self::NotPermitted { .. } | Self::ConflictClosed { .. }
-        )
+        self.kind() == ErrorKind::Blocked
+    }
+}
+
+impl DomainError for StateError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::ChainBroken { .. } | Self::NotPermitted { .. } | Self::ConflictClosed { .. } => {
+                ErrorKind::Blocked
+            }
+            Self::InvalidEvent { .. }
+            | Self::SchemaViolation { .. }
+            | Self::UnknownSchema(_)
+            | Self::ConflictNotFound(_) => ErrorKind::Usage,
+            Self::Paths(e) => e.kind(),
+            Self::Lock(e) => e.kind(),
+            // Storage failures (I/O, the index, a corrupt line, an unreadable device id) and
+            // anything added later: the operation failed.
+            _ => ErrorKind::Failed,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::CorruptLine { .. } => Some(
+                "run `repoman doctor` (and `repoman doctor --repair` for what it can fix)"
+                    .to_owned(),
+            ),
+            Self::Lock(_) => Some(
+                "another repoman process holds the lock; retry when it has finished".to_owned(),
+            ),
+            Self::Index { .. } => {
+                Some("run `repoman doctor --repair`; the index is rebuilt from the log".to_owned())
+            }
+            Self::Paths(e) => e.hint(),
+            _ => None,
+        }
     }
 }

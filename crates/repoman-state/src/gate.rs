@@ -63,12 +63,9 @@ impl Blocked {
         out
     }
 
-    /// One line per blocking reason: `reason (rule: effect)`.
+    /// One line per blocking reason ([`Verdict::line`]).
     pub fn reason_lines(&self) -> Vec<String> {
-        self.reasons
-            .iter()
-            .map(|v| format!("{} ({}: {})", v.reason, v.rule, v.effect.as_str()))
-            .collect()
+        self.reasons.iter().map(Verdict::line).collect()
     }
 }
 
@@ -76,7 +73,7 @@ impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} of {} is {} by policy: {}",
+            "{} on {} is blocked by policy ({}): {}",
             self.operation,
             self.object,
             self.verb(),
@@ -95,7 +92,7 @@ impl DomainError for Blocked {
     fn hint(&self) -> Option<String> {
         let unblock = self.unblock();
         if !unblock.is_empty() {
-            return Some(format!("to go ahead: {}", unblock.join(" or ")));
+            return Some(format!("to unblock: {}", unblock.join(" or ")));
         }
         Some(if self.effect == Effect::Deny {
             "a `[[policy.rule]]` or a guard denies this; `repoman explain` shows why".to_owned()
@@ -113,6 +110,22 @@ pub enum GateError {
     /// Recording the decision failed.
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+impl DomainError for GateError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GateError::Blocked(b) => b.kind(),
+            GateError::State(e) => e.kind(),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            GateError::Blocked(b) => b.hint(),
+            GateError::State(e) => e.hint(),
+        }
+    }
 }
 
 impl GateError {
@@ -247,13 +260,13 @@ mod tests {
         assert_eq!(events(&s, "policy.decided"), 0, "a dry run records nothing");
         assert_eq!(
             b.to_string(),
-            "sync of backup:alpha is denied by policy: the source is empty \
-             (backup.source-empty: deny); syncs need review (user:1: review_required)"
+            "sync on backup:alpha is blocked by policy (denied): denied (backup.source-empty): \
+             the source is empty; review required (user:1): syncs need review"
         );
         assert_eq!(b.kind(), ErrorKind::Blocked);
         assert_eq!(
             b.hint().unwrap(),
-            "to go ahead: repoman sync alpha --allow-empty"
+            "to unblock: repoman sync alpha --allow-empty"
         );
 
         let err = gate(&s, &op(), vec![deny(None)], &[], GateMode::RecordIfBlocked).unwrap_err();

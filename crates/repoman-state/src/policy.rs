@@ -67,6 +67,19 @@ pub struct Verdict {
     pub unblock: Option<String>,
 }
 
+impl Verdict {
+    /// How every face shows a verdict: `denied (RULE): REASON`, `review required (RULE): REASON`
+    /// or `allowed (RULE): REASON`.
+    pub fn line(&self) -> String {
+        let what = match self.effect {
+            Effect::Deny => "denied",
+            Effect::ReviewRequired => "review required",
+            Effect::Allow => "allowed",
+        };
+        format!("{what} ({}): {}", self.rule, self.reason)
+    }
+}
+
 /// The merged decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {

@@ -57,6 +57,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// clap value parser for `--jobs N`: a whole number of at least 1 (0 workers would do nothing).
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => {
+            Err("0 would run nothing; use 1 for one at a time, or more to run in parallel".into())
+        }
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number; use 1 or more")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,23 @@
 //! The one error type at the edge of the CLI, and the exit codes (DESIGN.md §5).
 //!
-//! Domain crates return their own `thiserror` enums; each command converts them into a
-//! [`CliError`] (via `From` impls, which live next to the command that needs them when only one
-//! command does) that knows its [`Exit`] code, the cause chain and an optional `hint:` line.
+//! Domain crates return their own `thiserror` enums, each implementing
+//! [`repoman_core::DomainError`]: a kind and a hint. [`exit_for`] is the ONE mapping from a kind
+//! to an [`Exit`]; every `From<DomainErr> for CliError` goes through [`CliError::domain`], so the
+//! same failure exits the same way in every command. A policy block ([`Blocked`]) renders the
+//! same for sandboxes, backups, realms and tools ([`CliError::blocked`]).
 //! `main` is the only place that turns an [`Exit`] into a process exit status.
 
 use std::fmt;
 
 use repoman_core::fs::FsError;
+use repoman_core::ids::IdError;
 use repoman_core::names::NameError;
 use repoman_core::paths::PathsError;
 use repoman_core::process::ProcessError;
 use repoman_core::registry::RegistryError;
+use repoman_core::{DomainError, ErrorKind};
+use repoman_incus::IncusError;
+use repoman_state::{Blocked, GateError, StateError};
 
 /// Process exit codes. Scripts rely on these; they are documented in `docs/cli.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +65,25 @@ impl Exit {
     }
 }
 
+/// The one mapping from an error kind to the exit code (DESIGN.md §5; the table in
+/// `docs/cli.md`).
+pub fn exit_for(kind: ErrorKind) -> Exit {
+    match kind {
+        ErrorKind::Failed => Exit::Failure,
+        ErrorKind::Usage => Exit::Usage,
+        ErrorKind::Blocked => Exit::Blocked,
+        ErrorKind::Unavailable => Exit::Unavailable,
+        ErrorKind::Interrupted => Exit::Interrupted,
+    }
+}
+
 /// A failed command: what went wrong, why (the cause chain), and what to do about it.
 #[derive(Debug)]
 pub struct CliError {
     pub exit: Exit,
     pub message: String,
+    /// Lines that belong to the message (the reasons of a block), shown indented under it.
+    pub details: Vec<String>,
     pub causes: Vec<String>,
     pub hint: Option<String>,
 }
@@ -73,9 +93,52 @@ impl CliError {
         Self {
             exit,
             message: message.into(),
+            details: Vec::new(),
             causes: Vec::new(),
             hint: None,
         }
+    }
+
+    /// Build from a domain error: its [`DomainError::kind`] decides the exit code (through
+    /// [`exit_for`]), its [`DomainError::hint`] the `hint:` line.
+    pub fn domain<E: DomainError + 'static>(err: &E) -> Self {
+        Self::of_kind(err.kind(), err, err.hint())
+    }
+
+    /// Build from an error of a known kind (for errors that are not a [`DomainError`]).
+    pub fn of_kind(
+        kind: ErrorKind,
+        err: &(dyn std::error::Error + 'static),
+        hint: Option<String>,
+    ) -> Self {
+        let e = Self::from_error(exit_for(kind), err);
+        match hint {
+            Some(h) => e.with_hint(h),
+            None => e,
+        }
+    }
+
+    /// A policy block, rendered the same for every domain: what was stopped, one line per
+    /// blocking reason with its rule, and the command that would unblock it.
+    ///
+    /// ```text
+    /// error: tools.pin on file:api/.tool-versions is blocked by policy (denied)
+    ///   denied (user:1): pins need a human
+    /// hint: to unblock: ...
+    /// ```
+    pub fn blocked(b: &Blocked) -> Self {
+        let mut e = Self::new(
+            exit_for(b.kind()),
+            format!(
+                "{} on {} is blocked by policy ({})",
+                b.operation,
+                b.object,
+                b.verb()
+            ),
+        );
+        e.details = crate::decision::reason_lines(&b.reasons);
+        e.hint = b.hint();
+        e
     }
 
     /// A usage or configuration error (exit 2).
@@ -117,6 +180,9 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
+        for d in &self.details {
+            write!(f, "\n  {d}")?;
+        }
         for c in &self.causes {
             write!(f, "\n  caused by: {c}")?;
         }
@@ -129,115 +195,62 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-impl From<RegistryError> for CliError {
-    fn from(e: RegistryError) -> Self {
-        let hint = match &e {
-            RegistryError::Parse { path, .. } => Some(format!("fix the file {}", path.display())),
-            RegistryError::TooNew { .. } => Some("install a newer repoman".to_owned()),
-            RegistryError::UnknownProject(_) => {
-                Some("`repoman list` shows the registered projects".to_owned())
+/// `From` for every domain error: all go through [`CliError::domain`].
+macro_rules! from_domain_error {
+    ($($t:ty),* $(,)?) => {
+        $(impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                CliError::domain(&e)
             }
-            RegistryError::Duplicate(_) => {
-                Some("choose another name, or `repoman remove` the old one".to_owned())
-            }
-            RegistryError::Fs(FsError::LockTimeout { .. }) => Some(
-                "another repoman is editing the registry; retry when it has finished".to_owned(),
-            ),
-            _ => None,
+        })*
+    };
+}
+
+from_domain_error!(
+    RegistryError,
+    NameError,
+    PathsError,
+    FsError,
+    ProcessError,
+    IdError,
+    StateError,
+    IncusError,
+);
+
+/// repoman-backup still has its own kinds (issue 16 replaces them with [`ErrorKind`]; then this
+/// joins the list above).
+impl From<repoman_backup::BackupError> for CliError {
+    fn from(e: repoman_backup::BackupError) -> Self {
+        use repoman_backup::ErrorKind as B;
+        let kind = match e.kind() {
+            B::Environment => ErrorKind::Unavailable,
+            B::Interrupted => ErrorKind::Interrupted,
+            B::Usage => ErrorKind::Usage,
+            B::Failed => ErrorKind::Failed,
         };
-        let exit = match &e {
-            RegistryError::Fs(FsError::LockTimeout { .. }) => Exit::Failure,
-            RegistryError::Read { .. } | RegistryError::Fs(_) => Exit::Failure,
-            _ => Exit::Usage,
-        };
-        let err = CliError::from_error(exit, &e);
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
+        CliError::of_kind(kind, &e, e.hint())
+    }
+}
+
+impl From<Blocked> for CliError {
+    fn from(b: Blocked) -> Self {
+        CliError::blocked(&b)
+    }
+}
+
+impl From<GateError> for CliError {
+    fn from(e: GateError) -> Self {
+        match e {
+            GateError::Blocked(b) => CliError::blocked(&b),
+            GateError::State(e) => CliError::domain(&e),
         }
     }
 }
 
-impl From<NameError> for CliError {
-    fn from(e: NameError) -> Self {
-        CliError::from_error(Exit::Usage, &e)
-    }
-}
-
-impl From<PathsError> for CliError {
-    fn from(e: PathsError) -> Self {
-        let hint = match &e {
-            PathsError::NoHome(_) => {
-                Some("set HOME, or REPOMAN_CONFIG / REPOMAN_STATE_DIR / REPOMAN_CACHE_DIR")
-            }
-            PathsError::RuntimeMode { .. } => {
-                Some("chmod 0700 the directory, or set REPOMAN_RUNTIME_DIR")
-            }
-            _ => None,
-        };
-        let exit = if matches!(e, PathsError::Create { .. }) {
-            Exit::Failure
-        } else {
-            Exit::Usage
-        };
-        let err = CliError::from_error(exit, &e);
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
-    }
-}
-
-impl From<FsError> for CliError {
-    fn from(e: FsError) -> Self {
-        CliError::from_error(Exit::Failure, &e)
-    }
-}
-
-impl From<ProcessError> for CliError {
-    fn from(e: ProcessError) -> Self {
-        match &e {
-            ProcessError::Cancelled { .. } => CliError::interrupted(),
-            ProcessError::NotFound { program } => CliError::from_error(Exit::Unavailable, &e)
-                .with_hint(format!(
-                    "install {program}; `scripts/incus-lab` installs everything repoman needs"
-                )),
-            _ => CliError::from_error(Exit::Failure, &e),
-        }
-    }
-}
-
-impl From<repoman_state::StateError> for CliError {
-    fn from(e: repoman_state::StateError) -> Self {
-        use repoman_state::StateError as S;
-        let exit = if e.needs_human() {
-            Exit::Blocked
-        } else {
-            match &e {
-                S::InvalidEvent { .. }
-                | S::SchemaViolation { .. }
-                | S::UnknownSchema(_)
-                | S::ConflictNotFound(_)
-                | S::Paths(_) => Exit::Usage,
-                _ => Exit::Failure,
-            }
-        };
-        let err = CliError::from_error(exit, &e);
-        match &e {
-            S::CorruptLine { .. } => err.with_hint(
-                "run `repoman doctor` (and `repoman doctor --repair` for what it can fix)",
-            ),
-            S::Lock(_) => {
-                err.with_hint("another repoman process holds the lock; retry when it has finished")
-            }
-            _ => err,
-        }
-    }
-}
-
+/// A bare I/O error carries no kind: the operation failed.
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
-        CliError::from_error(Exit::Failure, &e)
+        CliError::of_kind(ErrorKind::Failed, &e, None)
     }
 }
 
@@ -277,6 +290,24 @@ mod tests {
         .map(|e| e.code())
         .collect();
         assert_eq!(codes, [0, 1, 2, 3, 4, 130]);
+    }
+
+    #[test]
+    fn every_kind_has_its_documented_exit() {
+        let codes: Vec<(ErrorKind, u8)> = ErrorKind::ALL
+            .iter()
+            .map(|k| (*k, exit_for(*k).code()))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                (ErrorKind::Failed, 1),
+                (ErrorKind::Usage, 2),
+                (ErrorKind::Blocked, 3),
+                (ErrorKind::Unavailable, 4),
+                (ErrorKind::Interrupted, 130)
+            ]
+        );
     }
 
     #[test]

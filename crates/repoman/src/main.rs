@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod commands;
+mod decision;
 mod error;
 mod progress;
 mod prompt;

@@ -151,6 +151,9 @@ impl Ui {
     /// Print an error with its causes and hint.
     pub fn error(&self, err: &CliError) {
         let mut text = format!("{} {}", self.paint(Tone::Bad, "error:"), err.message);
+        for d in &err.details {
+            text.push_str(&format!("\n  {d}"));
+        }
         for c in &err.causes {
             text.push_str(&format!("\n  {} {c}", self.paint(Tone::Dim, "caused by:")));
         }
@@ -243,12 +246,7 @@ fn prompt_error(e: dialoguer::Error) -> CliError {
 fn stdout_error(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {
         // `repoman log | head`: the reader left; exit quietly.
-        CliError {
-            exit: Exit::Success,
-            message: String::new(),
-            causes: Vec::new(),
-            hint: None,
-        }
+        CliError::new(Exit::Success, "")
     } else {
         CliError::failed(format!("cannot write to stdout: {e}"))
     }

@@ -276,3 +276,95 @@ fn registry_is_validated_against_its_schema_on_load() {
         .stderr(predicate::str::contains("max_delete_percent"))
         .stderr(predicate::str::contains("hint: fix"));
 }
+
+/// Values that would make a command do nothing, or something other than asked, are refused up
+/// front: exit 2, the value, and what to use instead.
+#[test]
+fn out_of_range_flags_are_usage_errors_with_the_value_and_a_hint() {
+    let home = tempfile::tempdir().unwrap();
+    for argv in [
+        &["sync", "--all", "--jobs", "0"][..],
+        &["tools", "scan", "--jobs", "0"][..],
+    ] {
+        repoman(home.path())
+            .args(argv)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("'0'"))
+            .stderr(predicate::str::contains("--jobs"))
+            .stderr(predicate::str::contains("use 1 for one at a time"));
+    }
+    let cfg = home.path().join(".config/repoman");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("repoman.toml"),
+        "schema_version = 1\n[[project]]\nname = \"alpha\"\nrepo = \"alpha\"\ncontainer = false\n",
+    )
+    .unwrap();
+    for pct in ["101%", "-1%", "nan%"] {
+        repoman(home.path())
+            .args(["sync", "alpha", &format!("--max-delete={pct}")])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "invalid value '{pct}' for '--max-delete <N|P%>'"
+            )))
+            .stderr(predicate::str::contains("between 0% and 100%"))
+            .stderr(predicate::str::contains(
+                "`--max-delete 100%` allows deleting everything",
+            ));
+    }
+}
+
+#[test]
+fn zero_probe_timeout_in_the_registry_is_a_configuration_error() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join(".config/repoman");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let path = cfg.join("repoman.toml");
+    std::fs::write(
+        &path,
+        "schema_version = 1\n[defaults]\nbackup_root = \"/b\"\nprobe_timeout_secs = 0\n",
+    )
+    .unwrap();
+    repoman(home.path())
+        .args(["config", "show"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{}:4:22: [defaults] probe_timeout_secs = 0",
+            path.display()
+        )))
+        .stderr(predicate::str::contains(
+            "hint: set probe_timeout_secs to 1 or more",
+        ));
+}
+
+#[test]
+fn a_project_registered_twice_is_refused_and_doctor_flags_it() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join(".config/repoman");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let path = cfg.join("repoman.toml");
+    std::fs::write(
+        &path,
+        "schema_version = 1\n\n[[project]]\nname = \"alpha\"\nrepo = \"a1\"\n\n[[project]]\nname = \"beta\"\nrepo = \"b\"\n\n[[project]]\nname = \"alpha\"\nrepo = \"a2\"\n",
+    )
+    .unwrap();
+    repoman(home.path())
+        .args(["list", "--json"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(format!(
+            "{}:12:8: project `alpha` is registered twice (first at line 4)",
+            path.display()
+        )))
+        .stderr(predicate::str::contains(
+            "hint: a project name is also its sandbox's name",
+        ));
+    let out = repoman(home.path()).args(["doctor"]).assert().code(3);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("FAIL registry"), "{stdout}");
+    assert!(stdout.contains("registered twice"), "{stdout}");
+}

@@ -12,7 +12,7 @@ use repoman_backup::engine::{self, Prepared, Settings as SyncSettings};
 use repoman_backup::guards::{self, DeleteLimits};
 use repoman_backup::manifest::Manifest;
 use repoman_backup::marker::Owner;
-use repoman_backup::{BackupError, ErrorKind, conflict};
+use repoman_backup::{BackupError, conflict};
 use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry, RegistryFile};
 use repoman_core::settings::Settings;
 use repoman_state::{
@@ -45,10 +45,10 @@ pub struct SyncArgs {
     #[arg(long)]
     pub no_delete: bool,
     /// Allow up to N deletions, or P% of the backup's entries (e.g. `50` or `10%`).
-    #[arg(long, value_name = "N|P%")]
-    pub max_delete: Option<String>,
+    #[arg(long, value_name = "N|P%", value_parser = parse_max_delete)]
+    pub max_delete: Option<MaxDelete>,
     /// Projects synced at the same time (default: twice the CPU count, at least 2, at most 8).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cli::parse_jobs)]
     pub jobs: Option<usize>,
     /// Mirror an emptied working copy (deletes the whole backup copy).
     #[arg(long)]
@@ -169,41 +169,51 @@ fn unfinished_run_since(
 
 /// Map a backup error to the CLI error and exit code.
 pub(crate) fn backup_error(e: BackupError) -> CliError {
-    let exit = match e.kind() {
-        ErrorKind::Environment => Exit::Unavailable,
-        ErrorKind::Interrupted => Exit::Interrupted,
-        ErrorKind::Usage => Exit::Usage,
-        ErrorKind::Failed => Exit::Failure,
-    };
-    let hint = e.hint();
-    let err = CliError::from_error(exit, &e);
-    match hint {
-        Some(h) => err.with_hint(h),
-        None => err,
+    CliError::from(e)
+}
+
+/// A `--max-delete` value, checked when the command line is parsed (before any other work).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxDelete {
+    Count(u64),
+    Percent(f64),
+}
+
+/// clap value parser for `--max-delete N|P%`.
+pub fn parse_max_delete(v: &str) -> Result<MaxDelete, String> {
+    let bad = || format!("{v:?} is neither a count like 50 nor a percentage like 10%");
+    match v.trim().strip_suffix('%') {
+        Some(p) => {
+            let pct = p.trim().parse::<f64>().map_err(|_| bad())?;
+            if (0.0..=100.0).contains(&pct) {
+                Ok(MaxDelete::Percent(pct))
+            } else {
+                Err(format!(
+                    "a percentage of the backup's entries is between 0% and 100%, not {v:?}; \
+                     `--max-delete 100%` allows deleting everything, a count like 50 caps the number"
+                ))
+            }
+        }
+        None => v.trim().parse().map(MaxDelete::Count).map_err(|_| bad()),
     }
 }
 
-/// Parse `--max-delete N|P%` into limits.
-fn limits(settings: &Settings, flag: Option<&str>) -> Result<DeleteLimits, CliError> {
-    let mut l = DeleteLimits {
-        count: settings.max_delete.value,
-        percent: settings.max_delete_percent.value,
-    };
-    if let Some(v) = flag {
-        let bad = || {
-            CliError::usage(format!(
-                "--max-delete {v:?}: expected a count like 50 or a percentage like 10%"
-            ))
-        };
-        if let Some(p) = v.strip_suffix('%') {
-            l.percent = p.trim().parse::<f64>().map_err(|_| bad())?;
-            l.count = u64::MAX;
-        } else {
-            l.count = v.trim().parse().map_err(|_| bad())?;
-            l.percent = 100.0;
-        }
+/// The deletion limits: the registry's, unless `--max-delete` replaces them.
+fn limits(settings: &Settings, flag: Option<MaxDelete>) -> DeleteLimits {
+    match flag {
+        None => DeleteLimits {
+            count: settings.max_delete.value,
+            percent: settings.max_delete_percent.value,
+        },
+        Some(MaxDelete::Percent(percent)) => DeleteLimits {
+            count: u64::MAX,
+            percent,
+        },
+        Some(MaxDelete::Count(count)) => DeleteLimits {
+            count,
+            percent: 100.0,
+        },
     }
-    Ok(l)
 }
 
 /// The worst of two exits.
@@ -260,7 +270,7 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
         app.ui.warn("no projects registered; nothing to sync");
         return Ok(Exit::Success);
     }
-    let limits = limits(&settings, args.max_delete.as_deref())?;
+    let limits = limits(&settings, args.max_delete);
     app.paths.ensure_runtime_dir()?;
     let state = if args.dry_run {
         app.state_read_only()?

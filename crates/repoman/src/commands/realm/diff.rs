@@ -1,0 +1,77 @@
+//! `repoman realm diff`: the compatibility engine on two schema files outside any realm.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use repoman_realm::compat::{self, Mode};
+use serde_json::json;
+
+use super::load_error;
+use super::render::render_report;
+use crate::app::App;
+use crate::error::{CliError, Exit};
+
+/// Output formats of `realm diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
+}
+
+/// Compatibility modes on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Backward,
+    Forward,
+    Full,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Backward => Mode::Backward,
+            ModeArg::Forward => Mode::Forward,
+            ModeArg::Full => Mode::Full,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The old schema (JSON or YAML).
+    pub old: PathBuf,
+    /// The new schema (JSON or YAML).
+    pub new: PathBuf,
+    /// Which readers must keep working.
+    #[arg(long, value_enum, default_value = "backward")]
+    pub mode: ModeArg,
+    /// Output format (`--json` is the same as `--format json`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DiffFormat,
+}
+
+pub(super) fn diff(app: &App, args: DiffArgs) -> Result<Exit, CliError> {
+    let old = repoman_realm::yaml::load_value(&args.old).map_err(load_error)?;
+    let new = repoman_realm::yaml::load_value(&args.new).map_err(load_error)?;
+    let mode: Mode = args.mode.into();
+    let report =
+        compat::diff(&old, &new, mode).map_err(|e| CliError::from_error(Exit::Usage, &e))?;
+    if app.ui.json() || args.format == DiffFormat::Json {
+        app.ui.print_json(&json!({
+            "old": args.old,
+            "new": args.new,
+            "mode": report.mode,
+            "verdict": report.verdict,
+            "changes": report.changes,
+        }))?;
+    } else {
+        for line in render_report(&report) {
+            app.ui.data(&line)?;
+        }
+    }
+    Ok(if report.is_breaking() {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
+}

@@ -1,0 +1,262 @@
+//! `repoman realm ...`: realm contracts between repositories (issue 6).
+//!
+//! `realm diff` runs the compatibility engine on two schema files outside any realm; the other
+//! subcommands work on a realm repository (see `docs/realms.md`).
+
+mod admin;
+mod check;
+mod contract;
+mod diff;
+mod render;
+mod status;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use repoman_realm::realm::{Realm, RealmError, RealmEvent, find_membership, membership_root};
+use repoman_realm::yaml::LoadError;
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::{CliError, Exit};
+
+pub use admin::AdminCommand;
+pub use check::CheckArgs;
+pub use diff::DiffArgs;
+pub use status::StatusArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum RealmCommand {
+    /// Compare two JSON Schemas (JSON or YAML files) and report breaking changes.
+    ///
+    /// Exit 0 when compatible in the chosen mode (warnings included), 1 when breaking, 2 when a file
+    /// is unreadable or the arguments are wrong. BACKWARD: NEW reads data written under OLD;
+    /// FORWARD: OLD reads data written under NEW; FULL: both.
+    Diff(DiffArgs),
+    /// Show the realm, its domains, this repo's exports and imports, stale bindings and pending
+    /// contract changes (read-only).
+    Status(StatusArgs),
+    /// Check contracts for CI: exit 0 ok, 1 breaking or invalid, 2 usage.
+    ///
+    /// In the realm repository the default modes are `contract` and `compatibility`; in a member
+    /// repo, `exporter` and `importer` (which also run the contract's validation hooks when this
+    /// machine trusts the realm).
+    Check(CheckArgs),
+    /// Change the realm: init, join/leave, domains, contracts, bindings, trust, cache.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Which realm to act on.
+#[derive(Debug, Args, Clone)]
+pub struct RealmSel {
+    /// The realm: a path to the realm repository, or a name created by `realm admin init`
+    /// (default: the realm of the repository in the current directory).
+    #[arg(long)]
+    pub realm: Option<String>,
+}
+
+pub fn run(app: &App, cmd: RealmCommand) -> Result<Exit, CliError> {
+    match cmd {
+        RealmCommand::Diff(a) => diff::diff(app, a),
+        RealmCommand::Status(a) => status::status(app, a),
+        RealmCommand::Check(a) => check::check_cmd(app, a),
+        RealmCommand::Admin(c) => admin::admin(app, c),
+    }
+}
+
+pub(super) fn load_error(e: LoadError) -> CliError {
+    let hint = match &e {
+        LoadError::TooLarge { .. } => Some("split the schema, or compare a smaller excerpt"),
+        LoadError::Syntax { .. } | LoadError::Invalid { .. } => {
+            Some("fix the file at the position shown")
+        }
+        LoadError::Io { .. } => None,
+    };
+    let err = CliError::from_error(Exit::Usage, &e);
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
+}
+
+pub(super) fn cwd() -> Result<PathBuf, CliError> {
+    std::env::current_dir()
+        .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))
+}
+
+pub(super) fn realm_error(e: RealmError) -> CliError {
+    let exit = match &e {
+        RealmError::Git(_) | RealmError::Write { .. } | RealmError::Io { .. } => Exit::Failure,
+        RealmError::Cycle(_) | RealmError::InUse { .. } => Exit::Blocked,
+        _ => Exit::Usage,
+    };
+    let hint = match &e {
+        RealmError::NotAMember { .. } => {
+            Some("join a realm with `repoman realm admin join REALM`, or pass --realm")
+        }
+        RealmError::NotARealm { .. } => {
+            Some("create one with `repoman realm admin init NAME`, or pass --realm PATH")
+        }
+        RealmError::Bump(_) => Some("pass --version with a version that matches the change"),
+        RealmError::RangeMismatch { .. } => {
+            Some("widen the range, or import the version the range accepts")
+        }
+        _ => None,
+    };
+    let err = CliError::from_error(exit, &e);
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
+}
+
+pub(super) fn default_realm_dir(app: &App, name: &str) -> PathBuf {
+    app.paths.state_dir.join("realms").join(name)
+}
+
+/// `--realm NAME|PATH`, else the realm of the repository in the current directory (or the realm
+/// repository itself when run inside it).
+pub(super) fn resolve_realm(app: &App, sel: Option<&str>) -> Result<Realm, CliError> {
+    let root = match sel {
+        Some(s) => {
+            let p = PathBuf::from(s);
+            if p.join("realm.yaml").is_file() {
+                p
+            } else {
+                let by_name = default_realm_dir(app, s);
+                if by_name.join("realm.yaml").is_file() {
+                    by_name
+                } else {
+                    return Err(CliError::usage(format!(
+                        "no realm `{s}` (neither a realm repository path nor a realm under {})",
+                        app.paths.state_dir.join("realms").display()
+                    ))
+                    .with_hint("create it with `repoman realm admin init NAME`"));
+                }
+            }
+        }
+        None => {
+            let here = cwd()?;
+            if here.join("realm.yaml").is_file() {
+                here
+            } else {
+                let (dir, m) = find_membership(&here).map_err(realm_error)?;
+                membership_root(&dir, &m)
+            }
+        }
+    };
+    Realm::load(&root).map_err(realm_error)
+}
+
+/// The member repo for `--repo DIR` (or the current directory): its directory and realm name.
+pub(super) fn member(realm: &Realm, repo: Option<&Path>) -> Result<(PathBuf, String), CliError> {
+    let start = match repo {
+        Some(p) => p.to_path_buf(),
+        None => cwd()?,
+    };
+    let (dir, m) = find_membership(&start).map_err(realm_error)?;
+    if m.realm != realm.name() {
+        return Err(CliError::usage(format!(
+            "{} belongs to realm `{}`, not `{}`",
+            dir.display(),
+            m.realm,
+            realm.name()
+        )));
+    }
+    Ok((dir, m.repo))
+}
+
+pub(super) fn record(app: &App, events: Vec<RealmEvent>) -> Result<(), CliError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let state = app.state()?;
+    let evs = events
+        .into_iter()
+        .map(|e| repoman_state::NewEvent::new(e.type_, e.object, e.data))
+        .collect();
+    state.append_batch(evs)?;
+    Ok(())
+}
+
+/// Publishes the realm file schemas (`repoman schema show realm.contract`) and the data schema of
+/// the realm events.
+pub(crate) fn register_schemas() {
+    use repoman_state::schemas::{Schema, SchemaKind, register};
+    for s in repoman_realm::schemas::all() {
+        register(Schema {
+            id: s.id.into(),
+            title: s.title.into(),
+            kind: SchemaKind::Config,
+            applies_to: s.applies_to.into(),
+            json: s.json,
+        });
+    }
+    register(Schema::event_data(
+        "realm.checked",
+        "A realm check's outcome",
+        json!({"type": "object", "required": ["ok", "modes", "errors", "warnings"],
+               "properties": {"ok": {"type": "boolean"}, "modes": {"type": "array", "items": {"type": "string"}},
+                              "errors": {"type": "integer"}, "warnings": {"type": "integer"}, "context": {"type": "string"}}}),
+    ));
+    register(Schema::event_data(
+        "contract.checked",
+        "One contract compatibility comparison",
+        json!({"type": "object", "required": ["from", "to", "mode", "verdict"],
+               "properties": {"from": {"type": "string"}, "to": {"type": "string"}, "mode": {"type": "string"},
+                              "verdict": {"enum": ["compatible", "warning", "breaking"]}}}),
+    ));
+}
+
+pub(super) fn dry(dry_run: bool) -> &'static str {
+    if dry_run { "(dry run) " } else { "" }
+}
+
+/// Evaluates the user's `[[policy.rule]]`s (and `verdicts` from realm guards) for a realm change,
+/// records the decision, and stops with exit 3 when it denies or needs review.
+pub(super) fn policy_gate(
+    app: &App,
+    op: &str,
+    object: &str,
+    verdicts: Vec<repoman_state::Verdict>,
+) -> Result<(), CliError> {
+    use repoman_state::{Effect, Operation};
+    let reg = app.registry()?;
+    let state = app.state()?;
+    let op = Operation {
+        name: op.into(),
+        object: object.into(),
+        project: None,
+    };
+    let d = state.decide(&op, verdicts, &reg.registry.policy.rules)?;
+    if d.effect.blocks() {
+        let reasons: Vec<String> = d
+            .reasons
+            .iter()
+            .filter(|v| v.effect.blocks())
+            .map(|v| {
+                format!(
+                    "{} ({}): {}",
+                    if v.effect == Effect::Deny {
+                        "denied"
+                    } else {
+                        "review required"
+                    },
+                    v.rule,
+                    v.reason
+                )
+            })
+            .collect();
+        return Err(CliError::new(
+            Exit::Blocked,
+            format!(
+                "{} on {} is blocked by policy:\n  {}",
+                op.name,
+                op.object,
+                reasons.join("\n  ")
+            ),
+        ));
+    }
+    Ok(())
+}
