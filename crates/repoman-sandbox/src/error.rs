@@ -89,20 +89,15 @@ impl SandboxError {
     /// The kind of failure this is (DESIGN.md §5 maps kinds to exit codes).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            SandboxError::Incus(e) if e.is_unavailable() => ErrorKind::Unavailable,
-            SandboxError::Incus(IncusError::Forbidden { .. }) | SandboxError::Restricted(_) => {
-                ErrorKind::Unavailable
-            }
-            SandboxError::Incus(IncusError::MissingExtension { .. }) => ErrorKind::Unavailable,
-            SandboxError::Incus(_) => ErrorKind::Failed,
-            SandboxError::State(e) if e.needs_human() => ErrorKind::Blocked,
-            SandboxError::State(_) => ErrorKind::Failed,
-            SandboxError::Registry(RegistryError::Read { .. } | RegistryError::Fs(_)) => {
-                ErrorKind::Failed
-            }
-            SandboxError::Registry(_) => ErrorKind::Usage,
-            SandboxError::Name(_)
-            | SandboxError::NotConfigured { .. }
+            // Wrapped domain errors keep their own kind: the same failure maps to the same exit
+            // code whichever command meets it.
+            SandboxError::Incus(e) => DomainError::kind(e),
+            SandboxError::State(e) => DomainError::kind(e),
+            SandboxError::Registry(e) => DomainError::kind(e),
+            SandboxError::Name(e) => DomainError::kind(e),
+            SandboxError::Process(e) => DomainError::kind(e),
+            SandboxError::Restricted(_) => ErrorKind::Unavailable,
+            SandboxError::NotConfigured { .. }
             | SandboxError::Invalid(_)
             | SandboxError::Overrides { .. }
             | SandboxError::UnknownProject(_)
@@ -110,11 +105,7 @@ impl SandboxError {
             | SandboxError::AlreadyRegistered { .. }
             | SandboxError::ProfilesOfExisting(_)
             | SandboxError::OrphanExists { .. } => ErrorKind::Usage,
-            SandboxError::Process(ProcessError::Cancelled { .. }) | SandboxError::Interrupted => {
-                ErrorKind::Interrupted
-            }
-            SandboxError::Process(ProcessError::NotFound { .. }) => ErrorKind::Unavailable,
-            SandboxError::Process(_) => ErrorKind::Failed,
+            SandboxError::Interrupted => ErrorKind::Interrupted,
             SandboxError::Missing { .. } => ErrorKind::Failed,
             SandboxError::NoIncusProject(_) => ErrorKind::Usage,
             SandboxError::Directory { .. } => ErrorKind::Usage,
@@ -126,7 +117,9 @@ impl SandboxError {
     /// What the user should do next, when obvious.
     pub fn hint(&self) -> Option<String> {
         match self {
-            SandboxError::Incus(e) => e.hint(),
+            SandboxError::Incus(e) => DomainError::hint(e),
+            SandboxError::State(e) => DomainError::hint(e),
+            SandboxError::Process(e) => DomainError::hint(e),
             SandboxError::NotConfigured { hint, .. } => Some(hint.clone()),
             SandboxError::UnknownProject(_) => {
                 Some("`repoman list` shows the registered projects".to_owned())
@@ -152,12 +145,7 @@ impl SandboxError {
                 "`repoman status {name} --repair --orphan adopt` registers it"
             )),
             SandboxError::Overrides { path, .. } => Some(format!("fix {}", path.display())),
-            SandboxError::Registry(RegistryError::Parse { path, .. }) => {
-                Some(format!("fix the file {}", path.display()))
-            }
-            SandboxError::Registry(e @ RegistryError::Invalid { .. }) => {
-                e.hint().map(str::to_owned)
-            }
+            SandboxError::Registry(e) => DomainError::hint(e),
             _ => None,
         }
     }

@@ -254,20 +254,13 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// Sandbox errors are domain errors; a policy block renders as every domain's does.
 impl From<repoman_sandbox::SandboxError> for CliError {
     fn from(e: repoman_sandbox::SandboxError) -> Self {
-        use repoman_core::ErrorKind;
-        let exit = match e.kind() {
-            ErrorKind::Failed => Exit::Failure,
-            ErrorKind::Usage => Exit::Usage,
-            ErrorKind::Blocked => Exit::Blocked,
-            ErrorKind::Unavailable => Exit::Unavailable,
-            ErrorKind::Interrupted => return CliError::interrupted(),
-        };
-        let err = CliError::from_error(exit, &e);
-        match e.hint() {
-            Some(h) => err.with_hint(h),
-            None => err,
+        match &e {
+            repoman_sandbox::SandboxError::Blocked(b) => CliError::blocked(b),
+            _ if e.kind() == ErrorKind::Interrupted => CliError::interrupted(),
+            _ => CliError::domain(&e),
         }
     }
 }
