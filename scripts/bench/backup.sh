@@ -51,7 +51,21 @@ now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 repoman_sync() { "$BIN" --no-progress --json sync --all > "$W/last.json"; }
 rsync_loop() { for d in "$W"/local/*/; do rsync -a --delete "$d" "$W/b2/$(basename "$d")/"; done; }
-timed() { local s e; s=$(now); "$@"; e=$(now); secs "$s" "$e"; }
+# A timed command that fails stops the benchmark (exit 1, with the command and its status): a
+# sync refused by a guard or an rsync error would otherwise be timed as if it had worked.
+timed() {
+  local s e rc=0
+  s=$(now)
+  "$@" || rc=$?
+  e=$(now)
+  if [ "$rc" -ne 0 ]; then
+    echo "bench/backup: FAILED (exit $rc): $*" >&2
+    [ -s "$W/last.json" ] && head -c 2000 "$W/last.json" >&2
+    exit 1
+  fi
+  secs "$s" "$e"
+}
+trap 'echo "bench/backup: FAILED (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 change_one_percent() {
   python3 - "$W/local" "$1" <<'PY'

@@ -31,12 +31,20 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Cache directory: probe and stat caches (default: $XDG_CACHE_HOME/repoman).",
     },
     EnvVar {
+        name: "REPOMAN_DATA_DIR",
+        doc: "Data directory: installed SNIF modules and their grants (default: $XDG_DATA_HOME/repoman).",
+    },
+    EnvVar {
         name: "REPOMAN_RUNTIME_DIR",
         doc: "Runtime directory: daemon socket, locks (default: $XDG_RUNTIME_DIR/repoman, else /tmp/repoman-$UID).",
     },
     EnvVar {
         name: "REPOMAN_PROFILE",
         doc: "The profile recorded on events and matched by policy rules (default: `default`).",
+    },
+    EnvVar {
+        name: "REPOMAN_ACTOR",
+        doc: "Set by the daemon for the commands it runs for a caller: `daemon` or `agent:PROJECT` is recorded as the actor (no value can name a human).",
     },
     EnvVar {
         name: "REPOMAN_LOG",
@@ -53,6 +61,14 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "REPOMAN_TEST_INCUS",
         doc: "Tests only: `require` makes real-Incus tests fail instead of skip when Incus is unreachable.",
+    },
+    EnvVar {
+        name: "REPOMAN_SUBUID_FILE",
+        doc: "The subordinate uid file `repoman setup` checks and extends (default: /etc/subuid); for tests and unusual systems.",
+    },
+    EnvVar {
+        name: "REPOMAN_SUBGID_FILE",
+        doc: "The subordinate gid file `repoman setup` checks and extends (default: /etc/subgid).",
     },
     EnvVar {
         name: "LOCAL_REPOS",
@@ -81,6 +97,10 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "XDG_CACHE_HOME",
         doc: "Base of the cache directory (default: ~/.cache).",
+    },
+    EnvVar {
+        name: "XDG_DATA_HOME",
+        doc: "Base of the data directory (default: ~/.local/share).",
     },
     EnvVar {
         name: "XDG_RUNTIME_DIR",

@@ -4,6 +4,9 @@
 //! file in the same directory, fsyncs it, renames it over the target and fsyncs the directory, so
 //! after a crash the target holds either the old or the new bytes.
 //!
+//! [`read_in_dir`] reads a file a sandbox may have planted (in a repo) without following a
+//! symlink anywhere on the way and without blocking on a FIFO or device.
+//!
 //! [`FileLock`] is an advisory `flock(2)` lock on a lock file; it is released when dropped (and by
 //! the kernel if the process dies), so a crashed repoman never leaves a stale lock behind.
 
@@ -211,5 +214,118 @@ mod tests {
         );
         drop(held);
         FileLock::acquire(&p, "the registry", Some(Duration::ZERO), || {}).unwrap();
+    }
+}
+
+/// Read `rel` under `dir` when it is a regular file of at most `max` bytes. `Ok(None)` when it
+/// does not exist.
+///
+/// For files the sandbox can write (DESIGN.md §5a): no component of `rel` may be a symlink and
+/// `rel` may not leave `dir` (`openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`; on kernels
+/// without `openat2`, `O_NOFOLLOW` on the last component and a refusal of `..`); the file is opened
+/// non-blocking, so a FIFO never blocks, and anything but a regular file is refused.
+pub fn read_in_dir(dir: &Path, rel: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    use std::path::Component;
+    let refuse = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(refuse(
+            "the path must stay inside its directory (no `/`, `.` or `..`)",
+        ));
+    }
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let dirfd = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let opened = rustix::fs::openat2(
+        &dirfd,
+        rel,
+        flags,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    );
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOSYS) => {
+            match rustix::fs::openat(&dirfd, rel, flags | OFlags::NOFOLLOW, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(e) => return open_error(e),
+            }
+        }
+        Err(e) => return open_error(e),
+    };
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link; it is not followed"));
+    }
+    if !meta.is_file() {
+        return Err(refuse(
+            "is not a regular file (a FIFO, device, socket or directory); it is not read",
+        ));
+    }
+    if meta.len() > max {
+        return Err(refuse(&format!("is larger than {max} bytes")));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(refuse(&format!("is larger than {max} bytes")));
+    }
+    Ok(Some(buf))
+}
+
+fn open_error(e: rustix::io::Errno) -> io::Result<Option<Vec<u8>>> {
+    match e {
+        rustix::io::Errno::NOENT => Ok(None),
+        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a symbolic link (or lies behind one); it is not followed",
+        )),
+        e => Err(io::Error::from(e)),
+    }
+}
+
+#[cfg(test)]
+mod read_in_dir_tests {
+    use super::*;
+
+    #[test]
+    fn regular_files_are_read_and_links_fifos_and_escapes_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        std::fs::write(dir.join("ok.toml"), "a = 1\n").unwrap();
+        assert_eq!(
+            read_in_dir(dir, Path::new("ok.toml"), 100)
+                .unwrap()
+                .unwrap(),
+            b"a = 1\n"
+        );
+        assert_eq!(read_in_dir(dir, Path::new("absent"), 100).unwrap(), None);
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.join("link")).unwrap();
+        let err = read_in_dir(dir, Path::new("link"), 100).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        std::fs::create_dir(dir.join("real")).unwrap();
+        std::fs::write(dir.join("real/f"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("sub")).unwrap();
+        assert!(read_in_dir(dir, Path::new("sub/f"), 100).is_err());
+        assert!(read_in_dir(dir, Path::new("../x"), 100).is_err());
+        assert!(read_in_dir(dir, Path::new("/etc/passwd"), 100).is_err());
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let err = read_in_dir(dir, Path::new("fifo"), 100).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        std::fs::write(dir.join("big"), vec![b'x'; 101]).unwrap();
+        assert!(read_in_dir(dir, Path::new("big"), 100).is_err());
     }
 }

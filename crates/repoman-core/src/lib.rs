@@ -23,6 +23,7 @@ pub mod process;
 pub mod progress;
 pub mod registry;
 pub mod settings;
+pub mod subid;
 
 pub use cancel::Cancel;
 pub use clock::Clock;

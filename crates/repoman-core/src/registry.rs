@@ -136,6 +136,35 @@ pub struct Defaults {
     pub probe_timeout_secs: Option<u64>,
     /// Directories scanned for tools besides `PATH`.
     pub tools_dirs: Option<Vec<PathBuf>>,
+    /// `limits.processes` of every sandbox (a fork bomb stops there).
+    pub limits_processes: Option<u64>,
+    /// `limits.memory` of every sandbox (`4GiB`, `50%`).
+    pub limits_memory: Option<String>,
+    /// `limits.cpu` of every sandbox (a CPU count or a set like `0-3`).
+    pub limits_cpu: Option<String>,
+    /// Give sandboxes the Incus guest API (`/dev/incus`); off by default.
+    pub guest_api: Option<bool>,
+    /// Device types sandboxes may use that the restricted project blocks otherwise
+    /// (`unix-char`, `unix-block`, `usb`, `pci`, `gpu`).
+    #[serde(default)]
+    pub allow_devices: Vec<String>,
+    /// How often the daemon syncs every project (`6h`, `30m`, `1d`); unset: no scheduled syncs.
+    pub sync_every: Option<String>,
+    /// Random-looking but deterministic spread added to each project's period (default: a tenth
+    /// of `sync_every`), so projects synced together do not all run at once again.
+    pub sync_jitter: Option<String>,
+}
+
+/// A host directory `.repoman.toml` `[[mount]]`s may name (`[[mount_root]]`). Only the host
+/// registry declares these: a sandbox can write its repo's `.repoman.toml`, never this file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountRoot {
+    /// Host directory (`~` is the host user's home).
+    pub path: PathBuf,
+    /// Mounts under this root may be writable (read-only otherwise, whatever the repo asks).
+    #[serde(default)]
+    pub writable: bool,
 }
 
 /// A sandbox profile repoman ensures exists in its Incus project (`[[profile]]`).
@@ -217,6 +246,9 @@ pub struct Registry {
     pub defaults: Defaults,
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileDef>,
+    /// Host directories extra mounts may come from.
+    #[serde(default, rename = "mount_root")]
+    pub mount_roots: Vec<MountRoot>,
     #[serde(default, rename = "project")]
     pub projects: Vec<ProjectEntry>,
     #[serde(default)]
@@ -239,18 +271,22 @@ impl Registry {
                 found: found as u32,
             });
         }
-        if found < i64::from(SCHEMA_VERSION) {
-            migrate_doc(&mut doc);
-        }
-        let migrated = doc.to_string();
-        let text_for_errors = if found < i64::from(SCHEMA_VERSION) {
-            &migrated
+        let old = found < i64::from(SCHEMA_VERSION);
+        // An older file is read through its renamed keys only: adding `schema_version` to the
+        // text would shift every line, and errors must cite the user's file as it is.
+        let renamed;
+        let text_for_errors = if old && !rename_old_keys(&mut doc).is_empty() {
+            renamed = doc.to_string();
+            &renamed
         } else {
             text
         };
-        let reg: Self = toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
+        let mut reg: Self = toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
             RegistryError::parse(path, text_for_errors, e.span(), e.message())
         })?;
+        if old {
+            reg.schema_version = SCHEMA_VERSION;
+        }
         reg.check_values(path, text_for_errors)?;
         Ok(reg)
     }
@@ -312,6 +348,20 @@ impl Registry {
 
 /// Upgrade a version-0 document in place to [`SCHEMA_VERSION`]; returns a line per change.
 pub fn migrate_doc(doc: &mut DocumentMut) -> Vec<String> {
+    let mut changes = rename_old_keys(doc);
+    let before = doc
+        .get("schema_version")
+        .and_then(Item::as_integer)
+        .unwrap_or(0);
+    if before != i64::from(SCHEMA_VERSION) {
+        doc.insert("schema_version", value(i64::from(SCHEMA_VERSION)));
+        changes.push(format!("schema_version {before} -> {SCHEMA_VERSION}"));
+    }
+    changes
+}
+
+/// The keys version 0 named differently (`[defaults] nfs_repos`, `image`), renamed in place.
+fn rename_old_keys(doc: &mut DocumentMut) -> Vec<String> {
     let mut changes = Vec::new();
     if let Some(defaults) = doc.get_mut("defaults").and_then(Item::as_table_like_mut) {
         for (old, new) in [("nfs_repos", "backup_root"), ("image", "default_image")] {
@@ -322,14 +372,6 @@ pub fn migrate_doc(doc: &mut DocumentMut) -> Vec<String> {
                 changes.push(format!("[defaults] {old} renamed to {new}"));
             }
         }
-    }
-    let before = doc
-        .get("schema_version")
-        .and_then(Item::as_integer)
-        .unwrap_or(0);
-    if before != i64::from(SCHEMA_VERSION) {
-        doc.insert("schema_version", value(i64::from(SCHEMA_VERSION)));
-        changes.push(format!("schema_version {before} -> {SCHEMA_VERSION}"));
     }
     changes
 }
@@ -356,6 +398,12 @@ impl RegistryFile {
                 });
             }
         };
+        Self::from_text(path, text)
+    }
+
+    /// The registry file from text already read from `path` (what [`RegistryFile::load`] does
+    /// after reading; also the entry point of the fuzz target).
+    pub fn from_text(path: &Path, text: String) -> Result<Self, RegistryError> {
         let registry = Registry::parse(path, &text)?;
         let doc = text.parse().unwrap_or_default();
         Ok(Self {
@@ -645,17 +693,44 @@ pub struct ProjectOverrides {
 /// The per-project overrides file name.
 pub const OVERRIDES_FILE: &str = ".repoman.toml";
 
+/// The largest `.repoman.toml` repoman reads.
+pub const OVERRIDES_MAX_BYTES: u64 = 64 * 1024;
+
 impl ProjectOverrides {
     /// Load `<repo>/.repoman.toml`; a missing file means no overrides.
+    ///
+    /// The sandbox can write this file: it is read with [`crate::fs::read_in_dir`] (a symlink,
+    /// FIFO or device is refused, never followed or waited on). Whether its content may be
+    /// applied is decided by the caller (trust, DESIGN.md §5a).
     pub fn load(repo: &Path) -> Result<Self, RegistryError> {
+        match Self::read_raw(repo)? {
+            None => Ok(Self::default()),
+            Some(text) => Self::parse(&repo.join(OVERRIDES_FILE), &text),
+        }
+    }
+
+    /// The text of `<repo>/.repoman.toml`, or `None` when there is none.
+    pub fn read_raw(repo: &Path) -> Result<Option<String>, RegistryError> {
         let path = repo.join(OVERRIDES_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(source) => return Err(RegistryError::Read { path, source }),
-        };
-        toml::from_str(&text)
-            .map_err(|e: toml::de::Error| RegistryError::parse(&path, &text, e.span(), e.message()))
+        let bytes = crate::fs::read_in_dir(repo, Path::new(OVERRIDES_FILE), OVERRIDES_MAX_BYTES)
+            .map_err(|source| RegistryError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        bytes
+            .map(|b| {
+                String::from_utf8(b).map_err(|_| RegistryError::Read {
+                    path: path.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
+                })
+            })
+            .transpose()
+    }
+
+    /// Parse `.repoman.toml` text (`path` is only used in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, RegistryError> {
+        toml::from_str(text)
+            .map_err(|e: toml::de::Error| RegistryError::parse(path, text, e.span(), e.message()))
     }
 }
 
@@ -748,6 +823,20 @@ repo = "alpha"
             e.starts_with("r.toml:3:8") && e.contains("lowercase"),
             "{e}"
         );
+    }
+
+    /// Found by the `registry_toml` fuzz target: an older file's errors cited the line in the
+    /// migrated text (one more line, for the added `schema_version`), past the end of the file.
+    #[test]
+    fn older_file_errors_cite_the_users_line() {
+        let e = Registry::parse(Path::new("r.toml"), "[de]#???\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:1:2: unknown field `de`"), "{e}");
+        let e = Registry::parse(Path::new("r.toml"), "# old\n\n[defaults]\nnfs_repos = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:4:"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 pub mod access;
 pub mod api;
 mod client;
+pub mod daemon;
 pub mod error;
 mod exec_stream;
 pub mod progress;

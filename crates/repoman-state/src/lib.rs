@@ -8,6 +8,7 @@
 //!   through) and human-only conflict resolution, recorded as events.
 //! - [`schemas`]: the embedded JSON Schemas of every durable format, used on load and on append.
 //! - [`explain`], [`doctor`]: answers about objects, and integrity checks with repairs.
+//! - [`trust`]: which version of a repo's `.repoman.toml` a human trusted (`config.trusted`).
 //!
 //! Library code never prints, prompts or exits; it returns typed values and [`StateError`].
 
@@ -25,6 +26,7 @@ pub mod repair;
 pub mod replay;
 pub mod schemas;
 pub mod state;
+pub mod trust;
 
 pub use conflict::{Conflict, ConflictFilter, ConflictState, NewConflict, Resolution};
 pub use error::StateError;
@@ -34,3 +36,4 @@ pub use identity::{ActorKind, ActorRequest, Identity};
 pub use index::EventQuery;
 pub use policy::{Decision, Effect, Operation, Verdict};
 pub use state::{State, StateOptions};
+pub use trust::TrustedConfig;

@@ -27,6 +27,8 @@ pub enum SchemaKind {
     Event,
     EventData,
     Manifest,
+    /// An extension interface's payload (SNIF input/output, `snif.*/vN`).
+    Interface,
 }
 
 /// One registered schema.
@@ -275,6 +277,13 @@ fn builtin() -> Vec<Schema> {
             SchemaKind::EventData,
             "conflict.resolved",
             include_str!("../schemas/data/conflict.resolved.json"),
+        ),
+        s(
+            "event.config.trusted/v1",
+            "Data of config.trusted (a human trusted a version of a repo's .repoman.toml)",
+            SchemaKind::EventData,
+            "config.trusted",
+            include_str!("../schemas/data/config.trusted.json"),
         ),
         s(
             "event.repair.applied/v1",

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use repoman_core::{Clock, Env, Paths};
+use repoman_core::{Clock, Env, ObjectId, ObjectKind, Paths};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -186,11 +186,47 @@ impl State {
     /// Append many events with one write and one fsync.
     #[tracing::instrument(level = "debug", skip_all, fields(events = evs.len()))]
     pub fn append_batch(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StateError> {
+        self.append_batch_actors(evs, Vec::new())
+    }
+
+    /// Append many events with one write and one fsync, each recorded as the actor its request
+    /// names: [`ActorRequest::Derived`] is this handle's actor, the others `agent:PROJECT` or
+    /// `daemon:HOST` (no variant names a human, so this cannot record another human). The
+    /// daemon's group commit uses it: events of different callers share one fsync.
+    pub fn append_batch_as(
+        &self,
+        evs: Vec<(ActorRequest, NewEvent)>,
+    ) -> Result<Vec<Event>, StateError> {
+        let (actors, evs): (Vec<Option<String>>, Vec<NewEvent>) = evs
+            .into_iter()
+            .map(|(who, ev)| {
+                let actor = match who {
+                    ActorRequest::Derived => None,
+                    other => Some(Identity::derive_actor(&Env::default(), &other).0),
+                };
+                (actor, ev)
+            })
+            .unzip();
+        self.append_batch_actors(evs, actors)
+    }
+
+    fn append_batch_actors(
+        &self,
+        evs: Vec<NewEvent>,
+        actors: Vec<Option<String>>,
+    ) -> Result<Vec<Event>, StateError> {
         if self.read_only && !self.log.exists() {
             return Err(StateError::NoState(self.paths.state_dir.clone()));
         }
         for ev in &evs {
             validate_new_event(ev)?;
+            // Trust in in-repo configuration is a human's statement only (see `trust`).
+            if ev.type_ == crate::trust::TRUSTED && self.identity.actor_kind != ActorKind::Human {
+                return Err(StateError::NotPermitted {
+                    actor: self.identity.actor.clone(),
+                    action: format!("record {} for {}", ev.type_, ev.object),
+                });
+            }
         }
         if evs.is_empty() {
             return Ok(Vec::new());
@@ -209,8 +245,16 @@ impl State {
             tail = self.log.tail()?; // the rebuild appended `repair.applied`
         }
         let n = evs.len();
-        let mut written =
-            self.write_locked(&mut guard, &tail, prefix.into_iter().chain(evs).collect())?;
+        // Repair events in front are this handle's; `actors` lines up with the caller's events.
+        let actors: Vec<Option<String>> = std::iter::repeat_n(None, prefix.len())
+            .chain(actors.into_iter().chain(std::iter::repeat(None)).take(n))
+            .collect();
+        let mut written = self.write_locked_as(
+            &mut guard,
+            &tail,
+            prefix.into_iter().chain(evs).collect(),
+            &actors,
+        )?;
         // The caller gets its own events, not the repair event recorded in front of them.
         Ok(written.split_off(written.len() - n))
     }
@@ -222,17 +266,32 @@ impl State {
         tail: &Tail,
         evs: Vec<NewEvent>,
     ) -> Result<Vec<Event>, StateError> {
+        self.write_locked_as(guard, tail, evs, &[])
+    }
+
+    /// [`Self::write_locked`] with a per-event actor (`None`, or past the end: this handle's).
+    fn write_locked_as(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Conn>>,
+        tail: &Tail,
+        evs: Vec<NewEvent>,
+        actors: &[Option<String>],
+    ) -> Result<Vec<Event>, StateError> {
         let who = self.writer_identity()?;
         let mut head = tail.head.clone();
         let mut out = Vec::with_capacity(evs.len());
-        for ev in evs {
+        for (i, ev) in evs.into_iter().enumerate() {
+            let actor = match actors.get(i) {
+                Some(Some(a)) => a.clone(),
+                _ => who.actor.clone(),
+            };
             let mut e = Event {
                 seq: head.seq + 1,
                 id: self.clock.new_id(),
                 at: self.clock.now_rfc3339(),
                 type_: ev.type_,
                 object: ev.object,
-                actor: who.actor.clone(),
+                actor,
                 device: who.device.clone(),
                 profile: who.profile.clone(),
                 data: ev.data,
@@ -730,13 +789,21 @@ pub fn validate_new_event(ev: &NewEvent) -> Result<(), StateError> {
             "the type must be dotted lowercase words, e.g. `backup.synced`".into(),
         ));
     }
-    match ev.object.split_once(':') {
-        Some((kind, id)) if is_word(kind) && !id.is_empty() && !id.contains('\n') => {}
-        _ => {
-            return Err(bad(
-                "the object must be `kind:id`, e.g. `project:alpha`".into()
-            ));
-        }
+    // Known kinds must have their shape (`ObjectId`); a kind this version does not know is
+    // accepted as `kind:id` so extensions and older writers are not refused.
+    let kind = ObjectId::kind_str(&ev.object);
+    let rest = &ev.object[kind.len()..];
+    let known_kind = kind.parse::<ObjectKind>().is_ok();
+    let well_formed = if known_kind {
+        ev.object.parse::<ObjectId>().is_ok()
+    } else {
+        is_word(kind) && rest.len() > 1
+    };
+    if !well_formed || ev.object.contains('\n') {
+        return Err(bad(match ev.object.parse::<ObjectId>() {
+            Err(e) if known_kind => e.to_string(),
+            _ => "the object must be `kind:id`, e.g. `project:alpha`".into(),
+        }));
     }
     if !ev.data.is_object() {
         return Err(bad("data must be a JSON object".into()));

@@ -3,10 +3,23 @@
 
 use repoman_core::registry::RegistryFile;
 use repoman_core::{Cancel, Clock, Env, Paths};
-use repoman_state::State;
+use repoman_state::{ActorRequest, State, StateOptions};
 
 use crate::error::CliError;
 use crate::ui::Ui;
+
+/// The current directory, for commands that default to "the repo I am in". Unreadable (it was
+/// deleted, or permissions changed) is the same failure in every command.
+pub fn current_dir() -> Result<std::path::PathBuf, CliError> {
+    std::env::current_dir().map_err(|e| {
+        CliError::of_kind(
+            repoman_core::ErrorKind::Failed,
+            &e,
+            Some("cd into an existing directory, or name the target with a flag".to_owned()),
+        )
+        .with_message("cannot read the current directory")
+    })
+}
 
 /// The command context.
 #[derive(Debug)]
@@ -36,16 +49,49 @@ impl App {
 
     /// Open the state for a command that records events (creates the state dir on first write).
     pub fn state(&self) -> Result<State, CliError> {
-        Ok(State::open(&self.paths, &self.env, self.clock.clone())?)
+        Ok(State::open_with(
+            &self.paths,
+            &self.env,
+            self.clock.clone(),
+            StateOptions {
+                actor: self.actor_request()?,
+                ..StateOptions::default()
+            },
+        )?)
     }
 
     /// Open the state for a read-only command: never creates a file or directory.
     pub fn state_read_only(&self) -> Result<State, CliError> {
-        Ok(State::open_read_only(
+        Ok(State::open_with(
             &self.paths,
             &self.env,
             self.clock.clone(),
+            StateOptions {
+                read_only: true,
+                actor: self.actor_request()?,
+                ..StateOptions::default()
+            },
         )?)
+    }
+
+    /// The actor to record: `REPOMAN_ACTOR` (`daemon` or `agent:PROJECT`, set by the daemon for
+    /// the commands it runs on a caller's behalf), else the human (or CI) running repoman. No
+    /// value names a human, so it cannot make repoman record someone else.
+    pub fn actor_request(&self) -> Result<ActorRequest, CliError> {
+        match self.env.get("REPOMAN_ACTOR") {
+            None => Ok(ActorRequest::Derived),
+            Some("daemon") => Ok(ActorRequest::Daemon),
+            Some(v) => match v
+                .strip_prefix("agent:")
+                .map(repoman_core::ProjectName::parse)
+            {
+                Some(Ok(p)) => Ok(ActorRequest::Agent(p)),
+                _ => Err(CliError::usage(format!(
+                    "REPOMAN_ACTOR={v:?}: expected `daemon` or `agent:PROJECT`"
+                ))
+                .with_hint("unset REPOMAN_ACTOR; the daemon sets it for the commands it runs")),
+            },
+        }
     }
 
     /// Fail with exit 130 if Ctrl-C was pressed.

@@ -152,7 +152,7 @@ impl CliError {
     }
 
     /// Build from any error, walking its `source()` chain into `causes`.
-    pub fn from_error(exit: Exit, err: &(dyn std::error::Error + 'static)) -> Self {
+    fn from_error(exit: Exit, err: &(dyn std::error::Error + 'static)) -> Self {
         let mut e = Self::new(exit, err.to_string());
         let mut source = err.source();
         while let Some(s) = source {
@@ -164,6 +164,13 @@ impl CliError {
             source = s.source();
         }
         e
+    }
+
+    /// Replace the message, keeping what it said as the first cause.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        let old = std::mem::replace(&mut self.message, message.into());
+        self.causes.insert(0, old);
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

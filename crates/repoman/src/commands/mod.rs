@@ -10,9 +10,11 @@ use crate::error::{CliError, Exit};
 mod completions;
 mod config;
 mod conflicts;
+mod daemon;
 mod doctor;
 mod exec;
 mod explain;
+mod groove;
 mod lifecycle;
 mod list;
 pub(crate) mod log;
@@ -24,6 +26,7 @@ mod restore;
 mod schema;
 mod setup;
 mod shell;
+mod snif;
 mod status;
 mod sync;
 mod tools;
@@ -90,6 +93,15 @@ pub enum Command {
     /// Toolchains: manifests (pin/unpin), discovered tools and provers, drift.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// The daemon: Groove protocol, scheduled syncs, agent endpoints (run, status, stop, install).
+    #[command(subcommand)]
+    Daemon(daemon::DaemonCommand),
+    /// The Groove protocol: print its schema, or call a method of the running daemon.
+    #[command(subcommand)]
+    Groove(groove::GrooveCommand),
+    /// SNIFs: WebAssembly extensions (validators, policy rules, tool detectors), deny by default.
+    #[command(subcommand)]
+    Snif(snif::SnifCommand),
 }
 
 impl Command {
@@ -120,6 +132,9 @@ impl Command {
             Command::Conflicts(_) => "conflicts",
             Command::Realm(_) => "realm",
             Command::Tools(_) => "tools",
+            Command::Daemon(_) => "daemon",
+            Command::Groove(_) => "groove",
+            Command::Snif(_) => "snif",
         }
     }
 }
@@ -134,6 +149,8 @@ pub fn register_schemas() {
         repoman_backup::schemas::register();
         realm::register_schemas();
         tools::register_schemas();
+        repoman_groove::register_schemas();
+        repoman_snif::schemas::register();
     });
 }
 
@@ -165,5 +182,8 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Conflicts(a) => conflicts::run(app, a),
         Command::Realm(c) => realm::run(app, c),
         Command::Tools(c) => tools::run(app, c),
+        Command::Daemon(c) => daemon::run(app, c),
+        Command::Groove(c) => groove::run(app, c),
+        Command::Snif(c) => snif::run(app, c),
     }
 }

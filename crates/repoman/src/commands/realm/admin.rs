@@ -1,6 +1,7 @@
 //! `repoman realm admin ...`: init, join/leave, trust and the check cache; the domain, contract
 //! and binding changes are in `contract.rs`.
 
+use repoman_core::{ErrorKind, ObjectId};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -204,12 +205,12 @@ pub(super) fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                 &head,
                 &app.clock.now_rfc3339(),
             )
-            .map_err(|e| CliError::from_error(Exit::Failure, &e))?;
+            .map_err(|e| CliError::of_kind(ErrorKind::Failed, &e, None))?;
             record(
                 app,
                 vec![RealmEvent::new(
                     "realm.trusted",
-                    format!("realm:{}", realm.name()),
+                    ObjectId::realm(realm.name()).to_string(),
                     json!({"commit": head, "hooks": hooks}),
                 )],
             )?;
@@ -230,7 +231,8 @@ pub(super) fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
         }
         AdminCommand::Cache(CacheCommand::Stats(a)) => {
             let dir = cache_repo(a.repo)?;
-            let s = cache::stats(&dir).map_err(|e| CliError::from_error(Exit::Failure, &e))?;
+            let s =
+                cache::stats(&dir).map_err(|e| CliError::of_kind(ErrorKind::Failed, &e, None))?;
             if app.ui.json() {
                 app.ui.print_json(&s)?;
             } else {
@@ -267,7 +269,7 @@ pub(super) fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                     app,
                     vec![RealmEvent::new(
                         "realm.cache.cleared",
-                        format!("file:{}", cache::cache_path(&dir).display()),
+                        ObjectId::host_file(&cache::cache_path(&dir)).to_string(),
                         json!({}),
                     )],
                 )?;

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use repoman_core::ObjectId;
 use repoman_realm::compat::Mode;
 use repoman_realm::model::Compatibility;
-use repoman_realm::realm::find_membership;
+use repoman_realm::realm::{Realm, find_membership};
 
 use super::render::render_report;
 use super::{
@@ -146,14 +147,13 @@ pub(super) fn domain(app: &App, cmd: DomainCommand) -> Result<Exit, CliError> {
             realm
                 .create_domain(&a.name, &a.repos, env, true)
                 .map_err(realm_error)?;
-            if !a.dry_run {
-                policy_gate(
-                    app,
-                    "realm.domain.create",
-                    &format!("domain:{}/{}", realm.name(), a.name),
-                    Vec::new(),
-                )?;
-            }
+            policy_gate(
+                app,
+                "realm.domain.create",
+                &ObjectId::domain(realm.name(), &a.name),
+                Vec::new(),
+                a.dry_run,
+            )?;
             let events = realm
                 .create_domain(&a.name, &a.repos, env, a.dry_run)
                 .map_err(realm_error)?;
@@ -209,13 +209,14 @@ pub(super) fn contract(app: &App, cmd: ContractCommand) -> Result<Exit, CliError
                     )
                     .map_err(realm_error)?;
                 realm.dry_run = false;
-                policy_gate(
-                    app,
-                    "realm.contract.add",
-                    &realm.contract_object(&a.domain, &a.name),
-                    Vec::new(),
-                )?;
             }
+            policy_gate(
+                app,
+                "realm.contract.add",
+                &ObjectId::contract(realm.name(), &a.domain, &a.name),
+                Vec::new(),
+                a.dry_run,
+            )?;
             let events = realm
                 .add_contract(
                     &a.domain,
@@ -260,11 +261,12 @@ pub(super) fn contract(app: &App, cmd: ContractCommand) -> Result<Exit, CliError
                     true,
                 )
                 .map_err(realm_error)?;
-            if !a.dry_run {
-                let object = realm
-                    .contract(&a.name)
-                    .map(|(d, _)| realm.contract_object(d, &a.name))
-                    .unwrap_or_default();
+            {
+                let object = ObjectId::contract(
+                    realm.name(),
+                    realm.contract(&a.name).map(|(d, _)| d).unwrap_or_default(),
+                    &a.name,
+                );
                 let verdicts = if preview.report.is_breaking() {
                     vec![repoman_state::Verdict {
                         rule: "realm.breaking-change".into(),
@@ -280,7 +282,7 @@ pub(super) fn contract(app: &App, cmd: ContractCommand) -> Result<Exit, CliError
                 } else {
                     Vec::new()
                 };
-                policy_gate(app, "realm.contract.bump", &object, verdicts)?;
+                policy_gate(app, "realm.contract.bump", &object, verdicts, a.dry_run)?;
             }
             let (outcome, events) = realm
                 .bump_contract(
@@ -324,13 +326,14 @@ pub(super) fn binding(app: &App, cmd: BindingCommand) -> Result<Exit, CliError> 
                     .export(&repo, &a.contract, a.source_files.clone(), &dir, env)
                     .map_err(realm_error)?;
                 realm.dry_run = false;
-                policy_gate(
-                    app,
-                    "realm.binding.export",
-                    &format!("binding:{}/{repo}/{}", realm.name(), a.contract),
-                    Vec::new(),
-                )?;
             }
+            policy_gate(
+                app,
+                "realm.binding.export",
+                &binding_object(&realm, &repo, &a.contract),
+                Vec::new(),
+                a.dry_run,
+            )?;
             let events = realm
                 .export(&repo, &a.contract, a.source_files, &dir, env)
                 .map_err(realm_error)?;
@@ -352,13 +355,14 @@ pub(super) fn binding(app: &App, cmd: BindingCommand) -> Result<Exit, CliError> 
                     .import(&repo, &a.contract, &a.version, a.binding.clone(), env)
                     .map_err(realm_error)?;
                 realm.dry_run = false;
-                policy_gate(
-                    app,
-                    "realm.binding.import",
-                    &format!("binding:{}/{repo}/{}", realm.name(), a.contract),
-                    Vec::new(),
-                )?;
             }
+            policy_gate(
+                app,
+                "realm.binding.import",
+                &binding_object(&realm, &repo, &a.contract),
+                Vec::new(),
+                a.dry_run,
+            )?;
             let events = realm
                 .import(&repo, &a.contract, &a.version, a.binding, env)
                 .map_err(realm_error)?;
@@ -372,4 +376,14 @@ pub(super) fn binding(app: &App, cmd: BindingCommand) -> Result<Exit, CliError> 
             Ok(Exit::Success)
         }
     }
+}
+
+/// The binding of `repo` to the domain of `contract` (`binding:REALM/DOMAIN/REPO`, the shape
+/// `realm check` records too).
+fn binding_object(realm: &Realm, repo: &str, contract: &str) -> ObjectId {
+    ObjectId::binding(
+        realm.name(),
+        realm.contract(contract).map(|(d, _)| d).unwrap_or_default(),
+        repo,
+    )
 }

@@ -1,5 +1,6 @@
 //! `repoman realm diff`: the compatibility engine on two schema files outside any realm.
 
+use repoman_core::ErrorKind;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -54,8 +55,8 @@ pub(super) fn diff(app: &App, args: DiffArgs) -> Result<Exit, CliError> {
     let old = repoman_realm::yaml::load_value(&args.old).map_err(load_error)?;
     let new = repoman_realm::yaml::load_value(&args.new).map_err(load_error)?;
     let mode: Mode = args.mode.into();
-    let report =
-        compat::diff(&old, &new, mode).map_err(|e| CliError::from_error(Exit::Usage, &e))?;
+    let report = compat::diff(&old, &new, mode)
+        .map_err(|e| CliError::of_kind(ErrorKind::Usage, &e, None))?;
     if app.ui.json() || args.format == DiffFormat::Json {
         app.ui.print_json(&json!({
             "old": args.old,

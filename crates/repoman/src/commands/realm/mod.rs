@@ -13,6 +13,7 @@ mod status;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use repoman_core::{ErrorKind, ObjectId};
 use repoman_realm::realm::{Realm, RealmError, RealmEvent, find_membership, membership_root};
 use repoman_realm::yaml::LoadError;
 use serde_json::json;
@@ -73,23 +74,18 @@ pub(super) fn load_error(e: LoadError) -> CliError {
         }
         LoadError::Io { .. } => None,
     };
-    let err = CliError::from_error(Exit::Usage, &e);
-    match hint {
-        Some(h) => err.with_hint(h),
-        None => err,
-    }
+    CliError::of_kind(ErrorKind::Usage, &e, hint.map(str::to_owned))
 }
 
 pub(super) fn cwd() -> Result<PathBuf, CliError> {
-    std::env::current_dir()
-        .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))
+    crate::app::current_dir()
 }
 
 pub(super) fn realm_error(e: RealmError) -> CliError {
-    let exit = match &e {
-        RealmError::Git(_) | RealmError::Write { .. } | RealmError::Io { .. } => Exit::Failure,
-        RealmError::Cycle(_) | RealmError::InUse { .. } => Exit::Blocked,
-        _ => Exit::Usage,
+    let kind = match &e {
+        RealmError::Git(_) | RealmError::Write { .. } | RealmError::Io { .. } => ErrorKind::Failed,
+        RealmError::Cycle(_) | RealmError::InUse { .. } => ErrorKind::Blocked,
+        _ => ErrorKind::Usage,
     };
     let hint = match &e {
         RealmError::NotAMember { .. } => {
@@ -104,11 +100,7 @@ pub(super) fn realm_error(e: RealmError) -> CliError {
         }
         _ => None,
     };
-    let err = CliError::from_error(exit, &e);
-    match hint {
-        Some(h) => err.with_hint(h),
-        None => err,
-    }
+    CliError::of_kind(kind, &e, hint.map(str::to_owned))
 }
 
 pub(super) fn default_realm_dir(app: &App, name: &str) -> PathBuf {
@@ -213,50 +205,30 @@ pub(super) fn dry(dry_run: bool) -> &'static str {
     if dry_run { "(dry run) " } else { "" }
 }
 
-/// Evaluates the user's `[[policy.rule]]`s (and `verdicts` from realm guards) for a realm change,
-/// records the decision, and stops with exit 3 when it denies or needs review.
+/// The policy gate for a realm change: the user's `[[policy.rule]]`s and `verdicts` from realm
+/// guards, through the one gate (`crate::decision::gate`). A real change records the decision;
+/// `--dry-run` records nothing and shows it. Deny or review_required stops with exit 3.
 pub(super) fn policy_gate(
     app: &App,
     op: &str,
-    object: &str,
+    object: &ObjectId,
     verdicts: Vec<repoman_state::Verdict>,
+    dry_run: bool,
 ) -> Result<(), CliError> {
-    use repoman_state::{Effect, Operation};
     let reg = app.registry()?;
-    let state = app.state()?;
-    let op = Operation {
-        name: op.into(),
-        object: object.into(),
-        project: None,
+    let state = if dry_run {
+        app.state_read_only()?
+    } else {
+        app.state()?
     };
-    let d = state.decide(&op, verdicts, &reg.registry.policy.rules)?;
-    if d.effect.blocks() {
-        let reasons: Vec<String> = d
-            .reasons
-            .iter()
-            .filter(|v| v.effect.blocks())
-            .map(|v| {
-                format!(
-                    "{} ({}): {}",
-                    if v.effect == Effect::Deny {
-                        "denied"
-                    } else {
-                        "review required"
-                    },
-                    v.rule,
-                    v.reason
-                )
-            })
-            .collect();
-        return Err(CliError::new(
-            Exit::Blocked,
-            format!(
-                "{} on {} is blocked by policy:\n  {}",
-                op.name,
-                op.object,
-                reasons.join("\n  ")
-            ),
-        ));
-    }
+    let op = crate::decision::operation(op, object);
+    crate::decision::gate(
+        app,
+        &state,
+        &op,
+        verdicts,
+        &reg.registry.policy.rules,
+        dry_run,
+    )?;
     Ok(())
 }

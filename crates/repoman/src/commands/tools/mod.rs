@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use repoman_core::ErrorKind;
 use repoman_core::settings::Settings;
 use repoman_tools::ToolsError;
 use repoman_tools::discover::{self, Inventory, ProbeCache, ScanOptions, ScanReporter};
@@ -73,17 +74,18 @@ pub fn run(app: &App, cmd: ToolsCommand) -> Result<Exit, CliError> {
 
 impl From<ToolsError> for CliError {
     fn from(e: ToolsError) -> Self {
-        let exit = match &e {
-            ToolsError::Read { .. } | ToolsError::Fs(_) => Exit::Failure,
-            ToolsError::Changed { .. } => Exit::Blocked,
-            _ => Exit::Usage,
+        let kind = match &e {
+            ToolsError::Read { .. } | ToolsError::Fs(_) => ErrorKind::Failed,
+            ToolsError::Changed { .. } => ErrorKind::Blocked,
+            _ => ErrorKind::Usage,
         };
-        let err = CliError::from_error(exit, &e);
-        match &e {
-            ToolsError::Parse { .. } | ToolsError::UnknownScope { .. } => err
-                .with_hint("fix the file by hand; repoman does not rewrite a file it cannot read"),
-            _ => err,
-        }
+        let hint = match &e {
+            ToolsError::Parse { .. } | ToolsError::UnknownScope { .. } => Some(
+                "fix the file by hand; repoman does not rewrite a file it cannot read".to_owned(),
+            ),
+            _ => None,
+        };
+        CliError::of_kind(kind, &e, hint)
     }
 }
 
@@ -170,8 +172,7 @@ pub(super) fn registered_projects(c: &Ctx) -> Vec<(String, PathBuf)> {
 }
 
 pub(super) fn current_dir() -> Result<PathBuf, CliError> {
-    std::env::current_dir()
-        .map_err(|e| CliError::failed(format!("cannot read the current directory: {e}")))
+    crate::app::current_dir()
 }
 
 /// Scan with the probe cache, saving it when it changed. Never records events.

@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use repoman_core::ObjectId;
 use repoman_tools::manifest::{self, Edit};
 use serde_json::json;
 
 use super::{Ctx, ctx, current_dir, project_dir, registered_projects};
 use crate::app::App;
+use crate::decision;
 use crate::error::{CliError, Exit};
 
 #[derive(Debug, Args)]
@@ -62,12 +64,19 @@ fn home(app: &App) -> Result<PathBuf, CliError> {
 }
 
 /// Policy for manifest edits: operation `tools.pin` / `tools.unpin` on `file:PROJECT/PATH` (or
-/// `file:/abs/path` outside a project). `--dry-run` evaluates without recording; a real edit
-/// records the decision. Deny or review_required stops before any file is written (exit 3).
-fn gate(app: &App, c: &Ctx, edits: &[Edit], what: &str, target: &Target) -> Result<(), CliError> {
+/// `file:/abs/path` outside a project), through the one gate. `--dry-run` evaluates without
+/// recording and shows the decision; a real edit records it. Deny or review_required stops
+/// before any file is written (exit 3). Returns the decisions for `--json`.
+fn gate(
+    app: &App,
+    c: &Ctx,
+    edits: &[Edit],
+    what: &str,
+    target: &Target,
+) -> Result<Vec<serde_json::Value>, CliError> {
     let changed: Vec<&Edit> = edits.iter().filter(|e| e.changed()).collect();
     if changed.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let state = if target.dry_run {
         app.state_read_only()?
@@ -89,58 +98,40 @@ fn gate(app: &App, c: &Ctx, edits: &[Edit], what: &str, target: &Target) -> Resu
     } else {
         "tools.unpin"
     };
+    let mut decisions = Vec::new();
     for e in changed {
         let object = match &project {
-            Some((name, dir)) if e.path.starts_with(dir) => format!(
-                "file:{name}/{}",
-                e.path.strip_prefix(dir).unwrap_or(&e.path).display()
+            Some((name, dir)) if e.path.starts_with(dir) => ObjectId::file(
+                name,
+                e.path
+                    .strip_prefix(dir)
+                    .unwrap_or(&e.path)
+                    .display()
+                    .to_string(),
             ),
-            _ => format!("file:{}", e.path.display()),
+            _ => ObjectId::host_file(&e.path),
         };
         let op = repoman_state::Operation {
-            name: op_name.to_owned(),
-            object,
             project: project.as_ref().map(|(n, _)| n.clone()),
+            ..decision::operation(op_name, &object)
         };
-        let (effect, reasons) = if target.dry_run {
-            repoman_state::policy::evaluate(
-                &op,
-                Vec::new(),
-                &c.registry.policy.rules,
-                state.identity(),
-            )
-        } else {
-            let d = state.decide(&op, Vec::new(), &c.registry.policy.rules)?;
-            (d.effect, d.reasons)
-        };
-        if effect.blocks() {
-            let why: Vec<String> = reasons
-                .iter()
-                .filter(|v| v.effect.blocks())
-                .map(|v| format!("{} ({}: {})", v.reason, v.rule, v.effect.as_str()))
-                .collect();
-            let err = CliError::new(
-                Exit::Blocked,
-                format!(
-                    "{op_name} on {} is blocked by policy: {}",
-                    op.object,
-                    why.join("; ")
-                ),
-            );
-            return Err(match reasons.iter().find_map(|v| v.unblock.clone()) {
-                Some(u) => err.with_hint(u),
-                None => {
-                    err.with_hint("a human can change the [[policy.rule]] entries in repoman.toml")
-                }
-            });
-        }
+        let d = decision::gate(
+            app,
+            &state,
+            &op,
+            Vec::new(),
+            &c.registry.policy.rules,
+            target.dry_run,
+        )?;
+        decisions.push(decision::decision_json(&op, &d));
     }
-    Ok(())
+    Ok(decisions)
 }
 
 fn finish_edits(
     app: &App,
     edits: &[Edit],
+    decisions: Vec<serde_json::Value>,
     dry_run: bool,
     what: &str,
     tool: &str,
@@ -151,7 +142,8 @@ fn finish_edits(
                 .iter()
                 .map(|e| json!({"file": e.path, "changed": e.changed(), "create": e.create && e.changed(), "diff": e.diff()}))
                 .collect();
-            app.ui.print_json(&json!({ "dry_run": true, "edits": v }))?;
+            app.ui
+                .print_json(&json!({ "dry_run": true, "edits": v, "decisions": decisions }))?;
         } else {
             for e in edits {
                 let d = e.diff();
@@ -179,7 +171,7 @@ fn finish_edits(
                 .map(|e| {
                     repoman_state::NewEvent::new(
                         format!("tool.{what}"),
-                        format!("tool:{tool}"),
+                        ObjectId::tool(tool),
                         json!({ "file": e.path, "created": e.create }),
                     )
                 })
@@ -192,7 +184,7 @@ fn finish_edits(
             .map(|e| json!({"file": e.path, "changed": e.changed()}))
             .collect();
         app.ui
-            .print_json(&json!({ "dry_run": false, "edits": v }))?;
+            .print_json(&json!({ "dry_run": false, "edits": v, "decisions": decisions }))?;
     } else if written.is_empty() {
         app.ui.info("nothing to change; no file was written");
     } else {
@@ -215,8 +207,8 @@ pub(super) fn pin(app: &App, a: PinArgs) -> Result<Exit, CliError> {
     };
     let edit = manifest::plan_pin(&file, &a.tool, &a.versions)?;
     let edits = [edit];
-    gate(app, &c, &edits, "pinned", &a.target)?;
-    finish_edits(app, &edits, a.target.dry_run, "pinned", &a.tool)
+    let decisions = gate(app, &c, &edits, "pinned", &a.target)?;
+    finish_edits(app, &edits, decisions, a.target.dry_run, "pinned", &a.tool)
 }
 
 pub(super) fn unpin(app: &App, a: UnpinArgs) -> Result<Exit, CliError> {
@@ -251,6 +243,13 @@ pub(super) fn unpin(app: &App, a: UnpinArgs) -> Result<Exit, CliError> {
             }
         ));
     }
-    gate(app, &c, &edits, "unpinned", &a.target)?;
-    finish_edits(app, &edits, a.target.dry_run, "unpinned", &a.tool)
+    let decisions = gate(app, &c, &edits, "unpinned", &a.target)?;
+    finish_edits(
+        app,
+        &edits,
+        decisions,
+        a.target.dry_run,
+        "unpinned",
+        &a.tool,
+    )
 }

@@ -111,10 +111,7 @@ fn scan_sandbox(app: &App, c: &Ctx, name: &str, probe: &ProbeArgs) -> Result<Exi
             "--timeout must be a positive number of seconds",
         ));
     }
-    let incus = repoman_incus::Incus::connect(&app.env).map_err(|e| {
-        CliError::from_error(Exit::Unavailable, &e)
-            .with_hint("is Incus running? `scripts/incus-lab` sets it up")
-    })?;
+    let incus = repoman_incus::Incus::connect(&app.env)?;
     let opts = RemoteScanOptions {
         timeout: Duration::from_secs_f64(probe.timeout),
         parallelism: probe.jobs.clamp(1, 16),
