@@ -730,35 +730,16 @@ impl Scheduler {
         };
         let settings = core.snapshot.read().ok().and_then(|s| s.settings.clone());
         let mut backup = json!({"configured": false});
-        if let Some(root) = settings
+        // The same mount guard as `sync` and `status`: the same verdict everywhere.
+        if let Some(guard) = settings
             .as_ref()
-            .and_then(|s| s.backup_root.as_ref())
-            .map(|s| s.value.clone())
+            .and_then(repoman_backup::mount::MountGuard::from_settings)
         {
-            let fstype = settings
-                .as_ref()
-                .and_then(|s| s.backup_fstype.as_ref())
-                .map(|f| f.value.clone());
-            let timeout = settings
-                .as_ref()
-                .map(|s| s.probe_timeout.value)
-                .unwrap_or(Duration::from_secs(5));
-            let repo = reg
-                .projects
-                .first()
-                .map(|p| p.repo.as_str().to_owned())
-                .unwrap_or_else(|| ".".into());
-            backup = match repoman_backup::probe::probe_destination(
-                &root,
-                &repo,
-                fstype.as_deref(),
-                timeout,
-            ) {
-                Ok(_) => {
-                    json!({"configured": true, "reachable": true, "root": root.display().to_string()})
-                }
+            let root = guard.root().display().to_string();
+            backup = match guard.check() {
+                Ok(_) => json!({"configured": true, "reachable": true, "root": root}),
                 Err(e) => {
-                    json!({"configured": true, "reachable": false, "root": root.display().to_string(), "error": e.to_string()})
+                    json!({"configured": true, "reachable": false, "root": root, "error": e.to_string()})
                 }
             };
         }

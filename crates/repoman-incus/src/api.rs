@@ -263,6 +263,37 @@ impl Operation {
             .find(|(k, v)| k.ends_with("_progress") && v.is_string())
             .and_then(|(_, v)| v.as_str())
     }
+
+    /// The structured progress Incus sends next to the text (`metadata.progress`: `stage`, and
+    /// `percent`, `processed` bytes and `speed` in bytes/s when known; all strings on the wire).
+    pub fn progress_data(&self) -> Option<OperationProgress> {
+        let p = self.metadata.as_ref()?.get("progress")?.as_object()?;
+        let num = |k: &str| {
+            p.get(k).and_then(|v| {
+                v.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .or_else(|| v.as_u64())
+            })
+        };
+        Some(OperationProgress {
+            stage: p.get("stage")?.as_str()?.to_owned(),
+            percent: num("percent"),
+            processed: num("processed"),
+            speed: num("speed"),
+        })
+    }
+}
+
+/// [`Operation::progress_data`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationProgress {
+    /// What is being done, e.g. `download` or `create_instance_from_image_unpack`.
+    pub stage: String,
+    pub percent: Option<u64>,
+    /// Bytes done so far.
+    pub processed: Option<u64>,
+    /// Bytes per second.
+    pub speed: Option<u64>,
 }
 
 /// `POST /1.0/instances` body (`api.InstancesPost`).
@@ -357,6 +388,20 @@ mod tests {
         assert_eq!(op.progress(), Some("rootfs: 45% (12.3MB/s)"));
         assert!(!op.is_final());
         assert_eq!(Operation::default().progress(), None);
+        assert_eq!(op.progress_data(), None);
+        let op: Operation = serde_json::from_str(
+            r#"{"status_code":103,"metadata":{"download_progress":"rootfs: 2.00MB (1.00MB/s)","progress":{"stage":"download","processed":"2000000","speed":"1000000"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            op.progress_data(),
+            Some(OperationProgress {
+                stage: "download".into(),
+                percent: None,
+                processed: Some(2_000_000),
+                speed: Some(1_000_000),
+            })
+        );
     }
 
     #[test]

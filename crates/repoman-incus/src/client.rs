@@ -42,6 +42,10 @@ pub struct Timeouts {
     pub operation: Duration,
 }
 
+/// The operation deadline for calls that may download or unpack an image (creating or rebuilding
+/// an instance): a remote image can take minutes, a local one about a second.
+pub const IMAGE_OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
@@ -74,6 +78,12 @@ pub trait Reporter: Send + Sync + std::fmt::Debug {
     /// Called about once a second while an operation runs, with its latest state;
     /// [`Operation::progress`] extracts Incus' progress text (e.g. an image download).
     fn operation_running(&self, op: &Operation);
+
+    /// Called once when the wait for `op` (as it was announced) ends, whatever the outcome, so a
+    /// reporter can close what it opened for it.
+    fn operation_finished(&self, op: &Operation) {
+        let _ = op;
+    }
 }
 
 impl Incus {
@@ -319,6 +329,17 @@ impl Incus {
         self.get("/1.0/instances?recursion=1&all-projects=true")
     }
 
+    // --- storage pools ----------------------------------------------------------------------
+
+    /// Whether the storage pool `name` exists (`GET /1.0/storage-pools/{name}`).
+    pub fn storage_pool_exists(&self, name: &str) -> Result<bool> {
+        match self.get::<serde_json::Value>(&format!("/1.0/storage-pools/{}", enc(name))) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     // --- operations -------------------------------------------------------------------------
 
     /// One operation's current state.
@@ -340,6 +361,14 @@ impl Incus {
     /// [`IncusError::OperationFailed`]; still running at the deadline becomes
     /// [`IncusError::OperationTimeout`].
     pub fn wait_operation(&self, op: &Operation, timeout: Duration) -> Result<Operation> {
+        let result = self.wait_operation_inner(op, timeout);
+        if let Some(reporter) = &self.reporter {
+            reporter.operation_finished(op);
+        }
+        result
+    }
+
+    fn wait_operation_inner(&self, op: &Operation, timeout: Duration) -> Result<Operation> {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut current = op.clone();

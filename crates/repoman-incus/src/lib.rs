@@ -30,21 +30,24 @@ mod client;
 pub mod daemon;
 pub mod error;
 mod exec_stream;
+pub mod progress;
 mod scope;
 pub mod socket;
 pub mod spec;
+#[cfg(feature = "testlab")]
 #[doc(hidden)]
 pub mod testlab;
 pub mod transport;
 
 pub use access::{Access, Restriction};
 pub use api::{
-    Config, Device, Devices, ImageAlias, Instance, InstanceEdit, InstanceState, Operation, Profile,
-    ProfilePut, Project, ServerInfo,
+    Config, Device, Devices, ImageAlias, Instance, InstanceEdit, InstanceState, Operation,
+    OperationProgress, Profile, ProfilePut, Project, ServerInfo,
 };
-pub use client::{Incus, REQUIRED_EXTENSIONS, Reporter, Timeouts};
+pub use client::{IMAGE_OPERATION_TIMEOUT, Incus, REQUIRED_EXTENSIONS, Reporter, Timeouts};
 pub use error::{IncusError, Result};
 pub use exec_stream::OutputStream;
+pub use progress::ProgressReporter;
 pub use scope::ProjectScope;
 pub use socket::{SocketKind, SocketPath};
 pub use spec::{

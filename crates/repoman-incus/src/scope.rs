@@ -233,6 +233,58 @@ impl ProjectScope {
         self.get_instance(&spec.name)
     }
 
+    /// Replace a stopped instance's root filesystem with a fresh one from `source`
+    /// (`POST /1.0/instances/{name}/rebuild`); its config, devices and profiles are kept. Waits
+    /// with [`crate::IMAGE_OPERATION_TIMEOUT`] unless the scope's operation deadline is longer.
+    pub fn rebuild_instance(&self, name: &str, source: &ImageSource) -> Result<()> {
+        self.incus.require_extension(
+            "instances_rebuild",
+            "rebuild a container from another image",
+        )?;
+        let source = match source {
+            // Unlike creation, rebuild does not fall back from an unknown alias to a fingerprint:
+            // resolve the alias here (a local reference that is not an alias is a fingerprint).
+            ImageSource::Alias(alias) => InstanceSource {
+                kind: "image".into(),
+                fingerprint: match self.resolve_image_alias(alias) {
+                    Ok(f) => f,
+                    Err(e) if e.is_not_found() => alias.clone(),
+                    Err(e) => return Err(e),
+                },
+                ..Default::default()
+            },
+            ImageSource::Fingerprint(fp) => InstanceSource {
+                kind: "image".into(),
+                fingerprint: fp.clone(),
+                ..Default::default()
+            },
+            ImageSource::Remote {
+                server,
+                protocol,
+                alias,
+            } => InstanceSource {
+                kind: "image".into(),
+                alias: alias.clone(),
+                server: server.clone(),
+                protocol: protocol.clone(),
+                ..Default::default()
+            },
+        };
+        let timeout = self
+            .incus
+            .timeouts()
+            .operation
+            .max(crate::IMAGE_OPERATION_TIMEOUT);
+        self.incus.mutate_with(
+            Method::Post,
+            &self.instance_url(name, "/rebuild"),
+            Some(&serde_json::json!({ "source": source })),
+            Vec::new(),
+            timeout,
+        )?;
+        Ok(())
+    }
+
     /// One instance (config, devices, status; no runtime state).
     pub fn get_instance(&self, name: &str) -> Result<Instance> {
         self.incus.get(&self.instance_url(name, ""))

@@ -1,5 +1,10 @@
 //! Creating a sandbox (`repoman new`, and "recreate" repairs), with rollback.
 //!
+//! Planning is two calls so a face can show drift warnings in between: [`draft`] resolves the
+//! request against the registry and the repo's `.repoman.toml` (no Incus), then [`plan_create`]
+//! checks it against the Incus listing of an open [`Session`]. [`execute_create`] applies the
+//! plan after the policy gate ([`crate::session::authorize`]).
+//!
 //! Steps, in order: create the repo directory (only when asked), create the instance, start it,
 //! register the project. If any step fails, every earlier step is undone in reverse order (the
 //! instance is force-stopped and deleted, a registry entry this run added is removed, a repo
@@ -12,18 +17,20 @@
 //! the real daemon.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use repoman_core::Env;
 use repoman_core::registry::{ProjectEntry, RegistryFile};
-use repoman_incus::{InstanceSpec, ProjectScope};
-use repoman_state::{NewEvent, State};
+use repoman_core::{Clock, Env, Progress, ProjectName, RepoDirName};
+use repoman_incus::{IMAGE_OPERATION_TIMEOUT, InstanceSpec, ProgressReporter, ProjectScope};
+use repoman_state::{NewEvent, Operation, State};
 use serde::Serialize;
-use serde_json::json;
 
-use super::desired::Desired;
+use super::desired::{self, Desired};
 use super::error::SandboxError;
-use super::estate::Progress;
+use super::estate::Estate;
+use super::events::{self, SandboxEvent};
+use super::session::{self, Approval, Session};
 
 /// What `new` will do, shown before it runs (and as the `--dry-run` output).
 #[derive(Debug, Clone, Serialize)]
@@ -118,10 +125,9 @@ pub fn instance_spec(d: &Desired) -> Result<InstanceSpec, SandboxError> {
     Ok(spec)
 }
 
-/// Everything [`execute`] needs besides the plan.
+/// Everything [`execute_create`] needs besides the plan.
 #[derive(Debug)]
 pub struct CreateCtx<'a> {
-    pub scope: &'a ProjectScope,
     pub registry_path: &'a std::path::Path,
     pub state: &'a State,
     pub env: &'a Env,
@@ -136,31 +142,47 @@ struct Done {
     container_flag_set: bool,
 }
 
-/// Run the plan; on failure undo what was done and record why.
-pub fn execute(
-    plan: &CreatePlan,
+/// Run the plan (the approval must be for [`CreatePlan::operation`]); on failure undo what was
+/// done and record why. Without a container (`--no-container`) no Incus is needed and
+/// `prepared.session` is `None`.
+pub fn execute_create(
+    prepared: &Prepared,
     ctx: &CreateCtx<'_>,
-    progress: &dyn Progress,
+    approval: Approval,
+    progress: Arc<dyn Progress>,
 ) -> Result<(), SandboxError> {
+    let plan = &prepared.plan;
+    let op = plan.operation();
+    approval.check(&op.name, &repoman_core::ObjectId::sandbox(&plan.name))?;
+    let Some(session) = &prepared.session else {
+        return register_only(plan, ctx);
+    };
+    // Image downloads and unpacking report through the same progress.
+    let scope = session
+        .observed
+        .scope
+        .with_reporter(ProgressReporter::new(progress.clone()));
     let mut done = Done::default();
-    match run_steps(plan, ctx, progress, &mut done) {
+    match run_steps(plan, ctx, &scope, &*progress, &mut done) {
         Ok(()) => Ok(()),
         Err((step, err)) => {
             progress.step(&format!("step `{step}` failed; rolling back"));
-            let undone = rollback(plan, ctx, &done);
+            let undone = rollback(plan, &scope, ctx, &done);
             let cause = err.to_string();
-            let ev = NewEvent::new(
-                "sandbox.create.rolled_back",
-                format!("sandbox:{}", plan.name),
-                json!({
-                    "project": plan.name,
-                    "incus_project": plan.incus_project,
-                    "step": step,
-                    "error": cause,
-                    "undone": undone.iter().map(|(what, ok)| json!({"action": what, "ok": ok})).collect::<Vec<_>>(),
-                }),
-            );
-            if let Err(e) = ctx.state.append(ev) {
+            let ev = SandboxEvent::CreateRolledBack(events::CreateRolledBack {
+                project: plan.name.clone(),
+                incus_project: plan.incus_project.clone(),
+                step: step.to_owned(),
+                error: cause.clone(),
+                undone: undone
+                    .iter()
+                    .map(|(action, ok)| events::Undone {
+                        action: action.clone(),
+                        ok: *ok,
+                    })
+                    .collect(),
+            });
+            if let Err(e) = ctx.state.append(ev.into()) {
                 tracing::warn!(error = %e, "could not record the rollback event");
             }
             if matches!(err, SandboxError::Interrupted) {
@@ -209,6 +231,7 @@ fn fail_after(ctx: &CreateCtx<'_>, step: &str) -> Result<(), SandboxError> {
 fn run_steps(
     plan: &CreatePlan,
     ctx: &CreateCtx<'_>,
+    scope: &ProjectScope,
     progress: &dyn Progress,
     done: &mut Done,
 ) -> Result<(), (&'static str, SandboxError)> {
@@ -225,12 +248,14 @@ fn run_steps(
         ));
         let spec = instance_spec(d).map_err(|e| ("create", e))?;
         // Download of a remote image may take a while; local images take about a second.
-        let scope = ctx.scope.with_operation_timeout(Duration::from_secs(600));
-        match scope.create_instance(&spec) {
+        match scope
+            .with_operation_timeout(IMAGE_OPERATION_TIMEOUT)
+            .create_instance(&spec)
+        {
             Ok(_) => done.instance = true,
             Err(e) => {
                 // A failed create may still have left the instance record behind.
-                if matches!(ctx.scope.find_instance(&d.name), Ok(Some(_))) {
+                if matches!(scope.find_instance(&d.name), Ok(Some(_))) {
                     done.instance = true;
                 }
                 return Err(("create", e.into()));
@@ -239,7 +264,7 @@ fn run_steps(
         fail_after(ctx, "create").map_err(|e| ("create", e))?;
         if plan.start {
             progress.step(&format!("starting `{}`", d.name));
-            ctx.scope.start(&d.name).map_err(|e| ("start", e.into()))?;
+            scope.start(&d.name).map_err(|e| ("start", e.into()))?;
             fail_after(ctx, "start").map_err(|e| ("start", e))?;
         }
     }
@@ -266,31 +291,26 @@ fn run_steps(
     }
     fail_after(ctx, "register").map_err(|e| ("register", e))?;
 
-    let mut events = Vec::new();
+    let mut events: Vec<NewEvent> = Vec::new();
     if register {
-        events.push(NewEvent::new(
-            "project.registered",
-            format!("project:{}", plan.name),
-            json!({"repo": plan.entry.repo.as_str(), "repo_path": plan.repo_path, "container": plan.entry.container}),
-        ));
+        events.push(plan.registered_event().into());
     }
     if let Some(d) = plan.desired.as_ref().filter(|_| plan.create_instance) {
-        events.push(NewEvent::new(
-            "sandbox.created",
-            format!("sandbox:{}", plan.name),
-            json!({
-                "project": plan.name,
-                "incus_project": d.incus_project,
-                "image": d.image,
-                "profiles": d.profiles,
-                "devices": d.devices.keys().collect::<Vec<_>>(),
-                "repo_path": d.repo_path,
-                "mount_path": d.mount_path,
-                "uid": d.uid,
-                "gid": d.gid,
-                "started": plan.start,
-            }),
-        ));
+        events.push(
+            SandboxEvent::Created(events::Created {
+                project: plan.name.clone(),
+                incus_project: d.incus_project.clone(),
+                image: d.image.clone(),
+                profiles: d.profiles.clone(),
+                devices: d.devices.keys().cloned().collect(),
+                repo_path: d.repo_path.clone(),
+                mount_path: d.mount_path.clone(),
+                uid: d.uid,
+                gid: d.gid,
+                started: plan.start,
+            })
+            .into(),
+        );
     }
     ctx.state
         .append_batch(events)
@@ -298,7 +318,12 @@ fn run_steps(
     Ok(())
 }
 
-fn rollback(plan: &CreatePlan, ctx: &CreateCtx<'_>, done: &Done) -> Vec<(String, bool)> {
+fn rollback(
+    plan: &CreatePlan,
+    scope: &ProjectScope,
+    ctx: &CreateCtx<'_>,
+    done: &Done,
+) -> Vec<(String, bool)> {
     let mut undone = Vec::new();
     if done.registered || done.container_flag_set {
         let name = plan.name.clone();
@@ -324,8 +349,9 @@ fn rollback(plan: &CreatePlan, ctx: &CreateCtx<'_>, done: &Done) -> Vec<(String,
         ));
     }
     if done.instance {
-        let _ = ctx.scope.stop(&plan.name, true);
-        let ok = match ctx.scope.delete_instance(&plan.name) {
+        // Cleanup must finish even when Ctrl-C is what stopped the run.
+        let _ = scope.stop(&plan.name, true);
+        let ok = match scope.delete_instance(&plan.name) {
             Ok(()) => true,
             Err(e) => e.is_not_found(),
         };
@@ -337,4 +363,213 @@ fn rollback(plan: &CreatePlan, ctx: &CreateCtx<'_>, done: &Done) -> Vec<(String,
         undone.push((format!("removed the empty directory {}", dir.display()), ok));
     }
     undone
+}
+
+/// What `new` was asked for (flags and wizard answers).
+#[derive(Debug, Clone, Default)]
+pub struct NewRequest {
+    /// Project name, also the container name.
+    pub name: String,
+    /// Repo directory name under `local_repos` (default: the name).
+    pub repo: Option<String>,
+    /// `--image`, recorded for the project.
+    pub image: Option<String>,
+    /// `--profile`s, recorded for a new project.
+    pub profiles: Vec<String>,
+    /// Start the container once created.
+    pub start: bool,
+    /// Create a container (`false`: `--no-container`, only register the project).
+    pub container: bool,
+}
+
+/// The first half of planning [`plan_create`]: the request resolved against the registry and
+/// the repo's `.repoman.toml`, without Incus.
+#[derive(Debug)]
+pub struct Draft {
+    estate: Estate,
+    plan: CreatePlan,
+}
+
+impl Draft {
+    /// Whether the plan needs Incus (a [`Session`] for [`plan_create`]).
+    pub fn needs_incus(&self) -> bool {
+        self.plan.create_instance
+    }
+
+    /// The project name.
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// The estate the draft was made from (registry and settings).
+    pub fn estate(&self) -> &Estate {
+        &self.estate
+    }
+}
+
+/// A plan ready for the policy gate and [`execute_create`].
+#[derive(Debug)]
+pub struct Prepared {
+    pub plan: CreatePlan,
+    /// The Incus side (`None` with `--no-container`).
+    pub session: Option<Session>,
+    /// The policy rules of the registry the plan was made from.
+    pub rules: Vec<repoman_core::registry::PolicyRule>,
+}
+
+/// Resolve a `new` request: name and repo dirname validated, the existing registration (if any)
+/// taken into account, the desired state computed and its extra mount sources checked. Reads
+/// files only. The sandbox is tagged with the estate id; a registry without one gets a new id
+/// (recorded on registration).
+pub fn draft(mut estate: Estate, req: &NewRequest, clock: &Clock) -> Result<Draft, SandboxError> {
+    let estate_id = match &estate.file.registry.estate_id {
+        Some(id) => id.clone(),
+        None => clock.new_id().to_string(),
+    };
+    estate.file.registry.estate_id = Some(estate_id.clone());
+    let name = ProjectName::parse(&req.name)?;
+    let existing = estate.file.registry.project(name.as_str()).cloned();
+    let repo = match (&req.repo, &existing) {
+        (Some(r), Some(e)) if r != e.repo.as_str() => {
+            return Err(SandboxError::Invalid(format!(
+                "project `{name}` is registered with repo `{}`, not `{r}`",
+                e.repo
+            )));
+        }
+        (Some(r), _) => RepoDirName::parse(r)?,
+        (None, Some(e)) => e.repo.clone(),
+        (None, None) => RepoDirName::parse(name.as_str())?,
+    };
+    if let Some(e) = &existing
+        && (!req.container || e.container)
+    {
+        return Err(SandboxError::AlreadyRegistered {
+            name: name.to_string(),
+            with_sandbox: e.container,
+        });
+    }
+    let repo_path = desired::repo_path(&estate.settings, repo.as_str())?;
+    let create_repo_dir = !repo_path.exists();
+    if existing.is_some() && !req.profiles.is_empty() {
+        return Err(SandboxError::ProfilesOfExisting(name.to_string()));
+    }
+    let entry = match &existing {
+        // Adding a sandbox to a project registered --no-container: --image is recorded as for a
+        // new project (the register step writes it), so later drift checks agree.
+        Some(e) => ProjectEntry {
+            image: req.image.clone().or_else(|| e.image.clone()),
+            ..e.clone()
+        },
+        None => ProjectEntry {
+            name: name.clone(),
+            repo: repo.clone(),
+            container: req.container,
+            image: req.image.clone(),
+            profiles: req.profiles.clone(),
+            created_at: Some(clock.now_rfc3339()),
+            last_sync: None,
+        },
+    };
+    let desired = if req.container {
+        let d = estate.desired(&entry, None)?;
+        for src in d.mount_sources.iter().skip(1) {
+            if !src.exists() {
+                return Err(SandboxError::Invalid(format!(
+                    "mount source {} (from {}) does not exist",
+                    src.display(),
+                    repo_path
+                        .join(repoman_core::registry::OVERRIDES_FILE)
+                        .display()
+                )));
+            }
+        }
+        Some(d)
+    } else {
+        None
+    };
+    let plan = CreatePlan {
+        name: name.to_string(),
+        incus_project: estate.incus_project().to_owned(),
+        create_repo_dir,
+        create_instance: req.container,
+        start: req.start,
+        register: existing.is_none(),
+        entry: ProjectEntry {
+            container: req.container,
+            ..entry
+        },
+        repo_path: repo_path.clone(),
+        desired,
+        previous_image: existing.as_ref().and_then(|e| e.image.clone()),
+        estate_id,
+        owner: estate.host_user(Some(&repo_path)),
+    };
+    Ok(Draft { estate, plan })
+}
+
+/// Finish planning against Incus: the project must exist and no unregistered container may
+/// have the name already. `session` is required when [`Draft::needs_incus`].
+pub fn plan_create(draft: Draft, session: Option<Session>) -> Result<Prepared, SandboxError> {
+    let Draft { estate, plan } = draft;
+    let session = match (plan.create_instance, session) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(SandboxError::Invalid(
+                "internal: creating a sandbox needs an Incus session".to_owned(),
+            ));
+        }
+        (true, Some(s)) => {
+            s.require_project()?;
+            if s.observed.instance(&plan.name).is_some() {
+                return Err(SandboxError::OrphanExists {
+                    name: plan.name.clone(),
+                    project: s.estate.incus_project().to_owned(),
+                });
+            }
+            Some(s)
+        }
+    };
+    Ok(Prepared {
+        plan,
+        session,
+        rules: estate.file.registry.policy.rules.clone(),
+    })
+}
+
+impl CreatePlan {
+    /// The operation the policy gate decides on: `sandbox.create`, or `project.register` without
+    /// a container (object `sandbox:NAME` in both cases).
+    pub fn operation(&self) -> Operation {
+        session::op(
+            if self.create_instance {
+                "sandbox.create"
+            } else {
+                "project.register"
+            },
+            &self.name,
+        )
+    }
+
+    fn registered_event(&self) -> SandboxEvent {
+        SandboxEvent::ProjectRegistered(events::ProjectRegistered {
+            project: self.name.clone(),
+            repo: self.entry.repo.to_string(),
+            repo_path: self.repo_path.clone(),
+            container: self.entry.container,
+        })
+    }
+}
+
+/// `--no-container`: registering a project needs no Incus.
+fn register_only(plan: &CreatePlan, ctx: &CreateCtx<'_>) -> Result<(), SandboxError> {
+    if plan.create_repo_dir {
+        super::estate::make_dir_for(&plan.repo_path, &plan.owner)?;
+    }
+    let entry = plan.entry.clone();
+    RegistryFile::edit(ctx.registry_path, Some(Duration::from_secs(10)), |f| {
+        f.ensure_estate_id(|| plan.estate_id.clone());
+        f.add_project(&entry)
+    })?;
+    ctx.state.append(plan.registered_event().into())?;
+    Ok(())
 }

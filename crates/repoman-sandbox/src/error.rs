@@ -11,7 +11,8 @@ use repoman_core::registry::RegistryError;
 use repoman_incus::IncusError;
 use repoman_state::StateError;
 
-use repoman_core::ErrorKind;
+use repoman_core::{DomainError, ErrorKind};
+use repoman_state::{Blocked, GateError};
 
 /// What can go wrong planning or applying a sandbox change.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,17 @@ pub enum SandboxError {
     /// The sandbox should exist but Incus does not have it.
     #[error("the sandbox `{name}` is missing from the Incus project `{project}`")]
     Missing { name: String, project: String },
-    /// Something exists already that the command would create.
-    #[error("{0}")]
-    Exists(String),
+    /// `new` for a project that is registered already (with a sandbox, or `--no-container` again).
+    #[error("project `{name}` is already registered {}", if *.with_sandbox { "with a sandbox" } else { "without a sandbox" })]
+    AlreadyRegistered { name: String, with_sandbox: bool },
+    /// `new --profile` for a project that is registered already.
+    #[error("project `{0}` is already registered; --profile only applies to new projects")]
+    ProfilesOfExisting(String),
+    /// An unregistered container already has the name `new` would give the sandbox.
+    #[error(
+        "a container named `{name}` already exists in the Incus project `{project}` but is not registered (an orphan)"
+    )]
+    OrphanExists { name: String, project: String },
     /// The Incus project repoman uses does not exist (setup has not run).
     #[error("the Incus project `{0}` does not exist")]
     NoIncusProject(String),
@@ -64,14 +73,10 @@ pub enum SandboxError {
         cause: String,
         undone: String,
     },
-    /// A policy rule or guard blocked the plan.
-    #[error("{operation} on {object} is blocked by policy: {reasons}")]
-    Blocked {
-        operation: String,
-        object: String,
-        reasons: String,
-        unblock: Option<String>,
-    },
+    /// A policy rule or guard blocked the plan (the one gate's verdict, rendered the same way
+    /// by every domain).
+    #[error(transparent)]
+    Blocked(Box<Blocked>),
     /// Ctrl-C arrived between two steps (what was done has been undone).
     #[error("interrupted")]
     Interrupted,
@@ -84,42 +89,37 @@ impl SandboxError {
     /// The kind of failure this is (DESIGN.md §5 maps kinds to exit codes).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            SandboxError::Incus(e) if e.is_unavailable() => ErrorKind::Unavailable,
-            SandboxError::Incus(IncusError::Forbidden { .. }) | SandboxError::Restricted(_) => {
-                ErrorKind::Unavailable
-            }
-            SandboxError::Incus(IncusError::MissingExtension { .. }) => ErrorKind::Unavailable,
-            SandboxError::Incus(_) => ErrorKind::Failed,
-            SandboxError::State(e) if e.needs_human() => ErrorKind::Blocked,
-            SandboxError::State(_) => ErrorKind::Failed,
-            SandboxError::Registry(RegistryError::Read { .. } | RegistryError::Fs(_)) => {
-                ErrorKind::Failed
-            }
-            SandboxError::Registry(_) => ErrorKind::Usage,
-            SandboxError::Name(_)
-            | SandboxError::NotConfigured { .. }
+            // Wrapped domain errors keep their own kind: the same failure maps to the same exit
+            // code whichever command meets it.
+            SandboxError::Incus(e) => DomainError::kind(e),
+            SandboxError::State(e) => DomainError::kind(e),
+            SandboxError::Registry(e) => DomainError::kind(e),
+            SandboxError::Name(e) => DomainError::kind(e),
+            SandboxError::Process(e) => DomainError::kind(e),
+            SandboxError::Restricted(_) => ErrorKind::Unavailable,
+            SandboxError::NotConfigured { .. }
             | SandboxError::Invalid(_)
             | SandboxError::Overrides { .. }
             | SandboxError::UnknownProject(_)
             | SandboxError::NoContainer(_)
-            | SandboxError::Exists(_) => ErrorKind::Usage,
-            SandboxError::Process(ProcessError::Cancelled { .. }) | SandboxError::Interrupted => {
-                ErrorKind::Interrupted
-            }
-            SandboxError::Process(ProcessError::NotFound { .. }) => ErrorKind::Unavailable,
-            SandboxError::Process(_) => ErrorKind::Failed,
+            | SandboxError::AlreadyRegistered { .. }
+            | SandboxError::ProfilesOfExisting(_)
+            | SandboxError::OrphanExists { .. } => ErrorKind::Usage,
+            SandboxError::Interrupted => ErrorKind::Interrupted,
             SandboxError::Missing { .. } => ErrorKind::Failed,
             SandboxError::NoIncusProject(_) => ErrorKind::Usage,
             SandboxError::Directory { .. } => ErrorKind::Usage,
             SandboxError::RolledBack { .. } | SandboxError::Injected(_) => ErrorKind::Failed,
-            SandboxError::Blocked { .. } => ErrorKind::Blocked,
+            SandboxError::Blocked(_) => ErrorKind::Blocked,
         }
     }
 
     /// What the user should do next, when obvious.
     pub fn hint(&self) -> Option<String> {
         match self {
-            SandboxError::Incus(e) => e.hint(),
+            SandboxError::Incus(e) => DomainError::hint(e),
+            SandboxError::State(e) => DomainError::hint(e),
+            SandboxError::Process(e) => DomainError::hint(e),
             SandboxError::NotConfigured { hint, .. } => Some(hint.clone()),
             SandboxError::UnknownProject(_) => {
                 Some("`repoman list` shows the registered projects".to_owned())
@@ -133,12 +133,102 @@ impl SandboxError {
             SandboxError::NoIncusProject(_) => {
                 Some("run `repoman setup` first; it creates the Incus project".to_owned())
             }
-            SandboxError::Blocked { unblock, .. } => unblock
-                .clone()
-                .or_else(|| Some("change the matching [[policy.rule]] in repoman.toml".to_owned())),
+            SandboxError::Blocked(b) => DomainError::hint(&**b),
+            SandboxError::AlreadyRegistered { name, .. } => {
+                Some(format!("`repoman status {name}` shows it"))
+            }
+            SandboxError::ProfilesOfExisting(_) => Some(
+                "add the profiles to `profiles` in its [[project]] entry or in the repo's .repoman.toml"
+                    .to_owned(),
+            ),
+            SandboxError::OrphanExists { name, .. } => Some(format!(
+                "`repoman status {name} --repair --orphan adopt` registers it"
+            )),
             SandboxError::Overrides { path, .. } => Some(format!("fix {}", path.display())),
-            SandboxError::Registry(e) => repoman_core::DomainError::hint(e),
+            SandboxError::Registry(e) => DomainError::hint(e),
             _ => None,
         }
+    }
+}
+
+impl DomainError for SandboxError {
+    fn kind(&self) -> ErrorKind {
+        SandboxError::kind(self)
+    }
+
+    fn hint(&self) -> Option<String> {
+        SandboxError::hint(self)
+    }
+}
+
+impl From<GateError> for SandboxError {
+    fn from(e: GateError) -> Self {
+        match e {
+            GateError::Blocked(b) => SandboxError::Blocked(Box::new(b)),
+            GateError::State(s) => SandboxError::State(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_hints_of_the_documented_failures() {
+        let cases = [
+            (
+                SandboxError::UnknownProject("a".into()),
+                ErrorKind::Usage,
+                true,
+            ),
+            (
+                SandboxError::Missing {
+                    name: "a".into(),
+                    project: "repoman".into(),
+                },
+                ErrorKind::Failed,
+                true,
+            ),
+            (
+                SandboxError::Restricted("x".into()),
+                ErrorKind::Unavailable,
+                false,
+            ),
+            (SandboxError::Interrupted, ErrorKind::Interrupted, false),
+            (
+                SandboxError::AlreadyRegistered {
+                    name: "a".into(),
+                    with_sandbox: true,
+                },
+                ErrorKind::Usage,
+                true,
+            ),
+            (
+                SandboxError::OrphanExists {
+                    name: "a".into(),
+                    project: "repoman".into(),
+                },
+                ErrorKind::Usage,
+                true,
+            ),
+            (
+                SandboxError::NoIncusProject("repoman".into()),
+                ErrorKind::Usage,
+                true,
+            ),
+        ];
+        for (e, kind, has_hint) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.hint().is_some(), has_hint, "{e}");
+        }
+        let e = SandboxError::AlreadyRegistered {
+            name: "a".into(),
+            with_sandbox: false,
+        };
+        assert_eq!(
+            e.to_string(),
+            "project `a` is already registered without a sandbox"
+        );
     }
 }

@@ -17,11 +17,6 @@ use super::desired::{self, Desired, Inputs};
 use super::drift::{self, Drift, Expected};
 use super::error::SandboxError;
 
-/// Progress messages from long sandbox operations; the CLI prints them, tests collect them.
-pub trait Progress {
-    fn step(&self, message: &str);
-}
-
 /// Connect to Incus and refuse a connection that cannot do what repoman needs.
 pub fn connect(env: &Env) -> Result<Incus, SandboxError> {
     let incus = Incus::connect(env)?;

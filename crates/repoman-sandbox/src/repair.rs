@@ -1,112 +1,272 @@
 //! Changing existing sandboxes: re-applying the desired state (`update`, config-drift repair),
-//! repairs of missing and orphan sandboxes (`status --repair`), lifecycle actions and removal.
+//! rebuilding, and the repairs of `status --repair` ([`apply_repair`]: recreate or forget a
+//! missing sandbox, adopt or destroy an orphan, re-apply drifted config).
 //!
-//! Each function does one Incus/registry change and returns the event to record; the command
-//! records it (after the policy decision it took before calling). Removal never touches the repo
-//! directory unless asked and never touches the backup.
+//! Removal and the repairs never touch the repo directory or the backup. Every change that
+//! records an event takes the [`Approval`] of the policy gate.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use repoman_core::registry::{ProjectEntry, RegistryFile};
-use repoman_core::{ProjectName, RepoDirName};
-use repoman_incus::{Incus, IncusError, Instance, ProjectScope};
-use repoman_state::NewEvent;
+use repoman_core::{ObjectId, Progress, ProjectName, RepoDirName};
+use repoman_incus::{
+    IMAGE_OPERATION_TIMEOUT, IncusError, Instance, ProgressReporter, ProjectScope,
+};
+use repoman_state::State;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::desired::{Desired, TAG_REPO};
-use super::drift::Change;
+use super::desired::{Desired, TAG_IMAGE, TAG_REPO, is_managed_key};
+use super::drift::{Change, Drift};
 use super::error::SandboxError;
-use super::incus_ext;
+use super::events::{self, SandboxEvent};
+use super::session::{Approval, Session};
 
 const LOCK: Option<Duration> = Some(Duration::from_secs(10));
 
-/// What to do about a missing sandbox.
+/// What `status --repair` can do about one drift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MissingAction {
-    /// Create the container again from the registry and `.repoman.toml`.
+pub enum RepairAction {
+    /// Missing: create the container again from the registry and `.repoman.toml`.
     Recreate,
-    /// Remove the project from the registry (the repo and the backup stay).
+    /// Missing: remove the project from the registry (the repo and the backup stay).
     Forget,
-    /// Leave it.
-    Skip,
-}
-
-/// What to do about an orphan container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrphanAction {
-    /// Register it as a project (repo dirname from its `user.repoman.repo` tag, else its name).
+    /// Orphan: register it as a project (repo dirname from its `user.repoman.repo` tag, else its
+    /// name).
     Adopt,
-    /// Stop and delete the container.
+    /// Orphan: stop and delete the container.
     Destroy,
-    /// Leave it.
-    Skip,
+    /// Config drift: re-apply profiles, devices and managed config (not the image).
+    Reapply,
 }
 
-/// Re-apply profiles, devices and managed config (not the image). Returns the event.
+impl RepairAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairAction::Recreate => "recreate",
+            RepairAction::Forget => "forget",
+            RepairAction::Adopt => "adopt",
+            RepairAction::Destroy => "destroy",
+            RepairAction::Reapply => "reapply",
+        }
+    }
+
+    /// The actions that apply to `drift`, the non-destructive default first (empty: nothing
+    /// can be repaired, e.g. only the image differs, or the desired state is unknown).
+    pub fn choices(drift: &Drift) -> &'static [RepairAction] {
+        match drift {
+            Drift::Missing { .. } => &[RepairAction::Recreate, RepairAction::Forget],
+            Drift::Orphan { .. } => &[RepairAction::Adopt, RepairAction::Destroy],
+            Drift::Config { changes, .. } if changes.iter().any(Change::reapplicable) => {
+                &[RepairAction::Reapply]
+            }
+            _ => &[],
+        }
+    }
+
+    /// Parse a name from [`RepairAction::as_str`].
+    pub fn parse(text: &str) -> Option<RepairAction> {
+        [
+            RepairAction::Recreate,
+            RepairAction::Forget,
+            RepairAction::Adopt,
+            RepairAction::Destroy,
+            RepairAction::Reapply,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == text)
+    }
+}
+
+/// One planned or applied repair, as `status --json` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairReport {
+    pub name: String,
+    pub drift: &'static str,
+    pub action: String,
+    pub applied: bool,
+    pub error: Option<String>,
+}
+
+/// The operation the policy gate decides on for a repair (`sandbox.repair`).
+pub fn repair_operation(drift: &Drift) -> repoman_state::Operation {
+    super::session::op("sandbox.repair", drift.name())
+}
+
+/// Apply one repair and record `sandbox.repaired`. Returns what was done (the event's
+/// `detail`).
+pub fn apply_repair(
+    session: &Session,
+    drift: &Drift,
+    action: RepairAction,
+    ctx: &RepairCtx<'_>,
+    approval: Approval,
+) -> Result<Value, SandboxError> {
+    approval.check("sandbox.repair", &ObjectId::sandbox(drift.name()))?;
+    let detail = repair(session, drift, action, ctx)?;
+    ctx.state.append(
+        SandboxEvent::Repaired(events::Repaired {
+            project: drift.name().to_owned(),
+            drift: drift.kind().to_owned(),
+            action: action.as_str().to_owned(),
+            detail: detail.clone(),
+        })
+        .into(),
+    )?;
+    Ok(detail)
+}
+
+/// What [`apply_repair`] needs besides the session.
+pub struct RepairCtx<'a> {
+    pub registry_path: &'a Path,
+    pub state: &'a State,
+    /// The `created_at` of an adopted project.
+    pub now: String,
+    pub progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for RepairCtx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepairCtx")
+            .field("registry_path", &self.registry_path)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+fn repair(
+    s: &Session,
+    d: &Drift,
+    action: RepairAction,
+    ctx: &RepairCtx<'_>,
+) -> Result<Value, SandboxError> {
+    let scope = &s.observed.scope;
+    match (d, action) {
+        (Drift::Missing { name }, RepairAction::Recreate) => {
+            let entry = s.estate.entry(name)?;
+            let desired = s.estate.desired(entry, None)?;
+            let spec = super::create::instance_spec(&desired)?;
+            ctx.progress.step(&format!(
+                "creating container `{name}` from `{}`",
+                desired.image
+            ));
+            scope
+                .with_reporter(ProgressReporter::new(ctx.progress.clone()))
+                .with_operation_timeout(IMAGE_OPERATION_TIMEOUT)
+                .create_instance(&spec)?;
+            if let Err(e) = scope.start(name) {
+                // Leave nothing half-made behind: the container that cannot start is removed.
+                let _ = destroy_instance(scope, name);
+                return Err(e.into());
+            }
+            Ok(json!({"image": desired.image}))
+        }
+        (Drift::Missing { name }, RepairAction::Forget) => {
+            forget(ctx.registry_path, name)?;
+            Ok(json!({}))
+        }
+        (Drift::Orphan { name, .. }, RepairAction::Adopt) => {
+            let inst = s
+                .observed
+                .instance(name)
+                .ok_or_else(|| SandboxError::Missing {
+                    name: name.clone(),
+                    project: s.estate.incus_project().to_owned(),
+                })?;
+            let local = s
+                .estate
+                .settings
+                .local_repos
+                .as_ref()
+                .map(|l| l.value.as_path());
+            let entry = adopt(ctx.registry_path, local, inst, ctx.now.clone())?;
+            Ok(json!({"repo": entry.repo.as_str()}))
+        }
+        (Drift::Orphan { name, .. }, RepairAction::Destroy) => {
+            destroy_instance(scope, name)?;
+            Ok(json!({}))
+        }
+        (Drift::Config { name, changes }, RepairAction::Reapply) => {
+            let entry = s.estate.entry(name)?;
+            let desired = s.estate.desired(entry, None)?;
+            Ok(reapply(scope, &desired, changes)?.data())
+        }
+        _ => Err(SandboxError::Invalid(format!(
+            "no repair `{}` for {}",
+            action.as_str(),
+            d.summary()
+        ))),
+    }
+}
+
+/// Bring an instance to its desired profiles, own devices and managed config keys
+/// (`user.repoman.*`, `environment.*`) in one etag-checked write, keeping every other config
+/// key and field as Incus stored it. The image tag changes only with `set_image_tag` (a rebuild).
+fn apply_desired(
+    scope: &ProjectScope,
+    desired: &Desired,
+    set_image_tag: bool,
+) -> Result<(), IncusError> {
+    let image_key = format!("user.{TAG_IMAGE}");
+    scope.edit_instance(&desired.name, |i| {
+        i.config
+            .retain(|k, _| !is_managed_key(k) || (*k == image_key && !set_image_tag));
+        i.config.extend(
+            desired
+                .config
+                .iter()
+                .filter(|(k, _)| set_image_tag || **k != image_key)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        i.profiles = desired.profiles.clone();
+        i.devices = desired.devices.clone();
+        Ok(())
+    })
+}
+
+/// Re-apply profiles, devices and managed config (not the image). Returns the event (not yet
+/// recorded: `update` records it, a repair records `sandbox.repaired` with it as detail).
 pub fn reapply(
-    incus: &Incus,
+    scope: &ProjectScope,
     desired: &Desired,
     changes: &[Change],
-) -> Result<NewEvent, SandboxError> {
-    incus_ext::apply_desired(
-        incus,
-        &desired.incus_project,
-        &desired.name,
-        &desired.profiles,
-        &desired.devices,
-        &desired.config,
-        false,
-    )?;
-    Ok(NewEvent::new(
-        "sandbox.updated",
-        format!("sandbox:{}", desired.name),
-        json!({
-            "project": desired.name,
-            "changes": changes.iter().filter(|c| c.reapplicable()).collect::<Vec<_>>(),
-        }),
-    ))
+) -> Result<SandboxEvent, SandboxError> {
+    apply_desired(scope, desired, false)?;
+    Ok(SandboxEvent::Updated(events::Updated {
+        project: desired.name.clone(),
+        changes: changes
+            .iter()
+            .filter(|c| c.reapplicable())
+            .cloned()
+            .collect(),
+    }))
 }
 
 /// Rebuild the container from the desired image (its root filesystem is replaced; the repo and
 /// extra mounts are bind mounts and are not touched), re-apply the rest, and restore its
 /// running state. Returns the event.
 pub fn rebuild(
-    incus: &Incus,
     scope: &ProjectScope,
     desired: &Desired,
     was_running: bool,
     from: Option<&str>,
-) -> Result<NewEvent, SandboxError> {
+) -> Result<SandboxEvent, SandboxError> {
     if was_running {
         scope.stop(&desired.name, true)?;
     }
-    incus_ext::rebuild(
-        incus,
-        &desired.incus_project,
-        &desired.name,
-        &desired.image_source()?,
-    )?;
-    incus_ext::apply_desired(
-        incus,
-        &desired.incus_project,
-        &desired.name,
-        &desired.profiles,
-        &desired.devices,
-        &desired.config,
-        true,
-    )?;
+    scope.rebuild_instance(&desired.name, &desired.image_source()?)?;
+    apply_desired(scope, desired, true)?;
     if was_running {
         scope.start(&desired.name)?;
     }
-    Ok(NewEvent::new(
-        "sandbox.rebuilt",
-        format!("sandbox:{}", desired.name),
-        json!({"project": desired.name, "from_image": from, "image": desired.image}),
-    ))
+    Ok(SandboxEvent::Rebuilt(events::Rebuilt {
+        project: desired.name.clone(),
+        from_image: from.map(str::to_owned),
+        image: desired.image.clone(),
+    }))
 }
 
 /// Stop (forcefully) and delete an instance; a missing one is fine.
@@ -167,57 +327,4 @@ pub fn adopt(
         }
     })?;
     Ok(entry)
-}
-
-/// Start / stop / restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lifecycle {
-    Start,
-    Stop,
-    Restart,
-}
-
-impl Lifecycle {
-    pub fn verb(self) -> &'static str {
-        match self {
-            Lifecycle::Start => "start",
-            Lifecycle::Stop => "stop",
-            Lifecycle::Restart => "restart",
-        }
-    }
-
-    /// The event type recorded after the action.
-    pub fn event(self) -> &'static str {
-        match self {
-            Lifecycle::Start => "sandbox.started",
-            Lifecycle::Stop => "sandbox.stopped",
-            Lifecycle::Restart => "sandbox.restarted",
-        }
-    }
-
-    /// Whether the action would change anything for an instance in `status`.
-    pub fn needed(self, status: &str) -> bool {
-        match self {
-            Lifecycle::Start => status != "Running",
-            Lifecycle::Stop => status != "Stopped",
-            Lifecycle::Restart => true,
-        }
-    }
-
-    /// Run it. Restarting a stopped instance starts it.
-    pub fn run(
-        self,
-        scope: &ProjectScope,
-        name: &str,
-        status: &str,
-        force: bool,
-    ) -> Result<(), IncusError> {
-        match self {
-            Lifecycle::Start => scope.start(name),
-            Lifecycle::Stop => scope.stop(name, force),
-            Lifecycle::Restart if status != "Running" => scope.start(name),
-            Lifecycle::Restart => scope.restart(name, force),
-        }
-    }
 }

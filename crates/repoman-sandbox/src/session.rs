@@ -1,10 +1,11 @@
 //! The opening every sandbox command shares: load the registry, resolve settings, connect to
 //! Incus, list repoman's project once and reconcile (read-only). Also the policy gate every
-//! mutation passes through. Returns values; the commands print.
+//! mutation passes through ([`authorize`], [`preview`]). Returns values; the faces print.
 
-use repoman_core::registry::RegistryFile;
+use repoman_core::ObjectId;
+use repoman_core::registry::{PolicyRule, RegistryFile};
 use repoman_incus::Incus;
-use repoman_state::{Decision, Effect, Operation, State, Verdict, policy};
+use repoman_state::{Decision, GateMode, Operation, State};
 
 use super::drift::Drift;
 use super::error::SandboxError;
@@ -60,6 +61,16 @@ impl Session {
         self.drift.iter().find(|d| d.name() == name)
     }
 
+    /// Fail unless `name` is a registered project or a container in the Incus project.
+    pub fn require_known(&self, name: &str) -> Result<(), SandboxError> {
+        if self.estate.file.registry.project(name).is_none()
+            && self.observed.instance(name).is_none()
+        {
+            return Err(SandboxError::UnknownProject(name.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Fail unless the Incus project exists.
     pub fn require_project(&self) -> Result<(), SandboxError> {
         if self.observed.project_exists {
@@ -72,43 +83,75 @@ impl Session {
     }
 }
 
-/// Evaluate policy for `op`. With `record` the decision is an event (`policy.decided`, and
-/// `<op>.plan.blocked` when blocked); a dry run evaluates without recording. A block is an error.
-pub fn gate(
-    state: &State,
-    op: &Operation,
-    verdicts: Vec<Verdict>,
-    rules: &[repoman_core::registry::PolicyRule],
-    record: bool,
-) -> Result<Option<Decision>, SandboxError> {
-    let (effect, reasons, decision) = if record {
-        let d = state.decide(op, verdicts, rules)?;
-        (d.effect, d.reasons.clone(), Some(d))
-    } else {
-        let (e, r) = policy::evaluate(op, verdicts, rules, state.identity());
-        (e, r, None)
-    };
-    if effect == Effect::Allow {
-        return Ok(decision);
+/// A mutation the policy gate let through and recorded. The functions that change a sandbox take
+/// one, so no face can skip the gate; only [`authorize`] makes one.
+#[derive(Debug)]
+pub struct Approval {
+    operation: Operation,
+    decision: Decision,
+}
+
+impl Approval {
+    /// The operation that was allowed.
+    pub fn operation(&self) -> &Operation {
+        &self.operation
     }
-    let blocking: Vec<&Verdict> = reasons.iter().filter(|v| v.effect.blocks()).collect();
-    Err(SandboxError::Blocked {
-        operation: op.name.clone(),
-        object: op.object.clone(),
-        reasons: blocking
-            .iter()
-            .map(|v| format!("{} ({}: {})", v.reason, v.rule, v.effect.as_str()))
-            .collect::<Vec<_>>()
-            .join("; "),
-        unblock: blocking.iter().find_map(|v| v.unblock.clone()),
+
+    /// The recorded decision (its `policy.decided` seq and the verdicts).
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Fail unless this approval is for `name` on `object` (a programming error otherwise).
+    pub(crate) fn check(&self, name: &str, object: &ObjectId) -> Result<(), SandboxError> {
+        if self.operation.name == name && self.operation.object == object.to_string() {
+            Ok(())
+        } else {
+            Err(SandboxError::Invalid(format!(
+                "internal: approval for {} of {} used for {name} of {object}",
+                self.operation.name, self.operation.object
+            )))
+        }
+    }
+}
+
+/// Pass `op` through the one policy gate ([`repoman_state::gate`]) and record the decision
+/// (`policy.decided`, and `<op>.plan.blocked` when blocked). A block is
+/// [`SandboxError::Blocked`].
+pub fn authorize(
+    state: &State,
+    op: Operation,
+    rules: &[PolicyRule],
+) -> Result<Approval, SandboxError> {
+    let decision = repoman_state::gate(state, &op, Vec::new(), rules, GateMode::Record)?;
+    Ok(Approval {
+        operation: op,
+        decision,
     })
 }
 
-/// The operation value for a sandbox action.
+/// What the gate would decide for `op` (`--dry-run`): nothing is recorded; a block is still
+/// [`SandboxError::Blocked`].
+pub fn preview(
+    state: &State,
+    op: &Operation,
+    rules: &[PolicyRule],
+) -> Result<Decision, SandboxError> {
+    Ok(repoman_state::gate(
+        state,
+        op,
+        Vec::new(),
+        rules,
+        GateMode::DryRun,
+    )?)
+}
+
+/// The operation value for an action on the sandbox of `project` (`sandbox.create`,
+/// `sandbox.start`, ..., object `sandbox:NAME`).
 pub fn op(name: &str, project: &str) -> Operation {
     Operation {
         name: name.to_owned(),
-        object: format!("sandbox:{project}"),
+        object: ObjectId::sandbox(project).to_string(),
         project: Some(project.to_owned()),
     }
 }

@@ -1,5 +1,6 @@
 //! `repoman setup`: the host plan (directories, the Incus project, its default profile, extra
-//! profiles, registry defaults) and applying it.
+//! profiles, registry defaults) and applying it: [`resolve`] merges the flags with the registry
+//! and the environment, [`plan`] works out what differs, [`apply`] changes it after the gate.
 //!
 //! Idempotent by construction: the plan lists only what differs from what exists, so a second
 //! run plans nothing and says so. Nothing existing is ever replaced destructively: a root disk
@@ -10,12 +11,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use repoman_core::registry::{ProfileDef, RegistryFile};
+use repoman_core::settings::Settings;
+use repoman_core::{Env, ObjectId, Progress};
 use repoman_incus::{DeviceSpec, ImageSource, Incus, IncusError, ProfilePut, ProjectSpec};
+use repoman_state::{Operation, State};
 use serde::Serialize;
 
 use super::error::SandboxError;
-use super::estate::{Progress, probe_dir};
-use super::incus_ext;
+use super::estate::probe_dir;
+use super::events::{self, SandboxEvent};
+use super::session::Approval;
 
 /// What setup was asked for (flags and wizard answers, already merged with the registry).
 #[derive(Debug, Clone, Default)]
@@ -170,7 +175,7 @@ pub fn plan(
                     .to_owned(),
         });
     }
-    if !incus_ext::pool_exists(incus, &req.pool)? {
+    if !incus.storage_pool_exists(&req.pool)? {
         return Err(SandboxError::Invalid(format!(
             "the storage pool `{}` does not exist; create it (`incus storage create {} dir`) or pass --pool",
             req.pool, req.pool
@@ -314,7 +319,7 @@ pub fn plan(
 }
 
 /// Apply the Incus and directory steps (registry steps are applied by [`apply_registry`]).
-pub fn apply_incus(
+fn apply_incus(
     incus: &Incus,
     req: &SetupRequest,
     plan: &SetupPlan,
@@ -386,7 +391,7 @@ pub fn apply_incus(
 }
 
 /// Write the registry steps. Returns whether the file changed.
-pub fn apply_registry(
+fn apply_registry(
     path: &std::path::Path,
     req: &SetupRequest,
     new_id: impl FnOnce() -> String,
@@ -402,4 +407,149 @@ pub fn apply_registry(
         Ok(())
     })?;
     Ok(written)
+}
+
+/// What `setup` was given (flags, or wizard answers); `None`/empty: keep what the registry or
+/// the environment says.
+#[derive(Debug, Clone, Default)]
+pub struct SetupFlags {
+    pub local_repos: Option<PathBuf>,
+    pub backup_root: Option<PathBuf>,
+    pub incus_project: Option<String>,
+    pub pool: Option<String>,
+    pub network: Option<String>,
+    pub image: Option<String>,
+    /// Replaces `[defaults] profiles` when not empty.
+    pub profiles: Vec<String>,
+}
+
+/// Merge the flags with the effective settings into a request. Every effective value is written
+/// to the registry, so the registry alone describes the estate (values from
+/// LOCAL_REPOS/NFS_REPOS become explicit); unchanged values are not rewritten.
+pub fn resolve(
+    file: &RegistryFile,
+    settings: &Settings,
+    env: &Env,
+    flags: &SetupFlags,
+) -> Result<SetupRequest, SandboxError> {
+    let local_repos = flags
+        .local_repos
+        .clone()
+        .or_else(|| settings.local_repos.as_ref().map(|s| s.value.clone()));
+    let backup_root = flags
+        .backup_root
+        .clone()
+        .or_else(|| settings.backup_root.as_ref().map(|s| s.value.clone()));
+    let incus_project = flags
+        .incus_project
+        .clone()
+        .unwrap_or_else(|| settings.incus_project.value.clone());
+    repoman_core::ProjectName::parse(&incus_project)
+        .map_err(|e| SandboxError::Invalid(format!("--incus-project: {e}")))?;
+    let pool = flags
+        .pool
+        .clone()
+        .unwrap_or_else(|| settings.pool.value.clone());
+    let network = flags
+        .network
+        .clone()
+        .or_else(|| settings.network.as_ref().map(|s| s.value.clone()));
+    let image = flags
+        .image
+        .clone()
+        .or_else(|| settings.default_image.as_ref().map(|s| s.value.clone()));
+    let profiles = if flags.profiles.is_empty() {
+        settings.profiles.value.clone()
+    } else {
+        flags.profiles.clone()
+    };
+    let mut registry_strings: Vec<(&'static str, String)> = Vec::new();
+    for (key, p) in [("local_repos", &local_repos), ("backup_root", &backup_root)] {
+        if let Some(p) = p {
+            registry_strings.push((key, p.display().to_string()));
+        }
+    }
+    registry_strings.push(("incus_project", incus_project.clone()));
+    registry_strings.push(("pool", pool.clone()));
+    if let Some(n) = &network {
+        registry_strings.push(("network", n.clone()));
+    }
+    if let Some(i) = &image {
+        registry_strings.push(("default_image", i.clone()));
+    }
+    Ok(SetupRequest {
+        local_repos,
+        backup_root,
+        incus_project,
+        pool,
+        network,
+        image,
+        profiles: profiles.clone(),
+        profile_defs: file.registry.profiles.clone(),
+        probe_timeout: settings.probe_timeout.value,
+        registry_strings,
+        registry_profiles: (!flags.profiles.is_empty()).then_some(profiles),
+        owner: Some(repoman_core::identity::host_user(env, None)),
+    })
+}
+
+impl SetupRequest {
+    /// `sandbox.setup` on `incus-project:NAME`.
+    pub fn operation(&self) -> Operation {
+        Operation {
+            name: "sandbox.setup".to_owned(),
+            object: ObjectId::incus_project(&self.incus_project).to_string(),
+            project: None,
+        }
+    }
+}
+
+/// Where [`apply`] writes.
+pub struct SetupCtx<'a> {
+    pub registry_path: &'a std::path::Path,
+    pub state: &'a State,
+    pub progress: &'a dyn Progress,
+}
+
+impl std::fmt::Debug for SetupCtx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetupCtx")
+            .field("registry_path", &self.registry_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Apply the plan (Incus and directories, then the registry) and record
+/// `sandbox.setup.applied`. `new_id` makes the estate id when the registry has none.
+pub fn apply(
+    incus: &Incus,
+    req: &SetupRequest,
+    plan: &SetupPlan,
+    ctx: &SetupCtx<'_>,
+    approval: Approval,
+    new_id: impl FnOnce() -> String,
+) -> Result<(), SandboxError> {
+    approval.check(
+        "sandbox.setup",
+        &ObjectId::incus_project(&req.incus_project),
+    )?;
+    let state = ctx.state;
+    let done = apply_incus(incus, req, plan, ctx.progress)?;
+    let written = apply_registry(ctx.registry_path, req, new_id)?;
+    let registry = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, SetupStep::SetDefault { .. } | SetupStep::SetEstateId))
+        .cloned()
+        .collect();
+    state.append(
+        SandboxEvent::SetupApplied(events::SetupApplied {
+            incus_project: req.incus_project.clone(),
+            steps: done,
+            registry,
+            registry_written: written,
+        })
+        .into(),
+    )?;
+    Ok(())
 }

@@ -40,6 +40,18 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The exit of an interactive child (`shell`): its own status, passed through; a child
+    /// killed by a signal exits 128 + the signal number, as shells report it.
+    pub fn of_child(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Exit::Success,
+            (Some(code), _) => Exit::Child(u8::try_from(code & 0xff).unwrap_or(1)),
+            (None, Some(sig)) => Exit::Child(u8::try_from(128 + (sig & 0x7f)).unwrap_or(1)),
+            (None, None) => Exit::Failure,
+        }
+    }
+
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
@@ -250,11 +262,14 @@ impl From<std::io::Error> for CliError {
     }
 }
 
-/// The sandbox errors' kinds and hints (until `SandboxError` implements [`DomainError`]; then it
-/// joins the list above).
+/// Sandbox errors are domain errors; a policy block renders as every domain's does.
 impl From<repoman_sandbox::SandboxError> for CliError {
     fn from(e: repoman_sandbox::SandboxError) -> Self {
-        CliError::of_kind(e.kind(), &e, e.hint())
+        match &e {
+            repoman_sandbox::SandboxError::Blocked(b) => CliError::blocked(b),
+            _ if e.kind() == ErrorKind::Interrupted => CliError::interrupted(),
+            _ => CliError::domain(&e),
+        }
     }
 }
 

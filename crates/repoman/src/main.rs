@@ -6,6 +6,8 @@ mod cli;
 mod commands;
 mod decision;
 mod error;
+mod progress;
+mod prompt;
 mod ui;
 
 use std::process::ExitCode;

@@ -163,6 +163,16 @@ impl Ui {
         self.message(&text);
     }
 
+    /// The progress reporter for domain work ([`crate::progress::CliProgress`]): step lines
+    /// like [`Ui::info`], bars only when progress bars are on.
+    pub fn progress(&self) -> std::sync::Arc<crate::progress::CliProgress> {
+        crate::progress::CliProgress::new(
+            self.multi.clone(),
+            self.progress_enabled,
+            !self.cfg.quiet && !self.cfg.json,
+        )
+    }
+
     /// A progress bar for `len` units of work (hidden when progress is off).
     pub fn progress_bar(&self, len: u64, message: &str, bytes: bool) -> ProgressBar {
         if !self.progress_enabled {

@@ -373,3 +373,56 @@ fn list_all_instances_spans_projects() {
     assert!(find(one.name(), "x1") && find(two.name(), "x2"), "{all:?}");
     assert!(!find(one.name(), "x2"));
 }
+
+#[test]
+fn storage_pool_existence() {
+    let lab = lab!();
+    assert!(lab.incus.storage_pool_exists(TEST_POOL).unwrap());
+    assert!(
+        !lab.incus
+            .storage_pool_exists("repoman-test-no-such-pool")
+            .unwrap()
+    );
+}
+
+#[test]
+fn rebuild_replaces_the_root_filesystem_and_keeps_config() {
+    use repoman_incus::FileMode;
+    let lab = lab!();
+    let project = lab.project("rebuild");
+    project
+        .create_instance(&busybox("r1").tag("repoman.kept", "yes").start(true))
+        .unwrap();
+    project
+        .push_file("r1", "/root/marker", b"x", FileMode::new(0, 0, 0o600))
+        .unwrap();
+    // A running instance is refused by Incus, and nothing changes.
+    let err = project
+        .rebuild_instance("r1", &ImageSource::alias(TEST_IMAGE_ALIAS))
+        .unwrap_err();
+    assert!(err.incus_message().is_some(), "{err:?}");
+    assert!(project.pull_file("r1", "/root/marker").is_ok());
+
+    project.stop("r1", true).unwrap();
+    project
+        .rebuild_instance("r1", &ImageSource::alias(TEST_IMAGE_ALIAS))
+        .unwrap();
+    project.start("r1").unwrap();
+    assert!(
+        project
+            .pull_file("r1", "/root/marker")
+            .unwrap_err()
+            .is_not_found(),
+        "the old root filesystem is gone"
+    );
+    let inst = project.get_instance("r1").unwrap();
+    assert_eq!(inst.user_config("repoman.kept"), Some("yes"));
+
+    // An alias that does not exist is an error from Incus, not a silent success.
+    project.stop("r1", true).unwrap();
+    assert!(
+        project
+            .rebuild_instance("r1", &ImageSource::alias("repoman-test-no-such-image"))
+            .is_err()
+    );
+}

@@ -9,7 +9,8 @@ use repoman_core::process::resolve_program;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use repoman_sandbox::session::{self, Session, Target};
+use crate::prompt::{ensure_running, name_or_prompt};
+use repoman_sandbox::session::{self, Session};
 
 /// Run a command in a sandbox as your user, in the repo directory, and exit with its status.
 ///
@@ -26,53 +27,8 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Start a stopped sandbox after confirmation (shared with `shell`).
-pub(crate) fn ensure_running(app: &App, s: &Session, t: &Target) -> Result<(), CliError> {
-    if t.status == "Running" {
-        return Ok(());
-    }
-    let name = &t.desired.name;
-    if !app.ui.confirm(
-        &format!("sandbox `{name}` is {}; start it?", t.status.to_lowercase()),
-        "--yes",
-    )? {
-        return Err(CliError::failed(format!("sandbox `{name}` is not running")));
-    }
-    let state = app.state()?;
-    session::gate(
-        &state,
-        &session::op("sandbox.start", name),
-        Vec::new(),
-        &s.estate.file.registry.policy.rules,
-        true,
-    )?;
-    s.observed
-        .scope
-        .start(name)
-        .map_err(repoman_sandbox::SandboxError::from)?;
-    state.append(repoman_state::NewEvent::new(
-        "sandbox.started",
-        format!("sandbox:{name}"),
-        serde_json::json!({"project": name, "reason": "exec/shell"}),
-    ))?;
-    app.ui.info(&format!("started `{name}`"));
-    Ok(())
-}
-
-/// The exit of an interactive child (`shell`): its own status, passed through; a child killed by
-/// a signal exits 128 + the signal number, as shells report it.
-pub(crate) fn exit_of(status: std::process::ExitStatus) -> Exit {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Exit::Success,
-        (Some(code), _) => Exit::Child(u8::try_from(code & 0xff).unwrap_or(1)),
-        (None, Some(sig)) => Exit::Child(u8::try_from(128 + (sig & 0x7f)).unwrap_or(1)),
-        (None, None) => Exit::Failure,
-    }
-}
-
 pub fn run(app: &App, args: ExecArgs) -> Result<Exit, CliError> {
-    let name = super::update::name_or_prompt(app, args.name.clone())?;
+    let name = name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
     for w in s.drift_warnings(Some(&name)) {
         app.ui.warn(&w);

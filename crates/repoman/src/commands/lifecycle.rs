@@ -1,13 +1,11 @@
 //! `repoman start|stop|restart`: sandbox lifecycle.
 
 use clap::Args;
-use repoman_state::NewEvent;
-use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use repoman_sandbox::SandboxError;
-use repoman_sandbox::repair::Lifecycle;
+use crate::prompt::name_or_prompt;
+use repoman_sandbox::lifecycle::{self, Lifecycle};
 use repoman_sandbox::session::{self, Session};
 
 /// Start, stop or restart a sandbox.
@@ -24,7 +22,7 @@ pub struct LifecycleArgs {
 }
 
 pub fn run(app: &App, args: LifecycleArgs, action: Lifecycle) -> Result<Exit, CliError> {
-    let wanted = super::update::name_or_prompt(app, args.name.clone())?;
+    let wanted = name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
     for w in s.drift_warnings(Some(&wanted)) {
         app.ui.warn(&w);
@@ -36,20 +34,10 @@ pub fn run(app: &App, args: LifecycleArgs, action: Lifecycle) -> Result<Exit, Cl
             .success(&format!("`{name}` is already {}", t.status.to_lowercase()));
         return Ok(Exit::Success);
     }
-    let state = if args.dry_run {
-        app.state_read_only()?
-    } else {
-        app.state()?
-    };
-    let op = session::op(&format!("sandbox.{}", action.verb()), name);
-    session::gate(
-        &state,
-        &op,
-        Vec::new(),
-        &s.estate.file.registry.policy.rules,
-        !args.dry_run,
-    )?;
+    let op = action.operation(name);
+    let rules = &s.estate.file.registry.policy.rules;
     if args.dry_run {
+        session::preview(&app.state_read_only()?, &op, rules)?;
         app.ui.info(&format!(
             "would {} `{name}` (now {})",
             action.verb(),
@@ -57,21 +45,9 @@ pub fn run(app: &App, args: LifecycleArgs, action: Lifecycle) -> Result<Exit, Cl
         ));
         return Ok(Exit::Success);
     }
-    action
-        .run(&s.observed.scope, name, &t.status, args.force)
-        .map_err(SandboxError::from)?;
-    state.append(NewEvent::new(
-        action.event(),
-        format!("sandbox:{name}"),
-        json!({"project": name, "from": t.status, "force": args.force}),
-    ))?;
-    app.ui.success(&format!(
-        "{} `{name}`",
-        match action {
-            Lifecycle::Start => "started",
-            Lifecycle::Stop => "stopped",
-            Lifecycle::Restart => "restarted",
-        }
-    ));
+    let state = app.state()?;
+    let approval = session::authorize(&state, op, rules)?;
+    lifecycle::run(&s, &t, action, args.force, &state, approval)?;
+    app.ui.success(&format!("{} `{name}`", action.past()));
     Ok(Exit::Success)
 }

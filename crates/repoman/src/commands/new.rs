@@ -1,19 +1,13 @@
 //! `repoman new`: register a project and create its sandbox.
 
 use clap::Args;
-use repoman_core::registry::ProjectEntry;
-use repoman_core::{ProjectName, RepoDirName};
 use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use repoman_sandbox::SandboxError;
-use repoman_sandbox::create::{self, CreateCtx, CreatePlan};
-use repoman_sandbox::desired;
+use repoman_sandbox::create::{self, CreateCtx, CreatePlan, NewRequest};
 use repoman_sandbox::estate::Estate;
 use repoman_sandbox::session::{self, Session};
-
-use super::setup::UiProgress;
 
 /// Create a project's sandbox: a container in repoman's Incus project with the repo mounted.
 ///
@@ -72,133 +66,39 @@ fn wizard(app: &App, args: &mut NewArgs, estate: &Estate) -> Result<(), CliError
 }
 
 pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
-    let mut estate = Estate::new(app.registry()?, &app.env);
-    // The sandbox is tagged with the estate id; a registry without one gets it on registration.
-    let estate_id = match &estate.file.registry.estate_id {
-        Some(id) => id.clone(),
-        None => app.clock.new_id().to_string(),
-    };
-    estate.file.registry.estate_id = Some(estate_id.clone());
+    let estate = Estate::new(app.registry()?, &app.env);
     wizard(app, &mut args, &estate)?;
-    let raw_name = args.name.clone().unwrap_or_default();
-    let name = ProjectName::parse(&raw_name)?;
-    let existing = estate.file.registry.project(name.as_str()).cloned();
-    let repo = match (&args.repo, &existing) {
-        (Some(r), Some(e)) if r != e.repo.as_str() => {
-            return Err(CliError::usage(format!(
-                "project `{name}` is registered with repo `{}`, not `{r}`",
-                e.repo
-            )));
-        }
-        (Some(r), _) => RepoDirName::parse(r)?,
-        (None, Some(e)) => e.repo.clone(),
-        (None, None) => RepoDirName::parse(name.as_str())?,
+    let req = NewRequest {
+        name: args.name.clone().unwrap_or_default(),
+        repo: args.repo.clone(),
+        image: args.image.clone(),
+        profiles: args.profiles.clone(),
+        start: !args.no_start,
+        container: !args.no_container,
     };
-    if let Some(e) = &existing
-        && (args.no_container || e.container)
-    {
-        let what = if e.container {
-            "with a sandbox"
-        } else {
-            "without a sandbox"
-        };
-        let err = SandboxError::Exists(format!("project `{name}` is already registered {what}"));
-        return Err(CliError::from(err).with_hint(format!("`repoman status {name}` shows it")));
-    }
-    let repo_path = desired::repo_path(&estate.settings, repo.as_str())?;
-    let create_repo_dir = !repo_path.exists();
-
-    if existing.is_some() && !args.profiles.is_empty() {
-        return Err(CliError::usage(format!(
-            "project `{name}` is already registered; --profile only applies to new projects"
-        ))
-        .with_hint("add the profiles to `profiles` in its [[project]] entry or in the repo's .repoman.toml"));
-    }
-    let entry = match &existing {
-        // Adding a sandbox to a project registered --no-container: --image is recorded as for a
-        // new project (the register step writes it), so later drift checks agree.
-        Some(e) => ProjectEntry {
-            image: args.image.clone().or_else(|| e.image.clone()),
-            ..e.clone()
-        },
-        None => ProjectEntry {
-            name: name.clone(),
-            repo: repo.clone(),
-            container: !args.no_container,
-            image: args.image.clone(),
-            profiles: args.profiles.clone(),
-            created_at: Some(app.clock.now_rfc3339()),
-            last_sync: None,
-        },
-    };
-    let mut desired = None;
-    let mut sess = None;
-    if !args.no_container {
-        let d = estate.desired(&entry, None)?;
-        for src in d.mount_sources.iter().skip(1) {
-            if !src.exists() {
-                return Err(SandboxError::Invalid(format!(
-                    "mount source {} (from {}) does not exist",
-                    src.display(),
-                    repo_path.join(".repoman.toml").display()
-                ))
-                .into());
-            }
-        }
+    let draft = create::draft(estate, &req, &app.clock)?;
+    let sess = if draft.needs_incus() {
         let s = Session::open(app.registry()?, &app.env)?;
-        for w in s.drift_warnings(Some(name.as_str())) {
+        for w in s.drift_warnings(Some(draft.name())) {
             app.ui.warn(&w);
         }
-        s.require_project()?;
-        if s.observed.instance(name.as_str()).is_some() {
-            return Err(CliError::usage(format!(
-                "a container named `{name}` already exists in the Incus project `{}` but is not registered (an orphan)",
-                s.estate.incus_project()
-            ))
-            .with_hint(format!("`repoman status {name} --repair --orphan adopt` registers it")));
-        }
-        desired = Some(d);
-        sess = Some(s);
-    }
-    let plan = CreatePlan {
-        name: name.to_string(),
-        incus_project: estate.incus_project().to_owned(),
-        create_repo_dir,
-        create_instance: !args.no_container,
-        start: !args.no_start,
-        register: existing.is_none(),
-        entry: ProjectEntry {
-            container: !args.no_container,
-            ..entry
-        },
-        repo_path: repo_path.clone(),
-        desired,
-        previous_image: existing.as_ref().and_then(|e| e.image.clone()),
-        estate_id,
-        owner: estate.host_user(Some(&repo_path)),
-    };
-
-    let state = if args.dry_run {
-        app.state_read_only()?
+        Some(s)
     } else {
-        app.state()?
+        None
     };
-    let op = session::op(
-        if args.no_container {
-            "project.register"
-        } else {
-            "sandbox.create"
-        },
-        name.as_str(),
-    );
-    session::gate(
-        &state,
-        &op,
-        Vec::new(),
-        &estate.file.registry.policy.rules,
-        !args.dry_run,
-    )?;
+    let prepared = create::plan_create(draft, sess)?;
+    let plan = &prepared.plan;
 
+    let approval = if args.dry_run {
+        session::preview(&app.state_read_only()?, &plan.operation(), &prepared.rules)?;
+        None
+    } else {
+        let state = app.state()?;
+        Some((
+            session::authorize(&state, plan.operation(), &prepared.rules)?,
+            state,
+        ))
+    };
     app.ui.info(if args.dry_run {
         "new would:"
     } else {
@@ -207,15 +107,15 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
     for line in plan.describe() {
         app.ui.info(&format!("  {line}"));
     }
-    if args.dry_run {
+    let Some((approval, state)) = approval else {
         if app.ui.json() {
             app.ui.print_json(&json!({"dry_run": true, "plan": plan}))?;
         }
         return Ok(Exit::Success);
-    }
-    if create_repo_dir
+    };
+    if plan.create_repo_dir
         && !app.ui.confirm(
-            &format!("create the repo directory {}?", repo_path.display()),
+            &format!("create the repo directory {}?", plan.repo_path.display()),
             "--yes",
         )?
     {
@@ -223,44 +123,13 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
             "cancelled: the repo directory does not exist",
         ));
     }
-    let Some(sess) = sess else {
-        // --no-container needs no Incus.
-        return register_only(app, &plan, &state);
-    };
     let ctx = CreateCtx {
-        scope: &sess.observed.scope,
         registry_path: &app.paths.config_file,
         state: &state,
         env: &app.env,
         cancel: &app.cancel,
     };
-    create::execute(&plan, &ctx, &UiProgress(&app.ui))?;
-    finish(app, &plan)
-}
-
-/// `--no-container`: registering a project needs no Incus.
-fn register_only(
-    app: &App,
-    plan: &CreatePlan,
-    state: &repoman_state::State,
-) -> Result<Exit, CliError> {
-    let entry = plan.entry.clone();
-    if plan.create_repo_dir {
-        repoman_sandbox::estate::make_dir_for(&plan.repo_path, &plan.owner)?;
-    }
-    repoman_core::registry::RegistryFile::edit(
-        &app.paths.config_file,
-        Some(std::time::Duration::from_secs(10)),
-        |f| {
-            f.ensure_estate_id(|| plan.estate_id.clone());
-            f.add_project(&entry)
-        },
-    )?;
-    state.append(repoman_state::NewEvent::new(
-        "project.registered",
-        format!("project:{}", plan.name),
-        json!({"repo": plan.entry.repo.as_str(), "repo_path": plan.repo_path, "container": false}),
-    ))?;
+    create::execute_create(&prepared, &ctx, approval, app.ui.progress())?;
     finish(app, plan)
 }
 

@@ -3,17 +3,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use repoman_core::registry::RegistryFile;
 use repoman_core::settings::Settings;
-use repoman_state::NewEvent;
 use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use crate::ui::Ui;
-use repoman_sandbox::estate::{self, Progress};
 use repoman_sandbox::session;
-use repoman_sandbox::setup::{self, SetupRequest};
+use repoman_sandbox::setup::{self, SetupFlags};
 
 /// Set up this host for sandboxes (safe to run again: a second run changes nothing).
 ///
@@ -49,16 +45,6 @@ pub struct SetupArgs {
     /// Show what would change without changing anything.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-/// Progress lines on stderr.
-#[derive(Debug)]
-pub(crate) struct UiProgress<'a>(pub &'a Ui);
-
-impl Progress for UiProgress<'_> {
-    fn step(&self, message: &str) {
-        self.0.info(message);
-    }
 }
 
 /// Fill missing values from the wizard (only on a terminal).
@@ -102,73 +88,19 @@ pub fn run(app: &App, mut args: SetupArgs) -> Result<Exit, CliError> {
     let file = app.registry()?;
     let settings = Settings::resolve(&file.registry, &app.env);
     wizard(app, &mut args, &settings)?;
-
-    let local_repos = args
-        .local_repos
-        .clone()
-        .or_else(|| settings.local_repos.as_ref().map(|s| s.value.clone()));
-    let backup_root = args
-        .backup_root
-        .clone()
-        .or_else(|| settings.backup_root.as_ref().map(|s| s.value.clone()));
-    let incus_project = args
-        .incus_project
-        .clone()
-        .unwrap_or_else(|| settings.incus_project.value.clone());
-    repoman_core::ProjectName::parse(&incus_project)
-        .map_err(|e| CliError::usage(format!("--incus-project: {e}")))?;
-    let pool = args
-        .pool
-        .clone()
-        .unwrap_or_else(|| settings.pool.value.clone());
-    let network = args
-        .network
-        .clone()
-        .or_else(|| settings.network.as_ref().map(|s| s.value.clone()));
-    let image = args
-        .image
-        .clone()
-        .or_else(|| settings.default_image.as_ref().map(|s| s.value.clone()));
-    let profiles = if args.profiles.is_empty() {
-        settings.profiles.value.clone()
-    } else {
-        args.profiles.clone()
+    let flags = SetupFlags {
+        local_repos: args.local_repos.clone(),
+        backup_root: args.backup_root.clone(),
+        incus_project: args.incus_project.clone(),
+        pool: args.pool.clone(),
+        network: args.network.clone(),
+        image: args.image.clone(),
+        profiles: args.profiles.clone(),
     };
+    let req = setup::resolve(&file, &settings, &app.env, &flags)?;
+    let incus_project = req.incus_project.clone();
 
-    // Every effective value is written, so the registry alone describes the estate (values from
-    // LOCAL_REPOS/NFS_REPOS become explicit); unchanged values are not rewritten.
-    let mut registry_strings: Vec<(&'static str, String)> = Vec::new();
-    let mut push_path = |key: &'static str, p: &Option<PathBuf>| {
-        if let Some(p) = p {
-            registry_strings.push((key, p.display().to_string()));
-        }
-    };
-    push_path("local_repos", &local_repos);
-    push_path("backup_root", &backup_root);
-    registry_strings.push(("incus_project", incus_project.clone()));
-    registry_strings.push(("pool", pool.clone()));
-    if let Some(n) = &network {
-        registry_strings.push(("network", n.clone()));
-    }
-    if let Some(i) = &image {
-        registry_strings.push(("default_image", i.clone()));
-    }
-    let req = SetupRequest {
-        local_repos,
-        backup_root,
-        incus_project: incus_project.clone(),
-        pool,
-        network,
-        image,
-        profiles: profiles.clone(),
-        profile_defs: file.registry.profiles.clone(),
-        probe_timeout: settings.probe_timeout.value,
-        registry_strings,
-        registry_profiles: (!args.profiles.is_empty()).then_some(profiles),
-        owner: Some(repoman_core::identity::host_user(&app.env, None)),
-    };
-
-    let incus = estate::connect(&app.env)?;
+    let incus = repoman_sandbox::estate::connect(&app.env)?;
     let plan = setup::plan(&incus, &req, &file)?;
     for w in &plan.warnings {
         app.ui.warn(w);
@@ -193,59 +125,34 @@ pub fn run(app: &App, mut args: SetupArgs) -> Result<Exit, CliError> {
         render(false)?;
         return Ok(Exit::Success);
     }
-    let heading = if args.dry_run {
+    app.ui.info(if args.dry_run {
         "setup would:"
     } else {
         "setup will:"
-    };
-    app.ui.info(heading);
+    });
     for s in &plan.steps {
         app.ui.info(&format!("  {}", s.describe()));
     }
-    let state = if args.dry_run {
-        app.state_read_only()?
-    } else {
-        app.state()?
-    };
-    let op = repoman_state::Operation {
-        name: "sandbox.setup".to_owned(),
-        object: format!("incus-project:{incus_project}"),
-        project: None,
-    };
-    session::gate(
-        &state,
-        &op,
-        Vec::new(),
-        &file.registry.policy.rules,
-        !args.dry_run,
-    )?;
+    let rules = &file.registry.policy.rules;
     if args.dry_run {
+        session::preview(&app.state_read_only()?, &req.operation(), rules)?;
         render(false)?;
         return Ok(Exit::Success);
     }
-    let done = setup::apply_incus(&incus, &req, &plan, &UiProgress(&app.ui))?;
-    let written = setup::apply_registry(&app.paths.config_file, &req, || {
+    let state = app.state()?;
+    let approval = session::authorize(&state, req.operation(), rules)?;
+    let progress = app.ui.progress();
+    let ctx = setup::SetupCtx {
+        registry_path: &app.paths.config_file,
+        state: &state,
+        progress: &*progress,
+    };
+    setup::apply(&incus, &req, &plan, &ctx, approval, || {
         app.clock.new_id().to_string()
     })?;
-    let registry_steps: Vec<_> = plan
-        .steps
-        .iter()
-        .filter(|s| {
-            matches!(
-                s,
-                setup::SetupStep::SetDefault { .. } | setup::SetupStep::SetEstateId
-            )
-        })
-        .collect();
-    state.append(NewEvent::new(
-        "sandbox.setup.applied",
-        format!("incus-project:{incus_project}"),
-        json!({"incus_project": incus_project, "steps": done, "registry": registry_steps, "registry_written": written}),
-    ))?;
-    let reg = RegistryFile::load(&app.paths.config_file)?;
     app.ui.success(&format!(
         "host set up: Incus project `{incus_project}`, registry {}",
-        reg.path.display()
+        app.paths.config_file.display()
     ));
     render(true)?;
     Ok(Exit::Success)

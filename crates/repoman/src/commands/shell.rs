@@ -5,9 +5,8 @@ use repoman_core::process::Cmd;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
+use crate::prompt::{ensure_running, name_or_prompt};
 use repoman_sandbox::session::{self, Session};
-
-use super::exec::{ensure_running, exit_of};
 
 /// Open an interactive login shell in a sandbox, as your user, in the repo directory.
 ///
@@ -40,7 +39,7 @@ fn login_shell(s: &Session, name: &str, uid: u32) -> String {
 }
 
 pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
-    let name = super::update::name_or_prompt(app, args.name.clone())?;
+    let name = name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
     for w in s.drift_warnings(Some(&name)) {
         app.ui.warn(&w);
@@ -54,5 +53,5 @@ pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
     };
     let argv = session::incus_exec_argv(&t, true, &command);
     let output = Cmd::new("incus").args(&argv).interactive().output()?;
-    Ok(exit_of(output.status))
+    Ok(Exit::of_child(output.status))
 }

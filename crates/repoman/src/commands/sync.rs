@@ -16,7 +16,7 @@ use repoman_backup::mount::Expected;
 use repoman_backup::{BackupError, conflict, history};
 use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry, RegistryFile};
 use repoman_core::settings::Settings;
-use repoman_core::{DomainError, ErrorKind, Progress, Unit};
+use repoman_core::{Progress, Unit};
 use repoman_state::{Effect, Event, State};
 use serde_json::{Value, json};
 

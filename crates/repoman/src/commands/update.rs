@@ -5,9 +5,9 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use repoman_sandbox::drift::{self, Change};
-use repoman_sandbox::repair;
+use crate::prompt::name_or_prompt;
 use repoman_sandbox::session::{self, Session};
+use repoman_sandbox::update::{self, UpdatePlan};
 
 /// Re-apply the registry and the repo's `.repoman.toml` to a sandbox (shows the diff first).
 ///
@@ -28,15 +28,17 @@ pub struct UpdateArgs {
     pub dry_run: bool,
 }
 
-/// The sandbox name from the arguments, or asked for on a terminal (shared by the commands that
-/// take one).
-pub(crate) fn name_or_prompt(app: &App, name: Option<String>) -> Result<String, CliError> {
-    match name {
-        Some(n) => Ok(n),
-        None if app.ui.can_prompt() => app.ui.input("Sandbox name", None),
-        None => Err(CliError::usage("missing the sandbox NAME")
-            .with_hint("`repoman list` shows the sandboxes")),
+fn json_out(app: &App, plan: &UpdatePlan, dry_run: bool, applied: bool) -> Result<(), CliError> {
+    if app.ui.json() {
+        app.ui.print_json(&json!({
+            "name": plan.name,
+            "dry_run": dry_run,
+            "changes": plan.changes,
+            "rebuild": plan.rebuild,
+            "applied": applied,
+        }))?;
     }
+    Ok(())
 }
 
 pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
@@ -45,97 +47,57 @@ pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
     for w in s.drift_warnings(Some(&name)) {
         app.ui.warn(&w);
     }
-    let t = s.target(&name)?;
-    let inst = s
-        .observed
-        .instance(&name)
-        .ok_or_else(|| CliError::failed("the sandbox vanished"))?;
-    let changes = drift::diff(&t.desired, inst);
-    let (apply, image): (Vec<&Change>, Vec<&Change>) =
-        changes.iter().partition(|c| c.reapplicable());
-    let rebuild = args.rebuild && !image.is_empty();
-    for c in &changes {
+    let plan = update::plan_update(&s, &name, args.rebuild)?;
+    for c in &plan.changes {
         app.ui.info(&format!("  {}", c.describe()));
     }
-    let json_out = |applied: bool| -> Result<(), CliError> {
-        if app.ui.json() {
-            app.ui.print_json(&json!({
-                "name": name,
-                "dry_run": args.dry_run,
-                "changes": changes,
-                "rebuild": rebuild,
-                "applied": applied,
-            }))?;
-        }
-        Ok(())
-    };
-    if apply.is_empty() && !rebuild {
-        if image.is_empty() {
-            app.ui
-                .success(&format!("`{name}` matches its configuration: no changes"));
-        } else {
+    if plan.is_noop() {
+        if plan.image_differs() {
             app.ui.warn(
                 "only the image differs; `repoman update NAME --rebuild` rebuilds the container",
             );
+        } else {
+            app.ui
+                .success(&format!("`{name}` matches its configuration: no changes"));
         }
-        json_out(false)?;
+        json_out(app, &plan, args.dry_run, false)?;
         return Ok(Exit::Success);
     }
-    let state = if args.dry_run {
-        app.state_read_only()?
-    } else {
-        app.state()?
-    };
-    let op = if rebuild {
-        "sandbox.rebuild"
-    } else {
-        "sandbox.update"
-    };
-    session::gate(
-        &state,
-        &session::op(op, &name),
-        Vec::new(),
-        &s.estate.file.registry.policy.rules,
-        !args.dry_run,
-    )?;
+    let rules = &s.estate.file.registry.policy.rules;
     if args.dry_run {
-        json_out(false)?;
+        session::preview(&app.state_read_only()?, &plan.operation(), rules)?;
+        json_out(app, &plan, true, false)?;
         return Ok(Exit::Success);
     }
-    if rebuild {
+    let state = app.state()?;
+    let approval = session::authorize(&state, plan.operation(), rules)?;
+    if plan.rebuild {
         // Replacing a root filesystem loses whatever was installed in it: always confirm.
         let prompt = format!(
             "rebuild `{name}` from `{}`? Its root filesystem is replaced (the repo is not touched)",
-            t.desired.image
+            plan.desired.image
         );
         if !app.ui.confirm(&prompt, "--yes")? {
             return Err(CliError::failed("update cancelled"));
         }
-        let from = inst.user_config(repoman_sandbox::desired::TAG_IMAGE);
-        let ev = repair::rebuild(
-            &s.incus,
-            &s.observed.scope,
-            &t.desired,
-            inst.is_running(),
-            from,
-        )?;
-        state.append(ev)?;
-        app.ui
-            .success(&format!("rebuilt `{name}` from `{}`", t.desired.image));
-    } else {
-        if app.ui.can_prompt()
-            && !app.ui.confirm(
-                &format!("apply {} change(s) to `{name}`?", apply.len()),
-                "--yes",
-            )?
-        {
-            return Err(CliError::failed("update cancelled"));
-        }
-        let ev = repair::reapply(&s.incus, &t.desired, &changes)?;
-        state.append(ev)?;
-        app.ui
-            .success(&format!("updated `{name}` ({} change(s))", apply.len()));
+    } else if app.ui.can_prompt()
+        && !app.ui.confirm(
+            &format!("apply {} change(s) to `{name}`?", plan.reapplicable()),
+            "--yes",
+        )?
+    {
+        return Err(CliError::failed("update cancelled"));
     }
-    json_out(true)?;
+    update::execute_update(&s, &plan, &state, approval, app.ui.progress())?;
+    if plan.rebuild {
+        app.ui
+            .success(&format!("rebuilt `{name}` from `{}`", plan.desired.image));
+    } else {
+        app.ui.success(&format!(
+            "updated `{name}` ({} change(s))",
+            plan.reapplicable()
+        ));
+    }
+    json_out(app, &plan, false, true)?;
     Ok(Exit::Success)
 }
