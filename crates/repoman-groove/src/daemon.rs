@@ -429,22 +429,41 @@ fn accept_loop(core: &Arc<Core>, listeners: &Listeners, stop: &AtomicBool) {
                     }
                     core.host_caller(cred.uid, cred.pid)
                 }
-                Some(p) => match crate::peer::check_peer_cgroup(s.as_fd(), &expected) {
-                    Ok(cg) => core.agent_caller(p, cg, cred.uid, cred.pid),
-                    Err(why) => {
-                        refuse_agent_connection(core, p, &why.to_string(), cred);
-                        let e = RpcError::blocked(format!("connection refused: {why}"), None);
-                        let _ = (&s).write_all(
-                            format!("{}\n", crate::rpc::failure(&Value::Null, &e)).as_bytes(),
-                        );
-                        continue;
+                Some(p) => {
+                    match crate::peer::check_peer_cgroup(s.as_fd(), &expected) {
+                        Ok(_) if !core.open_agent_connection(p) => {
+                            let e = RpcError::new(
+                            crate::rpc::RATE_LIMITED,
+                            format!("too many open connections from sandbox {p} (at most {})", core.cfg.limits.max_agent_connections),
+                        )
+                        .with_data(json!({"kind": "unavailable", "hint": "close a connection and retry"}));
+                            let _ = (&s).write_all(
+                                format!("{}\n", crate::rpc::failure(&Value::Null, &e)).as_bytes(),
+                            );
+                            continue;
+                        }
+                        Ok(cg) => core.agent_caller(p, cg, cred.uid, cred.pid),
+                        Err(why) => {
+                            refuse_agent_connection(core, p, &why.to_string(), cred);
+                            let e = RpcError::blocked(format!("connection refused: {why}"), None);
+                            let _ = (&s).write_all(
+                                format!("{}\n", crate::rpc::failure(&Value::Null, &e)).as_bytes(),
+                            );
+                            continue;
+                        }
                     }
-                },
+                }
             };
-            let core = core.clone();
-            let _ = std::thread::Builder::new()
+            let project = caller.project().map(str::to_owned);
+            let core2 = core.clone();
+            let spawned = std::thread::Builder::new()
                 .name("groove-conn".into())
-                .spawn(move || crate::server::serve(core, s, caller));
+                .spawn(move || crate::server::serve(core2, s, caller));
+            if spawned.is_err()
+                && let Some(p) = project
+            {
+                core.close_agent_connection(&p);
+            }
         }
     }
 }

@@ -62,7 +62,7 @@ fn read_line(
 /// Serve one accepted connection until it closes.
 pub fn serve(core: Arc<Core>, stream: UnixStream, caller: Caller) {
     core.counters.connections.fetch_add(1, Ordering::Relaxed);
-    let _guard = ConnGuard(core.clone());
+    let _guard = ConnGuard(core.clone(), caller.project().map(str::to_owned));
     let Ok(write_half) = stream.try_clone() else {
         return;
     };
@@ -172,11 +172,16 @@ pub fn serve(core: Arc<Core>, stream: UnixStream, caller: Caller) {
     }
 }
 
-struct ConnGuard(Arc<Core>);
+/// Counts the connection while it lives (and, for a sandbox's, against its own cap, which the
+/// accept loop took).
+struct ConnGuard(Arc<Core>, Option<String>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(p) = &self.1 {
+            self.0.close_agent_connection(p);
+        }
     }
 }
 
