@@ -185,6 +185,14 @@ impl Bucket {
         }
     }
 
+    /// How long until `n` tokens are there again.
+    pub fn wait_for(&self, n: f64) -> std::time::Duration {
+        if self.rate <= 0.0 {
+            return std::time::Duration::from_millis(50);
+        }
+        std::time::Duration::from_secs_f64(((n - self.tokens).max(0.0) / self.rate).min(1.0))
+    }
+
     /// Take `n` tokens if there are enough.
     pub fn take(&mut self, n: f64) -> bool {
         let now = std::time::Instant::now();

@@ -95,7 +95,15 @@ pub fn serve(core: Arc<Core>, stream: UnixStream, caller: Caller) {
         core.counters.requests.fetch_add(1, Ordering::Relaxed);
         let cost = 1.0;
         let allowed = if caller.is_agent() {
-            agent_bucket_take(&core, &caller, cost)
+            match agent_bucket_take(&core, &caller, cost) {
+                Ok(()) => true,
+                Err(wait) => {
+                    // A sandbox over its rate is slowed down, not just refused: answering
+                    // refusals as fast as it sends would let it burn the daemon's CPU instead.
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    false
+                }
+            }
         } else {
             bucket.take(cost)
         };
@@ -185,18 +193,23 @@ impl Drop for ConnGuard {
     }
 }
 
-fn agent_bucket_take(core: &Core, caller: &Caller, cost: f64) -> bool {
+/// Take from the sandbox's bucket; `Err(how long until a token is back)` when it is empty.
+fn agent_bucket_take(core: &Core, caller: &Caller, cost: f64) -> Result<(), Duration> {
     let Some(project) = caller.project() else {
-        return true;
+        return Ok(());
     };
     let limits = &core.cfg.limits;
     let Ok(mut buckets) = core.agent_buckets.lock() else {
-        return false;
+        return Err(Duration::from_millis(50));
     };
-    buckets
+    let b = buckets
         .entry(project.to_owned())
-        .or_insert_with(|| Bucket::new(limits.agent_rate, limits.agent_burst))
-        .take(cost)
+        .or_insert_with(|| Bucket::new(limits.agent_rate, limits.agent_burst));
+    if b.take(cost) {
+        Ok(())
+    } else {
+        Err(b.wait_for(cost))
+    }
 }
 
 /// Run one request; the response line, or `None` for a notification.
