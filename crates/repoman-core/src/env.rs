@@ -31,6 +31,10 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Cache directory: probe and stat caches (default: $XDG_CACHE_HOME/repoman).",
     },
     EnvVar {
+        name: "REPOMAN_DATA_DIR",
+        doc: "Data directory: installed SNIF modules and their grants (default: $XDG_DATA_HOME/repoman).",
+    },
+    EnvVar {
         name: "REPOMAN_RUNTIME_DIR",
         doc: "Runtime directory: daemon socket, locks (default: $XDG_RUNTIME_DIR/repoman, else /tmp/repoman-$UID).",
     },
@@ -93,6 +97,10 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "XDG_CACHE_HOME",
         doc: "Base of the cache directory (default: ~/.cache).",
+    },
+    EnvVar {
+        name: "XDG_DATA_HOME",
+        doc: "Base of the data directory (default: ~/.local/share).",
     },
     EnvVar {
         name: "XDG_RUNTIME_DIR",

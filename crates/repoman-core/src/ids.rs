@@ -29,10 +29,12 @@ pub enum ObjectKind {
     File,
     Repo,
     IncusProject,
+    /// One of repoman's own stores (`store:events`, `store:index`), what repairs act on.
+    Store,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 11] = [
+    pub const ALL: [ObjectKind; 12] = [
         ObjectKind::Project,
         ObjectKind::Sandbox,
         ObjectKind::Backup,
@@ -44,6 +46,7 @@ impl ObjectKind {
         ObjectKind::File,
         ObjectKind::Repo,
         ObjectKind::IncusProject,
+        ObjectKind::Store,
     ];
 
     /// The prefix before `:`.
@@ -60,6 +63,7 @@ impl ObjectKind {
             ObjectKind::File => "file",
             ObjectKind::Repo => "repo",
             ObjectKind::IncusProject => "incus-project",
+            ObjectKind::Store => "store",
         }
     }
 
@@ -124,6 +128,7 @@ pub enum ObjectId {
     HostFile(String),
     Repo(String),
     IncusProject(String),
+    Store(String),
 }
 
 impl ObjectId {
@@ -186,6 +191,27 @@ impl ObjectId {
     pub fn incus_project(name: impl Into<String>) -> Self {
         Self::IncusProject(name.into())
     }
+    pub fn store(name: impl Into<String>) -> Self {
+        Self::Store(name.into())
+    }
+
+    /// The kind part of any object string as the log holds it, including kinds this version
+    /// does not know (an older or newer log): `project` in `project:api`, the whole string when
+    /// there is no `:`. Readers use this (never fail on an unknown kind); writers build ids.
+    pub fn kind_str(object: &str) -> &str {
+        object.split_once(':').map_or(object, |(k, _)| k)
+    }
+
+    /// What a user typed for an object: an id (`backup:api`), or a bare name meaning the project
+    /// (`api` → `project:api`). Text of a kind this version does not know is kept as is, so old
+    /// objects can still be looked up.
+    pub fn from_user(arg: &str) -> String {
+        match arg.parse::<ObjectId>() {
+            Ok(id) => id.to_string(),
+            Err(IdError::NoKind(_)) => Self::project(arg).to_string(),
+            Err(_) => arg.to_owned(),
+        }
+    }
 
     pub fn kind(&self) -> ObjectKind {
         match self {
@@ -200,6 +226,7 @@ impl ObjectId {
             Self::File { .. } | Self::HostFile(_) => ObjectKind::File,
             Self::Repo(_) => ObjectKind::Repo,
             Self::IncusProject(_) => ObjectKind::IncusProject,
+            Self::Store(_) => ObjectKind::Store,
         }
     }
 
@@ -237,6 +264,7 @@ impl fmt::Display for ObjectId {
             | Self::Tool(n)
             | Self::Repo(n)
             | Self::IncusProject(n)
+            | Self::Store(n)
             | Self::HostFile(n) => write!(f, "{kind}:{n}"),
             Self::Domain { realm, domain } => write!(f, "{kind}:{realm}/{domain}"),
             Self::Contract {
@@ -260,7 +288,7 @@ pub enum IdError {
     #[error("`{0}` is not an object id: expected KIND:NAME, e.g. `project:api`")]
     NoKind(String),
     #[error(
-        "`{0}` is not a kind of object; kinds are project, sandbox, backup, realm, domain, contract, binding, tool, file, repo, incus-project"
+        "`{0}` is not a kind of object; kinds are project, sandbox, backup, realm, domain, contract, binding, tool, file, repo, incus-project, store"
     )]
     UnknownKind(String),
     #[error("`{id}` is not a valid {kind} id: expected {kind}:{shape}")]
@@ -298,9 +326,12 @@ impl FromStr for ObjectId {
             ObjectKind::Sandbox => Self::Sandbox(one()?),
             ObjectKind::Backup => Self::Backup(one()?),
             ObjectKind::Realm => Self::Realm(one()?),
-            ObjectKind::Tool => Self::Tool(one()?),
+            // Tool names are the manifests' own (`npm:prettier`, `ubi:BurntSushi/ripgrep`).
+            ObjectKind::Tool if !rest.is_empty() => Self::Tool(rest.to_owned()),
+            ObjectKind::Tool => return Err(bad()),
             ObjectKind::Repo => Self::Repo(one()?),
             ObjectKind::IncusProject => Self::IncusProject(one()?),
+            ObjectKind::Store => Self::Store(one()?),
             ObjectKind::Domain => {
                 let mut p = parts(2)?.into_iter();
                 Self::Domain {
@@ -382,6 +413,10 @@ mod tests {
                 "binding:platform/billing/api",
             ),
             (ObjectId::tool("node"), "tool:node"),
+            (
+                ObjectId::tool("ubi:BurntSushi/ripgrep"),
+                "tool:ubi:BurntSushi/ripgrep",
+            ),
             (ObjectId::file("api", "src/main.rs"), "file:api/src/main.rs"),
             (
                 ObjectId::host_file(std::path::Path::new("/home/me/.tool-versions")),
@@ -389,6 +424,7 @@ mod tests {
             ),
             (ObjectId::repo("api"), "repo:api"),
             (ObjectId::incus_project("repoman"), "incus-project:repoman"),
+            (ObjectId::store("index"), "store:index"),
         ];
         for (id, text) in cases {
             assert_eq!(id.to_string(), text);
@@ -422,6 +458,16 @@ mod tests {
         assert_eq!(s.sibling(ObjectKind::Backup), Some(ObjectId::backup("api")));
         assert_eq!(ObjectId::realm("p").project_name(), None);
         assert_eq!(ObjectId::file("api", "a/b").project_name(), Some("api"));
+    }
+
+    #[test]
+    fn readers_keep_unknown_kinds_and_users_may_omit_project() {
+        assert_eq!(ObjectId::kind_str("volume:x"), "volume");
+        assert_eq!(ObjectId::kind_str("project:a"), "project");
+        assert_eq!(ObjectId::kind_str("bare"), "bare");
+        assert_eq!(ObjectId::from_user("api"), "project:api");
+        assert_eq!(ObjectId::from_user("backup:api"), "backup:api");
+        assert_eq!(ObjectId::from_user("volume:x"), "volume:x");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | config | `$XDG_CONFIG_HOME/repoman` (`~/.config/repoman`) | `REPOMAN_CONFIG` names the file |
 //! | state | `$XDG_STATE_HOME/repoman` (`~/.local/state/repoman`) | `REPOMAN_STATE_DIR` |
 //! | cache | `$XDG_CACHE_HOME/repoman` (`~/.cache/repoman`) | `REPOMAN_CACHE_DIR` |
+//! | data | `$XDG_DATA_HOME/repoman` (`~/.local/share/repoman`) | `REPOMAN_DATA_DIR` |
 //! | runtime | `$XDG_RUNTIME_DIR/repoman`, else `/tmp/repoman-$UID` | `REPOMAN_RUNTIME_DIR` |
 //!
 //! Resolving paths never creates directories: read-only commands must leave no trace on a fresh
@@ -40,6 +41,8 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// Rebuildable caches.
     pub cache_dir: PathBuf,
+    /// Durable user data that is not state: installed SNIF modules and their grants (`snifs/`).
+    pub data_dir: PathBuf,
     /// Disposable runtime files (mode 0700): locks, sockets.
     pub runtime_dir: PathBuf,
     /// The user's home directory, when known.
@@ -90,6 +93,10 @@ impl Paths {
             Some(p) => p,
             None => xdg("XDG_CACHE_HOME", "CACHE", ".cache")?.join("repoman"),
         };
+        let data_dir = match absolute("REPOMAN_DATA_DIR")? {
+            Some(p) => p,
+            None => xdg("XDG_DATA_HOME", "DATA", ".local/share")?.join("repoman"),
+        };
         let runtime_dir = match absolute("REPOMAN_RUNTIME_DIR")? {
             Some(p) => p,
             None => match env.get_path("XDG_RUNTIME_DIR").filter(|p| p.is_absolute()) {
@@ -103,6 +110,7 @@ impl Paths {
             config_dir,
             state_dir,
             cache_dir,
+            data_dir,
             runtime_dir,
             home,
         })
@@ -157,6 +165,7 @@ mod tests {
         );
         assert_eq!(p.state_dir, PathBuf::from("/home/u/.local/state/repoman"));
         assert_eq!(p.cache_dir, PathBuf::from("/home/u/.cache/repoman"));
+        assert_eq!(p.data_dir, PathBuf::from("/home/u/.local/share/repoman"));
         assert_eq!(p.runtime_dir, PathBuf::from("/run/user/1/repoman"));
     }
 
@@ -168,11 +177,13 @@ mod tests {
             ("XDG_STATE_HOME", "/xs"),
             ("REPOMAN_CACHE_DIR", "/c"),
             ("REPOMAN_RUNTIME_DIR", "/r"),
+            ("REPOMAN_DATA_DIR", "/d"),
         ]);
         let p = Paths::resolve(&env).unwrap();
         assert_eq!(p.config_dir, PathBuf::from("/home/u/.config/repoman"));
         assert_eq!(p.state_dir, PathBuf::from("/xs/repoman"));
         assert_eq!(p.cache_dir, PathBuf::from("/c"));
+        assert_eq!(p.data_dir, PathBuf::from("/d"));
         assert_eq!(p.runtime_dir, PathBuf::from("/r"));
     }
 

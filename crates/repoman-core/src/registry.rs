@@ -271,18 +271,22 @@ impl Registry {
                 found: found as u32,
             });
         }
-        if found < i64::from(SCHEMA_VERSION) {
-            migrate_doc(&mut doc);
-        }
-        let migrated = doc.to_string();
-        let text_for_errors = if found < i64::from(SCHEMA_VERSION) {
-            &migrated
+        let old = found < i64::from(SCHEMA_VERSION);
+        // An older file is read through its renamed keys only: adding `schema_version` to the
+        // text would shift every line, and errors must cite the user's file as it is.
+        let renamed;
+        let text_for_errors = if old && !rename_old_keys(&mut doc).is_empty() {
+            renamed = doc.to_string();
+            &renamed
         } else {
             text
         };
-        let reg: Self = toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
+        let mut reg: Self = toml::from_str(text_for_errors).map_err(|e: toml::de::Error| {
             RegistryError::parse(path, text_for_errors, e.span(), e.message())
         })?;
+        if old {
+            reg.schema_version = SCHEMA_VERSION;
+        }
         reg.check_values(path, text_for_errors)?;
         Ok(reg)
     }
@@ -344,6 +348,20 @@ impl Registry {
 
 /// Upgrade a version-0 document in place to [`SCHEMA_VERSION`]; returns a line per change.
 pub fn migrate_doc(doc: &mut DocumentMut) -> Vec<String> {
+    let mut changes = rename_old_keys(doc);
+    let before = doc
+        .get("schema_version")
+        .and_then(Item::as_integer)
+        .unwrap_or(0);
+    if before != i64::from(SCHEMA_VERSION) {
+        doc.insert("schema_version", value(i64::from(SCHEMA_VERSION)));
+        changes.push(format!("schema_version {before} -> {SCHEMA_VERSION}"));
+    }
+    changes
+}
+
+/// The keys version 0 named differently (`[defaults] nfs_repos`, `image`), renamed in place.
+fn rename_old_keys(doc: &mut DocumentMut) -> Vec<String> {
     let mut changes = Vec::new();
     if let Some(defaults) = doc.get_mut("defaults").and_then(Item::as_table_like_mut) {
         for (old, new) in [("nfs_repos", "backup_root"), ("image", "default_image")] {
@@ -354,14 +372,6 @@ pub fn migrate_doc(doc: &mut DocumentMut) -> Vec<String> {
                 changes.push(format!("[defaults] {old} renamed to {new}"));
             }
         }
-    }
-    let before = doc
-        .get("schema_version")
-        .and_then(Item::as_integer)
-        .unwrap_or(0);
-    if before != i64::from(SCHEMA_VERSION) {
-        doc.insert("schema_version", value(i64::from(SCHEMA_VERSION)));
-        changes.push(format!("schema_version {before} -> {SCHEMA_VERSION}"));
     }
     changes
 }
@@ -388,6 +398,12 @@ impl RegistryFile {
                 });
             }
         };
+        Self::from_text(path, text)
+    }
+
+    /// The registry file from text already read from `path` (what [`RegistryFile::load`] does
+    /// after reading; also the entry point of the fuzz target).
+    pub fn from_text(path: &Path, text: String) -> Result<Self, RegistryError> {
         let registry = Registry::parse(path, &text)?;
         let doc = text.parse().unwrap_or_default();
         Ok(Self {
@@ -807,6 +823,20 @@ repo = "alpha"
             e.starts_with("r.toml:3:8") && e.contains("lowercase"),
             "{e}"
         );
+    }
+
+    /// Found by the `registry_toml` fuzz target: an older file's errors cited the line in the
+    /// migrated text (one more line, for the added `schema_version`), past the end of the file.
+    #[test]
+    fn older_file_errors_cite_the_users_line() {
+        let e = Registry::parse(Path::new("r.toml"), "[de]#???\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:1:2: unknown field `de`"), "{e}");
+        let e = Registry::parse(Path::new("r.toml"), "# old\n\n[defaults]\nnfs_repos = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.toml:4:"), "{e}");
     }
 
     #[test]

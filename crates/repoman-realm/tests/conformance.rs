@@ -1,6 +1,5 @@
-//! The 263 JSON Schema evolution cases from Confluent Schema Registry's test suite
-//! (`shared/conformance/json-schema-compat/`, outside the repository: CI checks `shared/` out next
-//! to the clone). Every case's verdict is BACKWARD; FORWARD is checked by swapping the schemas and
+//! The 263 JSON Schema evolution cases from Confluent Schema Registry's test suite, vendored as
+//! test data in `tests/data/confluent/` (see its `NOTICE`). A missing corpus fails, never skips. Every case's verdict is BACKWARD; FORWARD is checked by swapping the schemas and
 //! FULL as both.
 
 use repoman_realm::compat::{Mode, Verdict, analyze};
@@ -15,13 +14,14 @@ const FILES: [&str; 4] = [
 ];
 
 fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/json-schema-compat");
-    assert!(
-        dir.join(FILES[0]).is_file(),
-        "conformance corpus missing at {} (it lives in shared/, checked out beside the repository)",
-        dir.display()
-    );
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/confluent");
+    for f in FILES {
+        assert!(
+            dir.join(f).is_file(),
+            "conformance corpus file missing: {} (it is vendored in the repository; restore it from git)",
+            dir.join(f).display()
+        );
+    }
     dir
 }
 

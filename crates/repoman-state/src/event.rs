@@ -117,9 +117,10 @@ impl Event {
     }
 }
 
-/// The kind part of an object id: `project` in `project:alpha`, the whole id if there is no `:`.
+/// The kind part of an object id: `project` in `project:alpha`, the whole id if there is no `:`;
+/// kinds this version does not know (an older log) are kept ([`ObjectId::kind_str`]).
 pub fn object_kind(object: &str) -> &str {
-    object.split_once(':').map_or(object, |(k, _)| k)
+    repoman_core::ObjectId::kind_str(object)
 }
 
 fn key(out: &mut Vec<u8>, k: &str, first: bool) {

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 use crate::conflict::ConflictState;
 use crate::error::StateError;
+use repoman_core::{ObjectId, ObjectKind};
+
 use crate::event::{Event, object_kind};
 use crate::index::{self, EVENT_COLUMNS, event_from_row};
 use crate::state::State;
@@ -85,24 +87,27 @@ impl Explanation {
     }
 }
 
-/// Accept `alpha` as `project:alpha`; anything with a `:` is taken as is.
+/// Accept `alpha` as `project:alpha`; an id is taken as is ([`ObjectId::from_user`]).
 pub fn normalize_object(arg: &str) -> String {
-    if arg.contains(':') {
-        arg.to_owned()
-    } else {
-        format!("project:{arg}")
-    }
+    ObjectId::from_user(arg)
 }
 
-/// Objects whose state bears on `object`'s answers.
+/// Objects whose state bears on `object`'s answers: a project's backup and sandbox, and a
+/// backup's or sandbox's project. Objects of unknown kinds (an older log) have none.
 fn related_objects(object: &str) -> Vec<String> {
-    let kind = object_kind(object);
-    let name = object.split_once(':').map_or("", |(_, n)| n);
-    match kind {
-        "project" => vec![format!("backup:{name}"), format!("sandbox:{name}")],
-        "backup" | "sandbox" => vec![format!("project:{name}")],
-        _ => Vec::new(),
-    }
+    let Ok(id) = object.parse::<ObjectId>() else {
+        return Vec::new();
+    };
+    let kinds: &[ObjectKind] = match id.kind() {
+        ObjectKind::Project => &[ObjectKind::Backup, ObjectKind::Sandbox],
+        ObjectKind::Backup | ObjectKind::Sandbox => &[ObjectKind::Project],
+        _ => &[],
+    };
+    kinds
+        .iter()
+        .filter_map(|k| id.sibling(*k))
+        .map(|o| o.to_string())
+        .collect()
 }
 
 fn sync_applies(kind: &str) -> bool {
@@ -110,9 +115,11 @@ fn sync_applies(kind: &str) -> bool {
 }
 
 fn backup_object(object: &str) -> Option<String> {
-    let name = object.split_once(':').map(|(_, n)| n)?;
-    match object_kind(object) {
-        "project" | "backup" => Some(format!("backup:{name}")),
+    let id = object.parse::<ObjectId>().ok()?;
+    match id.kind() {
+        ObjectKind::Project | ObjectKind::Backup => {
+            id.sibling(ObjectKind::Backup).map(|b| b.to_string())
+        }
         _ => None,
     }
 }

@@ -27,6 +27,8 @@ pub enum SchemaKind {
     Event,
     EventData,
     Manifest,
+    /// An extension interface's payload (SNIF input/output, `snif.*/vN`).
+    Interface,
 }
 
 /// One registered schema.

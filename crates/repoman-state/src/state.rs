@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use repoman_core::{Clock, Env, Paths};
+use repoman_core::{Clock, Env, ObjectId, ObjectKind, Paths};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -789,13 +789,21 @@ pub fn validate_new_event(ev: &NewEvent) -> Result<(), StateError> {
             "the type must be dotted lowercase words, e.g. `backup.synced`".into(),
         ));
     }
-    match ev.object.split_once(':') {
-        Some((kind, id)) if is_word(kind) && !id.is_empty() && !id.contains('\n') => {}
-        _ => {
-            return Err(bad(
-                "the object must be `kind:id`, e.g. `project:alpha`".into()
-            ));
-        }
+    // Known kinds must have their shape (`ObjectId`); a kind this version does not know is
+    // accepted as `kind:id` so extensions and older writers are not refused.
+    let kind = ObjectId::kind_str(&ev.object);
+    let rest = &ev.object[kind.len()..];
+    let known_kind = kind.parse::<ObjectKind>().is_ok();
+    let well_formed = if known_kind {
+        ev.object.parse::<ObjectId>().is_ok()
+    } else {
+        is_word(kind) && rest.len() > 1
+    };
+    if !well_formed || ev.object.contains('\n') {
+        return Err(bad(match ev.object.parse::<ObjectId>() {
+            Err(e) if known_kind => e.to_string(),
+            _ => "the object must be `kind:id`, e.g. `project:alpha`".into(),
+        }));
     }
     if !ev.data.is_object() {
         return Err(bad("data must be a JSON object".into()));

@@ -254,7 +254,7 @@ pub fn discovered_events(
         cache.mark_dirty();
         out.push(ToolEvent {
             type_: "tool.discovered".into(),
-            object: format!("tool:{}", i.id),
+            object: repoman_core::ObjectId::tool(i.id.as_str()).to_string(),
             data: serde_json::json!({
                 "path": i.path,
                 "version": i.version,

@@ -177,7 +177,13 @@ proptest! {
         prop_assert_eq!(&after.iter().find(|e| e.tool == "zz-new").unwrap().versions, &versions);
         prop_assert_eq!(after.len(), before.len() + 1);
         prop_assert!(f.unpin("zz-new").unwrap());
-        prop_assert_eq!(f.render(), text);
+        if before.is_empty() && (text.ends_with("[tools]\n") || text.ends_with("[tools]\r\n")) {
+            // A file ending with an empty `[tools]` table reads like one `pin` added the table
+            // to, so unpin takes the header away (see the mise module docs).
+            prop_assert!(f.entries().is_empty());
+        } else {
+            prop_assert_eq!(f.render(), text);
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! `[tools.node]` with `version`. A new tool is inserted as one `key = "version"` line after the
 //! last `[tools]` entry, copying that entry's indentation, spacing around `=` (or the column
 //! alignment of `=`), quote style and line ending. Removing that line again restores the original
-//! bytes. Only a file without a `[tools]` table gets a new `[tools]` header, which `unpin` leaves.
+//! bytes. Only a file without a `[tools]` table gets a new `[tools]` header, which `unpin` removes
+//! again with the table's last entry, so `unpin(pin(x)) == x` byte for byte.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -390,10 +391,10 @@ impl MiseFile {
                 (line_end_incl(t, header.start), line)
             }
             (None, None) => {
+                // A blank line before the new table, except after a last line without a newline
+                // (which only gets its line ending): `unpin` tells the two apart to give back the
+                // original bytes when it removes the table's last entry.
                 let mut s = t.clone();
-                if !s.is_empty() && !s.ends_with('\n') {
-                    s.push_str(eol);
-                }
                 if !s.is_empty() {
                     s.push_str(eol);
                 }
@@ -502,8 +503,45 @@ impl MiseFile {
             s.push_str(&t[..start]);
             s.push_str(&t[end..]);
         }
+        let s = drop_table_pin_created(s);
         *self = Self::parse(&self.path, &s)?;
         Ok(true)
+    }
+}
+
+/// After `unpin` removed an entry: a bare `[tools]` header left empty at the end of the file is
+/// the one `pin` added to a file without a `[tools]` table, so it goes too, with the line ending
+/// `pin` put before it, and the file is the one it was before the pin (`pin` adds a blank line
+/// only after a last line that had its newline). A file that itself ended with an empty `[tools]`
+/// table cannot be told apart and loses that header: an empty table means the same as none.
+fn drop_table_pin_created(s: String) -> String {
+    let Some(body) = s
+        .strip_suffix("[tools]\n")
+        .or_else(|| s.strip_suffix("[tools]\r\n"))
+    else {
+        return s;
+    };
+    let header_at = body.len();
+    let is_that_table = Document::parse(s.as_str()).is_ok_and(|d| {
+        d.as_table()
+            .get("tools")
+            .and_then(Item::as_table)
+            .is_some_and(|t| {
+                t.is_empty() && !t.is_dotted() && t.span().map(|r| r.start) == Some(header_at)
+            })
+    });
+    if !is_that_table {
+        return s;
+    }
+    if body.is_empty() {
+        return String::new();
+    }
+    match body
+        .strip_suffix("\r\n")
+        .or_else(|| body.strip_suffix('\n'))
+    {
+        Some(before) => before.to_owned(),
+        None => s,
     }
 }
 

@@ -26,6 +26,7 @@ mod restore;
 mod schema;
 mod setup;
 mod shell;
+mod snif;
 mod status;
 mod sync;
 mod tools;
@@ -98,6 +99,9 @@ pub enum Command {
     /// The Groove protocol: print its schema, or call a method of the running daemon.
     #[command(subcommand)]
     Groove(groove::GrooveCommand),
+    /// SNIFs: WebAssembly extensions (validators, policy rules, tool detectors), deny by default.
+    #[command(subcommand)]
+    Snif(snif::SnifCommand),
 }
 
 impl Command {
@@ -130,6 +134,7 @@ impl Command {
             Command::Tools(_) => "tools",
             Command::Daemon(_) => "daemon",
             Command::Groove(_) => "groove",
+            Command::Snif(_) => "snif",
         }
     }
 }
@@ -145,6 +150,7 @@ pub fn register_schemas() {
         realm::register_schemas();
         tools::register_schemas();
         repoman_groove::register_schemas();
+        repoman_snif::schemas::register();
     });
 }
 
@@ -178,5 +184,6 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Tools(c) => tools::run(app, c),
         Command::Daemon(c) => daemon::run(app, c),
         Command::Groove(c) => groove::run(app, c),
+        Command::Snif(c) => snif::run(app, c),
     }
 }

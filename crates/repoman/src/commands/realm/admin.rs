@@ -1,7 +1,7 @@
 //! `repoman realm admin ...`: init, join/leave, trust and the check cache; the domain, contract
 //! and binding changes are in `contract.rs`.
 
-use repoman_core::ErrorKind;
+use repoman_core::{ErrorKind, ObjectId};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -210,7 +210,7 @@ pub(super) fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                 app,
                 vec![RealmEvent::new(
                     "realm.trusted",
-                    format!("realm:{}", realm.name()),
+                    ObjectId::realm(realm.name()).to_string(),
                     json!({"commit": head, "hooks": hooks}),
                 )],
             )?;
@@ -269,7 +269,7 @@ pub(super) fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                     app,
                     vec![RealmEvent::new(
                         "realm.cache.cleared",
-                        format!("file:{}", cache::cache_path(&dir).display()),
+                        ObjectId::host_file(&cache::cache_path(&dir)).to_string(),
                         json!({}),
                     )],
                 )?;

@@ -1,6 +1,6 @@
 //! `repoman realm check`: contract checks for CI, in the realm repository or a member repo.
 
-use repoman_core::ErrorKind;
+use repoman_core::{ErrorKind, ObjectId};
 use std::path::Path;
 use std::time::Duration;
 
@@ -143,14 +143,13 @@ pub(super) fn check_cmd(app: &App, args: CheckArgs) -> Result<Exit, CliError> {
 fn record_check(app: &App, realm: &Realm, report: &CheckReport) -> Result<(), CliError> {
     let mut events = vec![RealmEvent::new(
         "realm.checked",
-        format!("realm:{}", realm.name()),
+        ObjectId::realm(realm.name()).to_string(),
         json!({"ok": report.ok, "modes": report.modes, "errors": report.errors, "warnings": report.warnings, "context": report.context, "strict": report.strict}),
     )];
     for d in &report.compatibility {
-        let obj = realm
-            .contract(&d.contract)
-            .map(|(dom, _)| realm.contract_object(dom, &d.contract))
-            .unwrap_or_else(|| format!("contract:{}/?/{}", realm.name(), d.contract));
+        // A contract no domain holds any more is still recorded, under the domain `?`.
+        let domain = realm.contract(&d.contract).map_or("?", |(dom, _)| dom);
+        let obj = ObjectId::contract(realm.name(), domain, &d.contract).to_string();
         events.push(RealmEvent::new(
             "contract.checked",
             obj,

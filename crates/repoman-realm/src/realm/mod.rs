@@ -5,17 +5,24 @@
 //! Invariants: a domain or binding that would close a dependency cycle is refused before anything
 //! is written; contract names are unique across the realm; a contract's owner is a realm repo.
 
+mod bindings;
+mod error;
+mod history;
+
+pub use error::RealmError;
+pub use history::HistoricVersion;
+
 use crate::compat::{self, Mode};
-use crate::git::{Git, GitError};
-use crate::graph::{CycleError, DependencyGraph, Edge, domain_edges};
+use crate::git::Git;
+use crate::graph::{DependencyGraph, Edge, domain_edges};
 use crate::model::{
-    BindingFile, Compatibility, ContractFile, DomainFile, Evolution, Export, Import, Membership,
-    RealmFile, RepoFile,
+    BindingFile, Compatibility, ContractFile, DomainFile, Evolution, Membership, RealmFile,
+    RepoFile,
 };
-use crate::version::{self, BumpError, Range, VersionError};
+use crate::version::{self};
 use crate::yaml::{self, LoadError};
 use rayon::prelude::*;
-use repoman_core::Env;
+use repoman_core::{Env, ObjectId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -37,81 +44,6 @@ impl RealmEvent {
             object,
             data,
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RealmError {
-    #[error(transparent)]
-    Load(Box<LoadError>),
-    #[error(transparent)]
-    Git(Box<GitError>),
-    #[error("cannot write {path}: {message}")]
-    Write { path: PathBuf, message: String },
-    #[error("{path} is not a realm repository (no realm.yaml)")]
-    NotARealm { path: PathBuf },
-    #[error("{path} is already a realm repository")]
-    AlreadyARealm { path: PathBuf },
-    #[error("{dir} is not a member of any realm (no .repoman/realm.yaml)")]
-    NotAMember { dir: PathBuf },
-    #[error("{what} `{name}` does not exist in realm `{realm}`")]
-    Unknown {
-        what: &'static str,
-        name: String,
-        realm: String,
-    },
-    #[error("{what} `{name}` already exists in realm `{realm}`")]
-    Exists {
-        what: &'static str,
-        name: String,
-        realm: String,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-    #[error("invalid name `{name}`: {message}")]
-    Name { name: String, message: String },
-    #[error(transparent)]
-    Cycle(Box<CycleError>),
-    #[error(transparent)]
-    Version(#[from] VersionError),
-    #[error(transparent)]
-    Bump(#[from] BumpError),
-    #[error(transparent)]
-    Compat(#[from] compat::CompatError),
-    #[error("repo `{repo}` is still used by {users}; remove those first")]
-    InUse { repo: String, users: String },
-    #[error("the range `{range}` of the import does not accept {contract} {version}")]
-    RangeMismatch {
-        contract: String,
-        range: String,
-        version: String,
-    },
-    #[error("the schema of `{contract}` is identical to version {version}; nothing to bump")]
-    NothingChanged { contract: String, version: String },
-    #[error("the schema of `{contract}` is not a valid JSON Schema: {message}")]
-    BadSchema { contract: String, message: String },
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-impl From<LoadError> for RealmError {
-    fn from(e: LoadError) -> Self {
-        RealmError::Load(Box::new(e))
-    }
-}
-
-impl From<GitError> for RealmError {
-    fn from(e: GitError) -> Self {
-        RealmError::Git(Box::new(e))
-    }
-}
-
-impl From<CycleError> for RealmError {
-    fn from(e: CycleError) -> Self {
-        RealmError::Cycle(Box::new(e))
     }
 }
 
@@ -342,7 +274,7 @@ impl Realm {
     }
 
     pub fn contract_object(&self, domain: &str, name: &str) -> String {
-        format!("contract:{}/{domain}/{name}", self.meta.name)
+        ObjectId::contract(&self.meta.name, domain, name).to_string()
     }
 
     fn unknown(&self, what: &'static str, name: &str) -> RealmError {
@@ -414,7 +346,7 @@ impl Realm {
     }
 
     fn object(&self) -> String {
-        format!("realm:{}", self.meta.name)
+        ObjectId::realm(&self.meta.name).to_string()
     }
 
     /// `realm admin init NAME --path DIR`: a new realm repository (a git repository).
@@ -618,7 +550,7 @@ impl Realm {
         )?;
         Ok(vec![RealmEvent::new(
             "realm.domain.created",
-            format!("domain:{}/{name}", self.meta.name),
+            ObjectId::domain(&self.meta.name, name).to_string(),
             json!({"repos": repos, "commit": commit}),
         )])
     }
@@ -794,212 +726,6 @@ impl Realm {
         }
         Ok(())
     }
-
-    fn binding_mut(&mut self, domain: &str, repo: &str) -> BindingFile {
-        self.domains
-            .get(domain)
-            .and_then(|d| d.bindings.get(repo))
-            .cloned()
-            .unwrap_or_else(|| BindingFile::new(repo))
-    }
-
-    fn save_binding(&mut self, domain: &str, mut b: BindingFile) -> Result<(), RealmError> {
-        b.refresh_role();
-        write_yaml(&self.root.join(Self::binding_rel_path(domain, &b.repo)), &b)?;
-        if let Some(d) = self.domains.get_mut(domain) {
-            d.bindings.insert(b.repo.clone(), b);
-        }
-        Ok(())
-    }
-
-    /// `realm admin binding export CONTRACT --repo R --source-files a,b`.
-    pub fn export(
-        &mut self,
-        repo: &str,
-        contract: &str,
-        source_files: Vec<String>,
-        repo_dir: &Path,
-        env: &Env,
-    ) -> Result<Vec<RealmEvent>, RealmError> {
-        self.require_repo(repo)?;
-        let (domain, c) = self
-            .contract(contract)
-            .map(|(d, c)| (d.to_string(), c.clone()))
-            .ok_or_else(|| self.unknown("contract", contract))?;
-        let new_edges: Vec<Edge> = self
-            .importers(contract)
-            .into_iter()
-            .map(|i| Edge {
-                from: repo.into(),
-                to: i,
-                label: contract.into(),
-            })
-            .collect();
-        self.graph().check_addition(
-            &format!("the export of `{contract}` by `{repo}`"),
-            &new_edges,
-        )?;
-        if self.dry_run {
-            return Ok(Vec::new());
-        }
-        let mut b = self.binding_mut(&domain, repo);
-        b.exports.retain(|e| e.contract != contract);
-        b.exports.push(Export {
-            contract: contract.into(),
-            source_digests: digests(repo_dir, &source_files)?,
-            source_files,
-            recorded_version: Some(c.version.clone()),
-        });
-        self.save_binding(&domain, b)?;
-        let commit = self.commit(env, &format!("realm: {repo} exports {contract}"))?;
-        Ok(vec![RealmEvent::new(
-            "binding.exported",
-            self.contract_object(&domain, contract),
-            json!({"repo": repo, "version": c.version, "commit": commit}),
-        )])
-    }
-
-    /// `realm admin binding import CONTRACT --repo R --version RANGE [--binding FILE]`.
-    pub fn import(
-        &mut self,
-        repo: &str,
-        contract: &str,
-        range: &str,
-        binding: Option<String>,
-        env: &Env,
-    ) -> Result<Vec<RealmEvent>, RealmError> {
-        self.require_repo(repo)?;
-        let (domain, c) = self
-            .contract(contract)
-            .map(|(d, c)| (d.to_string(), c.clone()))
-            .ok_or_else(|| self.unknown("contract", contract))?;
-        let r = Range::parse(range)?;
-        let current = version::parse_version(&c.version)?;
-        if !r.matches(&current) {
-            return Err(RealmError::RangeMismatch {
-                contract: contract.into(),
-                range: range.into(),
-                version: c.version.clone(),
-            });
-        }
-        let new_edges: Vec<Edge> = self
-            .exporters(contract)
-            .into_iter()
-            .map(|e| Edge {
-                from: e,
-                to: repo.into(),
-                label: contract.into(),
-            })
-            .collect();
-        self.graph().check_addition(
-            &format!("the import of `{contract}` by `{repo}`"),
-            &new_edges,
-        )?;
-        if self.dry_run {
-            return Ok(Vec::new());
-        }
-        let mut b = self.binding_mut(&domain, repo);
-        b.imports.retain(|i| i.contract != contract);
-        b.imports.push(Import {
-            contract: contract.into(),
-            version: range.into(),
-            binding,
-            status: Some("current".into()),
-            resolved_version: Some(c.version.clone()),
-        });
-        self.save_binding(&domain, b)?;
-        let commit = self.commit(env, &format!("realm: {repo} imports {contract} {range}"))?;
-        Ok(vec![RealmEvent::new(
-            "binding.imported",
-            self.contract_object(&domain, contract),
-            json!({"repo": repo, "range": range, "resolved_version": c.version, "commit": commit}),
-        )])
-    }
-
-    /// The histories of every contract, from one `git log` (see [`Git::histories`]).
-    pub fn all_contract_histories(
-        &self,
-        env: &Env,
-    ) -> Result<BTreeMap<String, Vec<HistoricVersion>>, RealmError> {
-        let raw = self.git(env).histories("domains/*/contracts/*.yaml")?;
-        let mut out = BTreeMap::new();
-        for (domain, dom) in &self.domains {
-            for name in dom.contracts.keys() {
-                let rel = Self::contract_rel_path(domain, name);
-                let commits = raw.get(&rel).map(Vec::as_slice).unwrap_or_default();
-                out.insert(
-                    rel.clone(),
-                    self.assemble_history(
-                        name,
-                        &rel,
-                        commits.iter().map(|(c, t)| (c.clone(), t.clone())),
-                    ),
-                );
-            }
-        }
-        Ok(out)
-    }
-
-    fn assemble_history(
-        &self,
-        name: &str,
-        rel: &str,
-        commits: impl Iterator<Item = (String, String)>,
-    ) -> Vec<HistoricVersion> {
-        let mut out: Vec<HistoricVersion> = Vec::new();
-        for (commit, text) in commits {
-            let Ok(c) = yaml::parse::<ContractFile>(Path::new(rel), &text) else {
-                continue;
-            };
-            out.retain(|h| h.version != c.version);
-            out.push(HistoricVersion {
-                version: c.version,
-                schema: c.schema,
-                commit: Some(commit),
-            });
-        }
-        if let Some((_, current)) = self.contract(name) {
-            let same_as_last = out
-                .last()
-                .is_some_and(|h| h.version == current.version && h.schema == current.schema);
-            if !same_as_last {
-                out.retain(|h| h.version != current.version);
-                out.push(HistoricVersion {
-                    version: current.version.clone(),
-                    schema: current.schema.clone(),
-                    commit: None,
-                });
-            }
-        }
-        out
-    }
-
-    /// Versions of a contract in the realm's git history, oldest first (one entry per version,
-    /// the last commit that had it), plus the working-tree file when it differs from HEAD.
-    pub fn contract_history(
-        &self,
-        domain: &str,
-        name: &str,
-        env: &Env,
-    ) -> Result<Vec<HistoricVersion>, RealmError> {
-        let rel = Self::contract_rel_path(domain, name);
-        let git = self.git(env);
-        let mut commits = Vec::new();
-        for commit in git.file_history(&rel)? {
-            if let Ok(text) = git.show(&commit, &rel) {
-                commits.push((commit, text));
-            }
-        }
-        Ok(self.assemble_history(name, &rel, commits.into_iter()))
-    }
-}
-
-/// One version of a contract from history (`commit` is `None` for uncommitted changes).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct HistoricVersion {
-    pub version: String,
-    pub schema: Value,
-    pub commit: Option<String>,
 }
 
 /// What `contract bump` did.

@@ -14,19 +14,23 @@
 //! current commit, argv only, with a timeout: exit 0 valid, 1 invalid, 2 warning; `ci_only` hooks
 //! only when `CI` is set. Findings are errors, warnings (failures under `--strict`) or info.
 
+mod hooks;
+mod members;
+
+pub use hooks::{HookRun, HookStatus};
+
 use crate::cache::{Cache, Counters};
 use crate::compat::{self, Analysis, Change, Mode, Verdict};
 use crate::git::Git;
 use crate::model::ContractFile;
 use crate::realm::{HistoricVersion, Realm, RealmError};
 use crate::trust::TrustState;
-use crate::version::{self, Bump, Range};
-use repoman_core::Env;
-use repoman_core::process::{Cmd, ProcessError};
+use crate::version::{self, Bump};
+use repoman_core::{Env, ObjectId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,27 +86,6 @@ pub struct ContractDiff {
     pub mode: Mode,
     pub verdict: Verdict,
     pub changes: Vec<compat::ReportedChange>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum HookStatus {
-    Ran,
-    Cached,
-    SkippedUntrusted,
-    SkippedNotCi,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HookRun {
-    pub contract: String,
-    pub role: String,
-    pub script: String,
-    pub status: HookStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit: Option<i64>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub output: String,
 }
 
 /// Where the check runs.
@@ -274,7 +257,7 @@ pub fn check(
         realm: realm.name().to_string(),
         context: match ctx {
             Context::Realm => "realm".into(),
-            Context::Member { repo, .. } => format!("repo:{repo}"),
+            Context::Member { repo, .. } => ObjectId::repo(repo.as_str()).to_string(),
         },
         modes,
         ok,
@@ -564,7 +547,7 @@ impl Checker<'_> {
         }
         if scope.is_none() {
             for cycle in self.realm.graph().cycles() {
-                let obj = format!("realm:{}", self.realm.name());
+                let obj = ObjectId::realm(self.realm.name()).to_string();
                 self.find(
                     Level::Error,
                     m,
@@ -591,7 +574,7 @@ impl Checker<'_> {
                     {
                         if !known.contains(name) {
                             dangling.push((
-                                format!("binding:{realm_name}/{d}/{}", b.repo),
+                                ObjectId::binding(&realm_name, d, &b.repo).to_string(),
                                 format!("binding of `{}` names unknown contract `{name}`", b.repo),
                                 Realm::binding_rel_path(d, &b.repo),
                             ));
@@ -698,325 +681,6 @@ impl Checker<'_> {
                 });
             }
         }
-        Ok(())
-    }
-
-    fn exporter_mode(&mut self, repo: &str, dir: &Path) -> Result<(), RealmError> {
-        let m = CheckMode::Exporter;
-        let realm_name = self.realm.name().to_string();
-        for (d, dom) in &self.realm.domains {
-            let Some(b) = dom.bindings.get(repo) else {
-                continue;
-            };
-            let bfile = Some(Realm::binding_rel_path(d, repo));
-            for e in &b.exports {
-                let obj = format!("contract:{realm_name}/{d}/{}", e.contract);
-                let Some((_, c)) = self.realm.contract(&e.contract) else {
-                    self.find(
-                        Level::Error,
-                        m,
-                        obj,
-                        "contract-unknown",
-                        format!("`{repo}` exports `{}`, which does not exist", e.contract),
-                    )
-                    .file = bfile.clone();
-                    continue;
-                };
-                let c = c.clone();
-                if c.owner != repo {
-                    self.find(Level::Error, m, obj.clone(), "ownership", format!("`{repo}` exports `{}`, but the contract is owned by `{}`; only its owner may export it", c.name, c.owner)).file = bfile.clone();
-                }
-                let mut changed = Vec::new();
-                for f in &e.source_files {
-                    let path = dir.join(f);
-                    let hash =
-                        match self
-                            .cache
-                            .file_hash(&format!("{repo}/{f}"), &path, self.opts.now)
-                        {
-                            Ok(h) => h,
-                            Err(err) => {
-                                self.find(
-                                    Level::Error,
-                                    m,
-                                    obj.clone(),
-                                    "source-missing",
-                                    format!("declared source file {f} cannot be read: {err}"),
-                                )
-                                .file = Some(f.clone());
-                                continue;
-                            }
-                        };
-                    match e.source_digests.get(f) {
-                        Some(recorded) if *recorded == hash => {}
-                        Some(_) => changed.push(f.clone()),
-                        None => {
-                            self.find(Level::Warning, m, obj.clone(), "source-unrecorded", format!("no digest recorded for {f}; re-export with `repoman realm admin binding export`")).file = Some(f.clone());
-                        }
-                    }
-                }
-                if !changed.is_empty() {
-                    let recorded = e.recorded_version.clone().unwrap_or_else(|| "?".into());
-                    let (level, msg) = if recorded == c.version {
-                        (
-                            Level::Error,
-                            format!(
-                                "{} changed since {} {} was recorded, but the contract did not; update the contract (`repoman realm admin contract bump {}`) or re-record",
-                                changed.join(", "),
-                                c.name,
-                                c.version,
-                                c.name
-                            ),
-                        )
-                    } else {
-                        (
-                            Level::Warning,
-                            format!(
-                                "{} changed; digests were recorded for {recorded} and the contract is at {}: re-record with `repoman realm admin binding export {}`",
-                                changed.join(", "),
-                                c.version,
-                                c.name
-                            ),
-                        )
-                    };
-                    for f in &changed {
-                        let finding =
-                            self.find(level, m, obj.clone(), "source-changed", msg.clone());
-                        finding.file = Some(f.clone());
-                    }
-                }
-                if let Some(script) = c.validation.exporter.clone() {
-                    self.hook(&c, "exporter", &script, repo, dir, d)?;
-                }
-                for script in c.validation.ci_only.clone() {
-                    self.hook(&c, "ci_only", &script, repo, dir, d)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn importer_mode(&mut self, repo: &str, dir: &Path) -> Result<(), RealmError> {
-        let m = CheckMode::Importer;
-        let realm_name = self.realm.name().to_string();
-        for (d, dom) in &self.realm.domains {
-            let Some(b) = dom.bindings.get(repo) else {
-                continue;
-            };
-            let bfile = Some(Realm::binding_rel_path(d, repo));
-            for i in &b.imports {
-                let obj = format!("contract:{realm_name}/{d}/{}", i.contract);
-                let Some((_, c)) = self.realm.contract(&i.contract) else {
-                    self.find(
-                        Level::Error,
-                        m,
-                        obj,
-                        "contract-unknown",
-                        format!("`{repo}` imports `{}`, which does not exist", i.contract),
-                    )
-                    .file = bfile.clone();
-                    continue;
-                };
-                let c = c.clone();
-                let range = match Range::parse(&i.version) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.find(Level::Error, m, obj.clone(), "range-invalid", e.to_string())
-                            .file = bfile.clone();
-                        continue;
-                    }
-                };
-                match version::parse_version(&c.version) {
-                    Ok(v) if !range.matches(&v) => {
-                        self.find(Level::Error, m, obj.clone(), "range-mismatch", format!("`{repo}` imports `{}` {} but the contract is at {}; update the import (and the code behind it)", c.name, i.version, c.version)).file = bfile.clone();
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.find(
-                            Level::Error,
-                            m,
-                            obj.clone(),
-                            "version-invalid",
-                            e.to_string(),
-                        )
-                        .file = bfile.clone();
-                    }
-                }
-                if i.resolved_version.as_deref() != Some(c.version.as_str()) {
-                    self.find(Level::Warning, m, obj.clone(), "stale-binding", format!("`{repo}` resolved `{}` at {}, the contract is at {}; re-import with `repoman realm admin binding import {} --version '{}'`", c.name, i.resolved_version.as_deref().unwrap_or("nothing"), c.version, c.name, i.version)).file = bfile.clone();
-                }
-                if let Some(script) = c.validation.importer.clone() {
-                    self.hook(&c, "importer", &script, repo, dir, d)?;
-                }
-                for script in c.validation.ci_only.clone() {
-                    self.hook(&c, "ci_only", &script, repo, dir, d)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn hook(
-        &mut self,
-        c: &ContractFile,
-        role: &str,
-        script: &str,
-        repo: &str,
-        dir: &Path,
-        domain: &str,
-    ) -> Result<(), RealmError> {
-        let m = if role == "importer" {
-            CheckMode::Importer
-        } else {
-            CheckMode::Exporter
-        };
-        let obj = self.realm.contract_object(domain, &c.name);
-        let run = |status: HookStatus, exit: Option<i64>, output: String| HookRun {
-            contract: c.name.clone(),
-            role: role.into(),
-            script: script.into(),
-            status,
-            exit,
-            output,
-        };
-        if role == "ci_only" && !self.opts.ci {
-            self.hooks
-                .push(run(HookStatus::SkippedNotCi, None, String::new()));
-            return Ok(());
-        }
-        if !self.opts.trust.is_trusted() {
-            let why = match &self.opts.trust {
-                TrustState::Changed {
-                    trusted_commit,
-                    head,
-                } => format!(
-                    "the realm changed since it was trusted (trusted {}, now {})",
-                    &trusted_commit[..trusted_commit.len().min(12)],
-                    &head[..head.len().min(12)]
-                ),
-                _ => "this machine does not trust the realm".into(),
-            };
-            if !self
-                .hooks
-                .iter()
-                .any(|h| h.status == HookStatus::SkippedUntrusted)
-            {
-                self.find(Level::Warning, m, format!("realm:{}", self.realm.name()), "hooks-untrusted", format!("validation hooks not run: {why}; review the realm's hooks, then run `repoman realm admin trust`"));
-            }
-            self.hooks
-                .push(run(HookStatus::SkippedUntrusted, None, String::new()));
-            return Ok(());
-        }
-        let path = dir.join(script);
-        let binding_hash = {
-            let mut h = blake3::Hasher::new();
-            h.update(role.as_bytes());
-            h.update(script.as_bytes());
-            h.update(&std::fs::read(&path).unwrap_or_default());
-            let b = self
-                .realm
-                .domains
-                .get(domain)
-                .and_then(|d| d.bindings.get(repo));
-            h.update(serde_json::to_string(&b).unwrap_or_default().as_bytes());
-            if let Some(b) = b {
-                for e in b.exports.iter().filter(|e| e.contract == c.name) {
-                    for f in &e.source_files {
-                        if let Ok(fh) = self.cache.file_hash(
-                            &format!("{repo}/{f}"),
-                            &dir.join(f),
-                            self.opts.now,
-                        ) {
-                            h.update(fh.as_bytes());
-                        }
-                    }
-                }
-            }
-            h.finalize().to_hex().to_string()
-        };
-        let (code, output, status) = match self.cache.validation(&c.name, &c.version, &binding_hash)
-        {
-            Some((code, out)) => (Some(code), out, HookStatus::Cached),
-            None => {
-                let mut cmd = Cmd::new(&path)
-                    .current_dir(dir)
-                    .timeout(self.opts.hook_timeout)
-                    .env("REPOMAN_REALM", &self.realm.root)
-                    .env("REPOMAN_CONTRACT", &c.name)
-                    .env("REPOMAN_CONTRACT_VERSION", &c.version)
-                    .env("REPOMAN_HOOK_ROLE", role);
-                if let Some(p) = self.env.get_os("PATH") {
-                    cmd = cmd.search_path(p);
-                }
-                match cmd.output() {
-                    Ok(out) => {
-                        let code = out.status.code().map_or(-1, i64::from);
-                        let mut text = out.stdout_str();
-                        text.push_str(&String::from_utf8_lossy(&out.stderr));
-                        let text: String = text.trim().chars().take(4000).collect();
-                        if (0..=2).contains(&code) {
-                            self.cache.store_validation(
-                                &c.name,
-                                &c.version,
-                                &binding_hash,
-                                code,
-                                &text,
-                                self.opts.now,
-                            );
-                        }
-                        (Some(code), text, HookStatus::Ran)
-                    }
-                    Err(ProcessError::Timeout { after, .. }) => {
-                        self.find(Level::Error, m, obj.clone(), "hook-timeout", format!("{role} hook {script} did not finish within {after:?} and was killed"));
-                        self.hooks.push(run(HookStatus::Ran, None, String::new()));
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        self.find(
-                            Level::Error,
-                            m,
-                            obj.clone(),
-                            "hook-failed",
-                            format!("{role} hook {script} could not run: {e}"),
-                        );
-                        self.hooks.push(run(HookStatus::Ran, None, String::new()));
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let first = output.lines().next().unwrap_or("").to_string();
-        match code {
-            Some(0) => {}
-            Some(2) => {
-                self.find(
-                    Level::Warning,
-                    m,
-                    obj.clone(),
-                    "hook-warning",
-                    format!("{role} hook {script} reported a warning: {first}"),
-                );
-            }
-            Some(1) => {
-                self.find(
-                    Level::Error,
-                    m,
-                    obj.clone(),
-                    "hook-invalid",
-                    format!("{role} hook {script} reported the binding invalid: {first}"),
-                );
-            }
-            other => {
-                self.find(
-                    Level::Error,
-                    m,
-                    obj.clone(),
-                    "hook-failed",
-                    format!("{role} hook {script} exited with {other:?}: {first}"),
-                );
-            }
-        }
-        self.hooks.push(run(status, code, output));
         Ok(())
     }
 }

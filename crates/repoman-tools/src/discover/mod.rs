@@ -14,18 +14,20 @@
 //! - executables in tools directories that match no rule are listed as unidentified; nothing is
 //!   guessed. (Executables on `PATH` that match no rule are not listed: `/usr/bin` is not news.)
 
+mod cache;
+mod probe;
+
+pub use cache::{CacheEntry, DirListing, FileKey, ProbeCache};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use repoman_core::process::{Cmd, ProcessError};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ToolsError;
-use crate::rules::{Category, Rule, Rules};
+use crate::rules::{Category, Rules};
 
 /// Default probe timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -264,90 +266,6 @@ pub trait ScanReporter: Sync {
 pub struct NoReport;
 impl ScanReporter for NoReport {}
 
-/// Identity of a file's contents for the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FileKey {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
-}
-
-impl FileKey {
-    fn of(m: &std::fs::Metadata) -> Self {
-        Self {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        }
-    }
-}
-
-/// One cached probe result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheEntry {
-    pub key: FileKey,
-    pub rule: String,
-    pub version: Option<String>,
-    pub outcome: Outcome,
-}
-
-/// The probe cache, `<cache_dir>/tools/probes.json`. Rebuildable: a missing or unreadable file
-/// is an empty cache.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProbeCache {
-    #[serde(default)]
-    pub entries: BTreeMap<PathBuf, CacheEntry>,
-    /// What was last reported as `tool.discovered` per path: (version, ghost).
-    #[serde(default)]
-    pub reported: BTreeMap<PathBuf, (Option<String>, bool)>,
-    /// Directory listings, so a warm scan reads no unchanged directory.
-    #[serde(default)]
-    pub dirs: BTreeMap<PathBuf, DirListing>,
-    #[serde(skip)]
-    dirty: bool,
-}
-
-impl ProbeCache {
-    pub fn file(cache_dir: &Path) -> PathBuf {
-        cache_dir.join("tools").join("probes.json")
-    }
-
-    /// Load the cache; anything wrong with the file gives an empty cache.
-    pub fn load(cache_dir: &Path) -> Self {
-        std::fs::read(Self::file(cache_dir))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
-    pub fn mark_dirty(&mut self) {
-        self.dirty = true;
-    }
-
-    /// Write the cache atomically if it changed. Returns whether it wrote.
-    pub fn save(&mut self, cache_dir: &Path) -> Result<bool, ToolsError> {
-        if !self.dirty {
-            return Ok(false);
-        }
-        let path = Self::file(cache_dir);
-        if let Some(dir) = path.parent() {
-            repoman_core::paths::ensure_dir(dir)
-                .map_err(|e| ToolsError::read(dir, std::io::Error::other(e.to_string())))?;
-        }
-        let bytes = serde_json::to_vec(self)
-            .map_err(|e| ToolsError::read(&path, std::io::Error::other(e)))?;
-        repoman_core::fs::write_atomic(&path, &bytes, None)?;
-        self.dirty = false;
-        Ok(true)
-    }
-}
-
 /// What the walk found before probing.
 #[derive(Debug, Clone)]
 struct Candidate {
@@ -427,17 +345,6 @@ fn shim_file_kind(path: &Path, meta: &std::fs::Metadata, is_symlink: bool) -> Op
         }
     }
     None
-}
-
-/// One directory's entries as last read, valid while the directory's (device, inode, mtime) is
-/// unchanged: adding, removing or renaming an entry changes the directory's mtime.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirListing {
-    pub dev: u64,
-    pub ino: u64,
-    pub mtime_ns: i128,
-    /// (UTF-8 name, kind): `d` a real directory, `l` a symlink, `f` anything else.
-    pub entries: Vec<(String, char)>,
 }
 
 struct Walker<'a> {
@@ -653,93 +560,6 @@ impl Walker<'_> {
     }
 }
 
-/// Run one probe.
-fn probe(c: &Candidate, rule: &Rule, opts: &ScanOptions) -> (Option<String>, Outcome) {
-    let mut argv: Vec<OsString> = Vec::new();
-    let program: OsString = if c.via_runner {
-        let java =
-            repoman_core::process::resolve_program("java".as_ref(), Some(PROBE_PATH.as_ref()))
-                .map(PathBuf::into_os_string)
-                .map_err(|e| e.to_string());
-        let mut it = rule.runner.iter().map(|a| {
-            if a == "{path}" {
-                Ok(c.path.clone().into_os_string())
-            } else if a == "{java}" {
-                java.clone()
-            } else {
-                Ok(OsString::from(a))
-            }
-        });
-        let first = match it.next() {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => return (None, Outcome::Error { message: e }),
-            None => {
-                return (
-                    None,
-                    Outcome::Error {
-                        message: "empty runner".into(),
-                    },
-                );
-            }
-        };
-        for a in it {
-            match a {
-                Ok(a) => argv.push(a),
-                Err(e) => return (None, Outcome::Error { message: e }),
-            }
-        }
-        first
-    } else {
-        argv.extend(rule.version_args.iter().map(OsString::from));
-        c.path.clone().into_os_string()
-    };
-    let mut cmd = Cmd::new(&program)
-        .args(&argv)
-        .env_clear()
-        .env("PATH", PROBE_PATH)
-        .env("LC_ALL", "C")
-        .current_dir("/")
-        .search_path(PROBE_PATH)
-        .timeout(opts.timeout);
-    if let Some(h) = &opts.home {
-        cmd = cmd.env("HOME", h);
-    }
-    match cmd.output() {
-        Ok(out) => {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let version = rule.extract_version(&stdout, &stderr);
-            let excerpt = || {
-                let s = format!("{}{}", stdout.trim(), stderr.trim());
-                s.chars().take(200).collect::<String>()
-            };
-            match (version, out.status.success()) {
-                (Some(v), _) => (Some(v), Outcome::Ok),
-                (None, true) => (None, Outcome::NoVersion { output: excerpt() }),
-                (None, false) => (
-                    None,
-                    Outcome::Failed {
-                        code: out.status.code(),
-                        output: excerpt(),
-                    },
-                ),
-            }
-        }
-        Err(ProcessError::Timeout { after, .. }) => (
-            None,
-            Outcome::TimedOut {
-                after_ms: after.as_millis() as u64,
-            },
-        ),
-        Err(e) => (
-            None,
-            Outcome::Error {
-                message: e.to_string(),
-            },
-        ),
-    }
-}
-
 /// Scan, probe (or reuse the cache) and build the inventory. The cache is updated in memory;
 /// the caller saves it.
 pub fn scan(
@@ -816,7 +636,7 @@ pub fn scan(
     reporter.probing(todo.len());
     let run = |i: &usize| {
         let c = &w.candidates[*i];
-        let r = probe(c, &rules.all()[c.rule], opts);
+        let r = probe::probe(c, &rules.all()[c.rule], opts);
         reporter.probed(&c.path);
         (*i, r)
     };

@@ -1,0 +1,106 @@
+//! SNIFs: repoman's extensions, as WebAssembly modules in a deny-by-default sandbox
+//! (docs/snif.md).
+//!
+//! - [`manifest`]: `snif.toml`, what a SNIF is and what it asks for.
+//! - [`interface`]: the three interfaces (`contract-validator`, `policy-rule`, `tool-detector`)
+//!   and their JSON payloads, with schemas registered by [`schemas`].
+//! - [`host`]: the engine (wasmi), the ABI, fuel/deadline/memory/output limits, the module cache.
+//! - [`wasi`]: the read-only WASI subset a SNIF may import, each function behind a capability.
+//! - [`store`]: installed SNIFs on disk (content-addressed), grants, install/grant/remove as
+//!   gated events.
+//!
+//! Invariant: a SNIF touches nothing of the host but the bytes it is given, unless its manifest
+//! asks for a capability and the user granted it; every call ends (result or error naming the
+//! SNIF) within its fuel budget and deadline.
+//!
+//! Library code never prints, prompts or exits.
+
+pub mod error;
+pub mod host;
+pub mod interface;
+pub mod manifest;
+pub mod schemas;
+pub mod store;
+pub mod wasi;
+
+pub use error::SnifError;
+pub use host::{CallOutput, Grants, Host, Snif};
+pub use interface::Interface;
+pub use manifest::{Capability, Limits, Manifest};
+pub use store::SnifStore;
+
+use interface::{
+    DetectorInput, DetectorOutput, PolicyEffect, PolicyInput, PolicyOutput, ValidatorInput,
+    ValidatorOutput,
+};
+
+/// Run a `contract-validator` SNIF.
+pub fn validate_contract(
+    host: &Host,
+    snif: &Snif,
+    input: &ValidatorInput,
+) -> Result<ValidatorOutput, SnifError> {
+    host.call_typed(snif, Interface::ContractValidator, input)
+}
+
+/// Run a `policy-rule` SNIF.
+pub fn evaluate_policy(
+    host: &Host,
+    snif: &Snif,
+    input: &PolicyInput,
+) -> Result<PolicyOutput, SnifError> {
+    host.call_typed(snif, Interface::PolicyRule, input)
+}
+
+/// Run a `tool-detector` SNIF.
+pub fn detect_tool(
+    host: &Host,
+    snif: &Snif,
+    input: &DetectorInput,
+) -> Result<DetectorOutput, SnifError> {
+    host.call_typed(snif, Interface::ToolDetector, input)
+}
+
+/// The policy gate's SNIF hook: every installed `policy-rule` SNIF's verdict on `op`, as
+/// `snif:NAME` verdicts. A SNIF that fails (trap, budget, malformed output) yields a `deny`
+/// naming it: a broken rule must not silently allow.
+pub fn policy_verdicts(
+    host: &Host,
+    snifs: &[Snif],
+    op: &repoman_state::Operation,
+    identity: &repoman_state::Identity,
+    details: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<repoman_state::Verdict> {
+    use repoman_state::{Effect, Verdict};
+    let input = PolicyInput {
+        operation: op.name.clone(),
+        object: op.object.clone(),
+        project: op.project.clone(),
+        actor: identity.actor.clone(),
+        actor_kind: identity.actor_kind.as_str().to_owned(),
+        profile: identity.profile.clone(),
+        details: details.clone().into_iter().collect(),
+    };
+    snifs
+        .iter()
+        .filter(|s| s.interface == Interface::PolicyRule)
+        .map(|s| match evaluate_policy(host, s, &input) {
+            Ok(out) => Verdict {
+                rule: format!("snif:{}", s.name),
+                effect: match out.effect {
+                    PolicyEffect::Allow => Effect::Allow,
+                    PolicyEffect::Deny => Effect::Deny,
+                    PolicyEffect::ReviewRequired => Effect::ReviewRequired,
+                },
+                reason: out.reason,
+                unblock: None,
+            },
+            Err(e) => Verdict {
+                rule: format!("snif:{}", s.name),
+                effect: Effect::Deny,
+                reason: format!("the policy rule failed, so it denies: {e}"),
+                unblock: Some(format!("repoman snif inspect {}", s.name)),
+            },
+        })
+        .collect()
+}

@@ -1,0 +1,262 @@
+//! `repoman snif ...` end to end: guests assembled from the WAT sources of repoman-snif, the real
+//! binary, the real event log.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+struct Lab {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../repoman-snif/tests/guests");
+    let prelude = std::fs::read_to_string(dir.join("prelude.wat")).unwrap();
+    let src = std::fs::read_to_string(dir.join(format!("{name}.wat")))
+        .unwrap()
+        .replace(";;@prelude", &prelude);
+    wat::parse_str(&src).unwrap()
+}
+
+impl Lab {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        Self { _tmp: tmp, root }
+    }
+
+    fn repoman(&self) -> Command {
+        let mut cmd = Command::cargo_bin("repoman").unwrap();
+        cmd.env_clear()
+            .env("HOME", self.root.join("home"))
+            .env("XDG_RUNTIME_DIR", self.root.join("run"))
+            .env("USER", "tester")
+            .current_dir(&self.root);
+        cmd
+    }
+
+    fn snif(&self, name: &str, guest_name: &str, interface: &str, extra: &str) -> PathBuf {
+        let d = self.root.join("src").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("m.wasm"), guest(guest_name)).unwrap();
+        std::fs::write(
+            d.join("snif.toml"),
+            format!(
+                "schema_version = 1\nname = \"{name}\"\nversion = \"0.1.0\"\n\
+                 interface = \"{interface}\"\ninterface_version = 1\nabi = 1\n\
+                 module = \"m.wasm\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        d
+    }
+
+    fn input(&self, json: serde_json::Value) -> PathBuf {
+        let p = self.root.join("input.json");
+        std::fs::write(&p, json.to_string()).unwrap();
+        p
+    }
+
+    fn events(&self) -> String {
+        let dir = self.root.join("home/.local/state/repoman/events");
+        let mut all = String::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd {
+                all += &std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+            }
+        }
+        all
+    }
+}
+
+fn validator_input(content: &str) -> serde_json::Value {
+    serde_json::json!({
+        "contract": {"realm": "r", "domain": "d", "name": "n", "version": "1.0.0",
+                     "schema": {"type": "object"}},
+        "repo": "api",
+        "role": "exporter",
+        "files": [{"path": "src/a.rs", "content": content, "size": content.len()}],
+    })
+}
+
+#[test]
+fn install_list_run_inspect_remove() {
+    let lab = Lab::new();
+    let dir = lab.snif("no-todo", "validator", "contract-validator", "");
+    lab.repoman()
+        .args(["snif", "install", "--dry-run"])
+        .arg(&dir)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("would install no-todo 0.1.0"));
+    assert!(!lab.root.join("home/.local/share/repoman").exists());
+    lab.repoman()
+        .args(["snif", "install"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let out = lab
+        .repoman()
+        .args(["--json", "snif", "list"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["snifs"][0]["name"], "no-todo");
+    assert_eq!(v["snifs"][0]["interface"], "contract-validator");
+
+    let input = lab.input(validator_input("fn main() {}"));
+    lab.repoman()
+        .args(["snif", "run", "no-todo", "--input"])
+        .arg(&input)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"valid\": true"));
+    let input = lab.input(validator_input("// TODO"));
+    lab.repoman()
+        .args(["snif", "run", "no-todo", "--input"])
+        .arg(&input)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("a source file contains TODO"));
+    // An input that breaks the interface's schema is a usage error, before any call.
+    let input = lab.input(serde_json::json!({"files": 3}));
+    lab.repoman()
+        .args(["snif", "run", "no-todo", "--input"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("snif no-todo: invalid input"));
+
+    lab.repoman()
+        .args(["snif", "inspect", "no-todo"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("imports:    none"))
+        .stdout(predicate::str::contains("intact"));
+
+    lab.repoman()
+        .args(["snif", "remove", "no-todo", "--dry-run"])
+        .assert()
+        .success();
+    lab.repoman()
+        .args(["snif", "remove", "no-todo"])
+        .assert()
+        .success();
+    lab.repoman()
+        .args(["snif", "inspect", "no-todo"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no SNIF named no-todo"));
+    let events = lab.events();
+    assert_eq!(events.matches("\"snif.installed\"").count(), 1);
+    assert_eq!(events.matches("\"snif.removed\"").count(), 1);
+}
+
+#[test]
+fn capabilities_need_a_grant_and_a_liar_is_refused() {
+    let lab = Lab::new();
+    let liar = lab.snif("liar", "reader", "contract-validator", "");
+    lab.repoman()
+        .args(["snif", "install"])
+        .arg(&liar)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "snif liar: the module imports wasi_snapshot_preview1.fd_prestat_get (`filesystem`)",
+        ));
+
+    let dir = lab.snif(
+        "reader",
+        "reader",
+        "contract-validator",
+        "[capabilities]\nfilesystem = true\n",
+    );
+    lab.repoman()
+        .args(["snif", "install"])
+        .arg(&dir)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("repoman snif grant reader"));
+    let out = lab
+        .repoman()
+        .args(["--json", "snif", "inspect", "reader"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let open = v["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "wasi_snapshot_preview1.path_open")
+        .unwrap();
+    assert_eq!(open["capability"], "filesystem");
+    assert_eq!(open["claimed"], true);
+    assert_eq!(open["granted"], false);
+
+    let input = lab.input(validator_input("x"));
+    lab.repoman()
+        .args(["snif", "run", "reader", "--input"])
+        .arg(&input)
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("it is not granted"))
+        .stderr(predicate::str::contains(
+            "hint: to allow it: repoman snif grant reader --dir DIR",
+        ));
+
+    let granted = lab.root.join("granted");
+    std::fs::create_dir_all(&granted).unwrap();
+    lab.repoman()
+        .args(["snif", "grant", "reader", "--clock"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not ask for the `clock`"));
+    lab.repoman()
+        .args(["snif", "grant", "reader", "--dry-run", "--dir"])
+        .arg(&granted)
+        .assert()
+        .success();
+    assert!(!lab.events().contains("snif.granted"));
+    lab.repoman()
+        .args(["snif", "grant", "reader", "--dir"])
+        .arg(&granted)
+        .assert()
+        .success();
+    assert!(lab.events().contains("\"snif.granted\""));
+    // Granted: the call now runs (the reader's raw output is not validator JSON).
+    lab.repoman()
+        .args(["snif", "run", "reader", "--input"])
+        .arg(&input)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("snif reader: malformed output"));
+}
+
+#[test]
+fn a_runaway_snif_ends_with_an_error_naming_it() {
+    let lab = Lab::new();
+    let dir = lab.snif(
+        "spin",
+        "loop",
+        "contract-validator",
+        "[limits]\nfuel = 3000000\n",
+    );
+    lab.repoman()
+        .args(["snif", "install"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let input = lab.input(validator_input("x"));
+    lab.repoman()
+        .args(["snif", "run", "spin", "--input"])
+        .arg(&input)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "snif spin: used its whole fuel budget of 3000000 units",
+        ));
+}
