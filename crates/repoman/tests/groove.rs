@@ -1100,4 +1100,18 @@ fn the_host_socket_is_private_and_a_host_process_cannot_pose_as_an_agent() {
     let rejected = e.events("agent.rejected");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["object"], "project:alpha");
+    // A sandbox registered while the daemon runs (as `repoman new` does) gets its endpoint
+    // without a SIGHUP: the daemon notices the edited registry.
+    let mut reg = std::fs::read_to_string(e.config_file()).unwrap();
+    reg.push_str("[[project]]\nname = \"gamma\"\nrepo = \"gamma\"\ncontainer = true\n");
+    std::fs::write(e.config_file(), reg).unwrap();
+    let gamma = e.runtime().join("agents/gamma/groove.sock");
+    let t0 = Instant::now();
+    while !gamma.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the new sandbox's endpoint did not open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

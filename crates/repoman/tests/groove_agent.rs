@@ -480,3 +480,44 @@ fn host_latency(f: &Fixture) -> String {
     v.sort_unstable();
     format!("p50 {} p99 {} max {}", v[50], v[99], v[99])
 }
+
+#[test]
+fn a_sandbox_started_before_its_endpoint_existed_gets_it_once_the_daemon_runs() {
+    let Some(mut f) = Fixture::new() else { return };
+    let probe = build_probe(f.dir.path());
+    // As after a reboot: the runtime dir is empty, the sandbox starts anyway (required=false)
+    // and has no endpoint yet.
+    let paths = repoman_core::Paths::resolve(&f.env()).unwrap();
+    let dir = repoman_groove::agent::agent_dir(&paths, "alpha");
+    assert!(!dir.exists());
+    let dev = repoman_groove::agent::agent_device(&dir);
+    let spec = InstanceSpec::new("alpha", ImageSource::alias(TEST_IMAGE_ALIAS))
+        .device(repoman_groove::agent::AGENT_DEVICE, dev);
+    f.lab.create_instance(&spec).unwrap();
+    f.lab.start("alpha").unwrap();
+    f.lab
+        .push_file("alpha", PROBE, &probe, FileMode::new(0, 0, 0o755))
+        .unwrap();
+    let ls = f.lab.exec("alpha", &ExecSpec::new(["ls", SOCK])).unwrap();
+    assert_ne!(ls.exit_code, 0, "no endpoint before the daemon runs");
+    f.start_daemon(&[]);
+    let t0 = Instant::now();
+    loop {
+        let out = f.probe(
+            "alpha",
+            &[
+                "call",
+                SOCK,
+                r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#,
+            ],
+        );
+        if out.first().is_some_and(|l| l.contains("\"agent:alpha\"")) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the endpoint never appeared: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
