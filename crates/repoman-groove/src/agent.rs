@@ -60,14 +60,18 @@ pub fn ensure_agent_dir(paths: &Paths, project: &str) -> std::io::Result<PathBuf
     Ok(dir)
 }
 
-/// The Incus `disk` device that mounts the endpoint directory into the sandbox, read-only and
-/// without `shift` (the daemon's uid is never mapped into the container by it).
+/// The Incus `disk` device that mounts the endpoint directory into the sandbox: read-only,
+/// without `shift` (the daemon's uid is never mapped into the container by it), and
+/// `required=false`, so a sandbox still starts when the directory is missing (the runtime dir is
+/// emptied at reboot, before any daemon runs); the daemon re-adds the device once it made the
+/// directory, which mounts it into the running sandbox.
 pub fn agent_device(dir: &Path) -> std::collections::BTreeMap<String, String> {
     [
         ("type", "disk".to_owned()),
         ("source", dir.display().to_string()),
         ("path", AGENT_MOUNT.to_owned()),
         ("readonly", "true".to_owned()),
+        ("required", "false".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -38,6 +38,8 @@ pub struct Limits {
     pub sub_write_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// Most concurrent connections from one sandbox (so one cannot use up the others' share).
+    pub max_agent_connections: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +55,7 @@ impl Default for Limits {
             sub_buffer_max: 65_536,
             sub_write_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_agent_connections: 16,
         }
     }
 }
@@ -182,6 +185,14 @@ impl Bucket {
         }
     }
 
+    /// How long until `n` tokens are there again.
+    pub fn wait_for(&self, n: f64) -> std::time::Duration {
+        if self.rate <= 0.0 {
+            return std::time::Duration::from_millis(50);
+        }
+        std::time::Duration::from_secs_f64(((n - self.tokens).max(0.0) / self.rate).min(1.0))
+    }
+
     /// Take `n` tokens if there are enough.
     pub fn take(&mut self, n: f64) -> bool {
         let now = std::time::Instant::now();
@@ -227,6 +238,8 @@ pub struct Core {
     pub counters: Counters,
     /// Per-sandbox rate limits.
     pub agent_buckets: Mutex<std::collections::HashMap<String, Bucket>>,
+    /// Open connections per sandbox.
+    pub agent_connections: Mutex<std::collections::HashMap<String, usize>>,
     /// Requests the scheduler thread should handle (`schedule.tick`, reloads, stop).
     pub control: Mutex<Option<std::sync::mpsc::Sender<crate::daemon::Control>>>,
     /// Incus/backup reachability from the last reconcile, for the manifest's `health`.
@@ -269,6 +282,7 @@ impl Core {
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
             agent_buckets: Mutex::new(Default::default()),
+            agent_connections: Mutex::new(Default::default()),
             control: Mutex::new(None),
             health: Mutex::new(serde_json::json!({"status": "starting"})),
             cfg,
@@ -353,6 +367,27 @@ impl Core {
         ev: NewEvent,
     ) -> Result<repoman_state::Event, RpcError> {
         self.committer.append(who, ev)
+    }
+
+    /// Count a new connection from `project`'s sandbox; `false` when it has too many open.
+    pub fn open_agent_connection(&self, project: &str) -> bool {
+        let Ok(mut m) = self.agent_connections.lock() else {
+            return false;
+        };
+        let n = m.entry(project.to_owned()).or_insert(0);
+        if *n >= self.cfg.limits.max_agent_connections {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn close_agent_connection(&self, project: &str) {
+        if let Ok(mut m) = self.agent_connections.lock()
+            && let Some(n) = m.get_mut(project)
+        {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Record as the daemon itself.

@@ -71,6 +71,8 @@ pub enum Control {
     Tick(Sender<Result<Value, RpcError>>),
     List(Sender<Result<Value, RpcError>>),
     Reload(Sender<Result<Value, RpcError>>),
+    /// repoman.toml changed on disk: reload quietly (no `daemon.reloaded` event).
+    Changed,
     Stop(Option<Sender<Result<Value, RpcError>>>),
 }
 
@@ -216,7 +218,8 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
             expected_cgroup: String::new(),
         });
     }
-    sync_agent_listeners(&core, &listeners);
+    let fresh = sync_agent_listeners(&core, &listeners);
+    spawn_mount_refresh(&core, fresh);
 
     let started = core.record_daemon(NewEvent::new(
         "daemon.started",
@@ -319,9 +322,10 @@ fn spawn_signal_thread(tx: Sender<Control>) -> Result<SignalHandle, DaemonError>
 }
 
 /// Bind the endpoints of registered sandboxes that have none; close those of removed ones.
-fn sync_agent_listeners(core: &Core, listeners: &Listeners) {
+fn sync_agent_listeners(core: &Core, listeners: &Listeners) -> Vec<String> {
+    let mut opened = Vec::new();
     if !core.cfg.agents {
-        return;
+        return opened;
     }
     let reg = core.registry();
     let incus_project = reg.incus_project().to_owned();
@@ -332,7 +336,7 @@ fn sync_agent_listeners(core: &Core, listeners: &Listeners) {
         .map(|p| p.name.as_str().to_owned())
         .collect();
     let Ok(mut list) = listeners.list.lock() else {
-        return;
+        return opened;
     };
     list.retain(|l| match &l.project {
         Some(p) if !wanted.contains(p) => {
@@ -358,15 +362,55 @@ fn sync_agent_listeners(core: &Core, listeners: &Listeners) {
         let path = dir.join(agent::AGENT_SOCKET);
         // 0666: any user of that sandbox may connect; the mount makes it that sandbox's alone.
         match bind(&path, 0o666) {
-            Ok(sock) => list.push(Listener {
-                sock,
-                path,
-                project: Some(name.clone()),
-                expected_cgroup: crate::peer::expected_payload(&incus_project, &name),
-            }),
+            Ok(sock) => {
+                list.push(Listener {
+                    sock,
+                    path,
+                    project: Some(name.clone()),
+                    expected_cgroup: crate::peer::expected_payload(&incus_project, &name),
+                });
+                opened.push(name);
+            }
             Err(e) => tracing::warn!(project = %name, error = %e, "cannot open the agent endpoint"),
         }
     }
+    opened
+}
+
+/// A running sandbox that started while its endpoint directory was missing (after a reboot
+/// emptied the runtime dir, before any daemon ran) has no `/repoman` mount: the device is
+/// `required=false` so that the sandbox could start at all. Re-adding the device mounts it into
+/// the running sandbox. Off the main thread; with Incus away the mounts wait for a restart.
+fn spawn_mount_refresh(core: &Arc<Core>, projects: Vec<String>) {
+    if projects.is_empty() {
+        return;
+    }
+    let core = core.clone();
+    let _ = std::thread::Builder::new()
+        .name("groove-mounts".into())
+        .spawn(move || {
+            let Ok(incus) = repoman_incus::Incus::connect(&core.cfg.env) else {
+                return;
+            };
+            let scope = incus.project(core.registry().incus_project());
+            for name in projects {
+                let Ok(Some(inst)) = scope.find_instance(&name) else {
+                    continue;
+                };
+                let Some(dev) = inst.devices.get(agent::AGENT_DEVICE).cloned() else {
+                    continue;
+                };
+                if inst.status != "Running" {
+                    continue;
+                }
+                let again = scope
+                    .remove_device(&name, agent::AGENT_DEVICE)
+                    .and_then(|()| scope.add_device(&name, agent::AGENT_DEVICE, dev));
+                if let Err(e) = again {
+                    tracing::warn!(project = %name, error = %e, "cannot refresh the agent mount");
+                }
+            }
+        });
 }
 
 fn accept_loop(core: &Arc<Core>, listeners: &Listeners, stop: &AtomicBool) {
@@ -429,22 +473,41 @@ fn accept_loop(core: &Arc<Core>, listeners: &Listeners, stop: &AtomicBool) {
                     }
                     core.host_caller(cred.uid, cred.pid)
                 }
-                Some(p) => match crate::peer::check_peer_cgroup(s.as_fd(), &expected) {
-                    Ok(cg) => core.agent_caller(p, cg, cred.uid, cred.pid),
-                    Err(why) => {
-                        refuse_agent_connection(core, p, &why.to_string(), cred);
-                        let e = RpcError::blocked(format!("connection refused: {why}"), None);
-                        let _ = (&s).write_all(
-                            format!("{}\n", crate::rpc::failure(&Value::Null, &e)).as_bytes(),
-                        );
-                        continue;
+                Some(p) => {
+                    match crate::peer::check_peer_cgroup(s.as_fd(), &expected) {
+                        Ok(_) if !core.open_agent_connection(p) => {
+                            let e = RpcError::new(
+                            crate::rpc::RATE_LIMITED,
+                            format!("too many open connections from sandbox {p} (at most {})", core.cfg.limits.max_agent_connections),
+                        )
+                        .with_data(json!({"kind": "unavailable", "hint": "close a connection and retry"}));
+                            let _ = (&s).write_all(
+                                format!("{}\n", crate::rpc::failure(&Value::Null, &e)).as_bytes(),
+                            );
+                            continue;
+                        }
+                        Ok(cg) => core.agent_caller(p, cg, cred.uid, cred.pid),
+                        Err(why) => {
+                            refuse_agent_connection(core, p, &why.to_string(), cred);
+                            let e = RpcError::blocked(format!("connection refused: {why}"), None);
+                            let _ = (&s).write_all(
+                                format!("{}\n", crate::rpc::failure(&Value::Null, &e)).as_bytes(),
+                            );
+                            continue;
+                        }
                     }
-                },
+                }
             };
-            let core = core.clone();
-            let _ = std::thread::Builder::new()
+            let project = caller.project().map(str::to_owned);
+            let core2 = core.clone();
+            let spawned = std::thread::Builder::new()
                 .name("groove-conn".into())
-                .spawn(move || crate::server::serve(core, s, caller));
+                .spawn(move || crate::server::serve(core2, s, caller));
+            if spawned.is_err()
+                && let Some(p) = project
+            {
+                core.close_agent_connection(&p);
+            }
         }
     }
 }
@@ -485,6 +548,12 @@ fn write_manifest(core: &Core) {
     }
 }
 
+/// When and how big repoman.toml was last written.
+fn registry_stamp(core: &Core) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(&core.cfg.paths.config_file).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 fn scheduler_loop(
     core: &Arc<Core>,
     listeners: &Listeners,
@@ -492,19 +561,29 @@ fn scheduler_loop(
     rx: &Receiver<Control>,
 ) {
     let pinned = core.cfg.clock.is_pinned();
+    let mut stamp = registry_stamp(core);
+    let mut next_tick = Instant::now() + core.cfg.tick_every;
     loop {
-        let msg = if pinned {
-            rx.recv().ok()
-        } else {
-            match rx.recv_timeout(core.cfg.tick_every) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    sched.tick(core);
+        // Wake every 2 s to notice an edited repoman.toml (`repoman new` registering a sandbox,
+        // a hand edit): it is reloaded as on SIGHUP, so a new sandbox's endpoint opens by itself.
+        let msg = match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if registry_stamp(core) != stamp {
+                    Some(Control::Changed)
+                } else {
+                    if !pinned && Instant::now() >= next_tick {
+                        sched.tick(core);
+                        next_tick = Instant::now() + core.cfg.tick_every;
+                    }
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => None,
             }
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
         };
+        if matches!(msg, Some(Control::Reload(_) | Control::Changed)) {
+            stamp = registry_stamp(core);
+        }
         match msg {
             None => return,
             Some(Control::Tick(reply)) => {
@@ -516,7 +595,8 @@ fn scheduler_loop(
             Some(Control::Reload(reply)) => {
                 let err = core.reload();
                 sched.rebuild(core);
-                sync_agent_listeners(core, listeners);
+                let fresh = sync_agent_listeners(core, listeners);
+                spawn_mount_refresh(core, fresh);
                 write_manifest(core);
                 let _ = core.record_daemon(NewEvent::new(
                     "daemon.reloaded",
@@ -524,6 +604,12 @@ fn scheduler_loop(
                     json!({"projects": core.registry().projects.len(), "error": err}),
                 ));
                 let _ = reply.send(Ok(json!({"reloaded": err.is_none(), "error": err})));
+            }
+            Some(Control::Changed) => {
+                core.reload();
+                sched.rebuild(core);
+                let fresh = sync_agent_listeners(core, listeners);
+                spawn_mount_refresh(core, fresh);
             }
             Some(Control::Stop(reply)) => {
                 if let Some(r) = reply {

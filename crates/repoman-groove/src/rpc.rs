@@ -105,35 +105,14 @@ impl std::fmt::Display for RpcError {
 
 impl std::error::Error for RpcError {}
 
-/// A state error as a protocol error. (Until `StateError` implements [`DomainError`], its kind
-/// is decided here, by variant.)
+/// A state error as a protocol error (its kind and hint).
 pub fn from_state(e: &repoman_state::StateError) -> RpcError {
-    use repoman_state::StateError as S;
-    let (kind, hint) = match e {
-        S::InvalidEvent { .. } | S::SchemaViolation { .. } | S::UnknownSchema(_) => {
-            (ErrorKind::Usage, None)
-        }
-        S::NotPermitted { .. } => (ErrorKind::Blocked, None),
-        S::ConflictNotFound(_) | S::ConflictClosed { .. } => (ErrorKind::Usage, None),
-        S::Io { .. } | S::Lock(_) | S::Paths(_) => (ErrorKind::Unavailable, None),
-        S::CorruptLine { .. } | S::ChainBroken { .. } => (
-            ErrorKind::Failed,
-            Some("`repoman doctor` checks and repairs the state".to_owned()),
-        ),
-        _ => (ErrorKind::Failed, None),
-    };
-    RpcError::domain(kind, e.to_string(), hint)
+    RpcError::from_domain(e)
 }
 
-/// A subprocess error as a protocol error.
+/// A subprocess error as a protocol error (its kind and hint).
 pub fn from_process(e: &repoman_core::process::ProcessError) -> RpcError {
-    use repoman_core::process::ProcessError as P;
-    let kind = match e {
-        P::NotFound { .. } | P::Spawn { .. } => ErrorKind::Unavailable,
-        P::Cancelled { .. } => ErrorKind::Interrupted,
-        _ => ErrorKind::Failed,
-    };
-    RpcError::domain(kind, e.to_string(), None)
+    RpcError::from_domain(e)
 }
 
 /// One parsed request (or notification, when `id` is `None`).

@@ -62,7 +62,7 @@ fn read_line(
 /// Serve one accepted connection until it closes.
 pub fn serve(core: Arc<Core>, stream: UnixStream, caller: Caller) {
     core.counters.connections.fetch_add(1, Ordering::Relaxed);
-    let _guard = ConnGuard(core.clone());
+    let _guard = ConnGuard(core.clone(), caller.project().map(str::to_owned));
     let Ok(write_half) = stream.try_clone() else {
         return;
     };
@@ -95,7 +95,15 @@ pub fn serve(core: Arc<Core>, stream: UnixStream, caller: Caller) {
         core.counters.requests.fetch_add(1, Ordering::Relaxed);
         let cost = 1.0;
         let allowed = if caller.is_agent() {
-            agent_bucket_take(&core, &caller, cost)
+            match agent_bucket_take(&core, &caller, cost) {
+                Ok(()) => true,
+                Err(wait) => {
+                    // A sandbox over its rate is slowed down, not just refused: answering
+                    // refusals as fast as it sends would let it burn the daemon's CPU instead.
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    false
+                }
+            }
         } else {
             bucket.take(cost)
         };
@@ -172,26 +180,36 @@ pub fn serve(core: Arc<Core>, stream: UnixStream, caller: Caller) {
     }
 }
 
-struct ConnGuard(Arc<Core>);
+/// Counts the connection while it lives (and, for a sandbox's, against its own cap, which the
+/// accept loop took).
+struct ConnGuard(Arc<Core>, Option<String>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.counters.connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(p) = &self.1 {
+            self.0.close_agent_connection(p);
+        }
     }
 }
 
-fn agent_bucket_take(core: &Core, caller: &Caller, cost: f64) -> bool {
+/// Take from the sandbox's bucket; `Err(how long until a token is back)` when it is empty.
+fn agent_bucket_take(core: &Core, caller: &Caller, cost: f64) -> Result<(), Duration> {
     let Some(project) = caller.project() else {
-        return true;
+        return Ok(());
     };
     let limits = &core.cfg.limits;
     let Ok(mut buckets) = core.agent_buckets.lock() else {
-        return false;
+        return Err(Duration::from_millis(50));
     };
-    buckets
+    let b = buckets
         .entry(project.to_owned())
-        .or_insert_with(|| Bucket::new(limits.agent_rate, limits.agent_burst))
-        .take(cost)
+        .or_insert_with(|| Bucket::new(limits.agent_rate, limits.agent_burst));
+    if b.take(cost) {
+        Ok(())
+    } else {
+        Err(b.wait_for(cost))
+    }
 }
 
 /// Run one request; the response line, or `None` for a notification.

@@ -881,22 +881,11 @@ fn scheduled_syncs_with_a_pinned_clock_due_missed_jitter_and_backoff() {
 
 #[test]
 fn reconcile_survives_incus_going_away_and_records_its_return() {
-    let incus_socket = [
-        "/var/lib/incus/unix.socket",
-        "/var/lib/incus/unix.socket.user",
-    ]
-    .into_iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists());
-    let Some(incus_socket) = incus_socket else {
-        assert_ne!(
-            std::env::var("REPOMAN_TEST_INCUS").as_deref(),
-            Ok("require"),
-            "Incus is required but its socket is missing"
-        );
-        eprintln!("skipping: no Incus socket");
+    // Skips (loudly) without Incus, fails under REPOMAN_TEST_INCUS=require.
+    let Some(lab) = repoman_incus::testlab::TestLab::connect() else {
         return;
     };
+    let incus_socket = lab.incus.endpoint();
     let mut e = Estate::new(&["alpha"], "");
     // A sandboxed project, so the reconcile needs Incus.
     let reg = std::fs::read_to_string(e.config_file())
@@ -1111,4 +1100,18 @@ fn the_host_socket_is_private_and_a_host_process_cannot_pose_as_an_agent() {
     let rejected = e.events("agent.rejected");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0]["object"], "project:alpha");
+    // A sandbox registered while the daemon runs (as `repoman new` does) gets its endpoint
+    // without a SIGHUP: the daemon notices the edited registry.
+    let mut reg = std::fs::read_to_string(e.config_file()).unwrap();
+    reg.push_str("[[project]]\nname = \"gamma\"\nrepo = \"gamma\"\ncontainer = true\n");
+    std::fs::write(e.config_file(), reg).unwrap();
+    let gamma = e.runtime().join("agents/gamma/groove.sock");
+    let t0 = Instant::now();
+    while !gamma.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the new sandbox's endpoint did not open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
