@@ -1,6 +1,7 @@
 //! JSON Schemas of the backup engine's event data and of its manifest format, registered with the
 //! state crate's schema registry (so `repoman schema list` shows them and appends are validated).
-//! [`register`] is idempotent; the backup commands call it before opening state.
+//! [`schemas`] lists them (the CLI registers them with every other crate's); [`register`] is
+//! idempotent.
 
 use repoman_state::schemas::{self, Schema, SchemaKind};
 use serde_json::{Value, json};
@@ -14,12 +15,32 @@ fn object(required: &[&str], properties: Value) -> Value {
     })
 }
 
-/// Register every schema this crate owns.
+/// The event types of the backup domain (written by the sync, verify, restore and conflicts
+/// commands), one schema each in [`schemas`].
+pub const EVENT_TYPES: [&str; 7] = [
+    "backup.synced",
+    "sync.started",
+    "sync.cancelled",
+    "sync.failed",
+    "backup.verified",
+    "backup.restored",
+    "backup.manifest.updated",
+];
+
+/// Register every schema this crate owns ([`schemas`]).
 pub fn register() {
+    for s in schemas() {
+        schemas::register(s);
+    }
+}
+
+/// Every schema this crate owns: its events' data and the manifest formats.
+pub fn schemas() -> Vec<Schema> {
+    let mut out = Vec::new();
     let project = json!({"type": "string"});
     let root = json!({"type": "string", "pattern": "^[0-9a-f]{64}$"});
     let count = json!({"type": "integer", "minimum": 0});
-    schemas::register(Schema::event_data(
+    out.push(Schema::event_data(
         "backup.synced",
         "a completed sync: the manifest root of what landed on the backup",
         object(
@@ -33,7 +54,7 @@ pub fn register() {
             }),
         ),
     ));
-    schemas::register(Schema::event_data(
+    out.push(Schema::event_data(
         "sync.started",
         "rsync's real run of a sync is about to change the backup; until the matching backup.synced, the last manifest may not describe the backup",
         object(
@@ -41,7 +62,7 @@ pub fn register() {
             json!({"project": project, "files": count, "bytes": count, "deletes": count}),
         ),
     ));
-    schemas::register(Schema::event_data(
+    out.push(Schema::event_data(
         "sync.cancelled",
         "a sync stopped by Ctrl-C; rsync's process group was stopped",
         object(
@@ -49,7 +70,7 @@ pub fn register() {
             json!({"project": project, "plan": {"type": "object"}, "note": {"type": "string"}}),
         ),
     ));
-    schemas::register(Schema::event_data(
+    out.push(Schema::event_data(
         "sync.failed",
         "a sync whose rsync run failed, with rsync's exit code explained",
         object(
@@ -59,7 +80,7 @@ pub fn register() {
             }),
         ),
     ));
-    schemas::register(Schema::event_data(
+    out.push(Schema::event_data(
         "backup.verified",
         "a backup copy compared with its last manifest",
         object(
@@ -70,7 +91,7 @@ pub fn register() {
             }),
         ),
     ));
-    schemas::register(Schema::event_data(
+    out.push(Schema::event_data(
         "backup.restored",
         "a restore from the backup and whether it was proven against the manifest",
         object(
@@ -82,7 +103,7 @@ pub fn register() {
             }),
         ),
     ));
-    schemas::register(Schema::event_data(
+    out.push(Schema::event_data(
         "backup.manifest.updated",
         "the last manifest patched after a conflict resolution changed the backup copy",
         object(
@@ -105,7 +126,7 @@ pub fn register() {
         },
         "additionalProperties": false,
     });
-    schemas::register(Schema {
+    out.push(Schema {
         id: "repoman.manifest/v1".into(),
         title: "backup content manifest root record (the Merkle root of the synced tree)".into(),
         kind: SchemaKind::Manifest,
@@ -121,7 +142,7 @@ pub fn register() {
             },
         }),
     });
-    schemas::register(Schema {
+    out.push(Schema {
         id: crate::manifest::TREE_FORMAT.into(),
         title: "one directory of a backup manifest, named by its Merkle node hash".into(),
         kind: SchemaKind::Manifest,
@@ -138,6 +159,7 @@ pub fn register() {
             },
         }),
     });
+    out
 }
 
 #[cfg(test)]

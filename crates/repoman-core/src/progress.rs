@@ -53,41 +53,29 @@ impl Progress for NoProgress {}
 
 /// Forward through references and shared pointers, so callers can pass `&dyn Progress` or an
 /// `Arc<dyn Progress>` wherever a reporter is taken.
-impl<P: Progress + ?Sized> Progress for &P {
-    fn step(&self, message: &str) {
-        (**self).step(message)
-    }
-    fn begin(&self, label: &str, total: Option<u64>, unit: Unit) {
-        (**self).begin(label, total, unit)
-    }
-    fn position(&self, done: u64) {
-        (**self).position(done)
-    }
-    fn detail(&self, text: &str) {
-        (**self).detail(text)
-    }
-    fn end(&self) {
-        (**self).end()
-    }
+macro_rules! forward_progress {
+    ($($ptr:ty),*) => {$(
+        impl<P: Progress + ?Sized> Progress for $ptr {
+            fn step(&self, message: &str) {
+                (**self).step(message)
+            }
+            fn begin(&self, label: &str, total: Option<u64>, unit: Unit) {
+                (**self).begin(label, total, unit)
+            }
+            fn position(&self, done: u64) {
+                (**self).position(done)
+            }
+            fn detail(&self, text: &str) {
+                (**self).detail(text)
+            }
+            fn end(&self) {
+                (**self).end()
+            }
+        }
+    )*};
 }
 
-impl<P: Progress + ?Sized> Progress for std::sync::Arc<P> {
-    fn step(&self, message: &str) {
-        (**self).step(message)
-    }
-    fn begin(&self, label: &str, total: Option<u64>, unit: Unit) {
-        (**self).begin(label, total, unit)
-    }
-    fn position(&self, done: u64) {
-        (**self).position(done)
-    }
-    fn detail(&self, text: &str) {
-        (**self).detail(text)
-    }
-    fn end(&self) {
-        (**self).end()
-    }
-}
+forward_progress!(&P, std::sync::Arc<P>);
 
 /// A reporter that records every call, for tests of the domain crates (and of faces that
 /// forward progress).

@@ -37,10 +37,15 @@ pub use rpc::RpcError;
 
 /// Register the JSON Schemas of the events the daemon writes (idempotent).
 pub fn register_schemas() {
-    use repoman_state::schemas::{Schema, register};
+    repoman_state::schemas::register_all(schemas());
+}
+
+/// The JSON Schemas of the events the daemon writes.
+pub fn schemas() -> Vec<repoman_state::schemas::Schema> {
+    use repoman_state::schemas::Schema;
     use serde_json::json;
     let any_object = || json!({"type": "object"});
-    for (ty, title, schema) in [
+    [
         (
             "daemon.started",
             "The daemon started",
@@ -89,7 +94,8 @@ pub fn register_schemas() {
             "A note an agent recorded about its project",
             json!({"type": "object", "properties": {"text": {"type": "string", "maxLength": 65536}}}),
         ),
-    ] {
-        register(Schema::event_data(ty, title, schema));
-    }
+    ]
+    .into_iter()
+    .map(|(ty, title, schema)| Schema::event_data(ty, title, schema))
+    .collect()
 }

@@ -24,3 +24,7 @@ pub mod schemas;
 pub mod trust;
 pub mod version;
 pub mod yaml;
+
+/// Every JSON Schema this crate owns (realm files, event data), for
+/// `repoman_state::schemas::register_all`.
+pub use schemas::registered as schemas;

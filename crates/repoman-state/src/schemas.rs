@@ -5,11 +5,12 @@
 //! `repoman.event/v1` (one log line), `repoman.manifest/v1` (backup manifests), and
 //! `event.<type>/v1` for the `data` of event type `<type>`.
 //!
-//! **Registering an event schema (domain crates):** call [`register`] with a [`Schema`] whose id is
-//! `event.<type>/v1` and `applies_to` is the event type, once at start-up (the CLI calls each
-//! domain crate's `register_schemas()` before opening state). Registration is process-wide and
-//! idempotent; registering an id again replaces it. An event whose type has no schema is accepted
-//! as long as its `data` is a JSON object.
+//! **Registering an event schema (domain crates):** every crate that writes events exposes
+//! `schemas() -> Vec<Schema>` (ids `event.<type>/v1`, `applies_to` the event type) and the list of
+//! the event types it writes; a face (CLI, daemon) hands all of them to [`register_all`] once at
+//! start-up, before opening state. Registration is process-wide and idempotent; registering an id
+//! again replaces it. An event whose type has no schema is accepted as long as its `data` is a
+//! JSON object (the CLI's test suite checks that every type repoman writes has one).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -98,6 +99,25 @@ pub fn register(schema: Schema) {
         );
     }
 }
+
+/// Register every schema of every domain at once (what a face calls at start-up).
+pub fn register_all(schemas: impl IntoIterator<Item = Schema>) {
+    for s in schemas {
+        register(s);
+    }
+}
+
+/// The event types this crate itself writes (policy, conflicts, repairs, object state, trust);
+/// `<op>.plan.blocked` is one family under `plan.blocked`.
+pub const EVENT_TYPES: [&str; 7] = [
+    "policy.decided",
+    "*.plan.blocked",
+    "conflict.detected",
+    "conflict.resolved",
+    "repair.applied",
+    "object.state",
+    "config.trusted",
+];
 
 /// Every schema, sorted by id.
 pub fn list() -> Vec<Schema> {

@@ -7,6 +7,7 @@
 //! - [`discover`]: walking `PATH` and tools directories, shim detection, cached parallel probes.
 //! - [`remote`]: the same discovery inside a sandbox through an exec channel (`--sandbox`).
 //! - [`drift`]: declared vs installed (status), ghosts, `tool.discovered` events, doctor.
+//! - [`schemas`]: the JSON Schemas of this domain's events.
 //!
 //! Library code never prints, prompts or exits; the CLI renders the typed values returned here.
 
@@ -16,5 +17,7 @@ pub mod error;
 pub mod manifest;
 pub mod remote;
 pub mod rules;
+pub mod schemas;
 
 pub use error::ToolsError;
+pub use schemas::schemas;

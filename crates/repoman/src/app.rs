@@ -2,6 +2,7 @@
 //! the cancellation token and the global flags. Built once in `main`.
 
 use repoman_core::registry::RegistryFile;
+use repoman_core::settings::Settings;
 use repoman_core::{Cancel, Clock, Env, Paths};
 use repoman_state::{ActorRequest, State, StateOptions};
 
@@ -29,6 +30,8 @@ pub struct App {
     pub ui: Ui,
     pub clock: Clock,
     pub cancel: Cancel,
+    /// The effective settings, resolved once per invocation ([`App::settings`]).
+    pub settings: std::sync::OnceLock<Settings>,
 }
 
 impl App {
@@ -45,6 +48,17 @@ impl App {
             )?;
         }
         Ok(file)
+    }
+
+    /// The effective settings (defaults < repoman.toml < environment), resolved from the
+    /// registry once per invocation; commands apply their own flags on top.
+    pub fn settings(&self) -> Result<Settings, CliError> {
+        if let Some(s) = self.settings.get() {
+            return Ok(s.clone());
+        }
+        let reg = self.registry()?;
+        let s = Settings::resolve(&reg.registry, &self.env);
+        Ok(self.settings.get_or_init(|| s).clone())
     }
 
     /// Open the state for a command that records events (creates the state dir on first write).
@@ -91,6 +105,20 @@ impl App {
                 ))
                 .with_hint("unset REPOMAN_ACTOR; the daemon sets it for the commands it runs")),
             },
+        }
+    }
+
+    /// Tell the user (on stderr) about repairs done while opening the state.
+    pub fn report_repairs(&self, state: &State) {
+        for w in state.warnings() {
+            self.ui.warn(&w);
+        }
+        for r in state.repairs() {
+            self.ui
+                .warn(&format!("repaired the {}: {}", r.store, r.failed));
+            if let Some(p) = &r.path {
+                self.ui.hint(&format!("repair report: {}", p.display()));
+            }
         }
     }
 

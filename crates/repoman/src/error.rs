@@ -65,6 +65,26 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// The worse of two outcomes, for commands that act on several objects: interrupted, then
+    /// unavailable, blocked, usage, failed, success.
+    pub fn worst(self, other: Exit) -> Exit {
+        let rank = |e: Exit| match e {
+            Exit::Success => 0,
+            Exit::Failure | Exit::Child(_) => 1,
+            Exit::Usage => 2,
+            Exit::Blocked => 3,
+            Exit::Unavailable => 4,
+            Exit::Interrupted => 5,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 /// The one mapping from an error kind to the exit code (DESIGN.md §5; the table in
 /// `docs/cli.md`).
 pub fn exit_for(kind: ErrorKind) -> Exit {
@@ -309,6 +329,18 @@ mod tests {
                 (ErrorKind::Interrupted, 130)
             ]
         );
+    }
+
+    #[test]
+    fn worst_prefers_the_outcome_that_needs_more_attention() {
+        assert_eq!(Exit::Success.worst(Exit::Failure), Exit::Failure);
+        assert_eq!(Exit::Blocked.worst(Exit::Failure), Exit::Blocked);
+        assert_eq!(Exit::Unavailable.worst(Exit::Blocked), Exit::Unavailable);
+        assert_eq!(
+            Exit::Interrupted.worst(Exit::Unavailable),
+            Exit::Interrupted
+        );
+        assert_eq!(Exit::Child(7).worst(Exit::Success), Exit::Child(7));
     }
 
     #[test]

@@ -6,8 +6,10 @@ mod cli;
 mod commands;
 mod decision;
 mod error;
+mod format;
 mod progress;
 mod prompt;
+mod targets;
 mod ui;
 
 use std::process::ExitCode;
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             ui,
             clock: Clock::system(),
             cancel,
+            settings: std::sync::OnceLock::new(),
         };
         let span = tracing::info_span!("command", name = cli.command.name());
         let _enter = span.enter();

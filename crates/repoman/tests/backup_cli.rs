@@ -1326,8 +1326,7 @@ fn a_closed_pipe_does_not_hide_a_failing_verdict() {
 fn mount_source(point: &Path) -> String {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     info.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(point.to_str().unwrap()))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(point.to_str().unwrap()))
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             let dash = f.iter().position(|x| *x == "-").unwrap();

@@ -107,6 +107,40 @@ fn man_pages_are_up_to_date() {
     assert!(checked_in.join("repoman.1").exists());
 }
 
+/// A subcommand's help is its args struct's whole doc comment, in `--help` and in its man page
+/// (a doc comment on the `Command` variant would replace it with one line).
+#[test]
+fn subcommand_help_and_man_pages_carry_the_full_doc_comment() {
+    let home = tempfile::tempdir().unwrap();
+    let long = "The restricted per-user Incus socket is refused";
+    repoman(home.path())
+        .args(["setup", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(long))
+        .stdout(predicate::str::contains("safe to run again"));
+    repoman(home.path())
+        .args(["sync", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "rsync --dry-run --itemize-changes",
+        ));
+    // The command list shows each struct's first line.
+    repoman(home.path())
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Set up this host for sandboxes (safe to run again",
+        ));
+    let man = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/man/repoman-setup.1"),
+    )
+    .unwrap();
+    assert!(man.contains(r"restricted per\-user Incus socket"), "{man}");
+}
+
 #[test]
 fn config_show_on_a_fresh_machine_creates_nothing() {
     let home = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use repoman_core::env::ENV_VARS;
 use repoman_core::registry::{RegistryFile, SCHEMA_VERSION};
-use repoman_core::settings::{Settings, Source, Sourced};
+use repoman_core::settings::{Source, Sourced};
 use serde_json::json;
 
 use crate::app::App;
@@ -40,7 +40,7 @@ pub fn run(app: &App, cmd: ConfigCommand) -> Result<Exit, CliError> {
 
 fn show(app: &App) -> Result<Exit, CliError> {
     let reg = app.registry()?;
-    let s = Settings::resolve(&reg.registry, &app.env);
+    let s = app.settings()?;
     if app.ui.json() {
         let env: serde_json::Map<String, serde_json::Value> = ENV_VARS
             .iter()

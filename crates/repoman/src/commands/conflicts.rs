@@ -5,13 +5,12 @@ use repoman_backup::conflict::{self, Keep, ResolveInput};
 use repoman_backup::engine;
 use repoman_backup::history;
 use repoman_backup::mount::{Expected, MountGuard};
-use repoman_core::settings::Settings;
 use repoman_state::{ActorKind, ConflictFilter, ConflictState, NewEvent, Resolution};
 use serde_json::json;
 
-use super::sync::{backup_error, last_manifest, targets};
 use crate::app::App;
 use crate::error::{CliError, Exit};
+use crate::targets::{last_manifest, targets};
 
 /// List pending conflicts (with `--all`, resolved ones too), or resolve one.
 ///
@@ -188,7 +187,7 @@ fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
         .clone()
         .ok_or_else(|| CliError::failed(format!("conflict {} names no project", c.id)))?;
     let reg = app.registry()?;
-    let settings = Settings::resolve(&reg.registry, &app.env);
+    let settings = app.settings()?;
     let t = targets(&reg.registry, &settings, std::slice::from_ref(&project))?.remove(0);
     MountGuard::new(
         &t.backup_root,
@@ -196,14 +195,14 @@ fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
         settings.probe_timeout.value,
     )
     .check()
-    .map_err(backup_error)?;
+    .map_err(CliError::from)?;
     // Hold the project's sync lock: nothing may mirror while both sides are being rewritten.
     let _lock = engine::lock(&app.paths.runtime_dir.join("locks"), &project, None, || {
         app.ui.info(&format!(
             "waiting for a running sync of {project} to finish..."
         ));
     })
-    .map_err(backup_error)?;
+    .map_err(CliError::from)?;
     let paths = conflict::paths_from_detail(&c.detail);
     let ts = app.clock.now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
     let input = ResolveInput {
@@ -222,20 +221,20 @@ fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
     } else {
         Keep::Backup
     };
-    let done = conflict::resolve(&input, keep).map_err(backup_error)?;
+    let done = conflict::resolve(&input, keep).map_err(CliError::from)?;
     // The backup copy of these paths changed (keep-local) or is now the accepted version
     // (keep-backup): record a manifest that says so, or the next sync would flag them again.
     let mut note = json!({"saved_to": done.saved_to, "saved": done.saved, "copied": done.copied, "removed": done.removed});
     if let Some((m, ev)) = last_manifest(app, &state, &project)? {
         let patched = conflict::patch_manifest(&m, &t.dst, &paths, app.clock.now_rfc3339())
-            .map_err(backup_error)?;
+            .map_err(CliError::from)?;
         patched
             .store(&engine::manifests_dir(&app.paths.state_dir))
-            .map_err(backup_error)?;
+            .map_err(CliError::from)?;
         // A manifest patched from one an unfinished run left stale stays stale: the next sync
         // rebuilds it.
         let stale =
-            history::unfinished_run_since(&state, &project, Some(&ev)).map_err(backup_error)?;
+            history::unfinished_run_since(&state, &project, Some(&ev)).map_err(CliError::from)?;
         state.append(NewEvent::new(
             history::MANIFEST_UPDATED,
             history::object(&project),

@@ -128,7 +128,7 @@ fn print(
             StoreClass::Disposable => "disposable",
         };
         let size = if s.exists {
-            human_size(s.size)
+            crate::format::human_bytes(s.size)
         } else {
             "absent".into()
         };
@@ -146,19 +146,4 @@ fn print(
         }
     }
     Ok(())
-}
-
-fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -3,7 +3,6 @@
 use clap::Args;
 
 use crate::app::App;
-use crate::commands::log::report_repairs;
 use crate::error::{CliError, Exit};
 
 /// Explain an object from recorded state (the state-integrity questions)
@@ -33,7 +32,7 @@ pub fn run(app: &App, args: ExplainArgs) -> Result<Exit, CliError> {
     let _span = tracing::info_span!("explain", object = %args.object).entered();
     let state = app.state_read_only()?;
     let explanation = repoman_state::explain::explain(&state, &args.object)?;
-    report_repairs(app, &state);
+    app.report_repairs(&state);
     if app.ui.json() {
         app.ui.print_json(&explanation)?;
     } else {

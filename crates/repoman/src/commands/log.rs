@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 use repoman_state::explain::normalize_object;
-use repoman_state::{Event, EventQuery, State};
+use repoman_state::{Event, EventQuery};
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
@@ -67,7 +67,7 @@ pub fn run(app: &App, args: LogArgs) -> Result<Exit, CliError> {
         limit,
     };
     let events = state.events(&q)?;
-    report_repairs(app, &state);
+    app.report_repairs(&state);
     if app.ui.json() && !args.follow {
         app.ui.print_json(&events)?;
     } else {
@@ -116,20 +116,6 @@ fn print_event(app: &App, e: &Event) -> Result<(), CliError> {
         e.seq, e.at, e.type_, e.object, e.actor, data
     );
     app.ui.data(line.trim_end())
-}
-
-/// Tell the user (on stderr) about repairs done while opening the state.
-pub fn report_repairs(app: &App, state: &State) {
-    for w in state.warnings() {
-        app.ui.warn(&w);
-    }
-    for r in state.repairs() {
-        app.ui
-            .warn(&format!("repaired the {}: {}", r.store, r.failed));
-        if let Some(p) = &r.path {
-            app.ui.hint(&format!("repair report: {}", p.display()));
-        }
-    }
 }
 
 /// An RFC 3339 instant, or an age like `30m`, `2h`, `3d`, `1w`, as the RFC 3339 UTC string

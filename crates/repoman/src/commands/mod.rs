@@ -33,20 +33,17 @@ mod tools;
 mod update;
 mod verify;
 
-/// The subcommands.
+/// The subcommands. A variant has no doc comment of its own when its args struct has one: the
+/// struct's doc comment is the help (`--help`, the man page), and a variant's comment would
+/// replace it. Only variants that share an args struct (start/stop/restart) or wrap a
+/// subcommand enum keep one.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Set up this host for sandboxes (idempotent).
     Setup(setup::SetupArgs),
-    /// Create a project's sandbox (or register a project with --no-container).
     New(new::NewArgs),
-    /// List projects and their sandboxes.
     List(list::ListArgs),
-    /// Health of the sandboxes and drift between the registry and Incus; --repair fixes it.
     Status(status::StatusArgs),
-    /// Open an interactive login shell in a sandbox.
     Shell(shell::ShellArgs),
-    /// Run a command in a sandbox and exit with its status.
     Exec(exec::ExecArgs),
     /// Start a sandbox.
     Start(lifecycle::LifecycleArgs),
@@ -54,16 +51,12 @@ pub enum Command {
     Stop(lifecycle::LifecycleArgs),
     /// Restart a sandbox.
     Restart(lifecycle::LifecycleArgs),
-    /// Re-apply repoman.toml and .repoman.toml to a sandbox (shows the diff first).
     Update(update::UpdateArgs),
-    /// Destroy a sandbox (the repo and the backup are never touched).
     Remove(remove::RemoveArgs),
     /// Show or migrate the configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
-    /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
-    /// Write the man pages (for packagers and `scripts/gen-man`).
     #[command(hide = true)]
     GenerateMan(man::ManArgs),
     Log(log::LogArgs),
@@ -79,13 +72,9 @@ pub enum Command {
     ///   repoman schema show repoman.toml/v1 > repoman.schema.json
     #[command(subcommand, verbatim_doc_comment)]
     Schema(schema::SchemaCommand),
-    /// Mirror working copies to the backup share (guarded rsync + content manifest).
     Sync(sync::SyncArgs),
-    /// Compare backup copies with their last manifests.
     Verify(verify::VerifyArgs),
-    /// Restore a project from its backup and prove the copy.
     Restore(restore::RestoreArgs),
-    /// List or resolve conflicts (e.g. backup-diverged).
     Conflicts(conflicts::ConflictsArgs),
     /// Realm contracts between repositories: diff, check, status, admin.
     #[command(subcommand)]
@@ -145,12 +134,18 @@ impl Command {
 pub fn register_schemas() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        repoman_state::schemas::register_all(
+            [
+                repoman_backup::schemas::schemas(),
+                repoman_realm::schemas(),
+                repoman_tools::schemas(),
+                repoman_groove::schemas(),
+                repoman_snif::schemas::all(),
+            ]
+            .into_iter()
+            .flatten(),
+        );
         repoman_sandbox::register_schemas();
-        repoman_backup::schemas::register();
-        realm::register_schemas();
-        tools::register_schemas();
-        repoman_groove::register_schemas();
-        repoman_snif::schemas::register();
     });
 }
 

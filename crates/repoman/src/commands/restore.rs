@@ -7,13 +7,12 @@ use clap::Args;
 use repoman_backup::mount::{Expected, MountGuard};
 use repoman_backup::paths::encode_path;
 use repoman_backup::restore::{self, Request};
-use repoman_core::settings::Settings;
 use repoman_state::NewEvent;
 use serde_json::json;
 
-use super::sync::{backup_error, last_manifest, targets};
 use crate::app::App;
 use crate::error::{CliError, Exit};
+use crate::targets::{last_manifest, targets};
 
 /// Restore a project from its backup copy, then re-hash what was restored against the manifest.
 ///
@@ -41,7 +40,7 @@ pub struct RestoreArgs {
 
 pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
-    let settings = Settings::resolve(&reg.registry, &app.env);
+    let settings = app.settings()?;
     let t = targets(&reg.registry, &settings, std::slice::from_ref(&args.name))?.remove(0);
     let name = t.entry.name.as_str();
     let state = if args.dry_run {
@@ -59,7 +58,7 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
         settings.probe_timeout.value,
     )
     .check()
-    .map_err(backup_error)?;
+    .map_err(CliError::from)?;
     let mut paths = Vec::new();
     for p in &args.paths {
         if p.is_absolute()
@@ -90,7 +89,7 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
         scratch: app.paths.cache_dir.join("backup"),
         search_path: app.env.get_os("PATH").map(|p| p.to_owned()),
     };
-    let outcome = restore::restore(&req, &manifest, &app.cancel).map_err(backup_error)?;
+    let outcome = restore::restore(&req, &manifest, &app.cancel).map_err(CliError::from)?;
     if args.dry_run {
         if app.ui.json() {
             app.ui.print_json(

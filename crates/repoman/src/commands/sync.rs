@@ -1,8 +1,7 @@
 //! `repoman sync`: guarded rsync mirror of working copies onto the backup share, then a content
-//! manifest. Also the helpers the other backup commands (`verify`, `restore`, `conflicts`) share:
-//! resolving a project's paths, loading its last manifest, and mapping backup errors to exits.
+//! manifest. The helpers the backup commands share (a project's paths, its last manifest) are in
+//! `crate::targets`.
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,18 +9,18 @@ use std::time::Duration;
 use clap::Args;
 use repoman_backup::engine::{self, Prepared, Settings as SyncSettings};
 use repoman_backup::guards::DeleteLimits;
-use repoman_backup::manifest::Manifest;
 use repoman_backup::marker::Owner;
 use repoman_backup::mount::Expected;
-use repoman_backup::{BackupError, conflict, history};
-use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry, RegistryFile};
+use repoman_backup::{BackupError, conflict};
+use repoman_core::registry::{Registry, RegistryFile};
 use repoman_core::settings::Settings;
 use repoman_core::{Progress, Unit};
-use repoman_state::{Effect, Event, State};
+use repoman_state::{Effect, State};
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
+use crate::targets::{Target, targets};
 
 /// Mirror working copies to the backup share: `<local_repos>/<repo>` -> `<backup_root>/<repo>`.
 ///
@@ -63,89 +62,6 @@ pub struct SyncArgs {
     /// differ from the working copy's (what `verify --full` reports as `content`).
     #[arg(long)]
     pub checksum: bool,
-}
-
-/// A registered project's backup paths.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    pub entry: ProjectEntry,
-    pub src: PathBuf,
-    pub backup_root: PathBuf,
-    pub dst: PathBuf,
-    pub excludes: Vec<String>,
-}
-
-/// Resolve `names` (or all projects) to their source and backup paths.
-pub(crate) fn targets(
-    reg: &Registry,
-    settings: &Settings,
-    names: &[String],
-) -> Result<Vec<Target>, CliError> {
-    let local = settings
-        .local_repos
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or_else(|| {
-            CliError::usage("[defaults] local_repos is not set")
-                .with_hint("set it in repoman.toml (or LOCAL_REPOS)")
-        })?;
-    let backup_root = settings
-        .backup_root
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or_else(|| {
-            CliError::usage("[defaults] backup_root is not set")
-                .with_hint("set it in repoman.toml (or NFS_REPOS)")
-        })?;
-    let entries: Vec<ProjectEntry> = if names.is_empty() {
-        reg.projects.clone()
-    } else {
-        names
-            .iter()
-            .map(|n| {
-                reg.project(n).cloned().ok_or_else(|| {
-                    CliError::usage(format!("project `{n}` is not registered"))
-                        .with_hint("`repoman list` shows the registered projects")
-                })
-            })
-            .collect::<Result<_, _>>()?
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let src = local.join(entry.repo.as_str());
-        let overrides = if src.is_dir() {
-            ProjectOverrides::load(&src)?
-        } else {
-            ProjectOverrides::default()
-        };
-        let mut excludes = settings.backup_exclude.value.clone();
-        excludes.extend(overrides.backup.exclude);
-        let dst = backup_root.join(entry.repo.as_str());
-        out.push(Target {
-            entry,
-            src,
-            backup_root: backup_root.clone(),
-            dst,
-            excludes,
-        });
-    }
-    Ok(out)
-}
-
-/// The last manifest of a project and the event that recorded it (`backup.synced`, or
-/// `backup.manifest.updated` after a conflict resolution, whichever is newer).
-pub(crate) fn last_manifest(
-    app: &App,
-    state: &State,
-    project: &str,
-) -> Result<Option<(Manifest, Event)>, CliError> {
-    history::last_manifest(state, &engine::manifests_dir(&app.paths.state_dir), project)
-        .map_err(backup_error)
-}
-
-/// Map a backup error to the CLI error and exit code.
-pub(crate) fn backup_error(e: BackupError) -> CliError {
-    CliError::from(e)
 }
 
 /// A `--max-delete` value, checked when the command line is parsed (before any other work).
@@ -192,35 +108,6 @@ fn limits(settings: &Settings, flag: Option<MaxDelete>) -> DeleteLimits {
     }
 }
 
-/// The worst of two exits.
-pub(crate) fn worst(a: Exit, b: Exit) -> Exit {
-    let rank = |e: Exit| match e {
-        Exit::Success => 0,
-        Exit::Failure => 1,
-        Exit::Usage => 2,
-        Exit::Blocked => 3,
-        Exit::Unavailable => 4,
-        Exit::Interrupted => 5,
-        Exit::Child(_) => 1,
-    };
-    if rank(b) > rank(a) { b } else { a }
-}
-
-fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
-
 /// The overall progress across projects (bytes on the bar, files in its message).
 struct Overall {
     bar: indicatif::ProgressBar,
@@ -240,7 +127,7 @@ struct Outcome {
 
 pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
-    let settings = Settings::resolve(&reg.registry, &app.env);
+    let settings = app.settings()?;
     let targets = targets(&reg.registry, &settings, &args.names)?;
     if targets.is_empty() {
         app.ui.warn("no projects registered; nothing to sync");
@@ -329,7 +216,7 @@ pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
     }
     let mut exit = Exit::Success;
     for (_, o) in &results {
-        exit = worst(exit, o.exit);
+        exit = exit.worst(o.exit);
     }
     if app.ui.json() {
         app.ui.print_json(&json!({"dry_run": args.dry_run, "projects": results.iter().map(|(_, o)| o.json.clone()).collect::<Vec<_>>()}))?;
@@ -447,16 +334,16 @@ fn sync_one(
             "waiting for another sync of project {name} to finish..."
         ));
     })
-    .map_err(backup_error)?;
+    .map_err(CliError::from)?;
     let decided =
-        engine::decide(state, &prep, &reg.policy.rules, args.dry_run).map_err(backup_error)?;
+        engine::decide(state, &prep, &reg.policy.rules, args.dry_run).map_err(CliError::from)?;
     let plan_json = serde_json::to_value(&prep.plan).unwrap_or(Value::Null);
     let plan_summary = format!(
         "+{} ~{} -{} ({} to transfer)",
         prep.plan.creates,
         prep.plan.updates + prep.plan.attribute_changes,
         prep.plan.deletes,
-        human_bytes(prep.plan.bytes)
+        crate::format::human_bytes(prep.plan.bytes)
     );
     let diverged_json =
         conflict::detail(t.entry.repo.as_str(), "", &prep.diverged)["files"].clone();
@@ -528,18 +415,18 @@ fn sync_one(
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            engine::record_failure(state, &prep, &e).map_err(backup_error)?;
+            engine::record_failure(state, &prep, &e).map_err(CliError::from)?;
             if matches!(e, BackupError::Cancelled) {
                 return Err(CliError::interrupted().with_hint(format!(
                     "the backup of {name} is usable; run `repoman sync {name}` to finish"
                 )));
             }
-            return Err(backup_error(e));
+            return Err(CliError::from(e));
         }
     };
     // Recorded under the project's lock: a sync waiting for it starts from this manifest.
     let ev =
-        engine::record_synced(state, &prep, &report, decision.event_seq).map_err(backup_error)?;
+        engine::record_synced(state, &prep, &report, decision.event_seq).map_err(CliError::from)?;
     drop(prep); // release the project lock before touching the registry
     let mut details = Vec::new();
     if !report.rsync_warnings.is_empty()

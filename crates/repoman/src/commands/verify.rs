@@ -4,13 +4,12 @@ use clap::Args;
 use repoman_backup::exclude::Excludes;
 use repoman_backup::mount::{Expected, MountGuard};
 use repoman_backup::verify::{self, Mode, Scope};
-use repoman_core::settings::Settings;
 use repoman_state::NewEvent;
 use serde_json::json;
 
-use super::sync::{backup_error, last_manifest, targets, worst};
 use crate::app::App;
 use crate::error::{CliError, Exit, keep_verdict};
+use crate::targets::{last_manifest, targets};
 
 /// Check backup copies against their last manifests and report missing, changed and extra files.
 ///
@@ -34,7 +33,7 @@ pub struct VerifyArgs {
 
 pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
-    let settings = Settings::resolve(&reg.registry, &app.env);
+    let settings = app.settings()?;
     let targets = targets(&reg.registry, &settings, &args.names)?;
     let state = app.state()?;
     let mode = if args.full { Mode::Full } else { Mode::Quick };
@@ -49,7 +48,7 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
             app.ui.warn(&format!(
                 "{name}: never synced; nothing to verify (run `repoman sync {name}`)"
             ));
-            exit = worst(exit, Exit::Failure);
+            exit = exit.worst(Exit::Failure);
             out.push(json!({"project": name, "status": "no-manifest"}));
             continue;
         };
@@ -59,10 +58,10 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
             settings.probe_timeout.value,
         )
         .check()
-        .map_err(backup_error)?;
-        let excludes = Excludes::new(&t.excludes).map_err(backup_error)?;
+        .map_err(CliError::from)?;
+        let excludes = Excludes::new(&t.excludes).map_err(CliError::from)?;
         let report = verify::verify(&t.dst, &manifest, &excludes, mode, Scope::All, &app.cancel)
-            .map_err(backup_error)?;
+            .map_err(CliError::from)?;
         let clean = report.is_clean();
         let recorded = state.append(NewEvent::new(
             "backup.verified",
@@ -71,7 +70,7 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
                    "checked": report.checked, "missing": report.missing.len(), "changed": report.changed.len(), "extra": report.extra.len()}),
         ))?;
         if !clean {
-            exit = worst(exit, Exit::Failure);
+            exit = exit.worst(Exit::Failure);
         }
         if app.ui.json() {
             out.push(json!({"project": name, "status": if clean { "ok" } else { "problems" }, "mode": mode, "root": manifest.root,

@@ -134,7 +134,7 @@ pub(super) fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                         CliError::usage(format!("no project `{p}`"))
                             .with_hint("`repoman list` shows the registered projects")
                     })?;
-                    let settings = repoman_core::settings::Settings::resolve(&reg.registry, env);
+                    let settings = app.settings()?;
                     let root = settings.local_repos.map(|s| s.value).ok_or_else(|| {
                         CliError::usage("`local_repos` is not configured").with_hint(
                             "set [defaults] local_repos in repoman.toml, or pass --repo DIR",

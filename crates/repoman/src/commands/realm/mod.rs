@@ -16,7 +16,6 @@ use clap::{Args, Subcommand};
 use repoman_core::{ErrorKind, ObjectId};
 use repoman_realm::realm::{Realm, RealmError, RealmEvent, find_membership, membership_root};
 use repoman_realm::yaml::LoadError;
-use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
@@ -170,35 +169,6 @@ pub(super) fn record(app: &App, events: Vec<RealmEvent>) -> Result<(), CliError>
         .collect();
     state.append_batch(evs)?;
     Ok(())
-}
-
-/// Publishes the realm file schemas (`repoman schema show realm.contract`) and the data schema of
-/// the realm events.
-pub(crate) fn register_schemas() {
-    use repoman_state::schemas::{Schema, SchemaKind, register};
-    for s in repoman_realm::schemas::all() {
-        register(Schema {
-            id: s.id.into(),
-            title: s.title.into(),
-            kind: SchemaKind::Config,
-            applies_to: s.applies_to.into(),
-            json: s.json,
-        });
-    }
-    register(Schema::event_data(
-        "realm.checked",
-        "A realm check's outcome",
-        json!({"type": "object", "required": ["ok", "modes", "errors", "warnings"],
-               "properties": {"ok": {"type": "boolean"}, "modes": {"type": "array", "items": {"type": "string"}},
-                              "errors": {"type": "integer"}, "warnings": {"type": "integer"}, "context": {"type": "string"}}}),
-    ));
-    register(Schema::event_data(
-        "contract.checked",
-        "One contract compatibility comparison",
-        json!({"type": "object", "required": ["from", "to", "mode", "verdict"],
-               "properties": {"from": {"type": "string"}, "to": {"type": "string"}, "mode": {"type": "string"},
-                              "verdict": {"enum": ["compatible", "warning", "breaking"]}}}),
-    ));
 }
 
 pub(super) fn dry(dry_run: bool) -> &'static str {

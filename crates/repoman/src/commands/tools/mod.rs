@@ -18,7 +18,6 @@ use repoman_tools::discover::{self, Inventory, ProbeCache, ScanOptions, ScanRepo
 use repoman_tools::drift::{self, ToolState};
 use repoman_tools::manifest::{self, ManifestSet};
 use repoman_tools::rules::Rules;
-use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
@@ -89,25 +88,6 @@ impl From<ToolsError> for CliError {
     }
 }
 
-/// The JSON Schema of `tool.discovered` event data.
-pub(crate) fn register_schemas() {
-    repoman_state::schemas::register(repoman_state::schemas::Schema::event_data(
-        "tool.discovered",
-        "A tool install found by `repoman tools scan`",
-        json!({
-            "type": "object",
-            "required": ["path", "version", "category", "ghost", "origin"],
-            "properties": {
-                "path": {"type": "string"},
-                "version": {"type": ["string", "null"]},
-                "category": {"type": "string"},
-                "ghost": {"type": "boolean"},
-                "origin": {"type": "object", "required": ["kind"]}
-            }
-        }),
-    ));
-}
-
 /// Progress for the probes.
 struct Bar(indicatif::ProgressBar);
 
@@ -129,7 +109,7 @@ pub(super) struct Ctx {
 
 pub(super) fn ctx(app: &App) -> Result<Ctx, CliError> {
     let reg = app.registry()?;
-    let settings = Settings::resolve(&reg.registry, &app.env);
+    let settings = app.settings()?;
     let rules = Rules::load(&app.paths.config_dir)?;
     let globals = manifest::global_candidates(
         app.paths.home.as_deref(),

@@ -1,0 +1,95 @@
+//! The projects a backup command acts on, and their last manifest: shared by `sync`, `verify`,
+//! `restore` and `conflicts`.
+
+use std::path::PathBuf;
+
+use repoman_backup::engine;
+use repoman_backup::manifest::Manifest;
+use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry};
+use repoman_core::settings::Settings;
+use repoman_state::{Event, State};
+
+use crate::app::App;
+use crate::error::CliError;
+
+/// A registered project's backup paths.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub entry: ProjectEntry,
+    pub src: PathBuf,
+    pub backup_root: PathBuf,
+    pub dst: PathBuf,
+    pub excludes: Vec<String>,
+}
+
+/// Resolve `names` (or all projects) to their source and backup paths.
+pub fn targets(
+    reg: &Registry,
+    settings: &Settings,
+    names: &[String],
+) -> Result<Vec<Target>, CliError> {
+    let local = settings
+        .local_repos
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or_else(|| {
+            CliError::usage("[defaults] local_repos is not set")
+                .with_hint("set it in repoman.toml (or LOCAL_REPOS)")
+        })?;
+    let backup_root = settings
+        .backup_root
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or_else(|| {
+            CliError::usage("[defaults] backup_root is not set")
+                .with_hint("set it in repoman.toml (or NFS_REPOS)")
+        })?;
+    let entries: Vec<ProjectEntry> = if names.is_empty() {
+        reg.projects.clone()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                reg.project(n).cloned().ok_or_else(|| {
+                    CliError::usage(format!("project `{n}` is not registered"))
+                        .with_hint("`repoman list` shows the registered projects")
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let src = local.join(entry.repo.as_str());
+        let overrides = if src.is_dir() {
+            ProjectOverrides::load(&src)?
+        } else {
+            ProjectOverrides::default()
+        };
+        let mut excludes = settings.backup_exclude.value.clone();
+        excludes.extend(overrides.backup.exclude);
+        let dst = backup_root.join(entry.repo.as_str());
+        out.push(Target {
+            entry,
+            src,
+            backup_root: backup_root.clone(),
+            dst,
+            excludes,
+        });
+    }
+    Ok(out)
+}
+
+/// The last manifest of a project and the event that recorded it (`backup.synced`, or
+/// `backup.manifest.updated` after a conflict resolution, whichever is newer).
+pub fn last_manifest(
+    app: &App,
+    state: &State,
+    project: &str,
+) -> Result<Option<(Manifest, Event)>, CliError> {
+    repoman_backup::history::last_manifest(
+        state,
+        &engine::manifests_dir(&app.paths.state_dir),
+        project,
+    )
+    .map_err(CliError::from)
+}
