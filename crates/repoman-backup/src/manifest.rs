@@ -41,8 +41,10 @@ use crate::paths::{decode_path, encode_path, join};
 
 /// The manifest format tag.
 pub const MANIFEST_FORMAT: &str = "repoman.manifest/v1";
-/// Files at least this large are hashed through mmap with multithreaded BLAKE3.
-const MMAP_THRESHOLD: u64 = 1 << 20;
+/// Files at least this large are hashed with multithreaded BLAKE3, in chunks of
+/// [`PARALLEL_CHUNK`] bytes.
+const PARALLEL_THRESHOLD: u64 = 1 << 20;
+const PARALLEL_CHUNK: usize = 8 << 20;
 
 /// The type of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -952,18 +954,58 @@ fn walk_dir<'s>(
     }
 }
 
-/// Hash a file's content with BLAKE3 (mmap + rayon for large files).
+/// Hash a file's content with BLAKE3 (large files in chunks hashed on all cores).
+///
+/// The file is read, never mapped: a mapped file that the sandbox truncates while it is hashed
+/// kills repoman with SIGBUS, and read faults on a mapped tmpfs file fill its holes (a sparse
+/// image on a tmpfs backup would be inflated to its full size). It is opened without following a
+/// final symlink and without blocking on a FIFO (the sandbox may swap either in after the walk),
+/// and anything but a regular file is refused.
 pub fn hash_file(path: &Path, size: u64) -> io::Result<[u8; 32]> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let f = std::fs::File::from(rustix::fs::open(
+        path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?);
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is no longer a regular file (changed while it was read); it is not hashed",
+        ));
+    }
     let mut h = blake3::Hasher::new();
-    if size >= MMAP_THRESHOLD {
-        h.update_mmap_rayon(path)?;
+    if size >= PARALLEL_THRESHOLD {
+        let mut f = f;
+        let mut buf = vec![0u8; PARALLEL_CHUNK];
+        loop {
+            let n = read_full(&mut f, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update_rayon(&buf[..n]);
+        }
     } else {
-        let mut f = std::fs::File::open(path)?;
         let mut buf = Vec::with_capacity(size as usize + 1);
-        f.read_to_end(&mut buf)?;
+        { f }.read_to_end(&mut buf)?;
         h.update(&buf);
     }
     Ok(*h.finalize().as_bytes())
+}
+
+/// Fill `buf` as far as the file goes (a short read is not the end of a regular file).
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// What [`build`] needs.

@@ -108,7 +108,9 @@ pub fn control_call(core: &Core, name: &str) -> Result<Value, RpcError> {
 /// One listening socket.
 #[derive(Debug)]
 struct Listener {
-    sock: UnixListener,
+    /// Shared so the accept loop can poll a snapshot without holding the list's lock (holding it
+    /// across `poll` starved the scheduler thread, which must lock the list to open endpoints).
+    sock: Arc<UnixListener>,
     path: PathBuf,
     /// `None`: the host socket; `Some(project)`: that sandbox's endpoint.
     project: Option<String>,
@@ -212,7 +214,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     let host = bind(&core.cfg.socket_path(), 0o600)?;
     if let Ok(mut l) = listeners.list.lock() {
         l.push(Listener {
-            sock: host,
+            sock: Arc::new(host),
             path: core.cfg.socket_path(),
             project: None,
             expected_cgroup: String::new(),
@@ -364,7 +366,7 @@ fn sync_agent_listeners(core: &Core, listeners: &Listeners) -> Vec<String> {
         match bind(&path, 0o666) {
             Ok(sock) => {
                 list.push(Listener {
-                    sock,
+                    sock: Arc::new(sock),
                     path,
                     project: Some(name.clone()),
                     expected_cgroup: crate::peer::expected_payload(&incus_project, &name),
@@ -417,13 +419,26 @@ fn accept_loop(core: &Arc<Core>, listeners: &Listeners, stop: &AtomicBool) {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let my_uid = rustix::process::getuid().as_raw();
     while !stop.load(Ordering::Relaxed) {
-        let accepted: Vec<(UnixStream, Option<String>, String)> = {
+        // A snapshot of the listeners, taken and released at once: poll and accept never hold
+        // the lock, so `sync_agent_listeners` (the scheduler thread) is never starved.
+        let snapshot: Vec<(Arc<UnixListener>, Option<String>, String)> = {
             let Ok(list) = listeners.list.lock() else {
                 return;
             };
-            let mut fds: Vec<PollFd> = list
+            list.iter()
+                .map(|l| {
+                    (
+                        Arc::clone(&l.sock),
+                        l.project.clone(),
+                        l.expected_cgroup.clone(),
+                    )
+                })
+                .collect()
+        };
+        let accepted: Vec<(UnixStream, Option<String>, String)> = {
+            let mut fds: Vec<PollFd> = snapshot
                 .iter()
-                .map(|l| PollFd::new(&l.sock, PollFlags::IN))
+                .map(|(sock, _, _)| PollFd::new(sock.as_ref(), PollFlags::IN))
                 .collect();
             let ts = Timespec {
                 tv_sec: 0,
@@ -435,12 +450,12 @@ fn accept_loop(core: &Arc<Core>, listeners: &Listeners, stop: &AtomicBool) {
             }
             let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
             let mut out = Vec::new();
-            for (l, r) in list.iter().zip(ready) {
+            for ((sock, project, cgroup), r) in snapshot.iter().zip(ready) {
                 if !r {
                     continue;
                 }
-                while let Ok((s, _)) = l.sock.accept() {
-                    out.push((s, l.project.clone(), l.expected_cgroup.clone()));
+                while let Ok((s, _)) = sock.accept() {
+                    out.push((s, project.clone(), cgroup.clone()));
                 }
             }
             out

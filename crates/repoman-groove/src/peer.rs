@@ -95,6 +95,17 @@ pub fn pidfd_pid(pidfd: &OwnedFd) -> io::Result<Option<i32>> {
     Err(io::Error::other("fdinfo of the pidfd has no Pid line"))
 }
 
+/// Whether `pid` has exited and waits to be reaped (state `Z` or `X` in `/proc/<pid>/stat`).
+fn is_zombie(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true; // gone altogether
+    };
+    // `pid (comm) S ...`: the state follows the last `)` (comm may itself contain one).
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .is_some_and(|state| matches!(state, 'Z' | 'X'))
+}
+
 /// Why a peer's cgroup did not prove it is in the expected container.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CgroupError {
@@ -167,8 +178,12 @@ pub fn check_peer_cgroup(sock: BorrowedFd<'_>, expected: &str) -> Result<String,
         .ok_or(CgroupError::Exited)?;
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| CgroupError::Read(format!("/proc/{pid}/cgroup: {e}")))?;
-    // The read described `pid` only if that process still lives now.
-    if pidfd_pid(&pidfd).map_err(|e| CgroupError::Read(e.to_string()))? != Some(pid) {
+    // The read described `pid` only if that process still lives now. A process that has exited
+    // but is not reaped yet (a zombie) still has its pid, but it has left its cgroup (the file
+    // reads `0::/`): that is an exit, not a peer outside any container.
+    if pidfd_pid(&pidfd).map_err(|e| CgroupError::Read(e.to_string()))? != Some(pid)
+        || is_zombie(pid)
+    {
         return Err(CgroupError::Exited);
     }
     parse_cgroup(&text, expected)
@@ -223,6 +238,33 @@ mod tests {
             };
             assert!(ok, "{text:?} gave {e:?}");
         }
+    }
+
+    #[test]
+    fn an_exited_unreaped_peer_counts_as_exited_not_as_outside_a_container() {
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(!is_zombie(live.id() as i32));
+        let mut done = std::process::Command::new("true").spawn().unwrap();
+        let pid = done.id() as i32;
+        // Not waited for: once it exits it stays a zombie until `wait` below.
+        let t0 = std::time::Instant::now();
+        while !is_zombie(pid) {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "`true` never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(done.wait().unwrap().success());
+        assert!(
+            is_zombie(pid),
+            "a reaped pid is gone, which counts as exited too"
+        );
+        live.kill().unwrap();
+        live.wait().unwrap();
     }
 
     #[test]

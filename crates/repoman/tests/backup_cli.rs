@@ -974,9 +974,14 @@ fn a_sync_that_waited_for_the_lock_records_the_root_the_other_one_left() {
     );
     // Hold the project's sync lock, start two syncs, and let them go once both wait.
     let lock = e.dir.path().join("run/repoman/locks/sync-alpha.lock");
+    // `-o`: flock itself holds the lock, not `sleep` (which would inherit the locked descriptor
+    // and keep holding it after flock is killed).
     let mut holder = std::process::Command::new("flock")
+        .arg("-o")
         .arg(&lock)
         .args(["sleep", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_for("the test to hold the lock", Duration::from_secs(30), || {
