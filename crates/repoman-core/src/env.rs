@@ -63,6 +63,10 @@ pub const ENV_VARS: &[EnvVar] = &[
         doc: "Tests only: `require` makes real-Incus tests fail instead of skip when Incus is unreachable.",
     },
     EnvVar {
+        name: "REPOMAN_STRICT_SCHEMAS",
+        doc: "Tests only: `1` refuses to write an event whose type has no registered JSON Schema (the test suite runs with it, so every event type repoman writes is proven to have one).",
+    },
+    EnvVar {
         name: "REPOMAN_SUBUID_FILE",
         doc: "The subordinate uid file `repoman setup` checks and extends (default: /etc/subuid); for tests and unusual systems.",
     },

@@ -10,7 +10,8 @@
 //! the event types it writes; a face (CLI, daemon) hands all of them to [`register_all`] once at
 //! start-up, before opening state. Registration is process-wide and idempotent; registering an id
 //! again replaces it. An event whose type has no schema is accepted as long as its `data` is a
-//! JSON object (the CLI's test suite checks that every type repoman writes has one).
+//! JSON object, unless [`require_event_schemas`] is on (the whole test suite runs so, with
+//! `REPOMAN_STRICT_SCHEMAS=1`: every type repoman writes must have a schema).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -118,6 +119,22 @@ pub const EVENT_TYPES: [&str; 7] = [
     "object.state",
     "config.trusted",
 ];
+
+static REQUIRE_EVENT_SCHEMAS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// From now on (process-wide), refuse to write an event whose type has no registered schema.
+/// Off by default (extensions and older writers may append types this version does not know);
+/// the test suite turns it on (`REPOMAN_STRICT_SCHEMAS=1`) so every type repoman writes is
+/// proven to have a schema.
+pub fn require_event_schemas(on: bool) {
+    REQUIRE_EVENT_SCHEMAS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`require_event_schemas`] is on.
+pub fn event_schemas_required() -> bool {
+    REQUIRE_EVENT_SCHEMAS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Every schema, sorted by id.
 pub fn list() -> Vec<Schema> {

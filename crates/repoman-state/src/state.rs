@@ -1010,6 +1010,11 @@ fn is_word(s: &str) -> bool {
 /// Check an event before it is written: dotted lowercase type, `kind:id` object, object data,
 /// and the registered schema of its type if any.
 pub fn validate_new_event(ev: &NewEvent) -> Result<(), StateError> {
+    validate_event_with(ev, schemas::event_schemas_required())
+}
+
+/// [`validate_new_event`], with `require_schema` in place of the process-wide switch.
+fn validate_event_with(ev: &NewEvent, require_schema: bool) -> Result<(), StateError> {
     let bad = |reason: String| StateError::InvalidEvent {
         type_: ev.type_.clone(),
         object: ev.object.clone(),
@@ -1040,12 +1045,39 @@ pub fn validate_new_event(ev: &NewEvent) -> Result<(), StateError> {
     if !ev.data.is_object() {
         return Err(bad("data must be a JSON object".into()));
     }
-    if let Some(id) = schemas::for_event_type(&ev.type_) {
-        schemas::validate(
+    match schemas::for_event_type(&ev.type_) {
+        Some(id) => schemas::validate(
             &id,
             &ev.data,
             &format!("data of event {} for {}", ev.type_, ev.object),
-        )?;
+        )?,
+        None if require_schema => {
+            return Err(bad(format!(
+                "no schema is registered for event type `{}` (REPOMAN_STRICT_SCHEMAS=1 requires one; the crate that writes it registers `event.{}/v1`)",
+                ev.type_, ev.type_
+            )));
+        }
+        None => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod strict_schema_tests {
+    use super::*;
+
+    #[test]
+    fn a_type_without_a_schema_is_refused_only_when_schemas_are_required() {
+        let ev = NewEvent::new(
+            "nobody.registered",
+            "project:alpha",
+            serde_json::json!({"x": 1}),
+        );
+        validate_event_with(&ev, false).unwrap();
+        let e = validate_event_with(&ev, true).unwrap_err().to_string();
+        assert!(
+            e.contains("no schema is registered for event type `nobody.registered`"),
+            "{e}"
+        );
+    }
 }

@@ -97,6 +97,7 @@ impl Estate {
     fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("repoman").unwrap();
         c.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home())
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
@@ -108,6 +109,7 @@ impl Estate {
     fn std_cmd(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("repoman"));
         c.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home())
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))

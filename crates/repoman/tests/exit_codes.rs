@@ -175,6 +175,7 @@ fn spawn_in_deleted_dir(label: String, c: &Command, dir: &Path) -> Run {
         .arg(c.get_program())
         .args(c.get_args())
         .env_clear()
+        .env("REPOMAN_STRICT_SCHEMAS", "1")
         .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -91,6 +91,7 @@ impl Fixture {
             .unwrap_or_else(|| assert_cmd::cargo::cargo_bin("repoman"));
         let mut c = std::process::Command::new(bin);
         c.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path().join("home"))
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))

@@ -8,6 +8,7 @@ use predicates::prelude::*;
 fn repoman(home: &Path) -> Command {
     let mut cmd = Command::cargo_bin("repoman").expect("binary");
     cmd.env_clear()
+        .env("REPOMAN_STRICT_SCHEMAS", "1")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))

@@ -79,6 +79,7 @@ impl Fixture {
     fn repoman(&self) -> Command {
         let mut cmd = Command::cargo_bin("repoman").unwrap();
         cmd.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("XDG_RUNTIME_DIR", self.home.join("run"))
@@ -996,6 +997,7 @@ fn on_a_terminal(f: &Fixture, args: &[&str], input: &str) -> (i32, String) {
     let mut child = std::process::Command::new("script")
         .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
         .env_clear()
+        .env("REPOMAN_STRICT_SCHEMAS", "1")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &f.home)
         .env("XDG_RUNTIME_DIR", f.home.join("run"))

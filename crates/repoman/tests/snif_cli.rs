@@ -32,6 +32,7 @@ impl Lab {
     fn repoman(&self) -> Command {
         let mut cmd = Command::cargo_bin("repoman").unwrap();
         cmd.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("HOME", self.root.join("home"))
             .env("XDG_RUNTIME_DIR", self.root.join("run"))
             .env("USER", "tester")

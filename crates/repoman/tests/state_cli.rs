@@ -51,6 +51,7 @@ impl Home {
     fn repoman(&self) -> Command {
         let mut cmd = Command::cargo_bin("repoman").unwrap();
         cmd.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.path())
             .env("XDG_RUNTIME_DIR", self.path().join("run"))
@@ -421,6 +422,7 @@ fn log_follow_prints_events_appended_by_another_process() {
     let mut child = std::process::Command::new(bin)
         .args(["log", "--follow", "--json", "--limit", "1"])
         .env_clear()
+        .env("REPOMAN_STRICT_SCHEMAS", "1")
         .env("HOME", home.path())
         .env("XDG_RUNTIME_DIR", home.path().join("run"))
         .env("USER", "tester")

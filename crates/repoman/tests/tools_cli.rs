@@ -63,6 +63,7 @@ impl Lab {
     fn repoman(&self) -> Command {
         let mut cmd = Command::cargo_bin("repoman").unwrap();
         cmd.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", self.root.join("bin"))
             .env("HOME", self.home())
             .env("XDG_RUNTIME_DIR", self.root.join("run"))

@@ -83,6 +83,7 @@ fn sandbox_scan_compares_the_container_with_the_manifest_and_never_runs_shims() 
     .unwrap();
     let mut cmd = Command::cargo_bin("repoman").unwrap();
     cmd.env_clear()
+        .env("REPOMAN_STRICT_SCHEMAS", "1")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &home)
         .env("XDG_RUNTIME_DIR", tmp.path().join("run"))
@@ -185,6 +186,7 @@ fn sandbox_scan_compares_the_container_with_the_manifest_and_never_runs_shims() 
 fn cmd_again(home: &std::path::Path, tmp: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("repoman").unwrap();
     cmd.env_clear()
+        .env("REPOMAN_STRICT_SCHEMAS", "1")
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("XDG_RUNTIME_DIR", tmp.join("run"))

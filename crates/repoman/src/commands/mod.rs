@@ -152,6 +152,9 @@ pub fn register_schemas() {
 /// Dispatch to the command.
 pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
     register_schemas();
+    if app.env.get("REPOMAN_STRICT_SCHEMAS") == Some("1") {
+        repoman_state::schemas::require_event_schemas(true);
+    }
     match command {
         Command::Config(c) => config::run(app, c),
         Command::Completions(a) => completions::run(app, a),

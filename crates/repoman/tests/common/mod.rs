@@ -63,6 +63,7 @@ impl Estate {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(cargo_bin("repoman"));
         c.env_clear()
+            .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home())
             .env("XDG_RUNTIME_DIR", self.path("run"))
