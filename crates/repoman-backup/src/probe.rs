@@ -9,7 +9,6 @@
 
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::error::BackupError;
@@ -23,16 +22,9 @@ pub fn with_timeout<T: Send + 'static>(
     timeout: Duration,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, BackupError> {
-    let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("repoman-fs-probe".into())
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .map_err(|e| BackupError::io(root, e))?;
-    drop(spawned); // detached on purpose: a thread stuck in the kernel cannot be joined
-    rx.recv_timeout(timeout)
-        .map_err(|_| BackupError::Unreachable {
+    repoman_core::fs::off_thread(timeout, f)
+        .map_err(|e| BackupError::io(root, e))?
+        .ok_or_else(|| BackupError::Unreachable {
             path: root.to_path_buf(),
             after: timeout,
         })

@@ -217,6 +217,22 @@ mod tests {
     }
 }
 
+/// Run `f` on a detached worker thread and wait at most `timeout` for its answer (`None`: no
+/// answer in time). For filesystem calls that can hang in the kernel (a stale NFS mount): the
+/// caller gives up, and a thread stuck there cannot be joined, so it is left behind on purpose.
+pub fn off_thread<T: Send + 'static>(
+    timeout: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<Option<T>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("repoman-fs-probe".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })?;
+    Ok(rx.recv_timeout(timeout).ok())
+}
+
 /// Read `rel` under `dir` when it is a regular file of at most `max` bytes. `Ok(None)` when it
 /// does not exist.
 ///

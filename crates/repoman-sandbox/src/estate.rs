@@ -195,16 +195,12 @@ pub fn make_dir_for(path: &std::path::Path, user: &HostUser) -> Result<(), Sandb
 /// Whether a host path exists, probed off the main thread with a timeout (a stale NFS mount
 /// must not hang repoman). `None`: no answer in time.
 pub fn probe_dir(path: PathBuf, timeout: std::time::Duration) -> Option<Result<(), String>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let r = match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => std::fs::read_dir(&path)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Ok(_) => Err("not a directory".to_owned()),
-            Err(e) => Err(e.to_string()),
-        };
-        let _ = tx.send(r);
-    });
-    rx.recv_timeout(timeout).ok()
+    let probe = move || match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(&path)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Ok(_) => Err("not a directory".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    repoman_core::fs::off_thread(timeout, probe).unwrap_or_else(|e| Some(Err(e.to_string())))
 }
