@@ -31,6 +31,7 @@ pub mod estate;
 pub mod events;
 pub mod health;
 pub mod lifecycle;
+pub mod mount_policy;
 pub mod listing;
 pub mod remove;
 pub mod repair;
