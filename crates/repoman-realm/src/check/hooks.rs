@@ -100,7 +100,8 @@ impl Checker<'_> {
                     for f in &e.source_files {
                         if let Ok(fh) = self.cache.file_hash(
                             &format!("{repo}/{f}"),
-                            &dir.join(f),
+                            dir,
+                            f,
                             self.opts.now,
                         ) {
                             h.update(fh.as_bytes());
