@@ -68,6 +68,25 @@ impl Fixture {
         .unwrap();
     }
 
+    /// Append a `[[mount_root]]` to the registry (only the host file allows extra mounts).
+    fn allow_mount_root(&self, path: &std::path::Path) {
+        let file = self.home.join(".config/repoman/repoman.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            format!("{text}\n[[mount_root]]\npath = \"{}\"\n", path.display()),
+        )
+        .unwrap();
+    }
+
+    /// Trust the repo's `.repoman.toml` as the human (`repoman trust NAME --yes`).
+    fn trust(&self, name: &str) {
+        self.repoman()
+            .args(["trust", name, "--yes"])
+            .assert()
+            .success();
+    }
+
     fn registry_text(&self) -> String {
         std::fs::read_to_string(self.home.join(".config/repoman/repoman.toml")).unwrap_or_default()
     }
@@ -342,6 +361,14 @@ fn new_maps_the_host_user_and_applies_repoman_toml() {
         format!("[[mount]]\nsource = \"{}\"\npath = \"/mnt/extra\"\nreadonly = true\n\n[env]\nGREETING = \"hello sandbox\"\n", extra.display()),
     )
     .unwrap();
+    // Untrusted, the file is refused without a terminal (--yes never trusts it).
+    f.repoman()
+        .args(["new", "app", "--yes"])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("repoman trust app"));
+    f.allow_mount_root(&extra);
+    f.trust("app");
     f.repoman().args(["new", "app", "--yes"]).assert().success();
 
     let inst = f.scope().get_instance("app").unwrap();
@@ -532,6 +559,8 @@ fn list_and_status_json_shapes() {
         ),
     )
     .unwrap();
+    f.allow_mount_root(&cache);
+    f.trust("gamma");
     f.repoman()
         .args(["new", "gamma", "--yes"])
         .assert()
@@ -722,6 +751,12 @@ fn update_shows_the_diff_and_dry_run_changes_nothing() {
     };
     f.new_sandbox("app");
     std::fs::write(f.repos.join("app/.repoman.toml"), "[env]\nMODE = \"dev\"\n").unwrap();
+    // Not trusted yet: nothing of it is applied, and update says so.
+    let (code, plan) = f.json(&["update", "app", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(plan["changes"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["config_trust"][0]["status"], "untrusted", "{plan}");
+    f.trust("app");
     let before = (f.incus_snapshot(), f.registry_text());
     let (code, plan) = f.json(&["update", "app", "--dry-run"]);
     assert_eq!(code, 0);
@@ -771,6 +806,7 @@ fn update_shows_the_diff_and_dry_run_changes_nothing() {
         format!("image = \"{fingerprint}\"\n[env]\nMODE = \"dev\"\n"),
     )
     .unwrap();
+    f.trust("app");
     std::fs::write(f.repos.join("app/keep.txt"), "repo data").unwrap();
     f.repoman()
         .args(["exec", "app", "--", "touch", "/tmp/rootfs-marker"])
@@ -926,6 +962,7 @@ fn a_failure_mid_new_rolls_back_everything() {
         "[[mount]]\nsource = \"/does/not/exist\"\npath = \"/x\"\n",
     )
     .unwrap();
+    f.trust("badmount");
     f.repoman()
         .args(["new", "badmount", "--yes"])
         .assert()

@@ -220,12 +220,15 @@ pub(crate) fn review_for_new(
         Some(r) if r != name => format!("repoman trust {name} --repo {r}"),
         _ => format!("repoman trust {name}"),
     };
+    let text = text.unwrap_or_default();
+    // A file that does not parse is reported as such (file:line:col), trusted or not.
+    ProjectOverrides::parse(&path, &text)?;
     if dry_run {
         app.ui.warn(&check.summary());
         return Ok(());
     }
     if !app.ui.can_prompt() {
-        return Err(CliError::failed(format!(
+        return Err(CliError::new(Exit::Blocked, format!(
             "{} is {}: repoman applies only a version you have reviewed",
             path.display(),
             if check.status == TrustStatus::Changed {
@@ -236,8 +239,6 @@ pub(crate) fn review_for_new(
         ))
         .with_hint(format!("review and trust it with `{trust_cmd}`, then run `repoman new` again")));
     }
-    let text = text.unwrap_or_default();
-    ProjectOverrides::parse(&path, &text)?;
     let state = app.state()?;
     require_human(&state, name)?;
     show(app, &check, &text, &path)?;
