@@ -953,12 +953,37 @@ fn walk_dir<'s>(
 }
 
 /// Hash a file's content with BLAKE3 (mmap + rayon for large files).
+///
+/// The tree may be written by a sandbox while it is hashed (DESIGN.md §5a): a file swapped for a
+/// symlink since the walk is refused, not followed (`O_NOFOLLOW`), and one swapped for a FIFO or
+/// device is refused without blocking (`O_NONBLOCK`, then `fstat` must say regular file). The
+/// large-file path maps the already opened file (`/proc/self/fd/N`), never the path again.
 pub fn hash_file(path: &Path, size: u64) -> io::Result<[u8; 32]> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "became a symbolic link while being read; it is not followed",
+        ),
+        e => io::Error::from(e),
+    })?;
+    let mut f = std::fs::File::from(fd);
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file (a FIFO, device or socket); it is not read",
+        ));
+    }
     let mut h = blake3::Hasher::new();
     if size >= MMAP_THRESHOLD {
-        h.update_mmap_rayon(path)?;
+        h.update_mmap_rayon(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
     } else {
-        let mut f = std::fs::File::open(path)?;
         let mut buf = Vec::with_capacity(size as usize + 1);
         f.read_to_end(&mut buf)?;
         h.update(&buf);
@@ -1320,5 +1345,34 @@ mod tests {
         assert_ne!(m3.root, m1.root);
         assert!(s3.hashed >= 1 && s3.reused >= 4, "{s3:?}");
         let _ = std::fs::remove_file(cache_file);
+    }
+
+    #[test]
+    fn hash_file_refuses_links_and_fifos_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "abc").unwrap();
+        assert_eq!(hash_file(&f, 3).unwrap(), *blake3::hash(b"abc").as_bytes());
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![7u8; MMAP_THRESHOLD as usize]).unwrap();
+        assert_eq!(
+            hash_file(&big, MMAP_THRESHOLD).unwrap(),
+            *blake3::hash(&vec![7u8; MMAP_THRESHOLD as usize]).as_bytes()
+        );
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        let e = hash_file(&link, 3).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let fifo = d.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = hash_file(&fifo, 0).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }

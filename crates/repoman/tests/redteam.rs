@@ -397,14 +397,37 @@ fn host_interfaces_are_out_of_reach_of_root_inside() {
             "see or signal a host process",
             format!("test -d /proc/{host_pid}/ && grep -q repoman /proc/{host_pid}/cmdline || kill -0 {host_pid}"),
         ),
+    ];
+    // How the boundary says no, per probe (`|`: any of these).
+    let refusals: [(&str, &str); 5] = [
+        ("mknod a block device and read the host disk", "not permitted"),
         (
-            "load a kernel module",
-            "insmod /lib/modules/$(uname -r)/kernel/fs/nls/nls_cp437.ko 2>&1 || modprobe nls_cp437".to_owned(),
+            "write /proc/sys/kernel/core_pattern (the classic escape to a host root helper)",
+            "Permission denied|Read-only",
         ),
+        ("reach the Incus socket", ""),
+        ("read another project's repo", "No such file"),
+        ("see or signal a host process", "No such process"),
     ];
     for (what, script) in &probes {
         let (code, out) = l.root_sh("app", script);
+        eprintln!("probe `{what}`: exit {code}: {}", out.trim());
         assert_ne!(code, 0, "probe `{what}` succeeded as root inside:\n{out}");
+        // The probe ran and was refused by the boundary (a missing tool or file would "fail"
+        // without testing anything).
+        assert!(
+            !out.contains("not found") && code != 127,
+            "probe `{what}` did not run: {out}"
+        );
+        let why = refusals
+            .iter()
+            .find(|(w, _)| w == what)
+            .map(|(_, r)| *r)
+            .unwrap_or_default();
+        assert!(
+            why.split('|').any(|r| out.contains(r)),
+            "probe `{what}` failed for another reason than the boundary ({why}): {out}"
+        );
     }
     // The host is as it was.
     assert_eq!(
