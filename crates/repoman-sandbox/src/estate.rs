@@ -55,13 +55,11 @@ impl Estate {
             .as_ref()
             .map(crate::mount_policy::host_protected)
             .unwrap_or_default();
-        let trusted = paths
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                State::open_read_only(&p, env, repoman_core::Clock::system())
-                    .and_then(|s| s.trusted_configs())
-                    .map_err(|e| e.to_string())
-            });
+        let trusted = paths.map_err(|e| e.to_string()).and_then(|p| {
+            State::open_read_only(&p, env, repoman_core::Clock::system())
+                .and_then(|s| s.trusted_configs())
+                .map_err(|e| e.to_string())
+        });
         let (trusted, trust_error) = match trusted {
             Ok(t) => (t, None),
             Err(e) => (BTreeMap::new(), Some(e)),
@@ -89,7 +87,10 @@ impl Estate {
 
     /// The overrides to apply: the trusted version of `.repoman.toml` only (none when the file
     /// was never trusted).
-    pub fn applied_overrides(&self, entry: &ProjectEntry) -> Result<ProjectOverrides, SandboxError> {
+    pub fn applied_overrides(
+        &self,
+        entry: &ProjectEntry,
+    ) -> Result<ProjectOverrides, SandboxError> {
         let repo = desired::repo_path(&self.settings, entry.repo.as_str())?;
         match self.trust_check(entry)?.applied {
             None => Ok(ProjectOverrides::default()),

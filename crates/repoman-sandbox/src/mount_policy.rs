@@ -198,9 +198,8 @@ impl Policy {
                 "[[mount]] source `{requested}` leaves the repo with `..`; a relative source must stay inside the repo"
             ));
         }
-        let lexical = lexical.ok_or_else(|| {
-            format!("[[mount]] source `{requested}` climbs above `/` with `..`")
-        })?;
+        let lexical = lexical
+            .ok_or_else(|| format!("[[mount]] source `{requested}` climbs above `/` with `..`"))?;
         self.decide(requested, &lexical, &canonical(&lexical), readonly)
     }
 
@@ -404,7 +403,12 @@ mod tests {
     #[test]
     fn relative_sources_leaving_the_repo_are_refused() {
         let f = fixture();
-        for s in ["../other", "../../../../etc", "data/../../other", "../app/../other"] {
+        for s in [
+            "../other",
+            "../../../../etc",
+            "data/../../other",
+            "../app/../other",
+        ] {
             let e = res(&f, s, false).unwrap_err();
             assert!(e.contains("leaves the repo"), "{s}: {e}");
         }
@@ -438,8 +442,18 @@ mod tests {
         let f = fixture();
         let p = |s: &str| f.policy.resolve(s, Path::new(s), false);
         for s in [
-            "/", "/etc", "/etc/passwd", "/proc", "/sys/kernel", "/dev", "/boot", "/run",
-            "/run/incus/unix.socket", "/var/lib/incus", "/var/lib/incus/unix.socket", "/var",
+            "/",
+            "/etc",
+            "/etc/passwd",
+            "/proc",
+            "/sys/kernel",
+            "/dev",
+            "/boot",
+            "/run",
+            "/run/incus/unix.socket",
+            "/var/lib/incus",
+            "/var/lib/incus/unix.socket",
+            "/var",
         ] {
             assert!(p(s).is_err(), "{s} was allowed");
         }
@@ -468,7 +482,10 @@ mod tests {
         let f = fixture();
         let r = res(&f, "~/.npm", false).unwrap();
         assert_eq!(r.source, f.home.join(".npm"));
-        assert!(r.readonly, "a root not marked writable gives a read-only mount");
+        assert!(
+            r.readonly,
+            "a root not marked writable gives a read-only mount"
+        );
         let p = |s: PathBuf, ro| f.policy.resolve(&s.display().to_string(), &s, ro);
         assert!(p(f.base.join("data"), false).unwrap().readonly);
         let rw = p(f.base.join("data/rw/sub"), false).unwrap();

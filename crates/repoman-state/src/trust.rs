@@ -117,10 +117,9 @@ impl TrustCheck {
             (Some(_), None) => (TrustStatus::Untrusted, None),
         };
         let diff = match (status, current) {
-            (TrustStatus::Changed | TrustStatus::Untrusted, Some(c)) => Some(unified_diff(
-                trusted.map_or("", |t| t.content.as_str()),
-                c,
-            )),
+            (TrustStatus::Changed | TrustStatus::Untrusted, Some(c)) => {
+                Some(unified_diff(trusted.map_or("", |t| t.content.as_str()), c))
+            }
             _ => None,
         };
         Self {
@@ -265,7 +264,10 @@ mod tests {
             seq: 1,
         };
         let c = TrustCheck::new("app", None, Some(&t));
-        assert_eq!((c.status, c.applied.as_deref()), (TrustStatus::Absent, None));
+        assert_eq!(
+            (c.status, c.applied.as_deref()),
+            (TrustStatus::Absent, None)
+        );
         let c = TrustCheck::new("app", Some("a = 1\n"), Some(&t));
         assert_eq!(c.status, TrustStatus::Trusted);
         assert_eq!(c.applied.as_deref(), Some("a = 1\n"));
@@ -275,10 +277,17 @@ mod tests {
         assert_eq!(c.applied.as_deref(), Some("a = 1\n"));
         let d = c.diff.as_deref().unwrap();
         assert!(d.contains("-a = 1") && d.contains("+a = 2"), "{d}");
-        assert!(c.summary().contains("changed since trusted"), "{}", c.summary());
+        assert!(
+            c.summary().contains("changed since trusted"),
+            "{}",
+            c.summary()
+        );
         assert!(c.summary().contains("repoman trust app"));
         let c = TrustCheck::new("app", Some("[[mount]]\n"), None);
-        assert_eq!((c.status, c.applied.as_deref()), (TrustStatus::Untrusted, None));
+        assert_eq!(
+            (c.status, c.applied.as_deref()),
+            (TrustStatus::Untrusted, None)
+        );
         assert!(c.diff.as_deref().unwrap().contains("+[[mount]]"));
         assert!(c.summary().contains("untrusted"));
     }

@@ -187,14 +187,24 @@ fn config_rewritten_inside_is_never_applied() {
 
     let (code, out) = l.run(&["update", "app", "--yes"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("untrusted"), "update did not say untrusted:\n{out}");
+    assert!(
+        out.contains("untrusted"),
+        "update did not say untrusted:\n{out}"
+    );
     assert!(out.contains("repoman trust app"), "{out}");
     assert_eq!(l.devices("app"), ["repo"], "update mounted something");
 
     let (code, out) = l.run(&["status", "--repair", "--yes"]);
-    assert!(out.contains("untrusted"), "status did not say untrusted:\n{out}");
+    assert!(
+        out.contains("untrusted"),
+        "status did not say untrusted:\n{out}"
+    );
     assert_eq!(code, 0, "{out}");
-    assert_eq!(l.devices("app"), ["repo"], "status --repair mounted something");
+    assert_eq!(
+        l.devices("app"),
+        ["repo"],
+        "status --repair mounted something"
+    );
 
     let out = l
         .repoman()
@@ -271,10 +281,7 @@ fn only_a_human_trusts() {
     assert_eq!(out.status.code(), Some(3));
     let (code, out) = l.run(&["trust", "app", "--yes"]);
     assert_eq!(code, 0, "{out}");
-    l.repoman()
-        .args(["new", "app", "--yes"])
-        .assert()
-        .success();
+    l.repoman().args(["new", "app", "--yes"]).assert().success();
     let inst = l.scope().get_instance("app").unwrap();
     assert_eq!(
         inst.config.get("environment.X").map(String::as_str),
@@ -400,7 +407,10 @@ fn host_interfaces_are_out_of_reach_of_root_inside() {
     ];
     // How the boundary says no, per probe (`|`: any of these).
     let refusals: [(&str, &str); 5] = [
-        ("mknod a block device and read the host disk", "not permitted"),
+        (
+            "mknod a block device and read the host disk",
+            "not permitted",
+        ),
         (
             "write /proc/sys/kernel/core_pattern (the classic escape to a host root helper)",
             "Permission denied|Read-only",

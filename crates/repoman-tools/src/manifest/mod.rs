@@ -491,7 +491,10 @@ mod link_tests {
         assert!(e.contains("symbolic link"), "{e}");
         assert!(plan_pin(&tv, "node", &["22".into()]).is_err());
         std::fs::remove_file(&tv).unwrap();
-        let made = std::process::Command::new("mkfifo").arg(&tv).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&tv)
+            .status()
+            .unwrap();
         assert!(made.success());
         let t = std::time::Instant::now();
         let e = read_manifest(&tv, Scope::Project).unwrap_err().to_string();

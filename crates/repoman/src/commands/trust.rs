@@ -42,7 +42,11 @@ pub struct TrustArgs {
 }
 
 /// The repo directory of a project: its registration, else `--repo`, else the name.
-fn repo_of(estate: &Estate, name: &str, repo: Option<&str>) -> Result<std::path::PathBuf, CliError> {
+fn repo_of(
+    estate: &Estate,
+    name: &str,
+    repo: Option<&str>,
+) -> Result<std::path::PathBuf, CliError> {
     let dirname = match (estate.file.registry.project(name), repo) {
         (Some(e), Some(r)) if e.repo.as_str() != r => {
             return Err(CliError::usage(format!(
@@ -228,16 +232,21 @@ pub(crate) fn review_for_new(
         return Ok(());
     }
     if !app.ui.can_prompt() {
-        return Err(CliError::new(Exit::Blocked, format!(
-            "{} is {}: repoman applies only a version you have reviewed",
-            path.display(),
-            if check.status == TrustStatus::Changed {
-                "changed since trusted"
-            } else {
-                "not trusted"
-            }
-        ))
-        .with_hint(format!("review and trust it with `{trust_cmd}`, then run `repoman new` again")));
+        return Err(CliError::new(
+            Exit::Blocked,
+            format!(
+                "{} is {}: repoman applies only a version you have reviewed",
+                path.display(),
+                if check.status == TrustStatus::Changed {
+                    "changed since trusted"
+                } else {
+                    "not trusted"
+                }
+            ),
+        )
+        .with_hint(format!(
+            "review and trust it with `{trust_cmd}`, then run `repoman new` again"
+        )));
     }
     let state = app.state()?;
     require_human(&state, name)?;
