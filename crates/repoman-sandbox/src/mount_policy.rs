@@ -10,7 +10,7 @@
 //!
 //! Whatever the registry says, a source is refused when it is, contains or lies under a
 //! protected path: `/` (itself), `/etc`, `/proc`, `/sys`, `/dev`, `/boot`, `/run`,
-//! `/var/lib/incus`, the Incus sockets, repoman's config/state/cache/data/runtime dirs (its
+//! `/var/lib/incus`, `/root`, the Incus sockets, repoman's config/state/cache/data/runtime dirs (its
 //! sockets live there), the backup root, `local_repos` (other projects' repos), `~/.ssh`,
 //! `~/.gnupg`, `~/.config/incus`.
 //!
@@ -35,6 +35,8 @@ pub const ALWAYS_DENIED: &[&str] = &[
     "/var/snap/lxd",
     "/var/lib/lxd",
     "/var/run",
+    // root's home (its ~/.ssh and the like) when repoman runs under sudo.
+    "/root",
 ];
 
 /// Paths under the host user's home that are never mounted.
@@ -454,6 +456,7 @@ mod tests {
             "/var/lib/incus",
             "/var/lib/incus/unix.socket",
             "/var",
+            "/root/.ssh",
         ] {
             assert!(p(s).is_err(), "{s} was allowed");
         }
