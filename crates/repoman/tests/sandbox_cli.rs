@@ -990,6 +990,73 @@ fn invalid_names_and_dirnames_are_usage_errors() {
 }
 
 #[test]
+fn trust_shows_the_file_then_the_diff_and_records_a_human_event() {
+    let f = Fixture::without_incus("unused");
+    let repo = f.repo("app");
+    let out = f
+        .repoman()
+        .args(["trust", "app", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to trust"));
+
+    std::fs::write(repo.join(".repoman.toml"), "[env]\nA = \"1\"\n").unwrap();
+    let (code, v) = f.json(&["trust", "app", "--dry-run"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (&v["status"], &v["trusted"]),
+        (&"untrusted".into(), &false.into())
+    );
+    assert!(!f.event_types().contains(&"config.trusted".to_owned()));
+    // No terminal and no --yes: the confirmation cannot be given.
+    f.repoman().args(["trust", "app"]).assert().code(2);
+
+    let (code, v) = f.json(&["trust", "app", "--yes"]);
+    assert_eq!((code, &v["trusted"]), (0, &true.into()), "{v}");
+    let hash = v["hash"].as_str().unwrap().to_owned();
+    assert!(hash.starts_with("blake3:"), "{hash}");
+    let (_, v) = f.json(&["trust", "app", "--yes"]);
+    assert_eq!(v["status"], "trusted");
+    assert_eq!(
+        f.event_types()
+            .iter()
+            .filter(|t| *t == "config.trusted")
+            .count(),
+        1,
+        "trusting the same bytes again records nothing"
+    );
+
+    std::fs::write(repo.join(".repoman.toml"), "[env]\nA = \"2\"\n").unwrap();
+    let out = f
+        .repoman()
+        .args(["trust", "app", "--dry-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("changed since trusted"), "{stderr}");
+    assert!(
+        stderr.contains("-A = \"1\"") && stderr.contains("+A = \"2\""),
+        "{stderr}"
+    );
+    let (_, v) = f.json(&["trust", "app", "--yes"]);
+    assert_eq!(v["trusted_hash"], hash.as_str());
+    let ev: Vec<Value> = f
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "config.trusted")
+        .collect();
+    assert_eq!(ev.len(), 2);
+    assert!(
+        ev[1]["actor"].as_str().unwrap().starts_with("human:"),
+        "{}",
+        ev[1]
+    );
+    assert_eq!(ev[1]["data"]["previous_hash"], hash.as_str());
+    assert_eq!(ev[1]["data"]["content"], "[env]\nA = \"2\"\n");
+}
+
+#[test]
 fn malformed_repoman_toml_names_file_line_and_column() {
     let f = Fixture::without_incus("unused");
     let repo = f.repo("app");
