@@ -1363,4 +1363,33 @@ mod tests {
         assert!(s3.hashed >= 1 && s3.reused >= 4, "{s3:?}");
         let _ = std::fs::remove_file(cache_file);
     }
+
+    #[test]
+    fn hash_file_refuses_links_and_fifos_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "abc").unwrap();
+        assert_eq!(hash_file(&f, 3).unwrap(), *blake3::hash(b"abc").as_bytes());
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![7u8; MMAP_THRESHOLD as usize]).unwrap();
+        assert_eq!(
+            hash_file(&big, MMAP_THRESHOLD).unwrap(),
+            *blake3::hash(&vec![7u8; MMAP_THRESHOLD as usize]).as_bytes()
+        );
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        let e = hash_file(&link, 3).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let fifo = d.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = hash_file(&fifo, 0).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
 }

@@ -294,6 +294,25 @@ pub fn read_in_dir(dir: &Path, rel: &Path, max: u64) -> io::Result<Option<Vec<u8
     Ok(Some(buf))
 }
 
+/// Read `path` like [`read_in_dir`] reads a file in its directory: a symlink as the last
+/// component is refused (not followed), a FIFO or device is refused without blocking, a file
+/// larger than `max` is refused. `Ok(None)` when it does not exist. For files in a repo the
+/// sandbox can write that are named by a path (toolchain manifests).
+pub fn read_no_follow(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path names no file",
+        ));
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    read_in_dir(dir, Path::new(name), max)
+}
+
 fn open_error(e: rustix::io::Errno) -> io::Result<Option<Vec<u8>>> {
     match e {
         rustix::io::Errno::NOENT => Ok(None),

@@ -156,9 +156,25 @@ impl Cache {
         }
     }
 
-    /// The content hash of a file, reusing the cached one while mtime and size are unchanged.
-    pub fn file_hash(&mut self, key: &str, path: &Path, now: i64) -> std::io::Result<String> {
-        let meta = std::fs::metadata(path)?;
+    /// The content hash of the file `rel` in the repo `dir`, reusing the cached one while mtime
+    /// and size are unchanged. The repo is sandbox-writable: a symlink is not followed, `..` is
+    /// refused, and a FIFO or device is refused without blocking
+    /// ([`crate::realm::read_source_file`]).
+    pub fn file_hash(
+        &mut self,
+        key: &str,
+        dir: &Path,
+        rel: &str,
+        now: i64,
+    ) -> std::io::Result<String> {
+        let path = dir.join(rel);
+        let meta = std::fs::symlink_metadata(&path)?;
+        if !meta.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is not a regular file (a symbolic link, FIFO, device or directory); it is not read",
+            ));
+        }
         let mtime = meta
             .modified()
             .ok()
@@ -177,7 +193,9 @@ impl Cache {
             }
         }
         self.hit(false);
-        let hash = blake3::hash(&std::fs::read(path)?).to_hex().to_string();
+        let hash = blake3::hash(&crate::realm::read_source_file(dir, rel)?)
+            .to_hex()
+            .to_string();
         if let Some(conn) = &self.conn {
             let _ = conn.execute(
                 "INSERT OR REPLACE INTO export_cache (file_path, mtime, size, content_hash, exports, cached_at) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",

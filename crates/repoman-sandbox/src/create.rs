@@ -111,6 +111,7 @@ impl CreatePlan {
 
 /// The instance spec for a desired state.
 pub fn instance_spec(d: &Desired) -> Result<InstanceSpec, SandboxError> {
+    crate::mount_policy::recheck_desired(d)?;
     let mut spec = InstanceSpec::new(&d.name, d.image_source()?)
         .description(format!("repoman sandbox for {}", d.repo_path.display()));
     for p in &d.profiles {

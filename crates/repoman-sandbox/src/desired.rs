@@ -11,7 +11,8 @@
 //! are devices named from their target path (`mount-<slug>`), so reordering `[[mount]]` entries
 //! is not drift; the instance carries `user.repoman.*` tags and `environment.*` keys for `[env]`,
 //! and nothing else repoman compares. Building a [`Desired`] touches no file except reading
-//! `.repoman.toml` (done by the caller) and never talks to Incus.
+//! `.repoman.toml` (done by the caller, which passes only its trusted version) and resolving extra
+//! mount sources ([`crate::mount_policy`]), and never talks to Incus.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,9 @@ pub struct Inputs<'a> {
     pub user_home: Option<&'a Path>,
     /// `--image` given to this very command (wins over everything).
     pub image_flag: Option<&'a str>,
+    /// Host paths no `[[mount]]` may be, contain or lie under besides the built-in ones
+    /// (repoman's own dirs and sockets; [`crate::mount_policy`]).
+    pub protected: &'a [PathBuf],
 }
 
 /// `<local_repos>/<dirname>`, or an error saying how to configure `local_repos`.
@@ -172,6 +176,7 @@ pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
     let mut devices = BTreeMap::new();
     devices.insert(REPO_DEVICE.to_owned(), disk(&repo_path, &mount_path, false));
     let mut mount_sources = vec![repo_path.clone()];
+    let policy = crate::mount_policy::for_sandbox(i, &repo_path);
     for m in &i.overrides.mounts {
         if !m.path.starts_with('/') {
             return Err(bad(format!(
@@ -186,13 +191,17 @@ pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
             )));
         }
         let source = expand_source(&m.source, &repo_path, i.user_home).map_err(bad)?;
+        let allowed = policy
+            .resolve(&m.source, &source, m.readonly)
+            .map_err(bad)?;
+        let (source, readonly) = (allowed.source, allowed.readonly);
         let mut dev_name = format!("mount-{}", slug(&m.path));
         let mut n = 2;
         while devices.contains_key(&dev_name) {
             dev_name = format!("mount-{}-{n}", slug(&m.path));
             n += 1;
         }
-        devices.insert(dev_name, disk(&source, &m.path, m.readonly));
+        devices.insert(dev_name, disk(&source, &m.path, readonly));
         mount_sources.push(source);
     }
 
@@ -337,6 +346,7 @@ mod tests {
             user: &user(),
             user_home: None,
             image_flag: None,
+            protected: &[],
         })
         .unwrap();
         assert_eq!(d.repo_path, PathBuf::from("/srv/r/app-repo"));
@@ -374,6 +384,7 @@ mod tests {
                 user: &user(),
                 user_home: None,
                 image_flag: flag,
+                protected: &[],
             })
             .unwrap()
         };
@@ -400,6 +411,7 @@ mod tests {
             user: &user(),
             user_home: None,
             image_flag: None,
+            protected: &[],
         })
         .unwrap_err();
         assert!(err.hint().unwrap().contains("--image"), "{err}");
@@ -412,6 +424,7 @@ mod tests {
             user: &user(),
             user_home: None,
             image_flag: Some("i"),
+            protected: &[],
         })
         .unwrap_err();
         assert!(err.to_string().contains("local_repos"), "{err}");
@@ -420,7 +433,9 @@ mod tests {
 
     #[test]
     fn extra_mounts_env_and_their_errors() {
-        let (reg, s) = setup("[defaults]\nlocal_repos = \"/r\"\ndefault_image = \"d\"\n");
+        let (reg, s) = setup(
+            "[defaults]\nlocal_repos = \"/r\"\ndefault_image = \"d\"\n[[mount_root]]\npath = \"~/.npm\"\nwritable = true\n",
+        );
         let e = entry("x", "x");
         let mut o = ProjectOverrides::default();
         o.mounts.push(MountDef {
@@ -443,6 +458,7 @@ mod tests {
             user: &user(),
             user_home: Some(&home),
             image_flag: None,
+            protected: &[],
         })
         .unwrap();
         assert_eq!(d.devices["mount-home-dev-.npm"]["source"], "/home/dev/.npm");
@@ -450,6 +466,36 @@ mod tests {
         assert_eq!(d.devices["mount-data"]["readonly"], "true");
         assert_eq!(d.config["environment.NODE_ENV"], "development");
         assert_eq!(d.mount_sources.len(), 3);
+        assert!(!d.devices["mount-home-dev-.npm"].contains_key("readonly"));
+
+        // The mount-source policy runs on every extra mount (crate::mount_policy).
+        for (src, why) in [
+            ("/etc", "protected"),
+            ("../../../../etc", "leaves the repo"),
+            ("../other", "leaves the repo"),
+            ("~/.ssh", "protected"),
+            ("/opt/x", "[[mount_root]]"),
+        ] {
+            let mut o = ProjectOverrides::default();
+            o.mounts.push(MountDef {
+                source: src.into(),
+                path: "/mnt/x".into(),
+                readonly: false,
+            });
+            let err = build(&Inputs {
+                settings: &s,
+                registry: &reg,
+                entry: &e,
+                overrides: &o,
+                user: &user(),
+                user_home: Some(&home),
+                image_flag: None,
+                protected: &[],
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(why), "{src}: {err}");
+        }
 
         o.env.insert("1BAD".into(), "x".into());
         let err = build(&Inputs {
@@ -460,6 +506,7 @@ mod tests {
             user: &user(),
             user_home: Some(&home),
             image_flag: None,
+            protected: &[],
         })
         .unwrap_err()
         .to_string();
@@ -481,6 +528,7 @@ mod tests {
             user: &user(),
             user_home: Some(&home),
             image_flag: None,
+            protected: &[],
         })
         .unwrap_err()
         .to_string();
@@ -499,6 +547,7 @@ mod tests {
             user: &user(),
             user_home: None,
             image_flag: Some("nope:img"),
+            protected: &[],
         })
         .unwrap_err()
         .to_string();

@@ -5,13 +5,15 @@
 //! runtime state (IPv4) is fetched only for running instances that have a NIC, in parallel; the
 //! desired state of each registered sandbox is computed from files only.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use repoman_core::Env;
 use repoman_core::identity::{HostUser, host_user};
-use repoman_core::registry::{ProjectEntry, RegistryFile};
+use repoman_core::registry::{OVERRIDES_FILE, ProjectEntry, ProjectOverrides, RegistryFile};
 use repoman_core::settings::Settings;
 use repoman_incus::{Access, Incus, Instance, ProjectScope};
+use repoman_state::{State, TrustCheck, TrustedConfig};
 
 use super::desired::{self, Desired, Inputs};
 use super::drift::{self, Drift, Expected};
@@ -35,15 +37,64 @@ pub struct Estate {
     pub file: RegistryFile,
     pub settings: Settings,
     pub env: Env,
+    /// The human-trusted `.repoman.toml` of each project (from the event log, read-only).
+    pub trusted: BTreeMap<String, TrustedConfig>,
+    /// Why the trusted versions could not be read (then nothing in-repo is applied).
+    pub trust_error: Option<String>,
+    /// repoman's own directories, never mounted into a sandbox.
+    pub protected: Vec<PathBuf>,
 }
 
 impl Estate {
+    /// Resolve settings and read the trusted `.repoman.toml` versions from the event log
+    /// (read-only: nothing is created). A log that cannot be read trusts nothing.
     pub fn new(file: RegistryFile, env: &Env) -> Self {
         let settings = Settings::resolve(&file.registry, env);
+        let paths = repoman_core::Paths::resolve(env);
+        let protected = paths
+            .as_ref()
+            .map(crate::mount_policy::host_protected)
+            .unwrap_or_default();
+        let trusted = paths.map_err(|e| e.to_string()).and_then(|p| {
+            State::open_read_only(&p, env, repoman_core::Clock::system())
+                .and_then(|s| s.trusted_configs())
+                .map_err(|e| e.to_string())
+        });
+        let (trusted, trust_error) = match trusted {
+            Ok(t) => (t, None),
+            Err(e) => (BTreeMap::new(), Some(e)),
+        };
         Self {
             file,
             settings,
             env: env.clone(),
+            trusted,
+            trust_error,
+            protected,
+        }
+    }
+
+    /// How the repo's `.repoman.toml` stands against its trusted version, and what is applied.
+    pub fn trust_check(&self, entry: &ProjectEntry) -> Result<TrustCheck, SandboxError> {
+        let repo = desired::repo_path(&self.settings, entry.repo.as_str())?;
+        let text = ProjectOverrides::read_raw(&repo)?;
+        Ok(TrustCheck::new(
+            entry.name.as_str(),
+            text.as_deref(),
+            self.trusted.get(entry.name.as_str()),
+        ))
+    }
+
+    /// The overrides to apply: the trusted version of `.repoman.toml` only (none when the file
+    /// was never trusted).
+    pub fn applied_overrides(
+        &self,
+        entry: &ProjectEntry,
+    ) -> Result<ProjectOverrides, SandboxError> {
+        let repo = desired::repo_path(&self.settings, entry.repo.as_str())?;
+        match self.trust_check(entry)?.applied {
+            None => Ok(ProjectOverrides::default()),
+            Some(text) => Ok(ProjectOverrides::parse(&repo.join(OVERRIDES_FILE), &text)?),
         }
     }
 
@@ -72,7 +123,7 @@ impl Estate {
         image_flag: Option<&str>,
     ) -> Result<Desired, SandboxError> {
         let repo = desired::repo_path(&self.settings, entry.repo.as_str())?;
-        let overrides = desired::load_overrides(&repo)?;
+        let overrides = self.applied_overrides(entry)?;
         let user = self.host_user(Some(&repo));
         let home = desired::host_home(&user).or_else(|| self.env.get_path("HOME"));
         desired::build(&Inputs {
@@ -83,6 +134,7 @@ impl Estate {
             user: &user,
             user_home: home.as_deref(),
             image_flag,
+            protected: &self.protected,
         })
     }
 

@@ -32,6 +32,7 @@ pub mod events;
 pub mod health;
 pub mod lifecycle;
 pub mod listing;
+pub mod mount_policy;
 pub mod remove;
 pub mod repair;
 pub mod session;

@@ -234,6 +234,7 @@ pub fn reapply(
     desired: &Desired,
     changes: &[Change],
 ) -> Result<SandboxEvent, SandboxError> {
+    crate::mount_policy::recheck_desired(desired)?;
     apply_desired(scope, desired, false)?;
     Ok(SandboxEvent::Updated(events::Updated {
         project: desired.name.clone(),
@@ -254,6 +255,7 @@ pub fn rebuild(
     was_running: bool,
     from: Option<&str>,
 ) -> Result<SandboxEvent, SandboxError> {
+    crate::mount_policy::recheck_desired(desired)?;
     if was_running {
         scope.stop(&desired.name, true)?;
     }

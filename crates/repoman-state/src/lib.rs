@@ -36,4 +36,4 @@ pub use identity::{ActorKind, ActorRequest, Identity};
 pub use index::EventQuery;
 pub use policy::{Decision, Effect, Operation, Verdict};
 pub use state::{AppendThenError, State, StateOptions};
-pub use trust::TrustedConfig;
+pub use trust::{TrustCheck, TrustStatus, TrustedConfig};

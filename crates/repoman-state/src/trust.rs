@@ -74,6 +74,96 @@ impl TrustedConfig {
     }
 }
 
+/// How a repo's current `.repoman.toml` stands against its trusted version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustStatus {
+    /// The repo has no `.repoman.toml`: nothing to apply.
+    Absent,
+    /// The file is byte for byte the trusted version: it is applied.
+    Trusted,
+    /// There is a file but no version was ever trusted: nothing of it is applied.
+    Untrusted,
+    /// The file differs from the trusted version: the trusted version is applied.
+    Changed,
+}
+
+/// The verdict on one project's `.repoman.toml`: what is applied, and what to tell the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustCheck {
+    pub project: String,
+    pub status: TrustStatus,
+    /// `blake3:<hex>` of the file as it is now (`None` when absent).
+    pub current_hash: Option<String>,
+    pub trusted_hash: Option<String>,
+    /// The text to apply: the file when trusted, the trusted version when changed, else none.
+    #[serde(skip)]
+    pub applied: Option<String>,
+    /// Unified diff from the trusted version (or from nothing) to the file, when they differ.
+    pub diff: Option<String>,
+}
+
+impl TrustCheck {
+    /// Compare the file's text (`None`: no file) with the trusted version.
+    pub fn new(project: &str, current: Option<&str>, trusted: Option<&TrustedConfig>) -> Self {
+        let current_hash = current.map(|c| content_hash(c.as_bytes()));
+        let trusted_hash = trusted.map(|t| t.hash.clone());
+        let (status, applied) = match (current, trusted) {
+            (None, _) => (TrustStatus::Absent, None),
+            (Some(_), Some(t)) if current_hash.as_deref() == Some(t.hash.as_str()) => {
+                (TrustStatus::Trusted, Some(t.content.clone()))
+            }
+            (Some(_), Some(t)) => (TrustStatus::Changed, Some(t.content.clone())),
+            (Some(_), None) => (TrustStatus::Untrusted, None),
+        };
+        let diff = match (status, current) {
+            (TrustStatus::Changed | TrustStatus::Untrusted, Some(c)) => {
+                Some(unified_diff(trusted.map_or("", |t| t.content.as_str()), c))
+            }
+            _ => None,
+        };
+        Self {
+            project: project.to_owned(),
+            status,
+            current_hash,
+            trusted_hash,
+            applied,
+            diff,
+        }
+    }
+
+    /// Whether the file on disk is not what is applied (untrusted or changed since trusted).
+    pub fn needs_trust(&self) -> bool {
+        matches!(self.status, TrustStatus::Untrusted | TrustStatus::Changed)
+    }
+
+    /// One line for the user: what is applied and the command that trusts the file.
+    pub fn summary(&self) -> String {
+        match self.status {
+            TrustStatus::Absent | TrustStatus::Trusted => {
+                format!("{FILE} of `{}` is trusted", self.project)
+            }
+            TrustStatus::Untrusted => format!(
+                "{FILE} of `{}` is untrusted: none of it is applied; review it with `repoman trust {}`",
+                self.project, self.project
+            ),
+            TrustStatus::Changed => format!(
+                "{FILE} of `{}` changed since trusted: the last trusted version is applied; review the change with `repoman trust {}`",
+                self.project, self.project
+            ),
+        }
+    }
+}
+
+/// A unified diff of two texts (`--- trusted`/`+++ .repoman.toml` headers, 3 lines of context).
+pub fn unified_diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header("trusted", FILE)
+        .to_string()
+}
+
 impl State {
     /// Record that the human running this process trusts `content` as `project`'s
     /// `.repoman.toml`. Refused for every non-human actor.
@@ -161,6 +251,45 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn check_says_what_is_applied() {
+        let t = TrustedConfig {
+            project: "app".into(),
+            hash: content_hash(b"a = 1\n"),
+            content: "a = 1\n".into(),
+            actor: "human:x@h".into(),
+            at: "t".into(),
+            seq: 1,
+        };
+        let c = TrustCheck::new("app", None, Some(&t));
+        assert_eq!(
+            (c.status, c.applied.as_deref()),
+            (TrustStatus::Absent, None)
+        );
+        let c = TrustCheck::new("app", Some("a = 1\n"), Some(&t));
+        assert_eq!(c.status, TrustStatus::Trusted);
+        assert_eq!(c.applied.as_deref(), Some("a = 1\n"));
+        assert!(!c.needs_trust() && c.diff.is_none());
+        let c = TrustCheck::new("app", Some("a = 2\n"), Some(&t));
+        assert_eq!(c.status, TrustStatus::Changed);
+        assert_eq!(c.applied.as_deref(), Some("a = 1\n"));
+        let d = c.diff.as_deref().unwrap();
+        assert!(d.contains("-a = 1") && d.contains("+a = 2"), "{d}");
+        assert!(
+            c.summary().contains("changed since trusted"),
+            "{}",
+            c.summary()
+        );
+        assert!(c.summary().contains("repoman trust app"));
+        let c = TrustCheck::new("app", Some("[[mount]]\n"), None);
+        assert_eq!(
+            (c.status, c.applied.as_deref()),
+            (TrustStatus::Untrusted, None)
+        );
+        assert!(c.diff.as_deref().unwrap().contains("+[[mount]]"));
+        assert!(c.summary().contains("untrusted"));
     }
 
     #[test]

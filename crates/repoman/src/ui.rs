@@ -217,6 +217,24 @@ impl Ui {
             .map_err(prompt_error)
     }
 
+    /// Ask a yes/no question on the terminal, ignoring `--yes` (for decisions `--yes` must
+    /// never make, like trusting a file the sandbox wrote). Without a terminal: an error.
+    pub fn ask_on_terminal(&self, prompt: &str) -> Result<bool, CliError> {
+        if !self.interactive {
+            return Err(CliError::usage(format!(
+                "{prompt}: needs an answer on a terminal"
+            )));
+        }
+        self.multi
+            .suspend(|| {
+                dialoguer::Confirm::new()
+                    .with_prompt(prompt)
+                    .default(false)
+                    .interact()
+            })
+            .map_err(prompt_error)
+    }
+
     /// Ask for a line of text (wizard mode). Only call when [`Ui::can_prompt`] is true.
     pub fn input(&self, prompt: &str, default: Option<&str>) -> Result<String, CliError> {
         if !self.interactive {

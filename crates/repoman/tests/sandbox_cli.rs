@@ -68,6 +68,25 @@ impl Fixture {
         .unwrap();
     }
 
+    /// Append a `[[mount_root]]` to the registry (only the host file allows extra mounts).
+    fn allow_mount_root(&self, path: &std::path::Path) {
+        let file = self.home.join(".config/repoman/repoman.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            format!("{text}\n[[mount_root]]\npath = \"{}\"\n", path.display()),
+        )
+        .unwrap();
+    }
+
+    /// Trust the repo's `.repoman.toml` as the human (`repoman trust NAME --yes`).
+    fn trust(&self, name: &str) {
+        self.repoman()
+            .args(["trust", name, "--yes"])
+            .assert()
+            .success();
+    }
+
     fn registry_text(&self) -> String {
         std::fs::read_to_string(self.home.join(".config/repoman/repoman.toml")).unwrap_or_default()
     }
@@ -343,6 +362,14 @@ fn new_maps_the_host_user_and_applies_repoman_toml() {
         format!("[[mount]]\nsource = \"{}\"\npath = \"/mnt/extra\"\nreadonly = true\n\n[env]\nGREETING = \"hello sandbox\"\n", extra.display()),
     )
     .unwrap();
+    // Untrusted, the file is refused without a terminal (--yes never trusts it).
+    f.repoman()
+        .args(["new", "app", "--yes"])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("repoman trust app"));
+    f.allow_mount_root(&extra);
+    f.trust("app");
     f.repoman().args(["new", "app", "--yes"]).assert().success();
 
     let inst = f.scope().get_instance("app").unwrap();
@@ -533,6 +560,8 @@ fn list_and_status_json_shapes() {
         ),
     )
     .unwrap();
+    f.allow_mount_root(&cache);
+    f.trust("gamma");
     f.repoman()
         .args(["new", "gamma", "--yes"])
         .assert()
@@ -723,6 +752,12 @@ fn update_shows_the_diff_and_dry_run_changes_nothing() {
     };
     f.new_sandbox("app");
     std::fs::write(f.repos.join("app/.repoman.toml"), "[env]\nMODE = \"dev\"\n").unwrap();
+    // Not trusted yet: nothing of it is applied, and update says so.
+    let (code, plan) = f.json(&["update", "app", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(plan["changes"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["config_trust"][0]["status"], "untrusted", "{plan}");
+    f.trust("app");
     let before = (f.incus_snapshot(), f.registry_text());
     let (code, plan) = f.json(&["update", "app", "--dry-run"]);
     assert_eq!(code, 0);
@@ -772,6 +807,7 @@ fn update_shows_the_diff_and_dry_run_changes_nothing() {
         format!("image = \"{fingerprint}\"\n[env]\nMODE = \"dev\"\n"),
     )
     .unwrap();
+    f.trust("app");
     std::fs::write(f.repos.join("app/keep.txt"), "repo data").unwrap();
     f.repoman()
         .args(["exec", "app", "--", "touch", "/tmp/rootfs-marker"])
@@ -927,6 +963,7 @@ fn a_failure_mid_new_rolls_back_everything() {
         "[[mount]]\nsource = \"/does/not/exist\"\npath = \"/x\"\n",
     )
     .unwrap();
+    f.trust("badmount");
     f.repoman()
         .args(["new", "badmount", "--yes"])
         .assert()
@@ -951,6 +988,73 @@ fn invalid_names_and_dirnames_are_usage_errors() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains("single path component"));
+}
+
+#[test]
+fn trust_shows_the_file_then_the_diff_and_records_a_human_event() {
+    let f = Fixture::without_incus("unused");
+    let repo = f.repo("app");
+    let out = f
+        .repoman()
+        .args(["trust", "app", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to trust"));
+
+    std::fs::write(repo.join(".repoman.toml"), "[env]\nA = \"1\"\n").unwrap();
+    let (code, v) = f.json(&["trust", "app", "--dry-run"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (&v["status"], &v["trusted"]),
+        (&"untrusted".into(), &false.into())
+    );
+    assert!(!f.event_types().contains(&"config.trusted".to_owned()));
+    // No terminal and no --yes: the confirmation cannot be given.
+    f.repoman().args(["trust", "app"]).assert().code(2);
+
+    let (code, v) = f.json(&["trust", "app", "--yes"]);
+    assert_eq!((code, &v["trusted"]), (0, &true.into()), "{v}");
+    let hash = v["hash"].as_str().unwrap().to_owned();
+    assert!(hash.starts_with("blake3:"), "{hash}");
+    let (_, v) = f.json(&["trust", "app", "--yes"]);
+    assert_eq!(v["status"], "trusted");
+    assert_eq!(
+        f.event_types()
+            .iter()
+            .filter(|t| *t == "config.trusted")
+            .count(),
+        1,
+        "trusting the same bytes again records nothing"
+    );
+
+    std::fs::write(repo.join(".repoman.toml"), "[env]\nA = \"2\"\n").unwrap();
+    let out = f
+        .repoman()
+        .args(["trust", "app", "--dry-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("changed since trusted"), "{stderr}");
+    assert!(
+        stderr.contains("-A = \"1\"") && stderr.contains("+A = \"2\""),
+        "{stderr}"
+    );
+    let (_, v) = f.json(&["trust", "app", "--yes"]);
+    assert_eq!(v["trusted_hash"], hash.as_str());
+    let ev: Vec<Value> = f
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "config.trusted")
+        .collect();
+    assert_eq!(ev.len(), 2);
+    assert!(
+        ev[1]["actor"].as_str().unwrap().starts_with("human:"),
+        "{}",
+        ev[1]
+    );
+    assert_eq!(ev[1]["data"]["previous_hash"], hash.as_str());
+    assert_eq!(ev[1]["data"]["content"], "[env]\nA = \"2\"\n");
 }
 
 #[test]

@@ -35,11 +35,10 @@ impl Checker<'_> {
                 }
                 let mut changed = Vec::new();
                 for f in &e.source_files {
-                    let path = dir.join(f);
                     let hash =
                         match self
                             .cache
-                            .file_hash(&format!("{repo}/{f}"), &path, self.opts.now)
+                            .file_hash(&format!("{repo}/{f}"), dir, f, self.opts.now)
                         {
                             Ok(h) => h,
                             Err(err) => {

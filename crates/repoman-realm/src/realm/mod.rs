@@ -146,6 +146,26 @@ pub fn validate_schema(contract: &str, schema: &Value) -> Result<(), RealmError>
 }
 
 /// BLAKE3 of a file, hex.
+/// The largest binding source file repoman hashes.
+pub const SOURCE_FILE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Read a binding's source file `rel` inside `dir` (a repo the sandbox can write): no symlink is
+/// followed, `..` and absolute paths are refused, a FIFO or device is refused without blocking.
+pub fn read_source_file(dir: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
+    repoman_core::fs::read_in_dir(dir, Path::new(rel), SOURCE_FILE_MAX_BYTES)?.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory")
+    })
+}
+
+/// BLAKE3 of a binding source file (see [`read_source_file`]).
+pub fn digest_in(dir: &Path, rel: &str) -> Result<String, RealmError> {
+    let bytes = read_source_file(dir, rel).map_err(|source| RealmError::Io {
+        path: dir.join(rel),
+        source,
+    })?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}
+
 pub fn digest_file(path: &Path) -> Result<String, RealmError> {
     let bytes = std::fs::read(path).map_err(|source| RealmError::Io {
         path: path.to_path_buf(),
@@ -741,7 +761,7 @@ pub struct BumpOutcome {
 pub fn digests(dir: &Path, files: &[String]) -> Result<BTreeMap<String, String>, RealmError> {
     files
         .iter()
-        .map(|f| Ok((f.clone(), digest_file(&dir.join(f))?)))
+        .map(|f| Ok((f.clone(), digest_in(dir, f)?)))
         .collect()
 }
 

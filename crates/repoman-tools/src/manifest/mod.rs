@@ -100,15 +100,15 @@ pub fn read_manifest(path: &Path, scope: Scope) -> Result<Option<Manifest>, Tool
     let Some(kind) = kind_of(path) else {
         return Err(ToolsError::NotEditable(path.to_path_buf()));
     };
-    let text = match std::fs::read(path) {
-        Ok(b) => String::from_utf8(b).map_err(|_| ToolsError::Parse {
+    let text = match read_manifest_bytes(path) {
+        Ok(Some(b)) => String::from_utf8(b).map_err(|_| ToolsError::Parse {
             path: path.to_path_buf(),
             line: 1,
             column: 1,
             message: "the file is not valid UTF-8".into(),
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return Ok(None),
+        Ok(None) => return Ok(None),
+        Err(_) if path.symlink_metadata().is_ok_and(|m| m.is_dir()) => return Ok(None),
         Err(e) => return Err(ToolsError::read(path, e)),
     };
     let declarations = match kind {
@@ -320,11 +320,7 @@ impl Edit {
         if !self.changed() {
             return Ok(false);
         }
-        let now = match std::fs::read(&self.path) {
-            Ok(b) => Some(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ToolsError::read(&self.path, e)),
-        };
+        let now = read_manifest_bytes(&self.path).map_err(|e| ToolsError::read(&self.path, e))?;
         let expected = (!self.create).then_some(self.before.as_bytes());
         if now.as_deref() != expected {
             return Err(ToolsError::Changed {
@@ -340,9 +336,19 @@ impl Edit {
     }
 }
 
+/// The largest toolchain manifest read.
+pub const MANIFEST_MAX_BYTES: u64 = 1024 * 1024;
+
+/// A manifest's bytes. Project manifests live in a repo the sandbox can write: a symlink is
+/// refused (never followed to a file outside), a FIFO or device is refused without blocking.
+fn read_manifest_bytes(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    repoman_core::fs::read_no_follow(path, MANIFEST_MAX_BYTES)
+}
+
 fn load_text(path: &Path) -> Result<(String, bool), ToolsError> {
-    match std::fs::read(path) {
-        Ok(b) => String::from_utf8(b)
+    match read_manifest_bytes(path) {
+        Ok(None) => Ok((String::new(), true)),
+        Ok(Some(b)) => String::from_utf8(b)
             .map(|s| (s, false))
             .map_err(|_| ToolsError::Parse {
                 path: path.to_path_buf(),
@@ -350,7 +356,6 @@ fn load_text(path: &Path) -> Result<(String, bool), ToolsError> {
                 column: 1,
                 message: "the file is not valid UTF-8".into(),
             }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((String::new(), true)),
         Err(e) => Err(ToolsError::read(path, e)),
     }
 }
@@ -467,4 +472,37 @@ pub fn global_target(home: &Path, xdg_config: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| home.join(".config"))
         .join("mise/config.toml");
     if mise.is_file() { mise } else { tv }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    #[test]
+    fn project_manifests_that_are_links_or_fifos_are_refused_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, "node 20\n").unwrap();
+        let repo = d.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        let tv = repo.join(".tool-versions");
+        std::os::unix::fs::symlink(&secret, &tv).unwrap();
+        let e = read_manifest(&tv, Scope::Project).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(plan_pin(&tv, "node", &["22".into()]).is_err());
+        std::fs::remove_file(&tv).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&tv)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let t = std::time::Instant::now();
+        let e = read_manifest(&tv, Scope::Project).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        std::fs::remove_file(&tv).unwrap();
+        std::fs::write(&tv, "node 20\n").unwrap();
+        let m = read_manifest(&tv, Scope::Project).unwrap().unwrap();
+        assert_eq!(m.declarations[0].tool, "node");
+    }
 }

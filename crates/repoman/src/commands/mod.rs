@@ -30,6 +30,7 @@ mod snif;
 mod status;
 mod sync;
 mod tools;
+pub(crate) mod trust;
 mod update;
 mod verify;
 
@@ -52,6 +53,7 @@ pub enum Command {
     /// Restart a sandbox.
     Restart(lifecycle::LifecycleArgs),
     Update(update::UpdateArgs),
+    Trust(trust::TrustArgs),
     Remove(remove::RemoveArgs),
     /// Show or migrate the configuration.
     #[command(subcommand)]
@@ -114,6 +116,7 @@ impl Command {
             Command::Stop(_) => "stop",
             Command::Restart(_) => "restart",
             Command::Update(_) => "update",
+            Command::Trust(_) => "trust",
             Command::Remove(_) => "remove",
             Command::Sync(_) => "sync",
             Command::Verify(_) => "verify",
@@ -173,6 +176,7 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Stop(a) => lifecycle::run(app, a, repoman_sandbox::Lifecycle::Stop),
         Command::Restart(a) => lifecycle::run(app, a, repoman_sandbox::Lifecycle::Restart),
         Command::Update(a) => update::run(app, a),
+        Command::Trust(a) => trust::run(app, a),
         Command::Remove(a) => remove::run(app, a),
         Command::Sync(a) => sync::run(app, a),
         Command::Verify(a) => verify::run(app, a),

@@ -14,7 +14,8 @@ use repoman_sandbox::session::{self, Session};
 /// The container is named NAME; the repo is `<local_repos>/<DIRNAME>` (DIRNAME defaults to NAME,
 /// created after confirmation when missing) and is bind-mounted at `/home/<user>/<DIRNAME>` with
 /// ids shifted so your uid/gid own the files inside. The repo's `.repoman.toml` adds image,
-/// profiles, `[[mount]]`s and `[env]`. Any failure rolls back: no container, no registry entry.
+/// profiles, `[[mount]]`s and `[env]` once trusted: on first use it is shown and you are asked
+/// to trust it (on a terminal; without one, run `repoman trust NAME` first). Any failure rolls back: no container, no registry entry.
 /// With --no-container only the project is registered (backups, realms and toolchains still
 /// apply); a later `repoman new NAME` adds its sandbox.
 #[derive(Debug, Args)]
@@ -66,8 +67,13 @@ fn wizard(app: &App, args: &mut NewArgs, estate: &Estate) -> Result<(), CliError
 }
 
 pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
-    let estate = Estate::new(app.registry()?, &app.env);
+    let mut estate = Estate::new(app.registry()?, &app.env);
     wizard(app, &mut args, &estate)?;
+    if !args.no_container {
+        // First use: the repo's .repoman.toml is applied only once a human has trusted it.
+        let name = args.name.clone().unwrap_or_default();
+        super::trust::review_for_new(app, &mut estate, &name, args.repo.as_deref(), args.dry_run)?;
+    }
     let req = NewRequest {
         name: args.name.clone().unwrap_or_default(),
         repo: args.repo.clone(),

@@ -19,7 +19,9 @@ use repoman_sandbox::session::{self, Session};
 /// Drift is **missing** (registered, no container), **orphan** (a container in repoman's Incus
 /// project that is not registered) or **config** (devices, profiles, environment or image differ
 /// from repoman.toml + .repoman.toml). Read-only unless --repair, which asks for confirmation (or
-/// takes --yes) and records every repair as an event. Exits 1 when problems remain.
+/// takes --yes) and records every repair as an event. Exits 1 when problems remain. Only the
+/// trusted version of each `.repoman.toml` counts (a file changed since `repoman trust` is
+/// reported, never applied).
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only this project (drift elsewhere is still warned about).
@@ -199,6 +201,7 @@ pub fn run(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
     if let Some(n) = only {
         s.require_known(n)?;
     }
+    let untrusted = super::trust::warn_untrusted(app, &s.estate, only, only.is_some());
     for w in s
         .drift_warnings(only)
         .into_iter()
@@ -239,6 +242,7 @@ pub fn run(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
             "sandboxes": h.sandboxes,
             "drift": h.drift,
             "repairs": reports,
+            "config_trust": untrusted,
             "problems": h.problems,
         }))?;
     } else {

@@ -11,6 +11,8 @@ use repoman_sandbox::update::{self, UpdatePlan};
 
 /// Re-apply the registry and the repo's `.repoman.toml` to a sandbox (shows the diff first).
 ///
+/// Only the trusted version of `.repoman.toml` is applied: when the file changed since it was
+/// trusted (`repoman trust NAME`), the last trusted version is, and the change is shown.
 /// Profiles, bind mounts (`[[mount]]`), environment (`[env]`) and repoman's tags are brought to
 /// their desired values in one change; devices added by hand are removed. A different image needs
 /// --rebuild: the container's root filesystem is replaced from the new image (after
@@ -28,10 +30,17 @@ pub struct UpdateArgs {
     pub dry_run: bool,
 }
 
-fn json_out(app: &App, plan: &UpdatePlan, dry_run: bool, applied: bool) -> Result<(), CliError> {
+fn json_out(
+    app: &App,
+    plan: &UpdatePlan,
+    dry_run: bool,
+    applied: bool,
+    untrusted: &[repoman_state::TrustCheck],
+) -> Result<(), CliError> {
     if app.ui.json() {
         app.ui.print_json(&json!({
             "name": plan.name,
+            "config_trust": untrusted,
             "dry_run": dry_run,
             "changes": plan.changes,
             "rebuild": plan.rebuild,
@@ -47,6 +56,7 @@ pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
     for w in s.drift_warnings(Some(&name)) {
         app.ui.warn(&w);
     }
+    let untrusted = super::trust::warn_untrusted(app, &s.estate, Some(&name), true);
     let plan = update::plan_update(&s, &name, args.rebuild)?;
     for c in &plan.changes {
         app.ui.info(&format!("  {}", c.describe()));
@@ -60,13 +70,13 @@ pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
             app.ui
                 .success(&format!("`{name}` matches its configuration: no changes"));
         }
-        json_out(app, &plan, args.dry_run, false)?;
+        json_out(app, &plan, args.dry_run, false, &untrusted)?;
         return Ok(Exit::Success);
     }
     let rules = &s.estate.file.registry.policy.rules;
     if args.dry_run {
         session::preview(&app.state_read_only()?, &plan.operation(), rules)?;
-        json_out(app, &plan, true, false)?;
+        json_out(app, &plan, true, false, &untrusted)?;
         return Ok(Exit::Success);
     }
     let state = app.state()?;
@@ -98,6 +108,6 @@ pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
             plan.reapplicable()
         ));
     }
-    json_out(app, &plan, false, true)?;
+    json_out(app, &plan, false, true, &untrusted)?;
     Ok(Exit::Success)
 }

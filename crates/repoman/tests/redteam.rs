@@ -1,0 +1,452 @@
+//! The red-team suite (issue 11, docs/security.md "Probes"): sandboxes made with `repoman new`
+//! on the real Incus daemon, probes run **as root inside** the container (Incus exec, uid 0),
+//! then the host is checked. Each test is one boundary; each assertion would fail if the
+//! defence it names were removed.
+//!
+//! Without Incus these tests print SKIPPED, unless `REPOMAN_TEST_INCUS=require` (then they fail).
+//! Not here (they belong with the uid-mapping and hardening work of the same issue): the
+//! setuid/chown probes, `/dev/incus`, and the fork bomb / memory hog with the time of
+//! `repoman list` (they need the default `limits.*`; without them a fork bomb would take the
+//! shared test host down).
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use repoman_incus::ExecSpec;
+use repoman_incus::testlab::{TEST_IMAGE_ALIAS, TestLab, TestProject};
+use serde_json::Value;
+
+/// A private HOME, repos and a tmpfs backup root, with a registry pointing at one Incus project.
+struct Lab {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    repos: PathBuf,
+    backup: PathBuf,
+    lab: (TestLab, TestProject),
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.backup)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Lab {
+    fn new(prefix: &str) -> Option<Lab> {
+        let lab = TestLab::connect()?;
+        let project = lab.project(prefix);
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let repos = tmp.path().join("repos");
+        let backup = tmp.path().join("backup");
+        for d in [&home, &repos, &backup] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
+            .arg(&backup)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs backup root needs root");
+        let l = Lab {
+            _tmp: tmp,
+            home,
+            repos,
+            backup,
+            lab: (lab, project),
+        };
+        let cfg = l.home.join(".config/repoman");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(
+            cfg.join("repoman.toml"),
+            format!(
+                "schema_version = 1\n\n[defaults]\nlocal_repos = \"{}\"\nbackup_root = \"{}\"\nbackup_fstype = \"tmpfs\"\nincus_project = \"{}\"\ndefault_image = \"{TEST_IMAGE_ALIAS}\"\n",
+                l.repos.display(),
+                l.backup.display(),
+                l.scope().name()
+            ),
+        )
+        .unwrap();
+        Some(l)
+    }
+
+    fn scope(&self) -> &TestProject {
+        &self.lab.1
+    }
+
+    fn repoman(&self) -> Command {
+        let mut cmd = Command::cargo_bin("repoman").unwrap();
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", self.home.join("run"))
+            .env("USER", "tester")
+            .env("SUDO_UID", "1000")
+            .env("SUDO_GID", "1000")
+            .env("SUDO_USER", "dev")
+            .arg("--no-progress")
+            // No probe may make a host command hang.
+            .timeout(Duration::from_secs(120));
+        cmd
+    }
+
+    fn repo(&self, name: &str) -> PathBuf {
+        let p = self.repos.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::os::unix::fs::chown(&p, Some(1000), Some(1000)).unwrap();
+        p
+    }
+
+    fn new_sandbox(&self, name: &str) {
+        self.repo(name);
+        self.repoman()
+            .args(["new", name, "--yes"])
+            .assert()
+            .success();
+    }
+
+    /// Run `script` as root (uid 0) inside `name`; returns (exit code, stdout + stderr).
+    fn root_sh(&self, name: &str, script: &str) -> (i32, String) {
+        let out = self
+            .scope()
+            .exec(name, &ExecSpec::new(["sh", "-c", script]))
+            .unwrap();
+        (
+            out.exit_code,
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// The names of the instance's devices (the repo mount and nothing else, normally).
+    fn devices(&self, name: &str) -> Vec<String> {
+        let inst = self.scope().get_instance(name).unwrap();
+        inst.devices.keys().cloned().collect()
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let out = self.repoman().args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Probe: `.repoman.toml` rewritten from inside (mount `/etc`, `~/.ssh`, a relative source that
+/// is a symlink to `/etc`, `../other`). Host `update --yes` and `status --repair --yes` mount
+/// nothing and say the file is untrusted; a human who trusts it anyway still gets nothing
+/// mounted (the mount-source policy).
+#[test]
+fn config_rewritten_inside_is_never_applied() {
+    let Some(l) = Lab::new("rt-config") else {
+        return;
+    };
+    if !is_root() {
+        panic!("the red-team suite runs as root (the Incus lab)");
+    }
+    let ssh = l.home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(ssh.join("id_ed25519"), "host secret\n").unwrap();
+    l.repo("other");
+    std::fs::write(l.repos.join("other/secret.txt"), "other project\n").unwrap();
+    l.new_sandbox("app");
+    assert_eq!(l.devices("app"), ["repo"]);
+
+    let mount_path = "/home/dev/app";
+    let script = format!(
+        "cd {mount_path} && ln -s /etc etc-link && cat > .repoman.toml <<'EOF'\n\
+         [[mount]]\nsource = \"/etc\"\npath = \"/mnt/etc\"\n\n\
+         [[mount]]\nsource = \"~/.ssh\"\npath = \"/mnt/ssh\"\n\n\
+         [[mount]]\nsource = \"etc-link\"\npath = \"/mnt/link\"\n\n\
+         [[mount]]\nsource = \"../other\"\npath = \"/mnt/other\"\n\n\
+         [[mount]]\nsource = \"../../../../etc\"\npath = \"/mnt/up\"\n\
+         EOF\n"
+    );
+    let (code, out) = l.root_sh("app", &script);
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = l.run(&["update", "app", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("untrusted"),
+        "update did not say untrusted:\n{out}"
+    );
+    assert!(out.contains("repoman trust app"), "{out}");
+    assert_eq!(l.devices("app"), ["repo"], "update mounted something");
+
+    let (code, out) = l.run(&["status", "--repair", "--yes"]);
+    assert!(
+        out.contains("untrusted"),
+        "status did not say untrusted:\n{out}"
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        l.devices("app"),
+        ["repo"],
+        "status --repair mounted something"
+    );
+
+    let out = l
+        .repoman()
+        .args(["--json", "update", "app", "--dry-run"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config_trust"][0]["status"], "untrusted", "{v}");
+    assert!(
+        v["config_trust"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+source = \"/etc\""),
+        "{v}"
+    );
+
+    // A careless human trusts it: every one of those sources is still refused.
+    for (src, why) in [
+        ("/etc", "protected"),
+        ("~/.ssh", "protected"),
+        ("etc-link", "protected"),
+        ("../other", "leaves the repo"),
+        ("../../../../etc", "leaves the repo"),
+    ] {
+        let (code, out) = l.root_sh(
+            "app",
+            &format!(
+                "printf '[[mount]]\\nsource = \"{src}\"\\npath = \"/mnt/x\"\\n' > {mount_path}/.repoman.toml"
+            ),
+        );
+        assert_eq!(code, 0, "{out}");
+        let (code, out) = l.run(&["trust", "app", "--yes"]);
+        assert_eq!(code, 0, "{out}");
+        let (code, out) = l.run(&["update", "app", "--yes"]);
+        assert_ne!(code, 0, "{src}: update succeeded:\n{out}");
+        assert!(out.contains(why), "{src}: {out}");
+        assert_eq!(l.devices("app"), ["repo"], "{src} was mounted");
+    }
+    // Nothing inside sees the host's files.
+    let (code, _) = l.root_sh(
+        "app",
+        "cat /mnt/*/id_ed25519 /mnt/*/secret.txt /mnt/*/shadow 2>/dev/null",
+    );
+    assert_ne!(code, 0);
+}
+
+/// Probe: an agent cannot trust (REPOMAN_ACTOR=agent:..., as the daemon's agent door sets it),
+/// and `--yes` alone never trusts: `new` without a terminal refuses an untrusted file.
+#[test]
+fn only_a_human_trusts() {
+    let Some(l) = Lab::new("rt-trust") else {
+        return;
+    };
+    let repo = l.repo("app");
+    std::fs::write(repo.join(".repoman.toml"), "[env]\nX = \"1\"\n").unwrap();
+    let (code, out) = l.run(&["new", "app", "--yes"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("repoman trust app"), "{out}");
+    assert!(l.scope().find_instance("app").unwrap().is_none());
+    let out = l
+        .repoman()
+        .env("REPOMAN_ACTOR", "agent:app")
+        .args(["trust", "app", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only a human"));
+    let out = l
+        .repoman()
+        .env("CI", "1")
+        .args(["trust", "app", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let (code, out) = l.run(&["trust", "app", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    l.repoman().args(["new", "app", "--yes"]).assert().success();
+    let inst = l.scope().get_instance("app").unwrap();
+    assert_eq!(
+        inst.config.get("environment.X").map(String::as_str),
+        Some("1")
+    );
+}
+
+/// Probe: symlinks (to `/etc/shadow`, to `/`, to another project's repo) and a FIFO planted in
+/// the repo. Host `sync`, `verify` and `restore` neither read through them nor hang: the backup
+/// holds links as links, and the restored copy too.
+#[test]
+fn links_and_fifos_in_the_repo_are_not_followed_and_do_not_hang() {
+    let Some(l) = Lab::new("rt-links") else {
+        return;
+    };
+    l.repo("other");
+    std::fs::write(l.repos.join("other/secret.txt"), "other project\n").unwrap();
+    l.new_sandbox("app");
+    let other = l.repos.join("other");
+    let (code, out) = l.root_sh(
+        "app",
+        &format!(
+            "cd /home/dev/app && echo data > real.txt && ln -s /etc/shadow shadow && ln -s / root \
+             && ln -s {} peer && mkfifo fifo && ls -la",
+            other.display()
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    let t = Instant::now();
+    let (code, out) = l.run(&["sync", "app", "--yes"]);
+    assert_eq!(code, 0, "sync: {out}");
+    let (code, out) = l.run(&["verify", "app"]);
+    assert_eq!(code, 0, "verify: {out}");
+    let restored = l.home.join("restored");
+    let (code, out) = l.run(&[
+        "restore",
+        "app",
+        "--to",
+        restored.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "restore: {out}");
+    // The repo's `.repoman.toml` turned into a FIFO: every host command that reads it refuses
+    // it at once instead of waiting for a writer.
+    let (code, out) = l.root_sh("app", "mkfifo /home/dev/app/.repoman.toml");
+    assert_eq!(code, 0, "{out}");
+    for args in [
+        &["update", "app", "--dry-run"][..],
+        &["status", "app"],
+        &["trust", "app", "--dry-run"],
+        &["sync", "app", "--yes"],
+    ] {
+        let started = Instant::now();
+        let (_, out) = l.run(args);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+        if args[0] != "sync" {
+            assert!(out.contains("not a regular file"), "{args:?}: {out}");
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(240));
+
+    let backup = l.backup.join("app");
+    for root in [&backup, &restored] {
+        for (link, target) in [
+            ("shadow", PathBuf::from("/etc/shadow")),
+            ("root", PathBuf::from("/")),
+            ("peer", other.clone()),
+        ] {
+            let p = root.join(link);
+            let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+            assert!(meta.file_type().is_symlink(), "{p:?} is not a link");
+            assert_eq!(std::fs::read_link(&p).unwrap(), target);
+        }
+        assert_eq!(
+            std::fs::read_to_string(root.join("real.txt")).unwrap(),
+            "data\n"
+        );
+        assert!(
+            !root.join("secret.txt").exists() && !root.join("etc").exists(),
+            "{root:?}: a link was followed"
+        );
+    }
+}
+
+/// Probes: mknod of a block device, writes under `/proc/sys`, the Incus socket, another
+/// project's repo and host processes are all out of reach of root inside the sandbox.
+#[test]
+fn host_interfaces_are_out_of_reach_of_root_inside() {
+    let Some(l) = Lab::new("rt-host") else {
+        return;
+    };
+    l.repo("other");
+    std::fs::write(l.repos.join("other/secret.txt"), "other project\n").unwrap();
+    l.new_sandbox("app");
+    let other = l.repos.join("other");
+    let host_pid = std::process::id();
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let probes: Vec<(&str, String)> = vec![
+        (
+            "mknod a block device and read the host disk",
+            "mknod /tmp/sda b 8 0 && head -c 512 /tmp/sda >/dev/null".to_owned(),
+        ),
+        (
+            "write /proc/sys/kernel/core_pattern (the classic escape to a host root helper)",
+            "echo '|/tmp/pwn' > /proc/sys/kernel/core_pattern".to_owned(),
+        ),
+        (
+            "reach the Incus socket",
+            "ls /var/lib/incus/unix.socket /run/incus/unix.socket /var/lib/incus/unix.socket.user 2>/dev/null | grep -q .".to_owned(),
+        ),
+        (
+            "read another project's repo",
+            format!("cat {}/secret.txt", other.display()),
+        ),
+        (
+            "see or signal a host process",
+            format!("test -d /proc/{host_pid}/ && grep -q repoman /proc/{host_pid}/cmdline || kill -0 {host_pid}"),
+        ),
+    ];
+    // How the boundary says no, per probe (`|`: any of these).
+    let refusals: [(&str, &str); 5] = [
+        (
+            "mknod a block device and read the host disk",
+            "not permitted",
+        ),
+        (
+            "write /proc/sys/kernel/core_pattern (the classic escape to a host root helper)",
+            "Permission denied|Read-only",
+        ),
+        ("reach the Incus socket", ""),
+        ("read another project's repo", "No such file"),
+        ("see or signal a host process", "No such process"),
+    ];
+    for (what, script) in &probes {
+        let (code, out) = l.root_sh("app", script);
+        eprintln!("probe `{what}`: exit {code}: {}", out.trim());
+        assert_ne!(code, 0, "probe `{what}` succeeded as root inside:\n{out}");
+        // The probe ran and was refused by the boundary (a missing tool or file would "fail"
+        // without testing anything).
+        assert!(
+            !out.contains("not found") && code != 127,
+            "probe `{what}` did not run: {out}"
+        );
+        let why = refusals
+            .iter()
+            .find(|(w, _)| w == what)
+            .map(|(_, r)| *r)
+            .unwrap_or_default();
+        assert!(
+            why.split('|').any(|r| out.contains(r)),
+            "probe `{what}` failed for another reason than the boundary ({why}): {out}"
+        );
+    }
+    // The host is as it was.
+    assert_eq!(
+        std::fs::read_to_string(other.join("secret.txt")).unwrap(),
+        "other project\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        core_pattern,
+        "core_pattern was changed"
+    );
+}
