@@ -964,11 +964,15 @@ fn walk_dir<'s>(
 pub fn hash_file(path: &Path, size: u64) -> io::Result<[u8; 32]> {
     use rustix::fs::{Mode, OFlags};
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
-    let f = std::fs::File::from(rustix::fs::open(
-        path,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?);
+    let fd =
+        rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::empty()).map_err(|e| match e {
+            rustix::io::Errno::LOOP => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "became a symbolic link while being read; it is not followed",
+            ),
+            e => io::Error::from(e),
+        })?;
+    let f = std::fs::File::from(fd);
     if !f.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -1371,10 +1375,10 @@ mod tests {
         std::fs::write(&f, "abc").unwrap();
         assert_eq!(hash_file(&f, 3).unwrap(), *blake3::hash(b"abc").as_bytes());
         let big = d.path().join("big");
-        std::fs::write(&big, vec![7u8; MMAP_THRESHOLD as usize]).unwrap();
+        std::fs::write(&big, vec![7u8; PARALLEL_THRESHOLD as usize]).unwrap();
         assert_eq!(
-            hash_file(&big, MMAP_THRESHOLD).unwrap(),
-            *blake3::hash(&vec![7u8; MMAP_THRESHOLD as usize]).as_bytes()
+            hash_file(&big, PARALLEL_THRESHOLD).unwrap(),
+            *blake3::hash(&vec![7u8; PARALLEL_THRESHOLD as usize]).as_bytes()
         );
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&f, &link).unwrap();
