@@ -954,6 +954,104 @@ fn bit_rot_on_the_backup_is_never_certified_by_a_rebuilt_manifest() {
     );
 }
 
+/// How the run before the rebuilding sync ended without a `backup.synced`.
+#[derive(Debug, Clone, Copy)]
+enum Unfinished {
+    /// rsync failed (exit 23: a read-only directory on the backup).
+    Failed,
+    /// Ctrl-C mid-transfer.
+    Interrupted,
+    /// No unfinished run: `sync --adopt` rebuilds.
+    Adopt,
+}
+
+/// Rot two backup files in place (size and mtime kept), one of them chmod-ed in the working copy
+/// (so the next runs itemize it as attributes-only), end a run as `how` says, then complete a
+/// sync, which rebuilds the manifest: it must describe the working copy, so `verify --full` and
+/// `restore` report both rotten files and `sync --checksum` repairs them.
+fn rot_through_a_rebuild(how: Unfinished, lose_cache: bool) {
+    use std::os::unix::process::CommandExt;
+    let e = Estate::new(&["alpha"]);
+    fill(&e, "alpha", 6);
+    e.ok(&["sync", "alpha"]);
+    rot(&e.dst("alpha").join("dir0/file0.txt"));
+    rot(&e.dst("alpha").join("dir1/file1.txt"));
+    std::fs::set_permissions(
+        e.src("alpha").join("dir1/file1.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    if lose_cache {
+        std::fs::remove_file(e.home().join(".cache/repoman/backup/alpha.statcache")).unwrap();
+    }
+    let mut last = vec!["--json", "sync", "alpha"];
+    match how {
+        Unfinished::Failed => {
+            write(&e.src("alpha").join("dir2/file2.txt"), b"edited\n");
+            let _ro = ReadOnlyBind::over(&e.dst("alpha").join("dir2"));
+            let (code, out, err) = e.run(&["sync", "alpha"]);
+            assert_eq!(code, 1, "{out}{err}");
+        }
+        Unfinished::Interrupted => {
+            make_big(&e.src("alpha").join("big.bin"), 40);
+            let mut child = e
+                .std_cmd(&["sync", "alpha"])
+                .env("PATH", slow_rsync(&e))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            wait_for("rsync to transfer big.bin", &mut [&mut child], || {
+                transferring(&e.dst("alpha"), "big.bin")
+            });
+            let st = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            assert_eq!(child.wait().unwrap().code(), Some(130));
+        }
+        Unfinished::Adopt => last.push("--adopt"),
+    }
+    let out = e.ok(&last);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["projects"][0]["manifest_source"], "rebuilt", "{v}");
+    let (code, out, _) = e.run(&["verify", "--full", "alpha"]);
+    assert_eq!(code, 1, "{how:?}: rot was certified:\n{out}");
+    for f in ["dir0/file0.txt", "dir1/file1.txt"] {
+        assert!(out.contains(&format!("changed: {f} (content)")), "{how:?}: {out}");
+    }
+    let to = e.dir.path().join("restored");
+    let (code, out, _) = e.run(&["restore", "alpha", "--to", to.to_str().unwrap()]);
+    assert_eq!(code, 1, "{how:?}: {out}");
+    assert!(!out.contains("restore verified"), "{how:?}: {out}");
+    e.ok(&["sync", "alpha", "--checksum"]);
+    e.ok(&["verify", "--full", "alpha"]);
+    for f in ["dir0/file0.txt", "dir1/file1.txt"] {
+        assert_eq!(
+            std::fs::read(e.dst("alpha").join(f)).unwrap(),
+            std::fs::read(e.src("alpha").join(f)).unwrap(),
+            "{how:?}: {f}"
+        );
+    }
+}
+
+#[test]
+fn rot_is_not_certified_by_the_rebuild_after_a_failed_run() {
+    rot_through_a_rebuild(Unfinished::Failed, true);
+}
+
+#[test]
+fn rot_is_not_certified_by_the_rebuild_after_ctrl_c() {
+    rot_through_a_rebuild(Unfinished::Interrupted, true);
+}
+
+#[test]
+fn rot_behind_a_chmod_is_not_certified_by_adopt() {
+    rot_through_a_rebuild(Unfinished::Adopt, false);
+}
+
 /// Read a child's stderr on a thread, so the test can wait for a line without blocking it.
 fn collect_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
     use std::io::Read;
