@@ -579,12 +579,7 @@ fn rebuild(
             });
         }
         force.extend(built.unsettled.iter().cloned());
-        force.extend(
-            r.items
-                .into_iter()
-                .filter(content_sent)
-                .map(|i| i.path),
-        );
+        force.extend(r.items.into_iter().filter(content_sent).map(|i| i.path));
         cache = built.cache;
     }
 }

@@ -1020,7 +1020,10 @@ fn rot_through_a_rebuild(how: Unfinished, lose_cache: bool) {
     let (code, out, _) = e.run(&["verify", "--full", "alpha"]);
     assert_eq!(code, 1, "{how:?}: rot was certified:\n{out}");
     for f in ["dir0/file0.txt", "dir1/file1.txt"] {
-        assert!(out.contains(&format!("changed: {f} (content)")), "{how:?}: {out}");
+        assert!(
+            out.contains(&format!("changed: {f} (content)")),
+            "{how:?}: {out}"
+        );
     }
     let to = e.dir.path().join("restored");
     let (code, out, _) = e.run(&["restore", "alpha", "--to", to.to_str().unwrap()]);
