@@ -494,6 +494,14 @@ fn extend_stats(items: &[PlanItem], entries: u64) -> BuildStats {
     }
 }
 
+/// Whether rsync wrote this item's content in the run (and so checked it on arrival). An
+/// attributes-only item (`.f...p.....`: a chmod, an owner) passed rsync's quick check: its
+/// backup bytes are unproven and must not be hashed as the working copy's, or a backup file
+/// that rotted in place and was chmod-ed in the working copy would be certified.
+fn content_sent(i: &PlanItem) -> bool {
+    !matches!(i.change, Change::Delete | Change::Attributes)
+}
+
 /// Build the manifest from the working copy (see [`build`]); paths found unsettled (changed
 /// while the sync ran) are copied again and the build repeated, a few times at most.
 fn rebuild(
@@ -504,7 +512,7 @@ fn rebuild(
 ) -> Result<(Manifest, BuildStats), BackupError> {
     let mut force: HashSet<Vec<u8>> = items
         .iter()
-        .filter(|i| i.change != Change::Delete)
+        .filter(|i| content_sent(i))
         .map(|i| i.path.clone())
         .collect();
     let mut cache = StatCache::load(&prep.settings.stat_cache);
@@ -571,12 +579,7 @@ fn rebuild(
             });
         }
         force.extend(built.unsettled.iter().cloned());
-        force.extend(
-            r.items
-                .into_iter()
-                .filter(|i| i.change != Change::Delete)
-                .map(|i| i.path),
-        );
+        force.extend(r.items.into_iter().filter(content_sent).map(|i| i.path));
         cache = built.cache;
     }
 }

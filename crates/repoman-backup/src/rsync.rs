@@ -349,8 +349,12 @@ impl RsyncJob {
             Err(e) => return Err(map_process(e)),
         };
         let code = out.status.code().unwrap_or(-1);
-        let outcome = RsyncOutcome::from_code(code);
+        let mut outcome = RsyncOutcome::from_code(code);
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        if outcome == RsyncOutcome::Complete && discarded_a_file(&stderr) {
+            // rsync itemized the file and exits 0, but the backup keeps the old version.
+            outcome = RsyncOutcome::PartialTransfer;
+        }
         if !outcome.is_usable() {
             return Err(BackupError::Rsync {
                 outcome,
@@ -365,6 +369,16 @@ impl RsyncJob {
             bytes_done: progress.bytes_done - base_bytes,
         })
     }
+}
+
+/// Whether rsync threw away a file it had received. With `--delay-updates` a received file is
+/// moved into the partial directory of its destination directory until the end of the run; when
+/// that directory cannot be created (a read-only or full directory on the backup) rsync says
+/// "Unable to create partial-dir for X -- discarding completed file." and still exits 0.
+fn discarded_a_file(stderr: &str) -> bool {
+    stderr
+        .lines()
+        .any(|l| l.contains("Unable to create partial-dir for") && l.contains("-- discarding"))
 }
 
 fn map_process(e: ProcessError) -> BackupError {

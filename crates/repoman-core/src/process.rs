@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
@@ -24,6 +24,47 @@ use crate::cancel::Cancel;
 
 /// How long a child gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// Process groups of captured children that are still running (see [`kill_live_groups`]).
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// A running child's process group, listed in [`LIVE_GROUPS`] until dropped.
+struct LiveGroup(i32);
+
+impl LiveGroup {
+    fn register(pid: u32) -> Self {
+        let pgid = pid as i32;
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(pgid);
+        Self(pgid)
+    }
+}
+
+impl Drop for LiveGroup {
+    fn drop(&mut self) {
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|g| *g != self.0);
+    }
+}
+
+/// SIGKILL the process group of every captured child still running. For a last-resort exit (the
+/// CLI's second Ctrl-C, which exits right after): the graceful stop (SIGTERM, a grace period,
+/// SIGKILL) of a cancelled run may still be waiting, and nothing of it may outlive repoman.
+pub fn kill_live_groups() {
+    let groups = LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for g in groups {
+        if let Some(pid) = Pid::from_raw(g) {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+}
 /// How much of stderr is kept in an error message.
 const STDERR_TAIL: usize = 4096;
 
@@ -313,6 +354,7 @@ impl Cmd {
                 stderr: Vec::new(),
             });
         }
+        let _live = LiveGroup::register(child.id());
 
         let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
         let readers = [

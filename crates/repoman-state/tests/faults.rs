@@ -265,3 +265,154 @@ fn a_lost_middle_segment_is_reported_with_its_range_until_acknowledged() {
     let report = doctor(&fx.read_only(), &fx.env, DoctorOptions::default());
     assert!(report.findings.is_empty(), "{:?}", report.findings);
 }
+
+/// A tmpfs of `size` over the fixture's state directory, unmounted (lazily) on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn over(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "repoman-i16-state",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs needs root");
+        Self(dir.to_path_buf())
+    }
+
+    fn remount(&self, opts: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn hint(e: &StateError) -> String {
+    use repoman_core::DomainError;
+    format!("{e} / hint: {}", e.hint().unwrap_or_default())
+}
+
+#[test]
+fn a_full_state_filesystem_is_named_as_such_and_the_log_stays_one_chain() {
+    let fx = Fixture::new();
+    let _fs = Tmpfs::over(fx.state_dir(), "2m");
+    let s = fx.open();
+    append(&s, 3);
+    // Fill the filesystem to the last block.
+    let filler = fx.state_dir().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status()
+        .unwrap();
+    let mut failed = None;
+    for i in 0..2000 {
+        let big = "x".repeat(4000);
+        if let Err(e) = s.append(NewEvent::new(
+            "test.step",
+            "project:alpha",
+            json!({"i": i, "pad": big}),
+        )) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = failed.expect("a full filesystem must refuse an append");
+    let text = hint(&err);
+    assert!(text.contains("full"), "{text}");
+    assert!(!text.contains("another"), "{text}");
+    // Space again: the next append continues the one chain; nothing half-written is glued to it.
+    std::fs::remove_file(&filler).unwrap();
+    let s = fx.open();
+    if let Err(e) = s.append(NewEvent::new("test.step", "project:alpha", json!({}))) {
+        // A short write left torn bytes: refused until doctor --repair quarantines them.
+        assert!(matches!(e, StateError::TornTail { .. }), "{e}");
+        let report = doctor(
+            &s,
+            &fx.env,
+            DoctorOptions {
+                repair: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(report.unrepaired(), 0, "{:?}", report.findings);
+        append(&fx.open(), 1);
+    }
+    let head = verify_log(&fx.open());
+    assert_eq!(all_events(&fx.open()).unwrap().len() as u64, head);
+}
+
+#[test]
+fn a_read_only_state_directory_is_named_read_only_not_locked_and_append_then_undoes() {
+    let fx = Fixture::new();
+    let fs = Tmpfs::over(fx.state_dir(), "16m");
+    append(&fx.open(), 2);
+    let before = all_events(&fx.open()).unwrap();
+    fs.remount("ro");
+    let err = match State::open(&fx.paths, &fx.env, repoman_core::Clock::system()) {
+        Err(e) => e,
+        Ok(s) => s
+            .append(NewEvent::new("test.step", "project:alpha", json!({})))
+            .unwrap_err(),
+    };
+    let text = hint(&err);
+    assert!(text.contains("read-only"), "{text}");
+    assert!(!text.contains("another"), "{text}");
+    // NOT YET: read-only commands should still answer here, but a read-only handle opens
+    // `events/.append.lock` for writing (to catch the index up) and fails with EROFS.
+    let _ = before;
+    fs.remount("rw");
+
+    // `append_then`: the other store's write fails after the event was recorded (here a
+    // read-only registry directory): the compensating event says it did not happen.
+    let reg_dir = fx.dir.path().join("config");
+    let reg = Tmpfs::over(&reg_dir, "1m");
+    reg.remount("ro");
+    let s = fx.open();
+    let r = s.append_then(
+        NewEvent::new("test.step", "project:zz", json!({"what": "registered"})),
+        || std::fs::write(reg_dir.join("repoman.toml"), "x"),
+        |e| {
+            NewEvent::new(
+                "test.step",
+                "project:zz",
+                json!({"what": "undone", "error": e.to_string()}),
+            )
+        },
+    );
+    match r {
+        Err(repoman_state::AppendThenError::Write { error, undone }) => {
+            assert_eq!(error.kind(), std::io::ErrorKind::ReadOnlyFilesystem);
+            assert!(undone);
+        }
+        other => panic!("{other:?}"),
+    }
+    let evs = s.events(&EventQuery::default()).unwrap();
+    let last: Vec<&str> = evs
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| e.data["what"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(last, ["undone", "registered"]);
+    verify_log(&s);
+}

@@ -86,14 +86,27 @@ fn ui_fallback(err: &CliError) -> std::io::Result<()> {
 }
 
 /// First Ctrl-C (or SIGTERM) asks the running command to stop cleanly; a second one while the
-/// first is pending exits at once with 130.
+/// first is pending kills the process groups of repoman's children (rsync, incus, git) and exits
+/// at once with 130: the clean stop may still be in its grace period, and nothing of it may
+/// outlive repoman. (A handler thread, not a signal handler: killing needs no async-signal-safe
+/// code.)
 fn install_signal_handlers(cancel: &Cancel) {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let flag = cancel.flag();
-    for sig in [SIGINT, SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
-        let _ = signal_hook::flag::register(sig, flag.clone());
-    }
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        // Without handlers the default action applies: the process dies, which setpriv's
+        // pdeathsig turns into a SIGTERM for rsync.
+        return;
+    };
+    let cancel = cancel.clone();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if cancel.is_cancelled() {
+                repoman_core::process::kill_live_groups();
+                std::process::exit(130);
+            }
+            cancel.cancel();
+        }
+    });
 }
 
 fn init_tracing(env: &Env, format: LogFormat) {

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::Command;
 
@@ -539,10 +539,23 @@ fn make_big(path: &Path, mib: usize) {
     assert!(st.success());
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+/// Poll `f` until it holds. There is no clock in it (a loaded machine is slow, not wrong): it
+/// fails when one of `watched`, the processes whose work `f` waits for, exits first, so a broken
+/// feature fails with that process's status instead of hanging.
+fn wait_for(what: &str, watched: &mut [&mut std::process::Child], mut f: impl FnMut() -> bool) {
+    loop {
+        if f() {
+            return;
+        }
+        for c in watched.iter_mut() {
+            if let Some(st) = c.try_wait().unwrap() {
+                // It may have made `f` true just before it exited.
+                if f() {
+                    return;
+                }
+                panic!("waiting for {what}: process {} exited first ({st})", c.id());
+            }
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -553,7 +566,7 @@ fn sigint_mid_transfer_cancels_cleanly_and_the_next_sync_completes() {
     write(&e.src("alpha").join("small.txt"), b"small");
     e.ok(&["sync", "alpha"]);
     make_big(&e.src("alpha").join("big.bin"), 2048);
-    let child = e
+    let mut child = e
         .std_cmd(&["sync", "alpha"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -561,7 +574,7 @@ fn sigint_mid_transfer_cancels_cleanly_and_the_next_sync_completes() {
         .unwrap();
     // rsync writes into a temporary `.big.bin.XXXXXX`: the transfer is under way.
     let partial = e.dst("alpha").join(".repoman-partial");
-    wait_for("the transfer to start", Duration::from_secs(60), || {
+    wait_for("the transfer to start", &mut [&mut child], || {
         transferring(&e.dst("alpha"), "big.bin")
     });
     let st = std::process::Command::new("kill")
@@ -612,11 +625,9 @@ fn two_concurrent_syncs_wait_or_fail_clearly_without_corruption() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(
-        "the first transfer to start",
-        Duration::from_secs(60),
-        || transferring(&e.dst("alpha"), "big.bin"),
-    );
+    wait_for("the first transfer to start", &mut [&mut first], || {
+        transferring(&e.dst("alpha"), "big.bin")
+    });
     let (code, _, err) = e.run(&["sync", "alpha", "--lock-timeout", "0"]);
     assert_eq!(code, 1, "{err}");
     assert!(
@@ -945,6 +956,107 @@ fn bit_rot_on_the_backup_is_never_certified_by_a_rebuilt_manifest() {
     );
 }
 
+/// How the run before the rebuilding sync ended without a `backup.synced`.
+#[derive(Debug, Clone, Copy)]
+enum Unfinished {
+    /// rsync failed (exit 23: a read-only directory on the backup).
+    Failed,
+    /// Ctrl-C mid-transfer.
+    Interrupted,
+    /// No unfinished run: `sync --adopt` rebuilds.
+    Adopt,
+}
+
+/// Rot two backup files in place (size and mtime kept), one of them chmod-ed in the working copy
+/// (so the next runs itemize it as attributes-only), end a run as `how` says, then complete a
+/// sync, which rebuilds the manifest: it must describe the working copy, so `verify --full` and
+/// `restore` report both rotten files and `sync --checksum` repairs them.
+fn rot_through_a_rebuild(how: Unfinished, lose_cache: bool) {
+    use std::os::unix::process::CommandExt;
+    let e = Estate::new(&["alpha"]);
+    fill(&e, "alpha", 6);
+    e.ok(&["sync", "alpha"]);
+    rot(&e.dst("alpha").join("dir0/file0.txt"));
+    rot(&e.dst("alpha").join("dir1/file1.txt"));
+    std::fs::set_permissions(
+        e.src("alpha").join("dir1/file1.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    if lose_cache {
+        std::fs::remove_file(e.home().join(".cache/repoman/backup/alpha.statcache")).unwrap();
+    }
+    let mut last = vec!["--json", "sync", "alpha"];
+    match how {
+        Unfinished::Failed => {
+            write(&e.src("alpha").join("dir2/file2.txt"), b"edited\n");
+            let _ro = ReadOnlyBind::over(&e.dst("alpha").join("dir2"));
+            let (code, out, err) = e.run(&["sync", "alpha"]);
+            assert_eq!(code, 1, "{out}{err}");
+        }
+        Unfinished::Interrupted => {
+            make_big(&e.src("alpha").join("big.bin"), 40);
+            let mut child = e
+                .std_cmd(&["sync", "alpha"])
+                .env("PATH", slow_rsync(&e))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            wait_for("rsync to transfer big.bin", &mut [&mut child], || {
+                transferring(&e.dst("alpha"), "big.bin")
+            });
+            let st = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            assert_eq!(child.wait().unwrap().code(), Some(130));
+        }
+        Unfinished::Adopt => last.push("--adopt"),
+    }
+    let out = e.ok(&last);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["projects"][0]["manifest_source"], "rebuilt", "{v}");
+    let (code, out, _) = e.run(&["verify", "--full", "alpha"]);
+    assert_eq!(code, 1, "{how:?}: rot was certified:\n{out}");
+    for f in ["dir0/file0.txt", "dir1/file1.txt"] {
+        assert!(
+            out.contains(&format!("changed: {f} (content)")),
+            "{how:?}: {out}"
+        );
+    }
+    let to = e.dir.path().join("restored");
+    let (code, out, _) = e.run(&["restore", "alpha", "--to", to.to_str().unwrap()]);
+    assert_eq!(code, 1, "{how:?}: {out}");
+    assert!(!out.contains("restore verified"), "{how:?}: {out}");
+    e.ok(&["sync", "alpha", "--checksum"]);
+    e.ok(&["verify", "--full", "alpha"]);
+    for f in ["dir0/file0.txt", "dir1/file1.txt"] {
+        assert_eq!(
+            std::fs::read(e.dst("alpha").join(f)).unwrap(),
+            std::fs::read(e.src("alpha").join(f)).unwrap(),
+            "{how:?}: {f}"
+        );
+    }
+}
+
+#[test]
+fn rot_is_not_certified_by_the_rebuild_after_a_failed_run() {
+    rot_through_a_rebuild(Unfinished::Failed, true);
+}
+
+#[test]
+fn rot_is_not_certified_by_the_rebuild_after_ctrl_c() {
+    rot_through_a_rebuild(Unfinished::Interrupted, true);
+}
+
+#[test]
+fn rot_behind_a_chmod_is_not_certified_by_adopt() {
+    rot_through_a_rebuild(Unfinished::Adopt, false);
+}
+
 /// Read a child's stderr on a thread, so the test can wait for a line without blocking it.
 fn collect_stderr(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
     use std::io::Read;
@@ -986,7 +1098,7 @@ fn a_sync_that_waited_for_the_lock_records_the_root_the_other_one_left() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the test to hold the lock", Duration::from_secs(30), || {
+    wait_for("the test to hold the lock", &mut [&mut holder], || {
         !std::process::Command::new("flock")
             .args(["-n"])
             .arg(&lock)
@@ -1008,7 +1120,7 @@ fn a_sync_that_waited_for_the_lock_records_the_root_the_other_one_left() {
         .spawn()
         .unwrap();
     let (ea, eb) = (collect_stderr(&mut a), collect_stderr(&mut b));
-    wait_for("both syncs to wait", Duration::from_secs(60), || {
+    wait_for("both syncs to wait", &mut [&mut a, &mut b], || {
         ea.lock().unwrap().contains("waiting for another sync")
             && eb.lock().unwrap().contains("waiting for another sync")
     });
@@ -1116,9 +1228,9 @@ fn kill_9_mid_transfer(with_group: bool) {
         .stderr(Stdio::null())
         .process_group(0);
     use std::os::unix::process::CommandExt;
-    let child = child.spawn().unwrap();
+    let mut child = child.spawn().unwrap();
     let repoman = child.id() as i32;
-    wait_for("rsync to transfer big.bin", Duration::from_secs(60), || {
+    wait_for("rsync to transfer big.bin", &mut [&mut child], || {
         transferring(&e.dst("alpha"), "big.bin")
     });
     let rsync_groups: Vec<i32> = processes()
@@ -1140,10 +1252,9 @@ fn kill_9_mid_transfer(with_group: bool) {
         .status()
         .unwrap();
     assert!(st.success());
-    let mut child = child;
     child.wait().unwrap();
     // rsync dies with repoman: it must not go on to finish the copy behind the next sync's back.
-    wait_for("rsync to be gone", Duration::from_secs(60), || {
+    wait_for("rsync to be gone", &mut [], || {
         rsyncs_for(&e.dst("alpha")).is_empty()
     });
     assert!(
@@ -1161,6 +1272,95 @@ fn kill_9_mid_transfer(with_group: bool) {
     let to = e.dir.path().join("restored");
     let out = e.ok(&["restore", "alpha", "--to", to.to_str().unwrap()]);
     assert!(out.contains("restore verified"), "{out}");
+}
+
+/// A `rsync` first on PATH whose process-group leader is slow to stop: it ignores SIGTERM (as a
+/// process busy in a cleanup or a slow syscall does), runs the real rsync slowly, and when that
+/// was stopped, waits for repoman to be gone and writes `survived` next to itself: it acts only
+/// if it outlived repoman.
+fn stubborn_rsync(e: &Estate) -> (std::ffi::OsString, PathBuf) {
+    let bin = e.dir.path().join("stubbornbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v rsync"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mark = bin.join("survived");
+    std::fs::write(
+        bin.join("rsync"),
+        format!(
+            "#!/bin/sh\ntrap '' TERM\n{} --bwlimit=2000 \"$@\"\nst=$?\nif [ $st -ne 0 ]; then\n  while kill -0 $PPID 2>/dev/null; do sleep 0.05; done\n  echo survived > {}\nfi\nexit $st\n",
+            real.trim(),
+            mark.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("rsync"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = bin.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    (path, mark)
+}
+
+#[test]
+fn a_second_ctrl_c_kills_the_rsync_group_before_repoman_exits() {
+    use std::os::unix::process::CommandExt;
+    let e = Estate::new(&["alpha"]);
+    fill(&e, "alpha", 2);
+    e.ok(&["sync", "alpha"]);
+    make_big(&e.src("alpha").join("big.bin"), 40);
+    let (path, mark) = stubborn_rsync(&e);
+    // Its own process group, as a shell puts a foreground job: Ctrl-C reaches repoman only.
+    let mut child = e
+        .std_cmd(&["sync", "alpha"])
+        .env("PATH", &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let repoman = child.id() as i32;
+    wait_for("rsync to transfer big.bin", &mut [&mut child], || {
+        transferring(&e.dst("alpha"), "big.bin")
+    });
+    let leader = processes()
+        .into_iter()
+        .find(|(_, ppid, _, comm)| *ppid == repoman && comm == "rsync")
+        .map(|(pid, ..)| pid)
+        .expect("the rsync wrapper runs under repoman");
+    let sigint = || {
+        let st = std::process::Command::new("kill")
+            .args(["-INT", &repoman.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    // The first Ctrl-C stops the real rsync (SIGTERM to the group); the leader ignores it, and
+    // repoman waits out its grace period.
+    sigint();
+    wait_for("the real rsync to stop", &mut [&mut child], || {
+        !processes()
+            .iter()
+            .any(|(_, ppid, _, comm)| *ppid == leader && comm == "rsync")
+    });
+    // The second one, during that wait: repoman exits at once, and takes the group with it.
+    sigint();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(130), "{st}");
+    wait_for("the group to be gone (or to act)", &mut [], || {
+        mark.exists() || !processes().iter().any(|(_, _, pgrp, _)| *pgrp == leader)
+    });
+    assert!(
+        !mark.exists(),
+        "a process of rsync's group outlived repoman"
+    );
+    // The next sync finishes the job from what the killed run left.
+    e.ok(&["sync", "alpha"]);
+    e.ok(&["verify", "--full", "alpha"]);
 }
 
 #[test]
