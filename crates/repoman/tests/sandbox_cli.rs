@@ -410,16 +410,16 @@ fn new_maps_the_host_user_and_applies_repoman_toml() {
             ]),
         )
         .unwrap();
-    assert!(
-        out.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for name in ["by-root", "suid"] {
         let m = std::fs::metadata(repo.join(name)).unwrap();
         assert_ne!(m.uid(), 0, "{name} is owned by host root");
         assert_ne!(m.gid(), 0, "{name} has host group root");
-        assert_ne!(m.uid(), host_uid(), "container root must not be the user either");
+        assert_ne!(
+            m.uid(),
+            host_uid(),
+            "container root must not be the user either"
+        );
     }
 
     // The extra mount is read-only inside.
@@ -710,7 +710,9 @@ fn status_detects_missing_orphan_and_config_drift_and_repairs_each() {
     assert!(f.scope().get_instance("gone").unwrap().is_running());
     let keep = f.scope().get_instance("keep").unwrap();
     assert!(
-        keep.devices.get("repo").is_some_and(|d| !d.contains_key("shift")),
+        keep.devices
+            .get("repo")
+            .is_some_and(|d| !d.contains_key("shift")),
         "{:?}",
         keep.devices
     );
