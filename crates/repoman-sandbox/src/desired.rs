@@ -6,13 +6,16 @@
 //! union, in order, of `default`, `[defaults] profiles`, `.repoman.toml` `profiles` and
 //! `[[project]] profiles` (recorded from `--profile`): profiles only ever add configuration.
 //!
-//! Invariants: the repo is always the device `repo`, a `shift=true` bind mount of
+//! Invariants: the repo is always the device `repo`, a plain (unshifted) bind mount of
 //! `<local_repos>/<dirname>` at the mount path (default `/home/<user>/<dirname>`); extra mounts
 //! are devices named from their target path (`mount-<slug>`), so reordering `[[mount]]` entries
-//! is not drift; the instance carries `user.repoman.*` tags and `environment.*` keys for `[env]`,
-//! and nothing else repoman compares. Building a [`Desired`] touches no file except reading
-//! `.repoman.toml` (done by the caller, which passes only its trusted version) and resolving extra
-//! mount sources ([`crate::mount_policy`]), and never talks to Incus.
+//! is not drift; the instance carries `user.repoman.*` tags, `environment.*` keys for `[env]` and
+//! `raw.idmap` (see [`raw_idmap`]), and nothing else repoman compares. No disk uses `shift`: with
+//! `shift=true` container root would be host root on the repo's filesystem; with `raw.idmap`
+//! only the host user's uid/gid are mapped 1:1 and container root is an unprivileged high uid.
+//! Building a [`Desired`] touches no file except reading `.repoman.toml` (done by the caller,
+//! which passes only its trusted version) and resolving extra mount sources
+//! ([`crate::mount_policy`]), and never talks to Incus.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,7 +39,21 @@ pub const REPO_DEVICE: &str = "repo";
 /// Config keys repoman owns on an instance; other keys (`volatile.*`, `image.*`, ...) are
 /// Incus' and are never compared or changed.
 pub fn is_managed_key(key: &str) -> bool {
-    key.starts_with("user.repoman.") || key.starts_with("environment.")
+    key.starts_with("user.repoman.") || key.starts_with("environment.") || key == RAW_IDMAP
+}
+
+/// The instance key mapping the host user's ids into the container.
+pub const RAW_IDMAP: &str = "raw.idmap";
+
+/// The `raw.idmap` value mapping exactly the host user's ids: `both UID GID` when they are
+/// equal, else `uid UID UID` and `gid GID GID` on two lines. Incus accepts it only when
+/// `/etc/subuid`/`/etc/subgid` delegate the ids to root (`repoman_core::subid`).
+pub fn raw_idmap(uid: u32, gid: u32) -> String {
+    if uid == gid {
+        format!("both {uid} {gid}")
+    } else {
+        format!("uid {uid} {uid}\ngid {gid} {gid}")
+    }
 }
 
 /// Which layer chose the image.
@@ -206,6 +223,7 @@ pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
     }
 
     let mut config = BTreeMap::new();
+    config.insert(RAW_IDMAP.to_owned(), raw_idmap(i.user.uid, i.user.gid));
     if let Some(estate) = &i.registry.estate_id {
         config.insert(format!("user.{TAG_ESTATE}"), estate.clone());
     }
@@ -241,9 +259,7 @@ pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
 }
 
 fn disk(source: &Path, path: &str, readonly: bool) -> BTreeMap<String, String> {
-    let mut d: BTreeMap<String, String> = repoman_incus::DeviceSpec::disk(source, path)
-        .shift(true)
-        .build();
+    let mut d: BTreeMap<String, String> = repoman_incus::DeviceSpec::disk(source, path).build();
     if readonly {
         d.insert("readonly".to_owned(), "true".to_owned());
     }
@@ -357,11 +373,18 @@ mod tests {
         let repo = &d.devices["repo"];
         assert_eq!(repo["source"], "/srv/r/app-repo");
         assert_eq!(repo["path"], "/home/dev/app-repo");
-        assert_eq!(repo["shift"], "true");
+        assert!(!repo.contains_key("shift"), "no shift mount: {repo:?}");
+        assert_eq!(d.config["raw.idmap"], "both 1000 1000");
         assert_eq!(d.config["user.repoman.estate"], "e1");
         assert_eq!(d.config["user.repoman.project"], "app");
         assert_eq!(d.config["user.repoman.repo"], "/srv/r/app-repo");
         assert_eq!(d.home, "/home/dev");
+    }
+
+    #[test]
+    fn raw_idmap_maps_only_the_user_ids() {
+        assert_eq!(raw_idmap(1000, 1000), "both 1000 1000");
+        assert_eq!(raw_idmap(1000, 1001), "uid 1000 1000\ngid 1001 1001");
     }
 
     #[test]

@@ -347,10 +347,10 @@ mod tests {
                 ("type".to_owned(), "disk".to_owned()),
                 ("source".to_owned(), "/r/a".to_owned()),
                 ("path".to_owned(), "/home/dev/a".to_owned()),
-                ("shift".to_owned(), "true".to_owned()),
             ]),
         );
         let config = BTreeMap::from([
+            ("raw.idmap".to_owned(), "both 1000 1000".to_owned()),
             ("user.repoman.project".to_owned(), "a".to_owned()),
             ("user.repoman.image".to_owned(), "img".to_owned()),
             ("environment.X".to_owned(), "1".to_owned()),
@@ -395,6 +395,23 @@ mod tests {
             .unwrap()
             .insert("readonly".into(), "false".into());
         assert!(diff(&d, &i).is_empty(), "{:?}", diff(&d, &i));
+    }
+
+    #[test]
+    fn old_shift_mount_and_missing_idmap_are_drift() {
+        let d = desired();
+        let mut actual = instance_of(&d);
+        actual
+            .devices
+            .get_mut("repo")
+            .unwrap()
+            .insert("shift".to_owned(), "true".to_owned());
+        actual.config.remove("raw.idmap");
+        let changes = diff(&d, &actual);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let text: Vec<String> = changes.iter().map(Change::describe).collect();
+        assert!(text.iter().any(|t| t.contains("shift")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("raw.idmap")), "{text:?}");
     }
 
     #[test]

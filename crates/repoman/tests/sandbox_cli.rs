@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use repoman_incus::testlab::{TEST_IMAGE_ALIAS, TestLab, TestProject};
-use repoman_incus::{DeviceSpec, ImageSource, InstanceSpec};
+use repoman_incus::{DeviceSpec, ExecSpec, ImageSource, InstanceSpec};
 use serde_json::Value;
 
 /// A private HOME with repos and a registry pointing at one Incus project.
@@ -380,7 +380,16 @@ fn new_maps_the_host_user_and_applies_repoman_toml() {
         Some(repo.to_str().unwrap())
     );
     assert!(inst.user_config("repoman.estate").is_some());
-    assert_eq!(inst.devices["repo"]["shift"], "true");
+    // The user's ids are mapped with raw.idmap; the repo is a plain (unshifted) bind mount.
+    assert!(
+        !inst.devices["repo"].contains_key("shift"),
+        "{:?}",
+        inst.devices["repo"]
+    );
+    assert_eq!(
+        inst.config.get("raw.idmap").map(String::as_str),
+        Some("both 1000 1000")
+    );
     assert_eq!(inst.devices["repo"]["path"], "/home/dev/app");
 
     let out = f
@@ -415,6 +424,31 @@ fn new_maps_the_host_user_and_applies_repoman_toml() {
         std::fs::read_to_string(repo.join("made-inside.txt")).unwrap(),
         "inside\n"
     );
+
+    // Root inside is not root on the host: a file it creates and chowns to 0:0, and a setuid
+    // binary it plants, belong to an unprivileged high uid on the host.
+    let out = f
+        .scope()
+        .exec(
+            "app",
+            &ExecSpec::new([
+                "sh",
+                "-c",
+                "cd /home/dev/app && touch by-root && chown 0:0 by-root && cp /bin/busybox suid && chown 0:0 suid && chmod 4755 suid",
+            ]),
+        )
+        .unwrap();
+    assert!(out.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["by-root", "suid"] {
+        let m = std::fs::metadata(repo.join(name)).unwrap();
+        assert_ne!(m.uid(), 0, "{name} is owned by host root");
+        assert_ne!(m.gid(), 0, "{name} has host group root");
+        assert_ne!(
+            m.uid(),
+            host_uid(),
+            "container root must not be the user either"
+        );
+    }
 
     // The extra mount is read-only inside.
     f.repoman()
@@ -704,9 +738,13 @@ fn status_detects_missing_orphan_and_config_drift_and_repairs_each() {
         "{actions:?}"
     );
     assert!(f.scope().get_instance("gone").unwrap().is_running());
-    assert_eq!(
-        f.scope().get_instance("keep").unwrap().devices["repo"]["shift"],
-        "true"
+    let keep = f.scope().get_instance("keep").unwrap();
+    assert!(
+        keep.devices
+            .get("repo")
+            .is_some_and(|d| !d.contains_key("shift")),
+        "{:?}",
+        keep.devices
     );
     assert!(f.registry_text().contains("name = \"stray\""));
     let repairs = f

@@ -12,10 +12,11 @@ use repoman_sandbox::session::{self, Session};
 /// Create a project's sandbox: a container in repoman's Incus project with the repo mounted.
 ///
 /// The container is named NAME; the repo is `<local_repos>/<DIRNAME>` (DIRNAME defaults to NAME,
-/// created after confirmation when missing) and is bind-mounted at `/home/<user>/<DIRNAME>` with
-/// ids shifted so your uid/gid own the files inside. The repo's `.repoman.toml` adds image,
-/// profiles, `[[mount]]`s and `[env]` once trusted: on first use it is shown and you are asked
-/// to trust it (on a terminal; without one, run `repoman trust NAME` first). Any failure rolls back: no container, no registry entry.
+/// created after confirmation when missing) and is bind-mounted at `/home/<user>/<DIRNAME>`; only
+/// your uid/gid are mapped (raw.idmap), so you own the files inside and root inside is not host
+/// root. The repo's `.repoman.toml` adds image, profiles, `[[mount]]`s and `[env]` once trusted:
+/// on first use it is shown and you are asked to trust it (on a terminal; without one, run
+/// `repoman trust NAME` first). Any failure rolls back: no container, no registry entry.
 /// With --no-container only the project is registered (backups, realms and toolchains still
 /// apply); a later `repoman new NAME` adds its sandbox.
 #[derive(Debug, Args)]
