@@ -90,6 +90,11 @@ fn ui_fallback(err: &CliError) -> std::io::Result<()> {
 /// at once with 130: the clean stop may still be in its grace period, and nothing of it may
 /// outlive repoman. (A handler thread, not a signal handler: killing needs no async-signal-safe
 /// code.)
+#[allow(
+    clippy::exit,
+    clippy::disallowed_methods,
+    reason = "the second Ctrl-C is the one exit that cannot wait for main to return"
+)]
 fn install_signal_handlers(cancel: &Cancel) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
