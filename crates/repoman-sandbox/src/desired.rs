@@ -142,6 +142,16 @@ pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
         message,
     };
 
+    // Host uid/gid 0 is never mapped into a sandbox: container root would own host-root files
+    // in the repo (a setuid-root binary planted there, files given to root).
+    if i.user.uid == 0 || i.user.gid == 0 {
+        return Err(SandboxError::Invalid(format!(
+            "the host user for `{name}` would be root (uid {}, gid {}), and root is never mapped into a sandbox; run repoman as your own user, run it with sudo (SUDO_UID names you), or give the repo {} to an unprivileged user",
+            i.user.uid,
+            i.user.gid,
+            repo_path.display()
+        )));
+    }
     let (image, image_origin) = if let Some(img) = i.image_flag {
         (img.to_owned(), ImageOrigin::Flag)
     } else if let Some(img) = &i.entry.image {
@@ -385,6 +395,32 @@ mod tests {
     fn raw_idmap_maps_only_the_user_ids() {
         assert_eq!(raw_idmap(1000, 1000), "both 1000 1000");
         assert_eq!(raw_idmap(1000, 1001), "uid 1000 1000\ngid 1001 1001");
+    }
+
+    #[test]
+    fn a_root_host_user_is_never_mapped() {
+        let (reg, s) = setup("[defaults]\nlocal_repos = \"/r\"\ndefault_image = \"d\"\n");
+        let e = entry("x", "x");
+        let o = ProjectOverrides::default();
+        for (uid, gid) in [(0, 0), (0, 1000), (1000, 0)] {
+            let u = HostUser { uid, gid, ..user() };
+            let err = build(&Inputs {
+                settings: &s,
+                registry: &reg,
+                entry: &e,
+                overrides: &o,
+                user: &u,
+                user_home: None,
+                image_flag: None,
+                protected: &[],
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("would be root") && err.contains("SUDO_UID"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
