@@ -1010,8 +1010,14 @@ fn a_hung_incus_socket_exits_4_with_a_hint() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
-        assert!(stderr.contains("no answer from Incus"), "{args:?}: {stderr}");
-        assert!(stderr.contains("hint:") && stderr.contains("hung"), "{stderr}");
+        assert!(
+            stderr.contains("no answer from Incus"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("hint:") && stderr.contains("hung"),
+            "{stderr}"
+        );
     }
 }
 
@@ -1127,7 +1133,14 @@ fn list_shows_the_ipv4_of_a_sandbox_on_the_labs_bridge() {
     incus_cli(
         &f.project,
         &[
-            "profile", "device", "add", "lan", "eth0", "nic", "network=repomanbr0", "name=eth0",
+            "profile",
+            "device",
+            "add",
+            "lan",
+            "eth0",
+            "nic",
+            "network=repomanbr0",
+            "name=eth0",
         ],
     );
     f.repo("lan");
@@ -1140,7 +1153,11 @@ fn list_shows_the_ipv4_of_a_sandbox_on_the_labs_bridge() {
     incus_cli(
         &f.project,
         &[
-            "exec", "lan", "--", "sh", "-c",
+            "exec",
+            "lan",
+            "--",
+            "sh",
+            "-c",
             "ip link set eth0 up && ip addr add 10.77.0.2/24 dev eth0",
         ],
     );
@@ -1211,7 +1228,10 @@ fn the_wizard_asks_again_after_an_invalid_name() {
     let (code, transcript) = on_a_terminal(&f, &["new", "--no-container"], "Bad_Name\rgood\r");
     assert_eq!(code, 0, "{transcript}");
     assert!(transcript.contains("uses uppercase 'B'"), "{transcript}");
-    assert!(transcript.matches("Project name").count() >= 2, "{transcript}");
+    assert!(
+        transcript.matches("Project name").count() >= 2,
+        "{transcript}"
+    );
     assert!(f.registry_text().contains("name = \"good\""));
 }
 

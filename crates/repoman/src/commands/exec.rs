@@ -42,7 +42,10 @@ pub fn run(app: &App, args: ExecArgs) -> Result<Exit, CliError> {
     let err = std::process::Command::new(&program)
         .args(super::shell::INCUS_CLI_FLAGS)
         .args(&argv)
-        .env("INCUS_SOCKET", repoman_incus::socket::resolve(&app.env).path)
+        .env(
+            "INCUS_SOCKET",
+            repoman_incus::socket::resolve(&app.env).path,
+        )
         .stdin(Stdio::null())
         .exec();
     Err(CliError::failed(format!(

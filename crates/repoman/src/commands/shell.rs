@@ -61,7 +61,10 @@ pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
     let output = Cmd::new("incus")
         .args(INCUS_CLI_FLAGS)
         .args(&argv)
-        .env("INCUS_SOCKET", repoman_incus::socket::resolve(&app.env).path)
+        .env(
+            "INCUS_SOCKET",
+            repoman_incus::socket::resolve(&app.env).path,
+        )
         .interactive()
         .output()?;
     Ok(Exit::of_child(output.status))
