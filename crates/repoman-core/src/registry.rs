@@ -260,9 +260,18 @@ pub struct Registry {
     pub policy: PolicyConfig,
 }
 
+/// Check TOML syntax with the `toml` crate before handing text to `toml_edit`: toml_edit 0.23
+/// panics ("all items have spans") on some malformed inputs that cargo-fuzz found, where `toml`
+/// reports a syntax error with its span. Call it before every `toml_edit` parse of user text.
+pub fn toml_syntax_check(text: &str) -> Result<(), toml::de::Error> {
+    toml::from_str::<toml::Table>(text).map(|_| ())
+}
+
 impl Registry {
     /// Parse registry text. Version 0 (the prototype format) is upgraded in memory.
     pub fn parse(path: &Path, text: &str) -> Result<Self, RegistryError> {
+        toml_syntax_check(text)
+            .map_err(|e| RegistryError::parse(path, text, e.span(), e.message()))?;
         let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
             RegistryError::parse(path, text, e.span(), e.message())
         })?;
@@ -892,5 +901,21 @@ repo = "alpha"
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab\ncéd", 6), (2, 3));
+    }
+
+    /// Inputs cargo-fuzz found (fuzz/, `registry_toml` and `mise_toml`) on which toml_edit 0.23
+    /// panicked ("all items have spans"): they are syntax errors, never a crash.
+    pub(crate) const FUZZ_TOML_CRASHES: &[&[u8]] =
+        &[b"==*#+\r.==.{", b"==={%={A\r[]...\x04\x00\x00.\t\x00"];
+
+    #[test]
+    fn fuzz_found_toml_inputs_are_errors_not_panics() {
+        for input in FUZZ_TOML_CRASHES {
+            let text = std::str::from_utf8(input).unwrap();
+            let err = Registry::parse(Path::new("repoman.toml"), text).unwrap_err();
+            assert!(err.to_string().contains("repoman.toml:1:"), "{err}");
+            assert!(ProjectOverrides::parse(Path::new(".repoman.toml"), text).is_err());
+            assert!(RegistryFile::from_text(Path::new("repoman.toml"), text.to_owned()).is_err());
+        }
     }
 }

@@ -46,6 +46,10 @@ pub struct Timeouts {
 /// an instance): a remote image can take minutes, a local one about a second.
 pub const IMAGE_OPERATION_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The longest wait for the first answer (`GET /1.0`) of a new connection. A healthy daemon
+/// answers in milliseconds, a busy one in a few seconds.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
@@ -121,7 +125,14 @@ impl Incus {
             cancel: None,
             reporter: None,
         };
-        let server: ServerInfo = incus.get("/1.0")?;
+        // The handshake is the cheapest request there is: a daemon that does not answer it
+        // within HANDSHAKE_TIMEOUT is hung, and the caller learns so quickly (exit 4).
+        let server: ServerInfo = incus
+            .with_timeouts(Timeouts {
+                request: timeouts.request.min(HANDSHAKE_TIMEOUT),
+                ..timeouts
+            })
+            .get("/1.0")?;
         let access = Access::classify(incus.shared.socket.as_ref(), &server);
         if access != Access::Untrusted {
             for (ext, why) in REQUIRED_EXTENSIONS {

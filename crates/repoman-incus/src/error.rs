@@ -2,7 +2,8 @@
 //!
 //! Every failure says which request or object it concerns and, where the daemon answered, carries
 //! the HTTP status and Incus' own message. The variants are chosen for what a caller does next:
-//! [`IncusError::Unavailable`] means "the environment is not there" (the CLI exits 4),
+//! [`IncusError::Unavailable`] means "the environment is not there" and
+//! [`IncusError::RequestTimeout`] "it is there but does not answer" (the CLI exits 4 for both),
 //! [`IncusError::NotFound`] and [`IncusError::AlreadyExists`] are answers a caller often branches
 //! on, [`IncusError::OperationTimeout`] means the work may still finish on the server.
 
@@ -156,9 +157,12 @@ impl IncusError {
         matches!(self, IncusError::Cancelled { .. })
     }
 
-    /// Whether the environment is missing (the CLI maps this to exit code 4).
+    /// Whether the environment is missing or not answering (the CLI maps this to exit code 4).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, IncusError::Unavailable { .. })
+        matches!(
+            self,
+            IncusError::Unavailable { .. } | IncusError::RequestTimeout { .. }
+        )
     }
 
     /// A one-line suggestion for the user, when there is an obvious next step (also
@@ -180,6 +184,11 @@ impl IncusError {
             IncusError::Forbidden { .. } => Some(
                 "if this is the per-user socket (unix.socket.user), only the project user-<uid> \
                  is allowed; add yourself to the `incus-admin` group for full access"
+                    .to_owned(),
+            ),
+            IncusError::RequestTimeout { .. } => Some(
+                "Incus accepted the connection but did not answer: is incusd hung? check \
+                 `systemctl status incus` (or `incus info`) and restart it if needed"
                     .to_owned(),
             ),
             IncusError::OperationTimeout { .. } => {
@@ -223,9 +232,12 @@ impl DomainError for IncusError {
         match self {
             // No daemon, a socket we may not use, a project the socket may not reach, a server
             // too old: the environment is not what repoman needs.
+            // A daemon that accepts connections but does not answer (hung, or stuck on its
+            // database) is as unavailable as one that is down.
             IncusError::Unavailable { .. }
             | IncusError::Forbidden { .. }
-            | IncusError::MissingExtension { .. } => ErrorKind::Unavailable,
+            | IncusError::MissingExtension { .. }
+            | IncusError::RequestTimeout { .. } => ErrorKind::Unavailable,
             IncusError::Cancelled { .. } => ErrorKind::Interrupted,
             IncusError::Invalid(_) => ErrorKind::Usage,
             IncusError::NotFound { .. }
@@ -235,7 +247,6 @@ impl DomainError for IncusError {
             | IncusError::OperationFailed { .. }
             | IncusError::OperationTimeout { .. }
             | IncusError::ExecKilled { .. }
-            | IncusError::RequestTimeout { .. }
             | IncusError::Protocol { .. }
             | IncusError::Transport { .. } => ErrorKind::Failed,
         }

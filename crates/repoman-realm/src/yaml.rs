@@ -114,10 +114,12 @@ pub fn load_value(path: &Path) -> Result<Value, LoadError> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
     {
+        // serde_json counts columns from 1 but reports 0 when the error is right after a
+        // newline (end of input): report that as column 1, as the YAML parser does.
         return serde_json::from_str(&text).map_err(|e| LoadError::Syntax {
             path: path.display().to_string(),
-            line: e.line() as u64,
-            column: e.column() as u64,
+            line: (e.line() as u64).max(1),
+            column: (e.column() as u64).max(1),
             message: e
                 .to_string()
                 .split(" at line")
@@ -127,4 +129,32 @@ pub fn load_value(path: &Path) -> Result<Value, LoadError> {
         });
     }
     parse(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syntax(name: &str, text: &str) -> (u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        match load_value(&path) {
+            Err(LoadError::Syntax { line, column, .. }) => (line, column),
+            other => panic!("{name}: expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_and_yaml_error_positions_are_one_based() {
+        // The stray `]` is the 8th character of line 2.
+        let text = "{\"a\": 1,\n\"b\": 2 ]]\n}\n";
+        let json = syntax("s.json", text);
+        assert_eq!(json, (2, 8));
+        let yaml = syntax("s.yaml", text);
+        assert_eq!(yaml, json, "YAML and JSON disagree");
+        // End of input right after a newline: serde_json says column 0.
+        assert_eq!(syntax("eof.json", "{\"a\": 1,\n").1, 1);
+        assert!(syntax("eof.json", "{\n").1 >= 1);
+    }
 }

@@ -36,7 +36,6 @@ fn main() -> ExitCode {
         }
     };
     let env = Env::capture();
-    init_tracing(&env, cli.global.log_format);
     let ui = Ui::new(UiConfig {
         json: cli.global.json,
         quiet: cli.global.quiet,
@@ -46,6 +45,8 @@ fn main() -> ExitCode {
         yes: cli.global.yes,
         no_input: cli.global.no_input,
     });
+    // Tracing lines follow the same colour decision as repoman's own messages on stderr.
+    init_tracing(&env, cli.global.log_format, ui.color_stderr());
     let cancel = Cancel::new();
     install_signal_handlers(&cancel);
 
@@ -114,12 +115,13 @@ fn install_signal_handlers(cancel: &Cancel) {
     });
 }
 
-fn init_tracing(env: &Env, format: LogFormat) {
+fn init_tracing(env: &Env, format: LogFormat, ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(env.get("REPOMAN_LOG").unwrap_or("warn"))
         .unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder

@@ -8,10 +8,17 @@ use repoman_sandbox::session::{Session, Target};
 pub fn name_or_prompt(app: &App, name: Option<String>) -> Result<String, CliError> {
     match name {
         Some(n) => Ok(n),
-        None if app.ui.can_prompt() => app.ui.input("Sandbox name", None),
+        None if app.ui.can_prompt() => app.ui.input_valid("Sandbox name", None, valid_name),
         None => Err(CliError::usage("missing the sandbox NAME")
             .with_hint("`repoman list` shows the sandboxes")),
     }
+}
+
+/// A wizard validator: a project (= sandbox) name, with the rule it breaks.
+pub fn valid_name(answer: &str) -> Result<(), String> {
+    repoman_core::ProjectName::parse(answer)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// `shell`/`exec`: start a stopped sandbox after confirmation (or `--yes`).

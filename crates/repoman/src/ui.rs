@@ -82,6 +82,12 @@ impl Ui {
         self.cfg.json
     }
 
+    /// Whether stderr gets ANSI colours (`--color`, then `NO_COLOR`, then whether stderr is a
+    /// terminal); tracing lines follow it too.
+    pub fn color_stderr(&self) -> bool {
+        self.color_err
+    }
+
     /// Whether the user can be asked questions.
     pub fn can_prompt(&self) -> bool {
         self.interactive
@@ -243,6 +249,36 @@ impl Ui {
         self.multi
             .suspend(|| {
                 let mut i = dialoguer::Input::<String>::new().with_prompt(prompt);
+                if let Some(d) = default {
+                    i = i.default(d.to_owned());
+                }
+                i.interact_text()
+            })
+            .map_err(prompt_error)
+    }
+}
+
+impl Ui {
+    /// Ask for a line of text until `validate` accepts it: an invalid answer prints the
+    /// validation message and asks again (the wizard never aborts on a typo). Only call when
+    /// [`Ui::can_prompt`] is true.
+    pub fn input_valid<F>(
+        &self,
+        prompt: &str,
+        default: Option<&str>,
+        validate: F,
+    ) -> Result<String, CliError>
+    where
+        F: Fn(&str) -> Result<(), String>,
+    {
+        if !self.interactive {
+            return Err(CliError::usage(format!("missing value for {prompt}")));
+        }
+        self.multi
+            .suspend(|| {
+                let mut i = dialoguer::Input::<String>::new()
+                    .with_prompt(prompt)
+                    .validate_with(|s: &String| validate(s));
                 if let Some(d) = default {
                     i = i.default(d.to_owned());
                 }

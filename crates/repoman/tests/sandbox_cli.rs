@@ -1113,6 +1113,8 @@ fn malformed_repoman_toml_names_file_line_and_column() {
 #[test]
 fn unreachable_incus_exits_4_with_a_hint() {
     let f = Fixture::without_incus("unused");
+    // A project with a sandbox: `list` needs Incus for it.
+    f.write_registry("\n[[project]]\nname = \"boxed\"\nrepo = \"boxed\"\n");
     for args in [
         &["list"][..],
         &["status"],
@@ -1127,6 +1129,202 @@ fn unreachable_incus_exits_4_with_a_hint() {
             .stderr(predicates::str::contains("hint:"))
             .stderr(predicates::str::contains("no-such.socket"));
     }
+}
+
+#[test]
+fn a_hung_incus_socket_exits_4_with_a_hint() {
+    // A socket that accepts connections and never answers (a hung incusd).
+    let f = Fixture::without_incus("unused");
+    f.write_registry("\n[[project]]\nname = \"boxed\"\nrepo = \"boxed\"\n");
+    let sock = f.home.join("hung.socket");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    for args in [&["list"][..], &["status"], &["exec", "boxed", "--", "true"]] {
+        let out = f
+            .repoman()
+            .env("INCUS_SOCKET", &sock)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no answer from Incus"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("hint:") && stderr.contains("hung"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn list_works_without_incus_when_no_project_has_a_sandbox() {
+    let f = Fixture::without_incus("unused");
+    f.write_registry("\n[[project]]\nname = \"plain\"\nrepo = \"plain\"\ncontainer = false\n");
+    let out = f
+        .repoman()
+        .env("INCUS_SOCKET", f.home.join("no-such.socket"))
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sandboxes"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["sandboxes"][0]["name"], "plain");
+    assert_eq!(v["sandboxes"][0]["state"], "none");
+    assert_eq!(v["sandboxes"][0]["container"], false);
+    assert!(
+        v["sandboxes"][0]["repo_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/plain"),
+        "{v}"
+    );
+    // The table too, with a warning that orphans could not be looked for.
+    f.repoman()
+        .env("INCUS_SOCKET", f.home.join("no-such.socket"))
+        .arg("list")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("plain"))
+        .stderr(predicates::str::contains("registry alone is listed"));
+}
+
+#[test]
+fn tracing_lines_carry_no_ansi_escapes_unless_colour_is_asked_for() {
+    let f = Fixture::without_incus("unused");
+    let run = |color: &str| {
+        let out = f
+            .repoman()
+            .env("INCUS_SOCKET", f.home.join("no-such.socket"))
+            .env("REPOMAN_LOG", "trace")
+            .args(["--color", color, "status"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // stderr is a pipe here: `auto` and `never` mean no colour.
+    for color in ["never", "auto"] {
+        let stderr = run(color);
+        assert!(stderr.contains("TRACE"), "no tracing line: {stderr}");
+        assert!(!stderr.contains('\x1b'), "--color {color}: {stderr:?}");
+    }
+    assert!(run("always").contains('\x1b'));
+}
+
+#[test]
+fn shell_and_exec_never_print_the_incus_first_run_banner() {
+    let Some(f) = Fixture::with_incus("banner") else {
+        return;
+    };
+    f.new_sandbox("b1");
+    // The private HOME has no ~/.config/incus: a bare `incus exec` would print its banner.
+    assert!(!f.home.join(".config/incus").exists());
+    f.repoman()
+        .args(["exec", "b1", "--", "sh", "-c", "echo err >&2"])
+        .assert()
+        .success()
+        .stderr("err\n");
+    f.repoman()
+        .args(["shell", "b1", "--", "sh", "-c", "echo err >&2"])
+        .assert()
+        .success()
+        .stderr("err\n");
+    assert!(!f.home.join(".config/incus").exists());
+}
+
+/// The lab's managed bridge without addresses (`scripts/incus-lab`).
+const LAB_BRIDGE: &str = "repomanbr0";
+
+fn incus_cli(project: &str, args: &[&str]) {
+    let out = std::process::Command::new("incus")
+        .arg("--force-local")
+        .args(["--project", project])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "incus {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn list_shows_the_ipv4_of_a_sandbox_on_the_labs_bridge() {
+    let Some(f) = Fixture::with_incus("bridge") else {
+        return;
+    };
+    let bridge = std::process::Command::new("incus")
+        .args(["--force-local", "network", "show", LAB_BRIDGE])
+        .output()
+        .unwrap();
+    assert!(
+        bridge.status.success(),
+        "the lab has no bridge `{LAB_BRIDGE}`: run scripts/incus-lab"
+    );
+    // A profile with a NIC on the bridge; `lan` gets it, `solo` has no NIC.
+    incus_cli(&f.project, &["profile", "create", "lan"]);
+    incus_cli(
+        &f.project,
+        &[
+            "profile",
+            "device",
+            "add",
+            "lan",
+            "eth0",
+            "nic",
+            "network=repomanbr0",
+            "name=eth0",
+        ],
+    );
+    f.repo("lan");
+    f.repoman()
+        .args(["new", "lan", "--profile", "lan", "--yes"])
+        .assert()
+        .success();
+    f.new_sandbox("solo");
+    // No DHCP on the bridge: give the interface an address from inside, as root.
+    incus_cli(
+        &f.project,
+        &[
+            "exec",
+            "lan",
+            "--",
+            "sh",
+            "-c",
+            "ip link set eth0 up && ip addr add 10.77.0.2/24 dev eth0",
+        ],
+    );
+    let (code, list) = f.json(&["list"]);
+    assert_eq!(code, 0, "{list}");
+    let row = |name: &str| {
+        list["sandboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing: {list}"))
+    };
+    let lan = row("lan");
+    assert_eq!(lan["state"], "Running", "{lan}");
+    assert_eq!(lan["ipv4"], serde_json::json!(["10.77.0.2"]), "{lan}");
+    assert_eq!(lan["drift"], Value::Null, "{lan}");
+    assert_eq!(row("solo")["ipv4"], serde_json::json!([]));
+    f.repoman()
+        .arg("list")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("10.77.0.2"));
 }
 
 /// Run `repoman ARGS` on a pseudo-terminal (util-linux `script`), typing `input`; returns the
@@ -1165,6 +1363,20 @@ fn on_a_terminal(f: &Fixture, args: &[&str], input: &str) -> (i32, String) {
     let status = child.wait().unwrap();
     drop(stdin);
     (status.code().unwrap_or(-1), out.replace('\r', ""))
+}
+
+#[test]
+fn the_wizard_asks_again_after_an_invalid_name() {
+    let f = Fixture::without_incus("unused");
+    f.repo("good");
+    let (code, transcript) = on_a_terminal(&f, &["new", "--no-container"], "Bad_Name\rgood\r");
+    assert_eq!(code, 0, "{transcript}");
+    assert!(transcript.contains("uses uppercase 'B'"), "{transcript}");
+    assert!(
+        transcript.matches("Project name").count() >= 2,
+        "{transcript}"
+    );
+    assert!(f.registry_text().contains("name = \"good\""));
 }
 
 #[test]

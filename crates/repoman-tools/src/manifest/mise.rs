@@ -132,6 +132,21 @@ impl MiseFile {
     /// Parse `text` read from `path`. Malformed TOML is a [`ToolsError::Parse`] with line and
     /// column; a version with an unknown scope is refused like in `.tool-versions`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ToolsError> {
+        // toml_edit 0.23 panics on some malformed inputs (found by cargo-fuzz, `mise_toml`):
+        // check the syntax with `toml` first.
+        repoman_core::registry::toml_syntax_check(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| repoman_core::registry::line_col(text, s.start))
+                .unwrap_or((1, 1));
+            let message = e.message().lines().next().unwrap_or("invalid TOML").trim();
+            ToolsError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: message.to_owned(),
+            }
+        })?;
         let doc = Document::parse(text.to_owned()).map_err(|e| parse_err(path, text, &e))?;
         let file = Self {
             path: path.to_path_buf(),
@@ -672,5 +687,14 @@ mod tests {
             f.render(),
             "[tools]\n  node    = '20'\n  python  = '3'\n  go      = '1'\n"
         );
+    }
+
+    #[test]
+    fn fuzz_found_toml_inputs_are_errors_not_panics() {
+        // cargo-fuzz `mise_toml`: toml_edit 0.23 panicked on these ("all items have spans").
+        for input in ["==*#+\r.==.{", "==={%={A\r[]...\x04\x00\x00.\t\x00"] {
+            let err = MiseFile::parse(Path::new(".mise.toml"), input).unwrap_err();
+            assert!(err.to_string().contains(".mise.toml:1:"), "{err}");
+        }
     }
 }

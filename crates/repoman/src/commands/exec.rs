@@ -16,7 +16,7 @@ use repoman_sandbox::session::{self, Session};
 ///
 /// No terminal is allocated and stdin is empty; stdout and stderr stream as the command writes
 /// them. A stopped sandbox is started after confirmation (or with --yes). repoman then replaces
-/// itself with the `incus` CLI (`incus exec --mode non-interactive --user UID --group GID --cwd
+/// itself with the `incus` CLI (`incus --force-local exec --mode non-interactive --user UID --group GID --cwd
 /// REPO`, argv only), so the exit status is exactly the command's.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -40,7 +40,12 @@ pub fn run(app: &App, args: ExecArgs) -> Result<Exit, CliError> {
     // output streams straight to our stdout/stderr and the command's exit code is ours, exactly.
     let program = resolve_program(OsStr::new("incus"), app.env.get_os("PATH"))?;
     let err = std::process::Command::new(&program)
+        .args(super::shell::INCUS_CLI_FLAGS)
         .args(&argv)
+        .env(
+            "INCUS_SOCKET",
+            repoman_incus::socket::resolve(&app.env).path,
+        )
         .stdin(Stdio::null())
         .exec();
     Err(CliError::failed(format!(

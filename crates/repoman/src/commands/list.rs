@@ -4,8 +4,9 @@ use clap::Args;
 
 use crate::app::App;
 use crate::error::{CliError, Exit};
-use repoman_sandbox::listing;
+use repoman_core::ErrorKind;
 use repoman_sandbox::session::Session;
+use repoman_sandbox::{Estate, desired, listing};
 
 /// List projects and sandboxes: name, state, IPv4, repo, image, last sync, drift.
 ///
@@ -15,14 +16,53 @@ use repoman_sandbox::session::Session;
 #[derive(Debug, Args)]
 pub struct ListArgs {}
 
+/// The listing from the registry alone, when Incus is unavailable and no registered project has
+/// a sandbox: nothing Incus holds is needed, only orphans go unlisted (a warning says so).
+fn registry_only(app: &App) -> Result<listing::Listing, CliError> {
+    let estate = Estate::new(app.registry()?, &app.env);
+    let sandboxes = estate
+        .file
+        .registry
+        .projects
+        .iter()
+        .map(|p| listing::Row {
+            name: p.name.as_str().to_owned(),
+            registered: true,
+            container: false,
+            state: "none".to_owned(),
+            ipv4: Vec::new(),
+            repo: Some(p.repo.to_string()),
+            repo_path: desired::repo_path(&estate.settings, p.repo.as_str())
+                .ok()
+                .map(|p| p.display().to_string()),
+            image: p.image.clone(),
+            last_sync: p.last_sync.clone(),
+            drift: None,
+        })
+        .collect();
+    Ok(listing::Listing {
+        incus_project: estate.incus_project().to_owned(),
+        project_exists: false,
+        sandboxes,
+    })
+}
+
 pub fn run(app: &App, _args: ListArgs) -> Result<Exit, CliError> {
-    let s = Session::open(app.registry()?, &app.env)?;
-    let listing = listing::listing(&s);
+    let registry = app.registry()?;
+    let needs_incus = registry.registry.projects.iter().any(|p| p.container);
+    let (listing, warnings) = match Session::open(registry, &app.env) {
+        Ok(s) => (listing::listing(&s), s.drift_warnings(None)),
+        Err(e) if !needs_incus && e.kind() == ErrorKind::Unavailable => {
+            let note = format!("{e}; no project has a sandbox, so the registry alone is listed");
+            (registry_only(app)?, vec![note])
+        }
+        Err(e) => return Err(e.into()),
+    };
     if app.ui.json() {
         app.ui.print_json(&listing)?;
     } else {
         let rows = listing.sandboxes;
-        for w in s.drift_warnings(None) {
+        for w in warnings {
             app.ui.warn(&w);
         }
         if rows.is_empty() {

@@ -49,9 +49,11 @@ fn wizard(app: &App, args: &mut NewArgs, estate: &Estate) -> Result<(), CliError
             return Err(CliError::usage("missing the project NAME")
                 .with_hint("repoman new NAME [--repo DIRNAME]"));
         }
-        let name = app
-            .ui
-            .input("Project name (also the container name)", None)?;
+        let name = app.ui.input_valid(
+            "Project name (also the container name)",
+            None,
+            crate::prompt::valid_name,
+        )?;
         args.name = Some(name);
     }
     if app.ui.can_prompt()

@@ -12,7 +12,7 @@ use repoman_sandbox::session::{self, Session};
 ///
 /// HOME and USER are set; a stopped sandbox is started after confirmation. With `-- CMD...` the
 /// command runs on a terminal instead of the shell. Runs the `incus` CLI for the terminal
-/// (`incus exec --user UID --group GID --cwd REPO --env HOME=...`), argv only.
+/// (`incus --force-local exec --user UID --group GID --cwd REPO --env HOME=...`), argv only.
 #[derive(Debug, Args)]
 pub struct ShellArgs {
     /// The sandbox (asked for on a terminal when missing).
@@ -21,6 +21,12 @@ pub struct ShellArgs {
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
+
+/// The global flags repoman gives the `incus` CLI. `--force-local`: talk to the socket repoman
+/// resolved (passed as `INCUS_SOCKET`), never the user's default remote, and never print the
+/// client's first-run banner ("To start your first container, try: ..."), which the CLI prints
+/// when the user has no `~/.config/incus` (`INCUS_CONF`) yet.
+pub(crate) const INCUS_CLI_FLAGS: [&str; 1] = ["--force-local"];
 
 /// The login shell of `uid` in the container's /etc/passwd, else /bin/sh.
 fn login_shell(s: &Session, name: &str, uid: u32) -> String {
@@ -52,6 +58,14 @@ pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
         args.command.clone()
     };
     let argv = session::incus_exec_argv(&t, true, &command);
-    let output = Cmd::new("incus").args(&argv).interactive().output()?;
+    let output = Cmd::new("incus")
+        .args(INCUS_CLI_FLAGS)
+        .args(&argv)
+        .env(
+            "INCUS_SOCKET",
+            repoman_incus::socket::resolve(&app.env).path,
+        )
+        .interactive()
+        .output()?;
     Ok(Exit::of_child(output.status))
 }
