@@ -976,7 +976,7 @@ pub fn hash_file(path: &Path, size: u64) -> io::Result<[u8; 32]> {
     if !f.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "is no longer a regular file (changed while it was read); it is not hashed",
+            "is not a regular file (a FIFO, device or socket swapped in after the walk); it is not read",
         ));
     }
     let mut h = blake3::Hasher::new();
