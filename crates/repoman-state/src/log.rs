@@ -168,11 +168,12 @@ impl EventLog {
                 append_to = Some((path.clone(), committed_len));
             }
             if let Some(line) = last_line {
-                let line_no = 0; // unknown without a full scan; the reader reports exact lines
                 let ev: Event =
                     serde_json::from_slice(&line).map_err(|e| StateError::CorruptLine {
                         path: path.clone(),
-                        line: line_no,
+                        // Counted only on this error path: the last committed line's number is
+                        // the count of newlines before its end.
+                        line: lines_before(path, committed_len).unwrap_or(0),
                         reason: format!("last line: {e}"),
                     })?;
                 return Ok(Tail {
@@ -608,4 +609,40 @@ impl ChainVerifier {
 
 fn short(h: &str) -> &str {
     h.get(..12).unwrap_or(h)
+}
+
+/// How many lines end in the first `upto` bytes of `path` (the 1-based number of the line that
+/// ends at `upto`).
+fn lines_before(path: &Path, upto: u64) -> std::io::Result<u64> {
+    let mut f = File::open(path)?.take(upto);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let got = f.read(&mut buf)?;
+        if got == 0 {
+            return Ok(n);
+        }
+        n += buf[..got].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_last_line_is_cited_by_its_real_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path().join(segment_name(1));
+        // Three lines; the third (the last committed one) is not an event.
+        std::fs::write(&seg, b"{}\n{}\n{\"not\": \"an event\"}\n").unwrap();
+        let log = EventLog::new(dir.path().to_path_buf());
+        match log.tail() {
+            Err(StateError::CorruptLine { line, path, .. }) => {
+                assert_eq!(line, 3);
+                assert_eq!(path, seg);
+            }
+            other => panic!("expected a corrupt line, got {other:?}"),
+        }
+    }
 }
