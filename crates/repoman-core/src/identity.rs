@@ -70,6 +70,11 @@ pub struct HostUser {
     pub gid: u32,
 }
 
+/// Whether this process runs with euid 0 (it may change system files and restart daemons).
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// Decide the host user: the invoking user; under root, `SUDO_UID`/`SUDO_GID` when set, else the
 /// owner of `repo_dir` (when it exists), else root.
 pub fn host_user(env: &Env, repo_dir: Option<&Path>) -> HostUser {

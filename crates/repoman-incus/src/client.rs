@@ -261,6 +261,36 @@ impl Incus {
         self.get(&format!("/1.0/projects/{}", enc(name)))
     }
 
+    /// Set some config keys of a project; the other keys keep their values. A read-modify-write
+    /// with the project's `ETag` (`If-Match`), so a concurrent change fails with
+    /// [`IncusError::Conflict`] instead of being overwritten. Not `PATCH`: Incus 6.0 replaces a
+    /// project's whole config on `PATCH`, dropping `features.*`. The server refuses restrictions
+    /// that existing instances or profiles already violate.
+    pub fn patch_project_config(
+        &self,
+        name: &str,
+        config: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let path = format!("/1.0/projects/{}", enc(name));
+        let (current, etag): (Project, String) = self.get_with_etag(&path)?;
+        let mut merged = current.config;
+        merged.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let body = serde_json::json!({ "config": merged, "description": current.description });
+        let headers = if etag.is_empty() {
+            Vec::new()
+        } else {
+            vec![("If-Match".to_owned(), etag)]
+        };
+        self.mutate_with(
+            Method::Put,
+            &path,
+            Some(&body),
+            headers,
+            self.timeouts.operation,
+        )?;
+        Ok(())
+    }
+
     /// One project, or `None` when it does not exist.
     pub fn find_project(&self, name: &str) -> Result<Option<Project>> {
         match self.get_project(name) {

@@ -83,6 +83,13 @@ pub enum SandboxError {
     /// A test-only failure injected with `REPOMAN_TEST_FAIL_AFTER`.
     #[error("injected failure after step `{0}` (REPOMAN_TEST_FAIL_AFTER, tests only)")]
     Injected(String),
+    /// A change to the host system (`/etc/subuid`, the Incus daemon) that repoman cannot make
+    /// here (not root, or the daemon was not found); `commands` are what to run instead.
+    #[error("{message}")]
+    HostChange {
+        message: String,
+        commands: Vec<String>,
+    },
 }
 
 impl SandboxError {
@@ -96,7 +103,7 @@ impl SandboxError {
             SandboxError::Registry(e) => DomainError::kind(e),
             SandboxError::Name(e) => DomainError::kind(e),
             SandboxError::Process(e) => DomainError::kind(e),
-            SandboxError::Restricted(_) => ErrorKind::Unavailable,
+            SandboxError::Restricted(_) | SandboxError::HostChange { .. } => ErrorKind::Unavailable,
             SandboxError::NotConfigured { .. }
             | SandboxError::Invalid(_)
             | SandboxError::Overrides { .. }
@@ -146,6 +153,10 @@ impl SandboxError {
             )),
             SandboxError::Overrides { path, .. } => Some(format!("fix {}", path.display())),
             SandboxError::Registry(e) => DomainError::hint(e),
+            SandboxError::HostChange { commands, .. } => Some(format!(
+                "run these, then `repoman setup` again:\n    {}",
+                commands.join("\n    ")
+            )),
             _ => None,
         }
     }

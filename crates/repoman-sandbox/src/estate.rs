@@ -98,6 +98,28 @@ impl Estate {
         }
     }
 
+    /// The `restricted.*` keys repoman's Incus project should have ([`crate::restrict`]), for
+    /// the host user of a command with no repo.
+    pub fn restrictions(&self) -> BTreeMap<String, String> {
+        let user = self.host_user(None);
+        let home = desired::host_home(&user).or_else(|| self.env.get_path("HOME"));
+        let runtime = repoman_core::Paths::resolve(&self.env)
+            .ok()
+            .map(|p| p.runtime_dir);
+        crate::restrict::wanted(&crate::restrict::Inputs {
+            local_repos: self
+                .settings
+                .local_repos
+                .as_ref()
+                .map(|l| l.value.as_path()),
+            mount_roots: &self.file.registry.mount_roots,
+            allow_devices: &self.file.registry.defaults.allow_devices,
+            user: &user,
+            user_home: home.as_deref(),
+            runtime_dir: runtime.as_deref(),
+        })
+    }
+
     /// The Incus project holding the sandboxes.
     pub fn incus_project(&self) -> &str {
         &self.settings.incus_project.value
@@ -164,6 +186,8 @@ pub struct Observed {
     /// `false` when the Incus project does not exist (setup has not run): no instances.
     pub project_exists: bool,
     pub instances: Vec<Instance>,
+    /// The project's config (its `restricted.*` keys among them); empty when it does not exist.
+    pub project_config: BTreeMap<String, String>,
 }
 
 impl Observed {
@@ -176,15 +200,24 @@ impl Observed {
 pub fn observe(incus: &Incus, project: &str) -> Result<Observed, SandboxError> {
     let scope = incus.project(project);
     match scope.list_instances() {
-        Ok(instances) => Ok(Observed {
-            scope,
-            project_exists: true,
-            instances,
-        }),
+        Ok(instances) => {
+            let project_config = match incus.get_project(project) {
+                Ok(p) => p.config,
+                Err(e) if e.is_not_found() => BTreeMap::new(),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(Observed {
+                scope,
+                project_exists: true,
+                instances,
+                project_config,
+            })
+        }
         Err(e) if e.is_not_found() => Ok(Observed {
             scope,
             project_exists: false,
             instances: Vec::new(),
+            project_config: BTreeMap::new(),
         }),
         Err(e) => Err(e.into()),
     }

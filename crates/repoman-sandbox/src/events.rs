@@ -253,7 +253,8 @@ pub fn schemas() -> Vec<Schema> {
     let setup_steps = json!({"type": "array", "items": {
         "type": "object", "required": ["step"],
         "properties": {"step": {"enum": [
-            "create_directory", "create_project", "set_root_disk", "add_nic",
+            "delegate_id", "restart_incus", "create_directory", "create_project",
+            "restrict_project", "set_root_disk", "add_nic",
             "create_profile", "update_profile", "set_default", "set_estate_id"
         ]}}
     }});

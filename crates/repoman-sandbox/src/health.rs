@@ -54,7 +54,11 @@ pub struct Health {
     pub backup_root: Option<BackupRoot>,
     pub sandboxes: Vec<Item>,
     pub drift: Vec<Drift>,
-    /// Drifts, other problems and an unreachable backup root: `status` fails when not zero.
+    /// How the Incus project's `restricted.*` keys differ from what `repoman setup` sets (a
+    /// project loosened by hand, or made before repoman restricted it).
+    pub restrictions: Vec<crate::restrict::Deviation>,
+    /// Drifts, other problems, an unrestricted or loosened Incus project (one problem however
+    /// many keys differ) and an unreachable backup root: `status` fails when not zero.
     pub problems: usize,
 }
 
@@ -78,10 +82,19 @@ pub fn health(
         .filter(|i| !i.problems.is_empty() && i.drift.is_none())
         .count();
     let backup_bad = backup_root.as_ref().is_some_and(|b| !b.reachable);
+    let restrictions = if s.observed.project_exists {
+        crate::restrict::deviations(&s.observed.project_config, &s.estate.restrictions())
+    } else {
+        Vec::new()
+    };
     Health {
         incus_project: s.estate.incus_project().to_owned(),
         project_exists: s.observed.project_exists,
-        problems: drift.len() + other_problems + usize::from(backup_bad),
+        problems: drift.len()
+            + usize::from(!restrictions.is_empty())
+            + other_problems
+            + usize::from(backup_bad),
+        restrictions,
         backup_root,
         sandboxes,
         drift,

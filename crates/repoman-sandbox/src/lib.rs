@@ -35,6 +35,7 @@ pub mod listing;
 pub mod mount_policy;
 pub mod remove;
 pub mod repair;
+pub mod restrict;
 pub mod session;
 pub mod setup;
 pub mod update;

@@ -117,7 +117,7 @@ pub fn canonical(p: &Path) -> PathBuf {
     }
 }
 
-fn both_forms(p: &Path) -> Vec<PathBuf> {
+pub(crate) fn both_forms(p: &Path) -> Vec<PathBuf> {
     let lexical = normalize(p).unwrap_or_else(|| p.to_path_buf());
     let canon = canonical(&lexical);
     if canon == lexical {
@@ -127,7 +127,7 @@ fn both_forms(p: &Path) -> Vec<PathBuf> {
     }
 }
 
-fn expand_home(p: &Path, home: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn expand_home(p: &Path, home: Option<&Path>) -> Option<PathBuf> {
     match p.strip_prefix("~") {
         Ok(rest) => home.map(|h| h.join(rest)),
         Err(_) => Some(p.to_path_buf()),

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use repoman_core::registry::{ProfileDef, RegistryFile};
 use repoman_core::settings::Settings;
+use repoman_core::subid;
 use repoman_core::{Env, ObjectId, Progress};
+use repoman_incus::daemon::Manager;
 use repoman_incus::{DeviceSpec, ImageSource, Incus, IncusError, ProfilePut, ProjectSpec};
 use repoman_state::{Operation, State};
 use serde::Serialize;
@@ -40,16 +42,48 @@ pub struct SetupRequest {
     pub registry_profiles: Option<Vec<String>>,
     /// Who owns directories setup creates (the host user).
     pub owner: Option<repoman_core::identity::HostUser>,
+    /// The `restricted.*` keys of the Incus project ([`crate::restrict::wanted`]).
+    pub restrictions: BTreeMap<String, String>,
+    /// `/etc/subuid` and `/etc/subgid` (or `REPOMAN_SUBUID_FILE`/`REPOMAN_SUBGID_FILE`).
+    pub subid_files: (PathBuf, PathBuf),
+    /// Whether repoman runs as root (it can change the files and restart Incus itself).
+    pub as_root: bool,
+    /// The Incus socket (waited on after a daemon restart).
+    pub incus_socket: PathBuf,
+}
+
+impl SetupRequest {
+    /// Whether the subordinate id files are the system's, which incusd reads (so a change needs
+    /// a daemon restart); with `REPOMAN_SUB?ID_FILE` pointing elsewhere there is nothing to
+    /// restart.
+    fn system_subid_files(&self) -> bool {
+        self.subid_files.0 == std::path::Path::new(subid::SUBUID)
+            && self.subid_files.1 == std::path::Path::new(subid::SUBGID)
+    }
 }
 
 /// One step of the setup plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum SetupStep {
+    /// Delegate one host id to root for Incus (`root:ID:1` in `/etc/subuid` or `/etc/subgid`).
+    DelegateId {
+        file: PathBuf,
+        line: String,
+    },
+    /// Restart the Incus daemon so it reads the new delegations.
+    RestartIncus {
+        manager: Manager,
+    },
     CreateDirectory {
         path: PathBuf,
     },
     CreateProject {
+        name: String,
+        config: BTreeMap<String, String>,
+    },
+    /// Set the `restricted.*` keys of an existing project (first time, or re-tightening).
+    RestrictProject {
         name: String,
         config: BTreeMap<String, String>,
     },
@@ -78,16 +112,29 @@ pub enum SetupStep {
 
 impl SetupStep {
     pub fn describe(&self) -> String {
+        let pairs = |config: &BTreeMap<String, String>| {
+            config
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match self {
-            SetupStep::CreateDirectory { path } => format!("create directory {}", path.display()),
-            SetupStep::CreateProject { name, config } => format!(
-                "create Incus project `{name}` ({})",
-                config
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            SetupStep::DelegateId { file, line } => format!(
+                "add `{line}` to {} (lets Incus map this one id into sandboxes)",
+                file.display()
             ),
+            SetupStep::RestartIncus { manager } => format!(
+                "restart the Incus daemon, which reads the id files only when it starts (running sandboxes keep running): {}",
+                manager.restart_commands().join("; ")
+            ),
+            SetupStep::RestrictProject { name, config } => {
+                format!("restrict Incus project `{name}`: {}", pairs(config))
+            }
+            SetupStep::CreateDirectory { path } => format!("create directory {}", path.display()),
+            SetupStep::CreateProject { name, config } => {
+                format!("create Incus project `{name}` ({})", pairs(config))
+            }
             SetupStep::SetRootDisk { project, pool } => {
                 format!("give the `default` profile of `{project}` a root disk on pool `{pool}`")
             }
@@ -159,6 +206,7 @@ pub fn plan(
     file: &RegistryFile,
 ) -> Result<SetupPlan, SandboxError> {
     let mut plan = SetupPlan::default();
+    plan_subids(req, &mut plan)?;
     if let Some(dir) = &req.local_repos
         && !validate_dir(dir, "local_repos", req.probe_timeout)?
     {
@@ -197,7 +245,7 @@ pub fn plan(
     }
 
     let project = &req.incus_project;
-    let want_config = BTreeMap::from([
+    let features = BTreeMap::from([
         ("features.images".to_owned(), "false".to_owned()),
         ("features.profiles".to_owned(), "true".to_owned()),
     ]);
@@ -209,14 +257,24 @@ pub fn plan(
     let scope = incus.project(project);
     let default_profile = match &existing {
         None => {
+            let mut config = features.clone();
+            config.extend(req.restrictions.clone());
             plan.steps.push(SetupStep::CreateProject {
                 name: project.clone(),
-                config: want_config.clone(),
+                config,
             });
             None
         }
         Some(p) => {
-            for (k, v) in &want_config {
+            let off = crate::restrict::deviations(&p.config, &req.restrictions);
+            if !off.is_empty() {
+                plan.steps.push(SetupStep::RestrictProject {
+                    name: project.clone(),
+                    config: off.into_iter().map(|d| (d.key, d.want)).collect(),
+                });
+                warn_unmigrated(incus, project, &mut plan)?;
+            }
+            for (k, v) in &features {
                 let have = p.config.get(k).map(String::as_str).unwrap_or("(unset)");
                 if have != v {
                     plan.warnings.push(format!(
@@ -318,6 +376,124 @@ pub fn plan(
     Ok(plan)
 }
 
+/// The `/etc/subuid`/`/etc/subgid` lines the host user's ids need, and the daemon restart
+/// that makes incusd read them. Root is never delegated (it is never mapped).
+fn plan_subids(req: &SetupRequest, plan: &mut SetupPlan) -> Result<(), SandboxError> {
+    let Some(user) = &req.owner else {
+        return Ok(());
+    };
+    if user.uid == 0 || user.gid == 0 {
+        plan.warnings.push(format!(
+            "the host user is root (uid {}, gid {}): root is never mapped into a sandbox, so no id is delegated; run setup with sudo from your own account (SUDO_UID names you)",
+            user.uid, user.gid
+        ));
+        return Ok(());
+    }
+    let (u, g) = (&req.subid_files.0, &req.subid_files.1);
+    let read = |p: &PathBuf| {
+        subid::read(p).map_err(|e| SandboxError::Directory {
+            path: p.clone(),
+            message: format!("cannot read: {e}"),
+        })
+    };
+    let (uc, gc) = (read(u)?, read(g)?);
+    let missing = subid::missing((u, uc.as_deref()), (g, gc.as_deref()), user.uid, user.gid);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for m in &missing {
+        plan.steps.push(SetupStep::DelegateId {
+            file: m.file.clone(),
+            line: m.line.clone(),
+        });
+    }
+    if req.system_subid_files() {
+        plan.steps.push(SetupStep::RestartIncus {
+            manager: repoman_incus::daemon::observe(),
+        });
+    }
+    Ok(())
+}
+
+/// Sandboxes still made the old way (a `shift=true` disk) will not start in a restricted project
+/// until `repoman update` migrates them: say so before restricting.
+fn warn_unmigrated(incus: &Incus, project: &str, plan: &mut SetupPlan) -> Result<(), SandboxError> {
+    for inst in incus.project(project).list_instances()? {
+        let shifted = inst.devices.values().any(|d| {
+            d.get("type").is_some_and(|t| t == "disk")
+                && d.get("shift").is_some_and(|v| v == "true")
+        });
+        if shifted {
+            plan.warnings.push(format!(
+                "sandbox `{}` still has a shift=true mount: once the project is restricted it will not start until `repoman update {} --yes` migrates it to raw.idmap",
+                inst.name, inst.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Before anything else (before Incus is even asked): refuse when the host needs changes that
+/// repoman cannot make here (the id files need root), with the commands to run instead.
+pub fn precheck(req: &SetupRequest) -> Result<(), SandboxError> {
+    let mut plan = SetupPlan::default();
+    plan_subids(req, &mut plan)?;
+    check_host_steps(req, &plan)
+}
+
+/// Refuse before changing anything when the plan has host steps repoman cannot do here.
+fn check_host_steps(req: &SetupRequest, plan: &SetupPlan) -> Result<(), SandboxError> {
+    let lines: Vec<subid::MissingLine> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            SetupStep::DelegateId { file, line } => Some(subid::MissingLine {
+                kind: if file == &req.subid_files.1 {
+                    subid::Kind::Gid
+                } else {
+                    subid::Kind::Uid
+                },
+                file: file.clone(),
+                line: line.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let restart = plan.steps.iter().find_map(|s| match s {
+        SetupStep::RestartIncus { manager } => Some(manager),
+        _ => None,
+    });
+    let mut commands = subid::sudo_commands(&lines);
+    if let Some(m) = restart {
+        commands.extend(m.restart_commands());
+    }
+    if !lines.is_empty() && !req.as_root {
+        return Err(SandboxError::HostChange {
+            message: format!(
+                "sandboxes map your ids ({}) with raw.idmap, which needs {} delegated to root, and only root can change those files",
+                lines
+                    .iter()
+                    .map(|l| l.line.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                lines
+                    .iter()
+                    .map(|l| l.file.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+            ),
+            commands,
+        });
+    }
+    if matches!(restart, Some(Manager::NotFound)) {
+        return Err(SandboxError::HostChange {
+            message: "the id files need a restart of the Incus daemon, and it was not found (no active incus.service/incus.socket, no incusd process)".to_owned(),
+            commands,
+        });
+    }
+    Ok(())
+}
+
 /// Apply the Incus and directory steps (registry steps are applied by [`apply_registry`]).
 fn apply_incus(
     incus: &Incus,
@@ -329,6 +505,36 @@ fn apply_incus(
     let scope = incus.project(&req.incus_project);
     for step in &plan.steps {
         match step {
+            SetupStep::DelegateId { file, line } => {
+                progress.step(&step.describe());
+                let kind = if file == &req.subid_files.1 {
+                    subid::Kind::Gid
+                } else {
+                    subid::Kind::Uid
+                };
+                subid::apply(&[subid::MissingLine {
+                    kind,
+                    file: file.clone(),
+                    line: line.clone(),
+                }])
+                .map_err(|e| SandboxError::Directory {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
+            }
+            SetupStep::RestartIncus { manager } => {
+                progress.step(&step.describe());
+                manager
+                    .restart(&req.incus_socket, Duration::from_secs(90))
+                    .map_err(|message| SandboxError::HostChange {
+                        message: format!("restarting the Incus daemon failed: {message}"),
+                        commands: manager.restart_commands(),
+                    })?;
+            }
+            SetupStep::RestrictProject { name, config } => {
+                progress.step(&step.describe());
+                incus.patch_project_config(name, config)?;
+            }
             SetupStep::CreateDirectory { path } => {
                 progress.step(&step.describe());
                 match &req.owner {
@@ -477,6 +683,19 @@ pub fn resolve(
     if let Some(i) = &image {
         registry_strings.push(("default_image", i.clone()));
     }
+    let user = repoman_core::identity::host_user(env, None);
+    let home = crate::desired::host_home(&user).or_else(|| env.get_path("HOME"));
+    let runtime = repoman_core::Paths::resolve(env)
+        .ok()
+        .map(|p| p.runtime_dir);
+    let restrictions = crate::restrict::wanted(&crate::restrict::Inputs {
+        local_repos: local_repos.as_deref(),
+        mount_roots: &file.registry.mount_roots,
+        allow_devices: &file.registry.defaults.allow_devices,
+        user: &user,
+        user_home: home.as_deref(),
+        runtime_dir: runtime.as_deref(),
+    });
     Ok(SetupRequest {
         local_repos,
         backup_root,
@@ -489,7 +708,16 @@ pub fn resolve(
         probe_timeout: settings.probe_timeout.value,
         registry_strings,
         registry_profiles: (!flags.profiles.is_empty()).then_some(profiles),
-        owner: Some(repoman_core::identity::host_user(env, None)),
+        restrictions,
+        subid_files: (
+            env.get_path("REPOMAN_SUBUID_FILE")
+                .unwrap_or_else(|| subid::SUBUID.into()),
+            env.get_path("REPOMAN_SUBGID_FILE")
+                .unwrap_or_else(|| subid::SUBGID.into()),
+        ),
+        as_root: repoman_core::identity::running_as_root(),
+        incus_socket: repoman_incus::socket::resolve(env).path,
+        owner: Some(user),
     })
 }
 
@@ -533,6 +761,7 @@ pub fn apply(
         "sandbox.setup",
         &ObjectId::incus_project(&req.incus_project),
     )?;
+    check_host_steps(req, plan)?;
     let state = ctx.state;
     let done = apply_incus(incus, req, plan, ctx.progress)?;
     let written = apply_registry(ctx.registry_path, req, new_id)?;

@@ -75,6 +75,11 @@ impl Lab {
             ),
         )
         .unwrap();
+        // The probes run in the restricted project `repoman setup` makes.
+        l.repoman()
+            .args(["setup", "--yes", "--no-input"])
+            .assert()
+            .success();
         Some(l)
     }
 
@@ -92,6 +97,9 @@ impl Lab {
             .env("SUDO_UID", "1000")
             .env("SUDO_GID", "1000")
             .env("SUDO_USER", "dev")
+            // `setup` delegates ids in these, never in the system's files.
+            .env("REPOMAN_SUBUID_FILE", self.home.join("subuid"))
+            .env("REPOMAN_SUBGID_FILE", self.home.join("subgid"))
             .arg("--no-progress")
             // No probe may make a host command hang.
             .timeout(Duration::from_secs(120));

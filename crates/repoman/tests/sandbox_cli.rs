@@ -33,7 +33,17 @@ impl Fixture {
         let project = lab.project(prefix);
         let mut f = Fixture::without_incus(project.name());
         f.lab = Some((lab, project));
+        f.restrict();
         Some(f)
+    }
+
+    /// `repoman setup --yes`: the test project becomes the restricted project setup makes, with
+    /// this registry's directories (run again after the registry gains a `[[mount_root]]`).
+    fn restrict(&self) {
+        self.repoman()
+            .args(["setup", "--yes", "--no-input"])
+            .assert()
+            .success();
     }
 
     /// Without Incus: the registry names a project that is never contacted.
@@ -77,6 +87,9 @@ impl Fixture {
             format!("{text}\n[[mount_root]]\npath = \"{}\"\n", path.display()),
         )
         .unwrap();
+        if self.lab.is_some() {
+            self.restrict();
+        }
     }
 
     /// Trust the repo's `.repoman.toml` as the human (`repoman trust NAME --yes`).
@@ -107,7 +120,11 @@ impl Fixture {
             // busybox test image.
             .env("SUDO_UID", "1000")
             .env("SUDO_GID", "1000")
-            .env("SUDO_USER", "dev");
+            .env("SUDO_USER", "dev")
+            // `setup` delegates ids in these, never in the system's files (and so never
+            // restarts the lab's daemon under the other tests).
+            .env("REPOMAN_SUBUID_FILE", self.home.join("subuid"))
+            .env("REPOMAN_SUBGID_FILE", self.home.join("subgid"));
         cmd
     }
 
@@ -223,17 +240,23 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     let name = format!("repoman-test-setup-{}-0", std::process::id());
     let _guard = ProjectGuard(lab.incus.clone(), name.clone());
     let f = Fixture::without_incus(&name);
-    // A registry that only declares a profile sharing an agent directory into every sandbox.
+    // A registry that only declares a profile sharing an agent directory into every sandbox
+    // (read-only, from a `[[mount_root]]`: the restricted project allows disks from nowhere else).
     let agent = f.home.join("agent");
     std::fs::create_dir_all(&agent).unwrap();
     std::fs::write(
         f.home.join(".config/repoman/repoman.toml"),
         format!(
-            "# my estate\n[[profile]]\nname = \"share\"\ndescription = \"agent config\"\n[profile.devices.agent]\ntype = \"disk\"\nsource = \"{}\"\npath = \"/mnt/agent\"\nshift = \"true\"\n",
+            "# my estate\n[[mount_root]]\npath = \"{0}\"\n\n[[profile]]\nname = \"share\"\ndescription = \"agent config\"\n[profile.devices.agent]\ntype = \"disk\"\nsource = \"{0}\"\npath = \"/mnt/agent\"\nreadonly = \"true\"\n",
             agent.display()
         ),
     )
     .unwrap();
+    // The system's id files as the lab has them: a range for the containers, not the one id.
+    let (subuid, subgid) = (f.home.join("subuid"), f.home.join("subgid"));
+    for file in [&subuid, &subgid] {
+        std::fs::write(file, "root:1000000:1000000000\n").unwrap();
+    }
     let backup = f.home.join("backup");
     std::fs::create_dir_all(&backup).unwrap();
     let args = [
@@ -263,6 +286,22 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
         .code(2)
         .stderr(predicates::str::contains("backup_root does not exist"));
     assert!(lab.incus.get_project(&name).unwrap_err().is_not_found());
+    // --dry-run shows the id lines and the restrictions, and changes nothing.
+    let (code, dry) = f.json(&[&args[..], &["--dry-run"]].concat());
+    assert_eq!(code, 0, "{dry}");
+    let dry_steps = dry["steps"].as_array().unwrap();
+    assert!(
+        dry_steps
+            .iter()
+            .any(|s| s["step"] == "delegate_id" && s["line"] == "root:1000:1"),
+        "{dry}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&subuid).unwrap(),
+        "root:1000000:1000000000\n"
+    );
+    assert!(lab.incus.get_project(&name).unwrap_err().is_not_found());
+
     let (code, first) = f.json(&args);
     assert_eq!(code, 0, "{first}");
     assert_eq!(first["changed"], true);
@@ -275,9 +314,18 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     assert!(
         steps.contains(&"create_project")
             && steps.contains(&"set_root_disk")
-            && steps.contains(&"create_profile"),
+            && steps.contains(&"create_profile")
+            && steps.iter().filter(|s| **s == "delegate_id").count() == 2,
         "{steps:?}"
     );
+    // Not the system's files, so no daemon restart was planned.
+    assert!(!steps.contains(&"restart_incus"), "{steps:?}");
+    for file in [&subuid, &subgid] {
+        assert_eq!(
+            std::fs::read_to_string(file).unwrap(),
+            "root:1000000:1000000000\nroot:1000:1\n"
+        );
+    }
 
     let out = f.repoman().args(args).output().unwrap();
     assert!(out.status.success());
@@ -293,6 +341,32 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     let project = lab.incus.get_project(&name).unwrap();
     assert_eq!(project.config["features.profiles"], "true");
     assert_eq!(project.config["features.images"], "false");
+    // A restricted project: only the estate's directories, only the host user's ids.
+    for (k, v) in [
+        ("restricted", "true"),
+        ("restricted.containers.privilege", "unprivileged"),
+        ("restricted.containers.nesting", "block"),
+        ("restricted.containers.lowlevel", "block"),
+        ("restricted.devices.disk", "allow"),
+        ("restricted.idmap.uid", "1000"),
+        ("restricted.idmap.gid", "1000"),
+        ("restricted.devices.unix-block", "block"),
+        ("restricted.devices.unix-char", "block"),
+        ("restricted.devices.usb", "block"),
+        ("restricted.devices.pci", "block"),
+        ("restricted.devices.gpu", "block"),
+    ] {
+        assert_eq!(project.config.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    let disk_paths: Vec<&str> = project.config["restricted.devices.disk.paths"]
+        .split(',')
+        .collect();
+    assert!(
+        disk_paths.contains(&f.repos.to_str().unwrap())
+            && disk_paths.contains(&agent.to_str().unwrap())
+            && !disk_paths.contains(&"/"),
+        "{disk_paths:?}"
+    );
     let profile = lab.incus.project(&name).get_profile("default").unwrap();
     assert_eq!(profile.devices["root"]["pool"], "default");
     let reg = f.registry_text();
@@ -313,10 +387,199 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     let share = lab.incus.project(&name).get_profile("share").unwrap();
     assert_eq!(share.devices["agent"]["path"], "/mnt/agent");
     assert!(
-        f.registry_text().contains("# my estate\n[[profile]]"),
+        f.registry_text().contains("# my estate\n[[mount_root]]"),
         "comments survive: {}",
         f.registry_text()
     );
+
+    // What must never happen is refused by the server itself, whatever repoman asks.
+    let scope = lab.incus.project(&name);
+    let etc = DeviceSpec::disk("/etc", "/mnt/etc").build();
+    let err = scope.add_device("first", "etc", etc).unwrap_err();
+    assert!(err.to_string().contains("not allowed"), "{err}");
+    for (key, value, why) in [
+        ("security.privileged", "true", "forbidden"),
+        ("security.nesting", "true", "forbidden"),
+        ("raw.idmap", "both 0 0", "forbidden"),
+        ("raw.lxc", "lxc.apparmor.profile=unconfined", "forbidden"),
+    ] {
+        let err = scope
+            .edit_instance("first", |i| {
+                i.config.insert(key.into(), value.into());
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains(why), "{key}={value}: {err}");
+    }
+    // (The backup root here is a plain directory, not a mount: one problem of its own.)
+    let (_, healthy) = f.json(&["status"]);
+    assert_eq!(healthy["restrictions"], serde_json::json!([]), "{healthy}");
+    assert_eq!(healthy["problems"], 1, "{healthy}");
+
+    // Loosened by hand: `status` reports it and fails, `setup` re-tightens.
+    let paths = &lab.incus.get_project(&name).unwrap().config["restricted.devices.disk.paths"];
+    lab.incus
+        .patch_project_config(
+            &name,
+            &BTreeMap::from([
+                (
+                    "restricted.containers.nesting".to_owned(),
+                    "allow".to_owned(),
+                ),
+                (
+                    "restricted.devices.disk.paths".to_owned(),
+                    format!("{paths},/etc"),
+                ),
+            ]),
+        )
+        .unwrap();
+    let (code, loose) = f.json(&["status"]);
+    assert_eq!(code, 1, "{loose}");
+    // One problem for the project (however many keys), one for the backup root.
+    assert_eq!(loose["problems"], 2, "{loose}");
+    let keys: Vec<&str> = loose["restrictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["looser"] == true)
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "restricted.containers.nesting",
+            "restricted.devices.disk.paths"
+        ],
+        "{loose}"
+    );
+    let text = f.repoman().arg("status").output().unwrap();
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("looser than repoman's") && stdout.contains("repoman setup"),
+        "{stdout}"
+    );
+    let (code, fix) = f.json(&["setup", "--dry-run"]);
+    assert_eq!(code, 0, "{fix}");
+    assert_eq!(fix["steps"][0]["step"], "restrict_project", "{fix}");
+    assert_eq!(
+        lab.incus.get_project(&name).unwrap().config["restricted.containers.nesting"],
+        "allow"
+    );
+    f.repoman().args(["setup", "--yes"]).assert().success();
+    assert_eq!(
+        lab.incus.get_project(&name).unwrap().config["restricted.containers.nesting"],
+        "block"
+    );
+    let (_, again) = f.json(&["status"]);
+    assert_eq!(again["restrictions"], serde_json::json!([]), "{again}");
+    assert_eq!(again["problems"], 1, "{again}");
+}
+
+/// Not root: `setup` changes nothing and prints what to run with sudo (exit 4), before it even
+/// asks Incus; `--dry-run` shows the same lines.
+#[test]
+fn setup_as_a_normal_user_prints_the_id_lines_to_add_with_sudo() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to run repoman as another user");
+        return;
+    }
+    let f = Fixture::without_incus("repoman-never-created");
+    for file in ["subuid", "subgid"] {
+        std::fs::write(f.home.join(file), "").unwrap();
+    }
+    // uid 1000 owns the fixture so that it can read its registry.
+    let top = f.home.parent().unwrap();
+    let st = std::process::Command::new("chown")
+        .args(["-R", "1000:1000"])
+        .arg(top)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let repoman = assert_cmd::cargo::cargo_bin("repoman");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "--"])
+        .arg(&repoman)
+        .args(["setup", "--local-repos"])
+        .arg(&f.repos)
+        .arg("--yes")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &f.home)
+        .env("USER", "dev")
+        .env("REPOMAN_STRICT_SCHEMAS", "1")
+        .env("REPOMAN_SUBUID_FILE", f.home.join("subuid"))
+        .env("REPOMAN_SUBGID_FILE", f.home.join("subgid"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    for want in [
+        "only root can change those files",
+        &format!(
+            "echo 'root:1000:1' | sudo tee -a {} >/dev/null",
+            f.home.join("subuid").display()
+        ),
+        &format!(
+            "echo 'root:1000:1' | sudo tee -a {} >/dev/null",
+            f.home.join("subgid").display()
+        ),
+        "then `repoman setup` again",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(f.home.join("subuid")).unwrap(), "");
+}
+
+/// An estate made before repoman restricted its project: `status` says so in one line and fails,
+/// `setup` restricts the project, and the sandbox made the old way still restarts in it.
+#[test]
+fn an_unrestricted_project_is_reported_and_setup_restricts_it() {
+    let Some(lab) = TestLab::connect() else {
+        return;
+    };
+    let project = lab.project("unrestricted");
+    let mut f = Fixture::without_incus(project.name());
+    f.lab = Some((lab, project));
+    f.new_sandbox("old");
+    let out = f.repoman().arg("status").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the Incus project is not restricted")
+            && stdout.matches("problem:").count() == 1,
+        "{stdout}"
+    );
+    let (_, dry) = f.json(&["setup", "--dry-run"]);
+    let step = dry["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "restrict_project")
+        .unwrap_or_else(|| panic!("no restrict_project step: {dry}"));
+    assert_eq!(step["config"]["restricted"], "true", "{dry}");
+    f.repoman().args(["setup", "--yes"]).assert().success();
+    let (code, status) = f.json(&["status"]);
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status["restrictions"], serde_json::json!([]));
+    f.repoman()
+        .args(["restart", "old", "--force"])
+        .assert()
+        .success();
+    f.repoman()
+        .args(["exec", "old", "--", "id", "-u"])
+        .assert()
+        .success();
+    // The features setup relies on survive the restriction (a PATCH would have dropped them).
+    let config = f
+        .lab
+        .as_ref()
+        .unwrap()
+        .0
+        .incus
+        .get_project(f.scope().name())
+        .unwrap()
+        .config;
+    assert_eq!(config["features.profiles"], "true", "{config:?}");
 }
 
 #[test]
@@ -657,10 +920,10 @@ fn status_detects_missing_orphan_and_config_drift_and_repairs_each() {
     f.scope().stop("gone", true).unwrap();
     f.scope().delete_instance("gone").unwrap();
     f.scope().remove_device("keep", "repo").unwrap();
-    let stray = InstanceSpec::new("stray", ImageSource::alias(TEST_IMAGE_ALIAS)).device(
-        "scratch",
-        DeviceSpec::disk(f.home.as_path(), "/scratch").build(),
-    );
+    // (From inside local_repos: the restricted project allows disks from nowhere else.)
+    let scratch = f.repo("scratch");
+    let stray = InstanceSpec::new("stray", ImageSource::alias(TEST_IMAGE_ALIAS))
+        .device("scratch", DeviceSpec::disk(&scratch, "/scratch").build());
     f.scope().create_instance(&stray).unwrap();
 
     let (code, status) = f.json(&["status"]);

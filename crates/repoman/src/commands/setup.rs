@@ -13,12 +13,15 @@ use repoman_sandbox::setup::{self, SetupFlags};
 
 /// Set up this host for sandboxes (safe to run again: a second run changes nothing).
 ///
-/// Validates the working-copy and backup directories, creates repoman's Incus project (own
-/// profiles, images shared with the default project), gives its `default` profile a root disk on
-/// the storage pool (and a NIC only when --network names a managed network), creates the
-/// `[[profile]]`s declared in repoman.toml, and writes the choices to repoman.toml. Missing values
-/// are asked for on a terminal. The restricted per-user Incus socket is refused: repoman needs
-/// its own Incus project.
+/// Validates the working-copy and backup directories, delegates your uid and gid to Incus
+/// (`root:UID:1` in /etc/subuid and /etc/subgid, then restarts the Incus daemon, which reads them
+/// only at start; not root: prints the commands and exits 4), creates repoman's Incus project as
+/// a restricted project (unprivileged, no nesting, no raw config, disks only from local_repos and
+/// the `[[mount_root]]`s, only your ids mappable, no host devices; re-tightened when loosened),
+/// gives its `default` profile a root disk on the storage pool (and a NIC only when --network
+/// names a managed network), creates the `[[profile]]`s declared in repoman.toml, and writes the
+/// choices to repoman.toml. Missing values are asked for on a terminal. The restricted per-user
+/// Incus socket is refused: repoman needs its own Incus project.
 #[derive(Debug, Args)]
 pub struct SetupArgs {
     /// Directory holding your working copies (default: LOCAL_REPOS).
@@ -99,6 +102,9 @@ pub fn run(app: &App, mut args: SetupArgs) -> Result<Exit, CliError> {
     };
     let req = setup::resolve(&file, &settings, &app.env, &flags)?;
     let incus_project = req.incus_project.clone();
+    if !args.dry_run {
+        setup::precheck(&req)?;
+    }
 
     let incus = repoman_sandbox::estate::connect(&app.env)?;
     let plan = setup::plan(&incus, &req, &file)?;

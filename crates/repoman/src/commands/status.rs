@@ -241,6 +241,7 @@ pub fn run(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
             "backup_root": h.backup_root,
             "sandboxes": h.sandboxes,
             "drift": h.drift,
+            "restrictions": h.restrictions,
             "repairs": reports,
             "config_trust": untrusted,
             "problems": h.problems,
@@ -265,6 +266,22 @@ fn render(app: &App, h: &health::Health) -> Result<(), CliError> {
             " (does not exist: run `repoman setup`)"
         }
     ))?;
+    // A project that is not restricted at all is one line, not one per key.
+    match h.restrictions.iter().find(|d| d.key == "restricted") {
+        Some(_) => app.ui.data(&format!(
+            "  problem: the Incus project is not restricted (made before repoman restricted it, or loosened by hand): {} of its restrictions differ",
+            h.restrictions.len()
+        ))?,
+        None => {
+            for d in &h.restrictions {
+                app.ui.data(&format!("  problem: {}", d.describe()))?;
+            }
+        }
+    }
+    if !h.restrictions.is_empty() {
+        app.ui
+            .data("  (`repoman setup` restricts the project again; `--dry-run` shows how)")?;
+    }
     match &h.backup_root {
         Some(b) => app.ui.data(&backup_line(b))?,
         None => app.ui.data("backup root: not configured")?,
