@@ -446,9 +446,19 @@ pub fn execute(
     // Extend the last manifest by what rsync itemized when it describes this very copy (our
     // marker, not adopted, no unfinished run since) and the run completed; otherwise build one
     // from the working copy.
+    // A last manifest listing a path the excludes now leave out was made with other excludes:
+    // rsync neither copies nor deletes such a path, so extending would keep an entry that verify
+    // (which walks with today's excludes) then misses. Rebuild instead.
+    let excludes_changed = prep.last.as_ref().is_some_and(|last| {
+        last.entries.iter().any(|e| {
+            prep.excludes
+                .covers(&e.path, e.kind == crate::manifest::EntryKind::Dir)
+        })
+    });
     let extendable = matches!(prep.marker, MarkerRead::Present(_))
         && !prep.settings.adopt
         && !prep.manifest_stale
+        && !excludes_changed
         && outcome == RsyncOutcome::Complete;
     let (manifest, stats, source) = match (&prep.last, extendable) {
         (Some(last), true) => {

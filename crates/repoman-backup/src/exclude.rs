@@ -65,6 +65,22 @@ impl Excludes {
     }
 }
 
+impl Excludes {
+    /// Whether rsync would leave `rel` out: it or one of its ancestor directories is excluded
+    /// (rsync does not descend into an excluded directory).
+    pub fn covers(&self, rel: &[u8], is_dir: bool) -> bool {
+        if rel.is_empty() {
+            return false;
+        }
+        for (i, b) in rel.iter().enumerate() {
+            if *b == b'/' && self.is_excluded(&rel[..i], true) {
+                return true;
+            }
+        }
+        self.is_excluded(rel, is_dir)
+    }
+}
+
 impl Pattern {
     fn parse(p: &str) -> Self {
         let mut s = p.as_bytes();
@@ -173,6 +189,20 @@ fn class(pat: &[u8], c: Option<u8>) -> Option<(bool, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covers_looks_at_every_ancestor() {
+        let ex = Excludes::new(&["target/".to_owned(), "*.tmp".to_owned()]).unwrap();
+        assert!(ex.covers(b"target", true));
+        assert!(ex.covers(b"target/debug/bin", false));
+        assert!(ex.covers(b"src/x.tmp", false));
+        assert!(
+            !ex.covers(b"target", false),
+            "a file named target is not a directory"
+        );
+        assert!(!ex.covers(b"src/target.rs", false));
+        assert!(!ex.covers(b"", true));
+    }
 
     fn ex(p: &[&str]) -> Excludes {
         Excludes::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use repoman_backup::engine;
 use repoman_backup::manifest::Manifest;
-use repoman_core::registry::{ProjectEntry, ProjectOverrides, Registry};
+use repoman_core::registry::{OVERRIDES_FILE, ProjectEntry, ProjectOverrides, Registry};
 use repoman_core::settings::Settings;
-use repoman_state::{Event, State};
+use repoman_state::{Event, State, TrustCheck};
 
 use crate::app::App;
 use crate::error::CliError;
@@ -22,8 +22,13 @@ pub struct Target {
     pub excludes: Vec<String>,
 }
 
-/// Resolve `names` (or all projects) to their source and backup paths.
+/// Resolve `names` (or all projects) to their source and backup paths. The repo's
+/// `.repoman.toml` `[backup] exclude` counts only in the version a human trusted: the sandbox can
+/// write that file, and an exclude it planted would leave files out of the backup (and out of
+/// the manifest that proves it) unseen. A file that is untrusted or changed since trusted is
+/// warned about, with its last trusted version applied.
 pub fn targets(
+    app: &App,
     reg: &Registry,
     settings: &Settings,
     names: &[String],
@@ -57,13 +62,34 @@ pub fn targets(
             })
             .collect::<Result<_, _>>()?
     };
+    // A log that cannot be read trusts nothing.
+    let trusted = app
+        .state_read_only()
+        .ok()
+        .and_then(|s| s.trusted_configs().ok())
+        .unwrap_or_default();
     let mut out = Vec::new();
     for entry in entries {
         let src = local.join(entry.repo.as_str());
-        let overrides = if src.is_dir() {
-            ProjectOverrides::load(&src)?
+        let text = if src.is_dir() {
+            ProjectOverrides::read_raw(&src)?
         } else {
-            ProjectOverrides::default()
+            None
+        };
+        let check = TrustCheck::new(
+            entry.name.as_str(),
+            text.as_deref(),
+            trusted.get(entry.name.as_str()),
+        );
+        if check.needs_trust() {
+            app.ui.warn(&format!(
+                "{} ([backup] exclude is taken from the trusted version only)",
+                check.summary()
+            ));
+        }
+        let overrides = match &check.applied {
+            Some(t) => ProjectOverrides::parse(&src.join(OVERRIDES_FILE), t)?,
+            None => ProjectOverrides::default(),
         };
         let mut excludes = settings.backup_exclude.value.clone();
         excludes.extend(overrides.backup.exclude);

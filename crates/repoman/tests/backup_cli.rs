@@ -800,11 +800,38 @@ fn excludes_from_defaults_and_the_project_are_honoured_and_verify_agrees() {
     write(&e.src("alpha").join("keep.rs"), b"fn main() {}");
     write(&e.src("alpha").join("scratch.tmp"), b"x");
     write(&e.src("alpha").join("target/debug/bin"), b"elf");
+    // Untrusted (the sandbox may have written it): its exclude does not count, and sync says so.
+    let (code, _, err) = e.run(&["sync", "alpha"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("untrusted") && err.contains("[backup] exclude"),
+        "{err}"
+    );
+    assert!(e.dst("alpha").join("target/debug/bin").exists());
+    assert!(!e.dst("alpha").join("scratch.tmp").exists());
+    // Trusted by the human, it applies (what the first sync copied stays: rsync leaves excluded
+    // paths on the destination alone).
+    e.ok(&["trust", "alpha", "--yes"]);
+    write(&e.src("alpha").join("target/debug/new"), b"elf");
     e.ok(&["sync", "alpha"]);
     assert!(e.dst("alpha").join("keep.rs").exists());
     assert!(!e.dst("alpha").join("scratch.tmp").exists());
-    assert!(!e.dst("alpha").join("target").exists());
+    assert!(!e.dst("alpha").join("target/debug/new").exists());
     e.ok(&["verify", "--full", "alpha"]);
+    // Rewritten (say from inside the sandbox) to exclude the sources: the trusted version still
+    // applies, so keep.rs stays in the backup.
+    write(
+        &e.src("alpha").join(".repoman.toml"),
+        b"[backup]\nexclude = [\"target/\", \"*.rs\"]\n",
+    );
+    write(&e.src("alpha").join("keep.rs"), b"fn main() { changed() }");
+    let (code, _, err) = e.run(&["sync", "alpha"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("changed since trusted"), "{err}");
+    assert_eq!(
+        std::fs::read(e.dst("alpha").join("keep.rs")).unwrap(),
+        b"fn main() { changed() }"
+    );
 }
 
 #[test]

@@ -188,7 +188,13 @@ fn resolve(app: &App, args: ResolveArgs) -> Result<Exit, CliError> {
         .ok_or_else(|| CliError::failed(format!("conflict {} names no project", c.id)))?;
     let reg = app.registry()?;
     let settings = app.settings()?;
-    let t = targets(&reg.registry, &settings, std::slice::from_ref(&project))?.remove(0);
+    let t = targets(
+        app,
+        &reg.registry,
+        &settings,
+        std::slice::from_ref(&project),
+    )?
+    .remove(0);
     MountGuard::new(
         &t.backup_root,
         Expected::from_settings(&settings),

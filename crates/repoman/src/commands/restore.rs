@@ -41,7 +41,13 @@ pub struct RestoreArgs {
 pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
     let settings = app.settings()?;
-    let t = targets(&reg.registry, &settings, std::slice::from_ref(&args.name))?.remove(0);
+    let t = targets(
+        app,
+        &reg.registry,
+        &settings,
+        std::slice::from_ref(&args.name),
+    )?
+    .remove(0);
     let name = t.entry.name.as_str();
     let state = if args.dry_run {
         app.state_read_only()?

@@ -34,7 +34,7 @@ pub struct VerifyArgs {
 pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
     let settings = app.settings()?;
-    let targets = targets(&reg.registry, &settings, &args.names)?;
+    let targets = targets(app, &reg.registry, &settings, &args.names)?;
     let state = app.state()?;
     let mode = if args.full { Mode::Full } else { Mode::Quick };
     let mut exit = Exit::Success;

@@ -131,7 +131,7 @@ struct Outcome {
 pub fn run(app: &App, args: SyncArgs) -> Result<Exit, CliError> {
     let reg = app.registry()?;
     let settings = app.settings()?;
-    let targets = targets(&reg.registry, &settings, &args.names)?;
+    let targets = targets(app, &reg.registry, &settings, &args.names)?;
     if targets.is_empty() {
         app.ui.warn("no projects registered; nothing to sync");
         return Ok(Exit::Success);
