@@ -51,10 +51,17 @@ impl Estate {
     pub fn new(file: RegistryFile, env: &Env) -> Self {
         let settings = Settings::resolve(&file.registry, env);
         let paths = repoman_core::Paths::resolve(env);
-        let protected = paths
+        let mut protected = paths
             .as_ref()
             .map(crate::mount_policy::host_protected)
             .unwrap_or_default();
+        // An Incus daemon with its own directory or socket (INCUS_DIR, INCUS_SOCKET) is as
+        // off-limits as the default /var/lib/incus.
+        protected.extend(env.get_path("INCUS_DIR"));
+        protected.extend(
+            env.get_path("INCUS_SOCKET")
+                .and_then(|s| s.parent().map(std::path::Path::to_path_buf)),
+        );
         let trusted = paths.map_err(|e| e.to_string()).and_then(|p| {
             State::open_read_only(&p, env, repoman_core::Clock::system())
                 .and_then(|s| s.trusted_configs())
@@ -288,4 +295,28 @@ pub fn probe_dir(path: PathBuf, timeout: std::time::Duration) -> Option<Result<(
         Err(e) => Err(e.to_string()),
     };
     repoman_core::fs::off_thread(timeout, probe).unwrap_or_else(|e| Some(Err(e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_custom_incus_dir_and_socket_are_protected_like_the_default() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file =
+            RegistryFile::from_text(&tmp.path().join("repoman.toml"), String::new()).unwrap();
+        let env = Env::from_pairs([
+            ("HOME", tmp.path().join("home")),
+            ("INCUS_DIR", PathBuf::from("/opt/incus")),
+            ("INCUS_SOCKET", PathBuf::from("/srv/incus-sock/unix.socket")),
+        ]);
+        let estate = Estate::new(file, &env);
+        assert!(
+            estate.protected.contains(&PathBuf::from("/opt/incus"))
+                && estate.protected.contains(&PathBuf::from("/srv/incus-sock")),
+            "{:?}",
+            estate.protected
+        );
+    }
 }
