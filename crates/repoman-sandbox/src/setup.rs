@@ -356,6 +356,12 @@ pub fn plan(
             "pool" => d.pool.clone(),
             "network" => d.network.clone(),
             "default_image" => d.default_image.clone(),
+            "backup_fstype" => d.backup_fstype.clone(),
+            "backup_mount_point" => d
+                .backup_mount_point
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            "backup_device" => d.backup_device.clone(),
             _ => None,
         };
         if current.as_deref() != Some(value.as_str()) {
@@ -627,6 +633,17 @@ pub struct SetupFlags {
     pub image: Option<String>,
     /// Replaces `[defaults] profiles` when not empty.
     pub profiles: Vec<String>,
+    /// The mount holding the backup root as observed now (`backup_fstype`,
+    /// `backup_mount_point`, `backup_device`), to record; `None`: keep what is recorded.
+    pub backup_mount: Option<BackupMount>,
+}
+
+/// The mount holding the backup root, as `setup` records it for the mount guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupMount {
+    pub fstype: String,
+    pub mount_point: PathBuf,
+    pub device: String,
 }
 
 /// Merge the flags with the effective settings into a request. Every effective value is written
@@ -682,6 +699,11 @@ pub fn resolve(
     }
     if let Some(i) = &image {
         registry_strings.push(("default_image", i.clone()));
+    }
+    if let Some(m) = &flags.backup_mount {
+        registry_strings.push(("backup_fstype", m.fstype.clone()));
+        registry_strings.push(("backup_mount_point", m.mount_point.display().to_string()));
+        registry_strings.push(("backup_device", m.device.clone()));
     }
     let user = repoman_core::identity::host_user(env, None);
     let home = crate::desired::host_home(&user).or_else(|| env.get_path("HOME"));

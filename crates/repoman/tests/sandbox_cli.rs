@@ -530,6 +530,91 @@ fn setup_as_a_normal_user_prints_the_id_lines_to_add_with_sudo() {
     assert_eq!(std::fs::read_to_string(f.home.join("subuid")).unwrap(), "");
 }
 
+/// Unmounts (lazily) what a test mounted, however the test ends.
+struct Unmount(Vec<PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(p)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn mount_tmpfs(source: &str, at: &Path) {
+    std::fs::create_dir_all(at).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", source])
+        .arg(at)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs at {}", at.display());
+}
+
+/// `setup` records the mount holding the backup root (fstype, mount point, source), so a share
+/// that is not mounted is caught even when the root then lies on another mount of the same
+/// type (a tmpfs inside a tmpfs); a later setup never silently records the enclosing mount.
+#[test]
+fn setup_records_the_backup_mount_and_a_nested_unmount_is_caught() {
+    let Some(lab) = TestLab::connect() else {
+        return;
+    };
+    if !is_root() {
+        panic!("mounting needs root");
+    }
+    let name = format!("repoman-test-setupmnt-{}-0", std::process::id());
+    let _guard = ProjectGuard(lab.incus.clone(), name.clone());
+    let f = Fixture::without_incus(&name);
+    let outer = f.home.join("srv");
+    let backup = outer.join("backup");
+    let _unmount = Unmount(vec![outer.clone(), backup.clone()]);
+    mount_tmpfs("repoman-test-outer", &outer);
+    mount_tmpfs("repoman-test-share", &backup);
+    f.repoman()
+        .args(["setup", "--incus-project", &name, "--local-repos"])
+        .arg(&f.repos)
+        .arg("--backup-root")
+        .arg(&backup)
+        .arg("--yes")
+        .assert()
+        .success();
+    let reg = f.registry_text();
+    for want in [
+        "backup_fstype = \"tmpfs\"".to_owned(),
+        format!("backup_mount_point = \"{}\"", backup.display()),
+        "backup_device = \"repoman-test-share\"".to_owned(),
+    ] {
+        assert!(reg.contains(&want), "missing {want} in:\n{reg}");
+    }
+    let (_, status) = f.json(&["status"]);
+    assert_eq!(status["backup_root"]["reachable"], true, "{status}");
+
+    let st = std::process::Command::new("umount")
+        .arg(&backup)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Now the root is a bare directory on the outer tmpfs: same fstype, another mount point.
+    let (code, status) = f.json(&["status"]);
+    assert_eq!(code, 1, "{status}");
+    assert_eq!(status["backup_root"]["reachable"], false, "{status}");
+    let error = status["backup_root"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("recorded as mounted at") && error.contains(backup.to_str().unwrap()),
+        "{error}"
+    );
+    // setup again (the share still unmounted) keeps the recorded mount and says why.
+    let out = f.repoman().args(["setup", "--yes"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("another mount is recorded"), "{stderr}");
+    assert_eq!(f.registry_text(), reg);
+}
+
 /// An estate made before repoman restricted its project: `status` says so in one line and fails,
 /// `setup` restricts the project, and the sandbox made the old way still restarts in it.
 #[test]

@@ -87,11 +87,68 @@ fn wizard(app: &App, args: &mut SetupArgs, settings: &Settings) -> Result<(), Cl
     Ok(())
 }
 
+/// The mount holding the backup root, to record for the mount guard (`backup_fstype`,
+/// `backup_mount_point`, `backup_device`): when nothing is recorded yet, or when `--backup-root`
+/// names the root on this run. Never a root on `/` (that usually means the share is not
+/// mounted; recording it would make the guard accept an unmounted share) and never silently a
+/// different mount than recorded (an unmounted share leaves the root on the enclosing mount).
+fn backup_mount(
+    app: &App,
+    args: &SetupArgs,
+    settings: &Settings,
+    file: &repoman_core::registry::RegistryFile,
+) -> Option<setup::BackupMount> {
+    let root = args
+        .backup_root
+        .clone()
+        .or_else(|| settings.backup_root.as_ref().map(|s| s.value.clone()))?;
+    let mount = match repoman_backup::mount::observe(&root, settings.probe_timeout.value) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "backup root not observed");
+            return None;
+        }
+    };
+    let d = &file.registry.defaults;
+    let recorded = d.backup_mount_point.is_some() || d.backup_device.is_some();
+    let observed = setup::BackupMount {
+        fstype: mount.fstype.clone(),
+        mount_point: mount.mount_point.clone(),
+        device: mount.source.clone(),
+    };
+    if mount.mount_point == std::path::Path::new("/") {
+        app.ui.warn(&format!(
+            "the backup root {} is on the root filesystem ({}), which usually means the backup share is not mounted: its mount is not recorded; mount the share and run setup again (or set [defaults] backup_fstype = {:?} if the root filesystem is really where backups go)",
+            root.display(),
+            mount.fstype,
+            mount.fstype
+        ));
+        return None;
+    }
+    let same = d.backup_mount_point.as_deref() == Some(observed.mount_point.as_path())
+        && d.backup_device.as_deref() == Some(observed.device.as_str())
+        && d.backup_fstype.as_deref() == Some(observed.fstype.as_str());
+    if recorded && !same && args.backup_root.is_none() {
+        app.ui.warn(&format!(
+            "the backup root {} is now on {} ({} from {}), but another mount is recorded; if the share really moved, run `repoman setup --backup-root {}` to record it",
+            root.display(),
+            observed.mount_point.display(),
+            observed.fstype,
+            observed.device,
+            root.display()
+        ));
+        return None;
+    }
+    Some(observed)
+}
+
 pub fn run(app: &App, mut args: SetupArgs) -> Result<Exit, CliError> {
     let file = app.registry()?;
     let settings = Settings::resolve(&file.registry, &app.env);
     wizard(app, &mut args, &settings)?;
+    let backup_mount = backup_mount(app, &args, &settings, &file);
     let flags = SetupFlags {
+        backup_mount,
         local_repos: args.local_repos.clone(),
         backup_root: args.backup_root.clone(),
         incus_project: args.incus_project.clone(),
