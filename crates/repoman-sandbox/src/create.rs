@@ -567,10 +567,30 @@ fn register_only(plan: &CreatePlan, ctx: &CreateCtx<'_>) -> Result<(), SandboxEr
         super::estate::make_dir_for(&plan.repo_path, &plan.owner)?;
     }
     let entry = plan.entry.clone();
-    RegistryFile::edit(ctx.registry_path, Some(Duration::from_secs(10)), |f| {
+    let undo_dir = |plan: &CreatePlan| {
+        if plan.create_repo_dir {
+            // Only if still empty: nothing of the user's is ever removed.
+            let _ = std::fs::remove_dir(&plan.repo_path);
+        }
+    };
+    if let Err(e) = RegistryFile::edit(ctx.registry_path, Some(Duration::from_secs(10)), |f| {
         f.ensure_estate_id(|| plan.estate_id.clone());
         f.add_project(&entry)
-    })?;
-    ctx.state.append(plan.registered_event().into())?;
+    }) {
+        undo_dir(plan);
+        return Err(e.into());
+    }
+    // The registry and the log stay a pair: when the event cannot be recorded (a full or
+    // read-only state directory), the registry entry is taken out again.
+    let recorded = fail_after(ctx, "register")
+        .and_then(|()| Ok(ctx.state.append(plan.registered_event().into())?));
+    if let Err(e) = recorded {
+        let name = plan.name.clone();
+        let _ = RegistryFile::edit(ctx.registry_path, Some(Duration::from_secs(10)), |f| {
+            f.remove_project(&name).map(|_| ())
+        });
+        undo_dir(plan);
+        return Err(e);
+    }
     Ok(())
 }

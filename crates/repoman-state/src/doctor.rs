@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use repoman_core::Env;
 use repoman_core::registry::{ProjectOverrides, RegistryFile};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::error::StateError;
@@ -381,10 +381,7 @@ pub fn index_problem(state: &State) -> Option<String> {
     if !path.exists() {
         return (log_head.seq > 0).then(|| "the index is missing".to_owned());
     }
-    let conn = match Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) {
+    let conn = match index::open_existing_read_only(&path) {
         Ok(c) => c,
         Err(e) => return Some(format!("cannot open: {e}")),
     };

@@ -675,6 +675,24 @@ pub fn dump(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     Ok(out)
 }
 
+/// Open an existing index file read-only. A WAL database in a read-only directory cannot be
+/// read the normal way (SQLite wants to create its `-shm` file there), so when a first read
+/// fails the file is opened as immutable, which is what it is in such a directory.
+pub fn open_existing_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    let readable: rusqlite::Result<i64> =
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0));
+    match readable {
+        Ok(_) => Ok(conn),
+        Err(e) => {
+            let uri = format!("file:{}?immutable=1", path.display());
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI).or(Err(e))
+        }
+    }
+}
+
 /// Open an index file with the settings repoman uses (WAL, relaxed sync: the index is rebuildable).
 pub fn open_conn(path: &Path) -> Result<Connection, StateError> {
     let conn = Connection::open(path).map_err(StateError::index(path))?;

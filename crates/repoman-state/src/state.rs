@@ -650,10 +650,7 @@ impl State {
             return Ok(None);
         }
         let head = self.log.tail()?.head;
-        let Ok(conn) = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        ) else {
+        let Ok(conn) = index::open_existing_read_only(&path) else {
             return Ok(None);
         };
         lost_tail_of(&conn, &head)
@@ -759,11 +756,13 @@ impl State {
             if let Some(t) = &tail.torn {
                 self.warn(torn_warning(t));
             }
+            // An in-memory index (a read-only state directory) is fresh the same way: it was
+            // built from the log up to its recorded head.
             let fresh = match guard.as_ref() {
-                Some(c) if c.on_disk => index::read_head(&c.conn)
+                Some(c) => index::read_head(&c.conn)
                     .map(|h| h == tail.head)
                     .unwrap_or(false),
-                _ => false,
+                None => false,
             };
             if !fresh {
                 if tail.head.seq == 0 && !path.exists() {
@@ -774,9 +773,31 @@ impl State {
                         on_disk: false,
                     });
                 } else {
-                    let _lock = self.log.lock()?;
-                    let tail = self.log.tail()?;
-                    self.ensure_index_locked(&mut guard, &tail)?;
+                    match self.log.lock() {
+                        Ok(_lock) => {
+                            let tail = self.log.tail()?;
+                            self.ensure_index_locked(&mut guard, &tail)?;
+                        }
+                        Err(e) if self.read_only && unwritable(&e) => {
+                            // A read-only state directory (a snapshot, a read-only mount, another
+                            // user's state): read the log into an index in memory for this
+                            // command. The chain is verified as always; nothing is written.
+                            self.warn(format!(
+                                "the state directory {} is read-only: the index was built in memory from the log for this command",
+                                self.paths.state_dir.display()
+                            ));
+                            let conn =
+                                Connection::open_in_memory().map_err(StateError::index(&path))?;
+                            index::create_schema(&conn).map_err(StateError::index(&path))?;
+                            let mut c = Conn {
+                                conn,
+                                on_disk: false,
+                            };
+                            self.catch_up(&mut c, &Head::empty())?;
+                            *guard = Some(c);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -1060,6 +1081,23 @@ fn validate_event_with(ev: &NewEvent, require_schema: bool) -> Result<(), StateE
         None => {}
     }
     Ok(())
+}
+
+/// The lock could not be taken because the state directory cannot be written (read-only
+/// filesystem, no write permission), as opposed to another process holding it.
+fn unwritable(e: &StateError) -> bool {
+    let source = match e {
+        StateError::Lock(
+            repoman_core::fs::FsError::LockOpen { source, .. }
+            | repoman_core::fs::FsError::Write { source, .. },
+        )
+        | StateError::Io { source, .. } => source,
+        _ => return false,
+    };
+    matches!(
+        source.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
 }
 
 #[cfg(test)]

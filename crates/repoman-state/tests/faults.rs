@@ -377,9 +377,15 @@ fn a_read_only_state_directory_is_named_read_only_not_locked_and_append_then_und
     let text = hint(&err);
     assert!(text.contains("read-only"), "{text}");
     assert!(!text.contains("another"), "{text}");
-    // NOT YET: read-only commands should still answer here, but a read-only handle opens
-    // `events/.append.lock` for writing (to catch the index up) and fails with EROFS.
-    let _ = before;
+    // A read-only handle still answers, from an index built in memory (nothing is written),
+    // and says why.
+    let ro = State::open_read_only(&fx.paths, &fx.env, repoman_core::Clock::system()).unwrap();
+    assert_eq!(all_events(&ro).unwrap(), before);
+    assert!(
+        ro.warnings().iter().any(|w| w.contains("read-only")),
+        "{:?}",
+        ro.warnings()
+    );
     fs.remount("rw");
 
     // `append_then`: the other store's write fails after the event was recorded (here a

@@ -1342,6 +1342,31 @@ fn a_failure_mid_new_rolls_back_everything() {
             "{ev}"
         );
     }
+    // `--no-container`: when the event cannot be recorded after the registry was written, the
+    // entry (and the repo dir this run made) is taken out again, so log and registry agree.
+    let out = f
+        .repoman()
+        .env("REPOMAN_TEST_FAIL_AFTER", "register")
+        .args(["new", "plain-rb", "--no-container", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !f.registry_text().contains("plain-rb"),
+        "{}",
+        f.registry_text()
+    );
+    assert!(!f.repos.join("plain-rb").exists());
+    assert!(
+        !f.events()
+            .iter()
+            .any(|e| e["type"] == "project.registered" && e["object"] == "project:plain-rb")
+    );
     // A bad extra mount source is refused before anything is created.
     let repo = f.repo("badmount");
     std::fs::write(

@@ -568,3 +568,87 @@ fn json_logs_go_to_stderr_when_asked() {
     let v: Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["level"], "WARN");
 }
+
+/// A read-only state directory (a snapshot, a read-only mount): `log`, `explain` and `doctor`
+/// answer from the log (an index built in memory), say so, and write nothing; a mutation is
+/// refused as read-only, not as "another process holds the lock".
+#[test]
+fn read_only_commands_answer_on_a_read_only_state_directory() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root for a read-only bind mount");
+        return;
+    }
+    let home = Home::new();
+    populate(&home);
+    let dir = home.state_dir();
+    let log_before = home.repoman().args(["log", "--json"]).output().unwrap();
+    assert!(log_before.status.success());
+    let files_before = files_under(&dir);
+    let mount = |args: &[&str]| {
+        let st = std::process::Command::new("mount")
+            .args(args)
+            .arg(&dir)
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {args:?}");
+    };
+    mount(&["--bind"]);
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(dir.clone());
+    let st = std::process::Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Even with the on-disk index gone stale: it is simply not used.
+    let log = home.repoman().args(["log", "--json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&log.stderr);
+    assert!(log.status.success(), "{stderr}");
+    assert_eq!(log.stdout, log_before.stdout);
+    assert!(stderr.contains("read-only"), "{stderr}");
+    let explain = home
+        .repoman()
+        .args(["explain", "project:alpha"])
+        .output()
+        .unwrap();
+    assert!(
+        explain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
+    let doctor = home.repoman().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.status.code(), Some(0), "{text}");
+    assert!(text.contains("ok   index"), "{text}");
+    let repos = home.path().join("repos");
+    std::fs::create_dir_all(repos.join("beta")).unwrap();
+    let registry_before = std::fs::read(home.paths().config_file).ok();
+    let err = home
+        .repoman()
+        .env("LOCAL_REPOS", &repos)
+        .args(["new", "beta", "--no-container", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert_ne!(err.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("read-only") && !stderr.contains("another repoman process"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(home.paths().config_file).ok(),
+        registry_before
+    );
+    drop(_unmount);
+    assert_eq!(files_under(&dir), files_before);
+}
