@@ -77,6 +77,16 @@ pub enum SandboxError {
     /// by every domain).
     #[error(transparent)]
     Blocked(Box<Blocked>),
+    /// The pre-start hardening check ([`crate::hardening`]) found what would weaken the
+    /// sandbox; nothing was started.
+    #[error("refusing to start `{name}`: {}{}", crate::hardening::summarize(findings), note.as_deref().map(|n| format!("; {n}")).unwrap_or_default())]
+    Hardening {
+        name: String,
+        project: String,
+        findings: Vec<crate::hardening::Finding>,
+        /// What was done about it (e.g. the container `new` had created was deleted).
+        note: Option<String>,
+    },
     /// Ctrl-C arrived between two steps (what was done has been undone).
     #[error("interrupted")]
     Interrupted,
@@ -110,7 +120,7 @@ impl SandboxError {
             SandboxError::NoIncusProject(_) => ErrorKind::Usage,
             SandboxError::Directory { .. } => ErrorKind::Usage,
             SandboxError::RolledBack { .. } | SandboxError::Injected(_) => ErrorKind::Failed,
-            SandboxError::Blocked(_) => ErrorKind::Blocked,
+            SandboxError::Blocked(_) | SandboxError::Hardening { .. } => ErrorKind::Blocked,
         }
     }
 
@@ -146,6 +156,12 @@ impl SandboxError {
             )),
             SandboxError::Overrides { path, .. } => Some(format!("fix {}", path.display())),
             SandboxError::Registry(e) => DomainError::hint(e),
+            SandboxError::Hardening {
+                name,
+                project,
+                findings,
+                ..
+            } => Some(crate::hardening::hints(findings, name, project)),
             _ => None,
         }
     }

@@ -1,12 +1,14 @@
 //! Start, stop and restart a sandbox, and the preparation of `shell`/`exec` (starting a stopped
 //! sandbox first). Each change is gated and recorded as `sandbox.started|stopped|restarted`, one
-//! event shape whoever asked.
+//! event shape whoever asked. Every start and restart passes the pre-start hardening check
+//! ([`crate::hardening::start`]).
 
 use repoman_state::{Operation, State};
 use serde::Serialize;
 
 use crate::error::SandboxError;
 use crate::events::{LifecycleChanged, SandboxEvent};
+use crate::hardening::{self, StartMode};
 use crate::session::{self, Approval, Session, Target};
 
 /// Start / stop / restart.
@@ -95,12 +97,27 @@ fn act(
     force: bool,
 ) -> Result<(), SandboxError> {
     let scope = &s.observed.scope;
-    Ok(match action {
-        Lifecycle::Start => scope.start(name),
-        Lifecycle::Stop => scope.stop(name, force),
-        Lifecycle::Restart if status != "Running" => scope.start(name),
-        Lifecycle::Restart => scope.restart(name, force),
-    }?)
+    let allowed = || allowed(s, name);
+    match action {
+        Lifecycle::Start => hardening::start(scope, name, &allowed()?, StartMode::Start),
+        Lifecycle::Stop => Ok(scope.stop(name, force)?),
+        Lifecycle::Restart if status != "Running" => {
+            hardening::start(scope, name, &allowed()?, StartMode::Start)
+        }
+        Lifecycle::Restart => {
+            hardening::start(scope, name, &allowed()?, StartMode::Restart { force })
+        }
+    }
+}
+
+/// What the registry allows the registered sandbox `name` at start ([`hardening::Allowed`]).
+fn allowed(s: &Session, name: &str) -> Result<hardening::Allowed, SandboxError> {
+    let entry = s.estate.entry(name)?;
+    let desired = s.estate.desired(entry, None)?;
+    Ok(hardening::Allowed::for_sandbox(
+        &s.estate.file.registry.defaults,
+        &desired,
+    ))
 }
 
 /// `shell`/`exec` on a stopped sandbox: start it (gated as `sandbox.start`) and record
@@ -119,7 +136,12 @@ pub fn start_for_exec(
         Lifecycle::Start.operation(name),
         &session.estate.file.registry.policy.rules,
     )?;
-    session.observed.scope.start(name)?;
+    hardening::start(
+        &session.observed.scope,
+        name,
+        &hardening::Allowed::for_sandbox(&session.estate.file.registry.defaults, &target.desired),
+        StartMode::Start,
+    )?;
     state.append(
         SandboxEvent::Started(LifecycleChanged {
             project: name.clone(),
