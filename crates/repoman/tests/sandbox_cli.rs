@@ -223,13 +223,14 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     let name = format!("repoman-test-setup-{}-0", std::process::id());
     let _guard = ProjectGuard(lab.incus.clone(), name.clone());
     let f = Fixture::without_incus(&name);
-    // A registry that only declares a profile sharing an agent directory into every sandbox.
+    // A registry that only declares a profile sharing an agent directory into every sandbox
+    // (read-only, from a `[[mount_root]]`: the restricted project allows disks from nowhere else).
     let agent = f.home.join("agent");
     std::fs::create_dir_all(&agent).unwrap();
     std::fs::write(
         f.home.join(".config/repoman/repoman.toml"),
         format!(
-            "# my estate\n[[profile]]\nname = \"share\"\ndescription = \"agent config\"\n[profile.devices.agent]\ntype = \"disk\"\nsource = \"{}\"\npath = \"/mnt/agent\"\nshift = \"true\"\n",
+            "# my estate\n[[mount_root]]\npath = \"{0}\"\n\n[[profile]]\nname = \"share\"\ndescription = \"agent config\"\n[profile.devices.agent]\ntype = \"disk\"\nsource = \"{0}\"\npath = \"/mnt/agent\"\nreadonly = \"true\"\n",
             agent.display()
         ),
     )
@@ -313,7 +314,7 @@ fn setup_twice_then_the_project_runs_a_sandbox() {
     let share = lab.incus.project(&name).get_profile("share").unwrap();
     assert_eq!(share.devices["agent"]["path"], "/mnt/agent");
     assert!(
-        f.registry_text().contains("# my estate\n[[profile]]"),
+        f.registry_text().contains("# my estate\n[[mount_root]]"),
         "comments survive: {}",
         f.registry_text()
     );
