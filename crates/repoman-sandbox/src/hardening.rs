@@ -352,14 +352,30 @@ pub fn summarize(findings: &[Finding]) -> String {
         .join("; ")
 }
 
-/// The distinct hints of `findings`.
+/// The distinct hints of `findings`; the keys to remove from one profile share one hint.
 pub fn hints(findings: &[Finding], name: &str, project: &str) -> String {
     let mut seen: Vec<String> = Vec::new();
+    let mut per_profile: Vec<(&str, Vec<&str>)> = Vec::new();
     for f in findings {
+        let removable = !(f.device.is_some() && f.field == "type") && f.key != GUEST_API;
+        if let (Some(Origin::Profile(p)), true) = (&f.origin, removable) {
+            match per_profile.iter_mut().find(|(q, _)| q == p) {
+                Some((_, keys)) => keys.push(&f.field),
+                None => per_profile.push((p, vec![&f.field])),
+            }
+            continue;
+        }
         let h = f.hint(name, project);
         if !seen.contains(&h) {
             seen.push(h);
         }
+    }
+    for (p, keys) in per_profile {
+        let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+        seen.push(format!(
+            "remove {} from profile `{p}` (its [[profile]] in repoman.toml, or `incus profile edit {p} --project {project}`)",
+            keys.join(", ")
+        ));
     }
     seen.join("; ")
 }
@@ -560,6 +576,17 @@ mod tests {
             by_key["raw.lxc"]
                 .hint("a", "p")
                 .contains("incus config unset a raw.lxc --project p")
+        );
+        let mut two = f.clone();
+        two.push(Finding {
+            key: "security.privileged".into(),
+            field: "security.privileged".into(),
+            ..n.clone()
+        });
+        let h = hints(&two, "a", "p");
+        assert!(
+            h.contains("remove `security.nesting`, `security.privileged` from profile `nest`"),
+            "{h}"
         );
     }
 }

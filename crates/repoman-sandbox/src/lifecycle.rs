@@ -75,7 +75,7 @@ pub fn run(
         &action.operation(name).name,
         &repoman_core::ObjectId::sandbox(name),
     )?;
-    act(session, name, action, &target.status, force)?;
+    act(session, target, action, force)?;
     state.append(
         action
             .event(LifecycleChanged {
@@ -89,35 +89,17 @@ pub fn run(
     Ok(())
 }
 
-fn act(
-    s: &Session,
-    name: &str,
-    action: Lifecycle,
-    status: &str,
-    force: bool,
-) -> Result<(), SandboxError> {
-    let scope = &s.observed.scope;
-    let allowed = || allowed(s, name);
+fn act(s: &Session, t: &Target, action: Lifecycle, force: bool) -> Result<(), SandboxError> {
+    let (scope, name) = (&s.observed.scope, t.desired.name.as_str());
+    let allowed = hardening::Allowed::for_sandbox(&s.estate.file.registry.defaults, &t.desired);
     match action {
-        Lifecycle::Start => hardening::start(scope, name, &allowed()?, StartMode::Start),
+        Lifecycle::Start => hardening::start(scope, name, &allowed, StartMode::Start),
         Lifecycle::Stop => Ok(scope.stop(name, force)?),
-        Lifecycle::Restart if status != "Running" => {
-            hardening::start(scope, name, &allowed()?, StartMode::Start)
+        Lifecycle::Restart if t.status != "Running" => {
+            hardening::start(scope, name, &allowed, StartMode::Start)
         }
-        Lifecycle::Restart => {
-            hardening::start(scope, name, &allowed()?, StartMode::Restart { force })
-        }
+        Lifecycle::Restart => hardening::start(scope, name, &allowed, StartMode::Restart { force }),
     }
-}
-
-/// What the registry allows the registered sandbox `name` at start ([`hardening::Allowed`]).
-fn allowed(s: &Session, name: &str) -> Result<hardening::Allowed, SandboxError> {
-    let entry = s.estate.entry(name)?;
-    let desired = s.estate.desired(entry, None)?;
-    Ok(hardening::Allowed::for_sandbox(
-        &s.estate.file.registry.defaults,
-        &desired,
-    ))
 }
 
 /// `shell`/`exec` on a stopped sandbox: start it (gated as `sandbox.start`) and record
