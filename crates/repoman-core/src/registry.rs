@@ -160,6 +160,125 @@ pub struct Defaults {
     pub sync_jitter: Option<String>,
 }
 
+/// Device types `[defaults] allow_devices` may list (the ones the pre-start hardening check
+/// refuses otherwise).
+pub const ALLOWABLE_DEVICE_TYPES: &[&str] = &[
+    "unix-char",
+    "unix-block",
+    "unix-hotplug",
+    "usb",
+    "pci",
+    "gpu",
+];
+
+impl Defaults {
+    /// The first sandbox setting (`limits_*`, `allow_devices`) Incus would refuse or that makes
+    /// no sense: `(key, what is wrong, how to fix it)`.
+    fn check_sandbox_values(&self) -> Option<(&'static str, String, String)> {
+        if let Some(n) = self.limits_processes
+            && !(16..=4_194_304).contains(&n)
+        {
+            return Some((
+                "limits_processes",
+                format!("{n} is out of range: a sandbox needs at least 16 processes, and Linux allows at most 4194304"),
+                "set limits_processes to a number of processes such as 2000 (the default), or remove the line".to_owned(),
+            ));
+        }
+        if let Some(m) = &self.limits_memory
+            && let Err(why) = check_memory_limit(m)
+        {
+            return Some((
+                "limits_memory",
+                format!("`{m}` {why}"),
+                "use a size such as \"4GiB\" or \"512MiB\", or a share of the host's memory such as \"50%\" (the default)".to_owned(),
+            ));
+        }
+        if let Some(c) = &self.limits_cpu
+            && let Err(why) = check_cpu_limit(c)
+        {
+            return Some((
+                "limits_cpu",
+                format!("`{c}` {why}"),
+                "use a number of CPUs such as \"2\", or a set of CPU ids such as \"0-3\" or \"0,2\"; remove the line for all CPUs (the default)".to_owned(),
+            ));
+        }
+        if let Some(d) = self
+            .allow_devices
+            .iter()
+            .find(|d| !ALLOWABLE_DEVICE_TYPES.contains(&d.as_str()))
+        {
+            return Some((
+                "allow_devices",
+                format!("`{d}` is not a device type repoman guards"),
+                format!(
+                    "list only these Incus device types: {}",
+                    ALLOWABLE_DEVICE_TYPES.join(", ")
+                ),
+            ));
+        }
+        None
+    }
+}
+
+/// `limits.memory` as Incus takes it: `N%` (1 to 100) or a size `N` with an optional unit (`B`,
+/// `kB`...`EB`, `KiB`...`EiB`), at least 64 MiB (a bare `4` would be four bytes).
+fn check_memory_limit(v: &str) -> Result<(), &'static str> {
+    if let Some(p) = v.strip_suffix('%') {
+        return match p.parse::<u64>() {
+            Ok(1..=100) => Ok(()),
+            _ => Err("is not a share of the host's memory between 1% and 100%"),
+        };
+    }
+    let digits = v.chars().take_while(char::is_ascii_digit).count();
+    let (n, unit) = v.split_at(digits);
+    let Ok(n) = n.parse::<u128>() else {
+        return Err("is not a size (a number with a unit such as GiB) or a percentage");
+    };
+    let mult: u128 = match unit {
+        "" | "B" => 1,
+        "kB" => 1000,
+        "MB" => 1000u128.pow(2),
+        "GB" => 1000u128.pow(3),
+        "TB" => 1000u128.pow(4),
+        "PB" => 1000u128.pow(5),
+        "EB" => 1000u128.pow(6),
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "PiB" => 1 << 50,
+        "EiB" => 1 << 60,
+        _ => return Err("has an unknown unit (use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"),
+    };
+    if n.saturating_mul(mult) < 64 << 20 {
+        return Err("is below 64MiB, too little for a sandbox to run");
+    }
+    Ok(())
+}
+
+/// `limits.cpu` as Incus takes it: a CPU count (1 or more), or a set of CPU ids (`0-3`, `0,2`,
+/// `0-1,4`).
+fn check_cpu_limit(v: &str) -> Result<(), &'static str> {
+    if let Ok(n) = v.parse::<u32>() {
+        return if n >= 1 {
+            Ok(())
+        } else {
+            Err("asks for no CPU at all")
+        };
+    }
+    let id = |s: &str| !s.is_empty() && s.len() <= 5 && s.chars().all(|c| c.is_ascii_digit());
+    let ok = !v.is_empty()
+        && v.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => id(a) && id(b) && a.parse::<u32>().ok() <= b.parse::<u32>().ok(),
+            None => id(part),
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("is neither a CPU count nor a set of CPU ids")
+    }
+}
+
 /// A host directory `.repoman.toml` `[[mount]]`s may name (`[[mount_root]]`). Only the host
 /// registry declares these: a sandbox can write its repo's `.repoman.toml`, never this file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +439,16 @@ impl Registry {
                 span,
                 "[defaults] probe_timeout_secs = 0: a probe of the backup root needs at least 1 second",
                 "set probe_timeout_secs to 1 or more (the default is 5), or remove the line",
+            ));
+        }
+        if let Some((key, message, hint)) = self.defaults.check_sandbox_values() {
+            let span = span_of(&|t| t.get("defaults")?.get(key)?.span());
+            return Err(RegistryError::invalid(
+                path,
+                text,
+                span,
+                &format!("[defaults] {key}: {message}"),
+                &hint,
             ));
         }
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -764,6 +893,52 @@ backup_root = "/mnt/nfs/repos"
 name = "alpha"   # first
 repo = "alpha"
 "#;
+
+    #[test]
+    fn sandbox_limits_and_allowed_devices_are_validated_with_their_line() {
+        let path = Path::new("/h/repoman.toml");
+        for ok in [
+            "limits_processes = 2000",
+            "limits_memory = \"50%\"",
+            "limits_memory = \"4GiB\"",
+            "limits_memory = \"512MB\"",
+            "limits_memory = \"1073741824\"",
+            "limits_cpu = \"2\"",
+            "limits_cpu = \"0-3\"",
+            "limits_cpu = \"0,2-3\"",
+            "allow_devices = [\"gpu\", \"unix-char\"]",
+            "guest_api = true",
+        ] {
+            Registry::parse(path, &format!("[defaults]\n{ok}\n"))
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, key) in [
+            ("limits_processes = 0", "limits_processes"),
+            ("limits_processes = 5000000", "limits_processes"),
+            ("limits_memory = \"0%\"", "limits_memory"),
+            ("limits_memory = \"150%\"", "limits_memory"),
+            ("limits_memory = \"4\"", "limits_memory"),
+            ("limits_memory = \"4G\"", "limits_memory"),
+            ("limits_memory = \"lots\"", "limits_memory"),
+            ("limits_cpu = \"0\"", "limits_cpu"),
+            ("limits_cpu = \"3-1\"", "limits_cpu"),
+            ("limits_cpu = \"all\"", "limits_cpu"),
+            ("allow_devices = [\"disk\"]", "allow_devices"),
+        ] {
+            let err = Registry::parse(path, &format!("# x\n[defaults]\n{bad}\n")).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with("/h/repoman.toml:3:")
+                    && text.contains(&format!("[defaults] {key}")),
+                "{bad}: {text}"
+            );
+            assert_eq!(
+                crate::DomainError::kind(&err),
+                crate::ErrorKind::Usage,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn edits_keep_comments_and_order() {

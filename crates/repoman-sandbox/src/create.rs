@@ -5,8 +5,8 @@
 //! checks it against the Incus listing of an open [`Session`]. [`execute_create`] applies the
 //! plan after the policy gate ([`crate::session::authorize`]).
 //!
-//! Steps, in order: create the repo directory (only when asked), create the instance, start it,
-//! register the project. If any step fails, every earlier step is undone in reverse order (the
+//! Steps, in order: create the repo directory (only when asked), create the instance, start it
+//! (after the pre-start hardening check, [`crate::hardening`]), register the project. If any step fails, every earlier step is undone in reverse order (the
 //! instance is force-stopped and deleted, a registry entry this run added is removed, a repo
 //! directory this run created is removed while still empty), and a `sandbox.create.rolled_back`
 //! event records the failed step, the error and what was undone. The repo's contents are never
@@ -56,6 +56,9 @@ pub struct CreatePlan {
     /// Who owns a repo directory this plan creates (the host user).
     #[serde(skip)]
     pub owner: repoman_core::identity::HostUser,
+    /// What the registry allows the sandbox beyond the hardened baseline (checked at start).
+    #[serde(skip)]
+    pub allowed: crate::hardening::Allowed,
 }
 
 impl CreatePlan {
@@ -189,6 +192,27 @@ pub fn execute_create(
             if matches!(err, SandboxError::Interrupted) {
                 return Err(err);
             }
+            if let SandboxError::Hardening {
+                name,
+                project,
+                findings,
+                ..
+            } = err
+            {
+                // Blocked (exit 3), not failed: the fix is in the configuration, and nothing of
+                // the refused sandbox is left behind.
+                let left = if undone.iter().all(|(_, ok)| *ok) {
+                    "nothing was left behind (the container `new` had created was deleted)"
+                } else {
+                    "rollback INCOMPLETE, check by hand"
+                };
+                return Err(SandboxError::Hardening {
+                    name,
+                    project,
+                    findings,
+                    note: Some(left.to_owned()),
+                });
+            }
             let failed: Vec<&str> = undone
                 .iter()
                 .filter(|(_, ok)| !ok)
@@ -265,7 +289,13 @@ fn run_steps(
         fail_after(ctx, "create").map_err(|e| ("create", e))?;
         if plan.start {
             progress.step(&format!("starting `{}`", d.name));
-            scope.start(&d.name).map_err(|e| ("start", e.into()))?;
+            crate::hardening::start(
+                scope,
+                &d.name,
+                &plan.allowed,
+                crate::hardening::StartMode::Start,
+            )
+            .map_err(|e| ("start", e))?;
             fail_after(ctx, "start").map_err(|e| ("start", e))?;
         }
     }
@@ -488,6 +518,10 @@ pub fn draft(mut estate: Estate, req: &NewRequest, clock: &Clock) -> Result<Draf
     } else {
         None
     };
+    let allowed = desired
+        .as_ref()
+        .map(|d| crate::hardening::Allowed::for_sandbox(&estate.file.registry.defaults, d))
+        .unwrap_or_default();
     let plan = CreatePlan {
         name: name.to_string(),
         incus_project: estate.incus_project().to_owned(),
@@ -502,6 +536,7 @@ pub fn draft(mut estate: Estate, req: &NewRequest, clock: &Clock) -> Result<Draf
         repo_path: repo_path.clone(),
         desired,
         previous_image: existing.as_ref().and_then(|e| e.image.clone()),
+        allowed,
         estate_id,
         owner: estate.host_user(Some(&repo_path)),
     };

@@ -9,8 +9,12 @@
 //! Invariants: the repo is always the device `repo`, a plain (unshifted) bind mount of
 //! `<local_repos>/<dirname>` at the mount path (default `/home/<user>/<dirname>`); extra mounts
 //! are devices named from their target path (`mount-<slug>`), so reordering `[[mount]]` entries
-//! is not drift; the instance carries `user.repoman.*` tags, `environment.*` keys for `[env]` and
-//! `raw.idmap` (see [`raw_idmap`]), and nothing else repoman compares. No disk uses `shift`: with
+//! is not drift; the instance carries `user.repoman.*` tags, `environment.*` keys for `[env]`,
+//! `raw.idmap` (see [`raw_idmap`]), the resource limits `limits.processes`, `limits.memory` and
+//! (when configured) `limits.cpu` from `[defaults] limits_*` (defaults below), and
+//! `security.guestapi` (off unless `[defaults] guest_api = true`), and nothing else repoman
+//! compares. The instance's own keys win over its profiles', so these hold whatever a profile
+//! says; the values are validated when the registry is read. No disk uses `shift`: with
 //! `shift=true` container root would be host root on the repo's filesystem; with `raw.idmap`
 //! only the host user's uid/gid are mapped 1:1 and container root is an unprivileged high uid.
 //! Building a [`Desired`] touches no file except reading `.repoman.toml` (done by the caller,
@@ -39,8 +43,31 @@ pub const REPO_DEVICE: &str = "repo";
 /// Config keys repoman owns on an instance; other keys (`volatile.*`, `image.*`, ...) are
 /// Incus' and are never compared or changed.
 pub fn is_managed_key(key: &str) -> bool {
-    key.starts_with("user.repoman.") || key.starts_with("environment.") || key == RAW_IDMAP
+    key.starts_with("user.repoman.")
+        || key.starts_with("environment.")
+        || key == RAW_IDMAP
+        || key == crate::hardening::GUEST_API
+        || LIMIT_KEYS.contains(&key)
 }
+
+/// The resource limits repoman sets on every sandbox (from `[defaults] limits_*`).
+pub const LIMIT_KEYS: &[&str] = &[LIMITS_PROCESSES, LIMITS_MEMORY, LIMITS_CPU];
+pub const LIMITS_PROCESSES: &str = "limits.processes";
+pub const LIMITS_MEMORY: &str = "limits.memory";
+pub const LIMITS_CPU: &str = "limits.cpu";
+
+/// `limits.processes` when `[defaults] limits_processes` is unset: far above what a build, an
+/// editor's language servers and a test runner use together (a few hundred tasks), low enough
+/// that a fork bomb stops long before the host's pid table or memory runs out.
+pub const DEFAULT_LIMITS_PROCESSES: u64 = 2000;
+
+/// `limits.memory` when `[defaults] limits_memory` is unset: half the host's memory, whatever
+/// the machine. A link step or a test suite still fits on a laptop, and a runaway process is
+/// killed inside its container while the other half stays the host's. `limits.cpu` has no
+/// default: all CPUs, because the scheduler already shares them fairly between the container's
+/// cgroup and the host's (a busy sandbox slows the host down, it does not lock it out), and
+/// pinning a 2-core laptop's sandbox to one core would halve every build.
+pub const DEFAULT_LIMITS_MEMORY: &str = "50%";
 
 /// The instance key mapping the host user's ids into the container.
 pub const RAW_IDMAP: &str = "raw.idmap";
@@ -234,6 +261,28 @@ pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
 
     let mut config = BTreeMap::new();
     config.insert(RAW_IDMAP.to_owned(), raw_idmap(i.user.uid, i.user.gid));
+    let defaults = &i.registry.defaults;
+    config.insert(
+        LIMITS_PROCESSES.to_owned(),
+        defaults
+            .limits_processes
+            .unwrap_or(DEFAULT_LIMITS_PROCESSES)
+            .to_string(),
+    );
+    config.insert(
+        LIMITS_MEMORY.to_owned(),
+        defaults
+            .limits_memory
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LIMITS_MEMORY.to_owned()),
+    );
+    if let Some(cpu) = &defaults.limits_cpu {
+        config.insert(LIMITS_CPU.to_owned(), cpu.clone());
+    }
+    config.insert(
+        crate::hardening::GUEST_API.to_owned(),
+        defaults.guest_api.unwrap_or(false).to_string(),
+    );
     if let Some(estate) = &i.registry.estate_id {
         config.insert(format!("user.{TAG_ESTATE}"), estate.clone());
     }
@@ -385,10 +434,46 @@ mod tests {
         assert_eq!(repo["path"], "/home/dev/app-repo");
         assert!(!repo.contains_key("shift"), "no shift mount: {repo:?}");
         assert_eq!(d.config["raw.idmap"], "both 1000 1000");
+        assert_eq!(d.config["limits.processes"], "2000");
+        assert_eq!(d.config["limits.memory"], "50%");
+        assert!(!d.config.contains_key("limits.cpu"));
+        assert_eq!(d.config["security.guestapi"], "false");
         assert_eq!(d.config["user.repoman.estate"], "e1");
         assert_eq!(d.config["user.repoman.project"], "app");
         assert_eq!(d.config["user.repoman.repo"], "/srv/r/app-repo");
         assert_eq!(d.home, "/home/dev");
+    }
+
+    #[test]
+    fn limits_and_guest_api_come_from_defaults() {
+        let (reg, s) = setup(
+            "[defaults]\nlocal_repos = \"/r\"\ndefault_image = \"d\"\nlimits_processes = 300\nlimits_memory = \"2GiB\"\nlimits_cpu = \"0-1\"\nguest_api = true\n",
+        );
+        let e = entry("x", "x");
+        let d = build(&Inputs {
+            settings: &s,
+            registry: &reg,
+            entry: &e,
+            overrides: &ProjectOverrides::default(),
+            user: &user(),
+            user_home: None,
+            image_flag: None,
+            protected: &[],
+        })
+        .unwrap();
+        assert_eq!(d.config["limits.processes"], "300");
+        assert_eq!(d.config["limits.memory"], "2GiB");
+        assert_eq!(d.config["limits.cpu"], "0-1");
+        assert_eq!(d.config["security.guestapi"], "true");
+        for k in [
+            "limits.processes",
+            "limits.memory",
+            "limits.cpu",
+            "security.guestapi",
+        ] {
+            assert!(is_managed_key(k), "{k}");
+        }
+        assert!(!is_managed_key("limits.cpu.allowance"));
     }
 
     #[test]

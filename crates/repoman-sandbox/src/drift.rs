@@ -8,6 +8,13 @@
 //! - **config**: the instance's own devices, profiles, image tag or managed config keys differ
 //!   from the [`Desired`] state.
 //!
+//! Config drift that weakens the sandbox is **security drift** ([`Change::security`]): a disk
+//! with `shift=true` (the mounts of older versions), a missing or different `raw.idmap`, a
+//! missing or different resource limit, the guest API on, a guarded device (`gpu`, `unix-char`,
+//! ...) added by hand. It is the same drift (re-applying fixes it) with a reason attached, so
+//! `status` and `update` can say why it matters; `--json` carries `security` on the drift and
+//! on each change.
+//!
 //! Everything here is pure: it takes values and returns values, so `list`, `status`, `update`
 //! and the warning every command prints share one definition of drift.
 
@@ -16,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use repoman_incus::Instance;
 use serde::Serialize;
 
-use super::desired::{Desired, TAG_IMAGE, is_managed_key};
+use super::desired::{Desired, RAW_IDMAP, TAG_IMAGE, is_managed_key};
 
 /// One difference between the instance and its desired state, phrased as what re-applying would
 /// do.
@@ -58,8 +65,52 @@ impl Change {
         !matches!(self, Change::Image { .. })
     }
 
-    /// One human-readable line, `+`/`-`/`~` prefixed like a diff.
+    /// Why this change matters to the sandbox boundary, when it does (security drift).
+    pub fn security(&self) -> Option<&'static str> {
+        let shifted = |d: &BTreeMap<String, String>| d.get("shift").is_some_and(|v| is_true(v));
+        let guarded = |d: &BTreeMap<String, String>| {
+            d.get("type")
+                .is_some_and(|t| crate::hardening::GUARDED_DEVICE_TYPES.contains(&t.as_str()))
+        };
+        match self {
+            Change::UpdateDevice { from, to, .. } if shifted(from) && !shifted(to) => {
+                Some("shift=true: container root owns the host's root-owned files on this mount")
+            }
+            Change::RemoveDevice { from, .. } if shifted(from) => {
+                Some("shift=true: container root owns the host's root-owned files on this mount")
+            }
+            Change::RemoveDevice { from, .. } if guarded(from) => {
+                Some("a host device handed to the container by hand")
+            }
+            Change::SetConfig {
+                key, to: Some(_), ..
+            } if key == RAW_IDMAP => {
+                Some("without repoman's raw.idmap the host user's ids are not mapped as designed")
+            }
+            Change::SetConfig {
+                key, to: Some(_), ..
+            } if crate::desired::LIMIT_KEYS.contains(&key.as_str()) => Some(
+                "a resource limit is missing or different: a fork bomb or memory hog inside reaches the host",
+            ),
+            Change::SetConfig {
+                key, to: Some(v), ..
+            } if key == crate::hardening::GUEST_API && !is_true(v) => {
+                Some("the guest API (/dev/incus) is on")
+            }
+            _ => None,
+        }
+    }
+
+    /// One human-readable line, `+`/`-`/`~` prefixed like a diff, with the reason when it is
+    /// security drift.
     pub fn describe(&self) -> String {
+        match self.security() {
+            Some(why) => format!("{}  [security: {why}]", self.describe_change()),
+            None => self.describe_change(),
+        }
+    }
+
+    fn describe_change(&self) -> String {
         match self {
             Change::AddDevice { device, to } => format!("+ device {device}: {}", fmt_device(to)),
             Change::RemoveDevice { device, from } => {
@@ -193,7 +244,7 @@ fn same_device(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bo
     norm(a) == norm(b)
 }
 
-fn is_true(v: &str) -> bool {
+pub(crate) fn is_true(v: &str) -> bool {
     matches!(v, "true" | "1" | "yes" | "on")
 }
 
@@ -219,7 +270,11 @@ pub enum Drift {
     },
     Config {
         name: String,
+        /// Each change with its `security` reason (null for ordinary drift).
+        #[serde(serialize_with = "serialize_labeled")]
         changes: Vec<Change>,
+        /// Some change is security drift ([`Change::security`]).
+        security: bool,
     },
     /// The desired state could not be computed (e.g. a malformed `.repoman.toml`).
     Unknown {
@@ -264,14 +319,53 @@ impl Drift {
             Drift::Orphan { name, .. } => {
                 format!("{name}: orphan (a container in repoman's Incus project, not registered)")
             }
-            Drift::Config { name, changes } => format!(
+            Drift::Config {
+                name,
+                changes,
+                security: false,
+            } => format!(
                 "{name}: config drift ({} difference{})",
                 changes.len(),
                 if changes.len() == 1 { "" } else { "s" }
             ),
+            Drift::Config { name, changes, .. } => {
+                let n = changes.iter().filter(|c| c.security().is_some()).count();
+                format!(
+                    "{name}: SECURITY drift ({} difference{}, {n} weakening the sandbox; `repoman update {name}` fixes {})",
+                    changes.len(),
+                    if changes.len() == 1 { "" } else { "s" },
+                    if n == 1 { "it" } else { "them" }
+                )
+            }
             Drift::Unknown { name, reason } => format!("{name}: cannot check drift: {reason}"),
         }
     }
+}
+
+/// A change as `--json` shows it: its own fields and `security` (the reason, or null).
+#[derive(Debug, Serialize)]
+pub struct Labeled<'a> {
+    #[serde(flatten)]
+    pub change: &'a Change,
+    pub security: Option<&'static str>,
+}
+
+/// `changes` with their security labels, for JSON output.
+pub fn labeled(changes: &[Change]) -> Vec<Labeled<'_>> {
+    changes
+        .iter()
+        .map(|change| Labeled {
+            change,
+            security: change.security(),
+        })
+        .collect()
+}
+
+fn serialize_labeled<S: serde::Serializer>(
+    changes: &[Change],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(labeled(changes))
 }
 
 /// One registered project's desired state, or why it could not be computed.
@@ -302,6 +396,7 @@ pub fn reconcile(
                     if !changes.is_empty() {
                         out.push(Drift::Config {
                             name: e.name.clone(),
+                            security: changes.iter().any(|c| c.security().is_some()),
                             changes,
                         });
                     }
@@ -412,6 +507,80 @@ mod tests {
         let text: Vec<String> = changes.iter().map(Change::describe).collect();
         assert!(text.iter().any(|t| t.contains("shift")), "{text:?}");
         assert!(text.iter().any(|t| t.contains("raw.idmap")), "{text:?}");
+        // Both are security drift, labelled in the text and in --json.
+        assert!(changes.iter().all(|c| c.security().is_some()), "{text:?}");
+        assert!(text.iter().all(|t| t.contains("[security: ")), "{text:?}");
+        let drift = reconcile(
+            &[Expected {
+                name: "a".into(),
+                container: true,
+                desired: Ok(d.clone()),
+            }],
+            &[actual],
+            None,
+        );
+        assert!(
+            drift[0].summary().contains("SECURITY drift"),
+            "{}",
+            drift[0].summary()
+        );
+        let v = serde_json::to_value(&drift[0]).unwrap();
+        assert_eq!(v["kind"], "config");
+        assert_eq!(v["security"], true);
+        assert!(v["changes"][0]["security"].is_string(), "{v}");
+        assert!(v["changes"][0]["kind"].is_string(), "{v}");
+    }
+
+    #[test]
+    fn missing_limits_and_guest_api_are_security_drift_other_drift_is_not() {
+        let mut d = desired();
+        d.config.insert("limits.processes".into(), "2000".into());
+        d.config.insert("limits.memory".into(), "50%".into());
+        d.config.insert("security.guestapi".into(), "false".into());
+        let mut actual = instance_of(&d);
+        actual.config.remove("limits.processes");
+        actual.config.insert("limits.memory".into(), "90%".into());
+        actual.config.remove("security.guestapi");
+        actual.config.insert("environment.X".into(), "2".into());
+        let changes = diff(&d, &actual);
+        let sec: Vec<(&str, bool)> = changes
+            .iter()
+            .map(|c| match c {
+                Change::SetConfig { key, .. } => (key.as_str(), c.security().is_some()),
+                _ => ("?", false),
+            })
+            .collect();
+        assert_eq!(
+            sec,
+            [
+                ("environment.X", false),
+                ("limits.memory", true),
+                ("limits.processes", true),
+                ("security.guestapi", true)
+            ]
+        );
+        // Only ordinary drift: not security drift.
+        let mut d2 = desired();
+        d2.name = "b".into();
+        let mut other = instance_of(&d2);
+        other.config.insert("environment.X".into(), "2".into());
+        let drift = reconcile(
+            &[Expected {
+                name: "b".into(),
+                container: true,
+                desired: Ok(d2),
+            }],
+            &[other],
+            None,
+        );
+        assert!(matches!(
+            drift[0],
+            Drift::Config {
+                security: false,
+                ..
+            }
+        ));
+        assert!(drift[0].summary().contains(": config drift"));
     }
 
     #[test]
@@ -435,7 +604,8 @@ mod tests {
                 .iter()
                 .any(|l| l.starts_with("+ device repo: type=disk source=/r/a"))
         );
-        assert!(lines.iter().any(|l| l == "- device gpu: type=gpu"));
+        assert!(lines.iter().any(|l| l
+            == "- device gpu: type=gpu  [security: a host device handed to the container by hand]"));
         assert!(lines.iter().any(|l| l == "~ config environment.X: 2 -> 1"));
         assert!(lines.iter().any(|l| l == "- config environment.Y=3"));
         assert!(

@@ -77,6 +77,16 @@ pub enum SandboxError {
     /// by every domain).
     #[error(transparent)]
     Blocked(Box<Blocked>),
+    /// The pre-start hardening check ([`crate::hardening`]) found what would weaken the
+    /// sandbox; nothing was started.
+    #[error("refusing to start `{name}`: {}{}", crate::hardening::summarize(findings), note.as_deref().map(|n| format!("; {n}")).unwrap_or_default())]
+    Hardening {
+        name: String,
+        project: String,
+        findings: Vec<crate::hardening::Finding>,
+        /// What was done about it (e.g. the container `new` had created was deleted).
+        note: Option<String>,
+    },
     /// Ctrl-C arrived between two steps (what was done has been undone).
     #[error("interrupted")]
     Interrupted,
@@ -117,7 +127,7 @@ impl SandboxError {
             SandboxError::NoIncusProject(_) => ErrorKind::Usage,
             SandboxError::Directory { .. } => ErrorKind::Usage,
             SandboxError::RolledBack { .. } | SandboxError::Injected(_) => ErrorKind::Failed,
-            SandboxError::Blocked(_) => ErrorKind::Blocked,
+            SandboxError::Blocked(_) | SandboxError::Hardening { .. } => ErrorKind::Blocked,
         }
     }
 
@@ -157,6 +167,12 @@ impl SandboxError {
                 "run these, then `repoman setup` again:\n    {}",
                 commands.join("\n    ")
             )),
+            SandboxError::Hardening {
+                name,
+                project,
+                findings,
+                ..
+            } => Some(crate::hardening::hints(findings, name, project)),
             _ => None,
         }
     }

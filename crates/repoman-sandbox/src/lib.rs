@@ -20,6 +20,7 @@
 //! detail text and bytes). Errors implement [`repoman_core::DomainError`].
 //!
 //! Modules: [`desired`] (what a sandbox should look like), [`drift`] (reconciliation),
+//! [`hardening`] (the check before every start),
 //! [`estate`] and [`session`] (the opening and the gate), [`events`] (typed events and their
 //! schemas), and one module per plan.
 
@@ -29,6 +30,7 @@ pub mod drift;
 pub mod error;
 pub mod estate;
 pub mod events;
+pub mod hardening;
 pub mod health;
 pub mod lifecycle;
 pub mod listing;

@@ -1,12 +1,14 @@
 //! Start, stop and restart a sandbox, and the preparation of `shell`/`exec` (starting a stopped
 //! sandbox first). Each change is gated and recorded as `sandbox.started|stopped|restarted`, one
-//! event shape whoever asked.
+//! event shape whoever asked. Every start and restart passes the pre-start hardening check
+//! ([`crate::hardening::start`]).
 
 use repoman_state::{Operation, State};
 use serde::Serialize;
 
 use crate::error::SandboxError;
 use crate::events::{LifecycleChanged, SandboxEvent};
+use crate::hardening::{self, StartMode};
 use crate::session::{self, Approval, Session, Target};
 
 /// Start / stop / restart.
@@ -73,7 +75,7 @@ pub fn run(
         &action.operation(name).name,
         &repoman_core::ObjectId::sandbox(name),
     )?;
-    act(session, name, action, &target.status, force)?;
+    act(session, target, action, force)?;
     state.append(
         action
             .event(LifecycleChanged {
@@ -87,20 +89,17 @@ pub fn run(
     Ok(())
 }
 
-fn act(
-    s: &Session,
-    name: &str,
-    action: Lifecycle,
-    status: &str,
-    force: bool,
-) -> Result<(), SandboxError> {
-    let scope = &s.observed.scope;
-    Ok(match action {
-        Lifecycle::Start => scope.start(name),
-        Lifecycle::Stop => scope.stop(name, force),
-        Lifecycle::Restart if status != "Running" => scope.start(name),
-        Lifecycle::Restart => scope.restart(name, force),
-    }?)
+fn act(s: &Session, t: &Target, action: Lifecycle, force: bool) -> Result<(), SandboxError> {
+    let (scope, name) = (&s.observed.scope, t.desired.name.as_str());
+    let allowed = hardening::Allowed::for_sandbox(&s.estate.file.registry.defaults, &t.desired);
+    match action {
+        Lifecycle::Start => hardening::start(scope, name, &allowed, StartMode::Start),
+        Lifecycle::Stop => Ok(scope.stop(name, force)?),
+        Lifecycle::Restart if t.status != "Running" => {
+            hardening::start(scope, name, &allowed, StartMode::Start)
+        }
+        Lifecycle::Restart => hardening::start(scope, name, &allowed, StartMode::Restart { force }),
+    }
 }
 
 /// `shell`/`exec` on a stopped sandbox: start it (gated as `sandbox.start`) and record
@@ -119,7 +118,12 @@ pub fn start_for_exec(
         Lifecycle::Start.operation(name),
         &session.estate.file.registry.policy.rules,
     )?;
-    session.observed.scope.start(name)?;
+    hardening::start(
+        &session.observed.scope,
+        name,
+        &hardening::Allowed::for_sandbox(&session.estate.file.registry.defaults, &target.desired),
+        StartMode::Start,
+    )?;
     state.append(
         SandboxEvent::Started(LifecycleChanged {
             project: name.clone(),

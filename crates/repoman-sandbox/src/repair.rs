@@ -157,10 +157,14 @@ fn repair(
                 .with_reporter(ProgressReporter::new(ctx.progress.clone()))
                 .with_operation_timeout(IMAGE_OPERATION_TIMEOUT)
                 .create_instance(&spec)?;
-            if let Err(e) = scope.start(name) {
+            let allowed =
+                crate::hardening::Allowed::for_sandbox(&s.estate.file.registry.defaults, &desired);
+            if let Err(e) =
+                crate::hardening::start(scope, name, &allowed, crate::hardening::StartMode::Start)
+            {
                 // Leave nothing half-made behind: the container that cannot start is removed.
                 let _ = destroy_instance(scope, name);
-                return Err(e.into());
+                return Err(e);
             }
             Ok(json!({"image": desired.image}))
         }
@@ -189,10 +193,19 @@ fn repair(
             destroy_instance(scope, name)?;
             Ok(json!({}))
         }
-        (Drift::Config { name, changes }, RepairAction::Reapply) => {
+        (Drift::Config { name, changes, .. }, RepairAction::Reapply) => {
             let entry = s.estate.entry(name)?;
             let desired = s.estate.desired(entry, None)?;
-            Ok(reapply(scope, &desired, changes)?.data())
+            let allowed =
+                crate::hardening::Allowed::for_sandbox(&s.estate.file.registry.defaults, &desired);
+            let running = s.observed.instance(name).is_some_and(Instance::is_running);
+            let event = reapply(scope, &desired, changes)?;
+            let restarted = restart_if_needed(scope, &desired, changes, running, &allowed)?;
+            let mut detail = event.data();
+            if restarted && let Some(obj) = detail.as_object_mut() {
+                obj.insert("restarted".to_owned(), Value::Bool(true));
+            }
+            Ok(detail)
         }
         _ => Err(SandboxError::Invalid(format!(
             "no repair `{}` for {}",
@@ -246,6 +259,38 @@ pub fn reapply(
     }))
 }
 
+/// Whether applying `changes` to a running container needs a restart to take effect:
+/// `raw.idmap` and `security.guestapi` are read when the container starts, so a migrated
+/// sandbox keeps its old mapping (and `/dev/incus`) until then.
+pub fn needs_restart(changes: &[Change], running: bool) -> bool {
+    running
+        && changes.iter().any(|c| {
+            matches!(c, Change::SetConfig { key, .. }
+                if key == super::desired::RAW_IDMAP || key == crate::hardening::GUEST_API)
+        })
+}
+
+/// Restart a running container after [`reapply`] when [`needs_restart`] says so (through the
+/// pre-start check). Returns whether it restarted.
+pub fn restart_if_needed(
+    scope: &ProjectScope,
+    desired: &Desired,
+    changes: &[Change],
+    running: bool,
+    allowed: &crate::hardening::Allowed,
+) -> Result<bool, SandboxError> {
+    if !needs_restart(changes, running) {
+        return Ok(false);
+    }
+    crate::hardening::start(
+        scope,
+        &desired.name,
+        allowed,
+        crate::hardening::StartMode::Restart { force: true },
+    )?;
+    Ok(true)
+}
+
 /// Rebuild the container from the desired image (its root filesystem is replaced; the repo and
 /// extra mounts are bind mounts and are not touched), re-apply the rest, and restore its
 /// running state. Returns the event.
@@ -254,6 +299,7 @@ pub fn rebuild(
     desired: &Desired,
     was_running: bool,
     from: Option<&str>,
+    allowed: &crate::hardening::Allowed,
 ) -> Result<SandboxEvent, SandboxError> {
     crate::mount_policy::recheck_desired(desired)?;
     if was_running {
@@ -262,7 +308,12 @@ pub fn rebuild(
     scope.rebuild_instance(&desired.name, &desired.image_source()?)?;
     apply_desired(scope, desired, true)?;
     if was_running {
-        scope.start(&desired.name)?;
+        crate::hardening::start(
+            scope,
+            &desired.name,
+            allowed,
+            crate::hardening::StartMode::Start,
+        )?;
     }
     Ok(SandboxEvent::Rebuilt(events::Rebuilt {
         project: desired.name.clone(),

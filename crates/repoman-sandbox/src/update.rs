@@ -1,5 +1,7 @@
 //! `update`: bring an existing sandbox to its desired state, re-applying profiles, devices and
-//! managed config, and rebuilding its root filesystem when asked and the image differs.
+//! managed config, and rebuilding its root filesystem when asked and the image differs. A
+//! running container whose `raw.idmap` or guest API changes is restarted (the security-drift
+//! migration takes effect only then), through the pre-start hardening check.
 
 use std::sync::Arc;
 
@@ -29,6 +31,11 @@ pub struct UpdatePlan {
     pub from_image: Option<String>,
     #[serde(skip)]
     pub was_running: bool,
+    /// The container runs and a change takes effect only at start (`raw.idmap`,
+    /// `security.guestapi`): it is restarted after the change (through the pre-start check).
+    pub restart: bool,
+    #[serde(skip)]
+    pub allowed: crate::hardening::Allowed,
 }
 
 impl UpdatePlan {
@@ -72,9 +79,15 @@ pub fn plan_update(s: &Session, name: &str, rebuild: bool) -> Result<UpdatePlan,
         })?;
     let changes = drift::diff(&t.desired, inst);
     let image_differs = changes.iter().any(|c| !c.reapplicable());
+    let rebuild = rebuild && image_differs;
     Ok(UpdatePlan {
         name: name.to_owned(),
-        rebuild: rebuild && image_differs,
+        rebuild,
+        restart: !rebuild && repair::needs_restart(&changes, inst.is_running()),
+        allowed: crate::hardening::Allowed::for_sandbox(
+            &s.estate.file.registry.defaults,
+            &t.desired,
+        ),
         changes,
         from_image: inst.user_config(TAG_IMAGE).map(str::to_owned),
         was_running: inst.is_running(),
@@ -106,9 +119,24 @@ pub fn execute_update(
             &plan.desired,
             plan.was_running,
             plan.from_image.as_deref(),
+            &plan.allowed,
         )?
     } else {
-        repair::reapply(&s.observed.scope, &plan.desired, &plan.changes)?
+        let event = repair::reapply(&s.observed.scope, &plan.desired, &plan.changes)?;
+        if plan.restart {
+            progress.step(&format!(
+                "restarting `{}` (raw.idmap and the guest API apply at start)",
+                plan.name
+            ));
+            repair::restart_if_needed(
+                &s.observed.scope,
+                &plan.desired,
+                &plan.changes,
+                plan.was_running,
+                &plan.allowed,
+            )?;
+        }
+        event
     };
     state.append(event.into())?;
     Ok(())

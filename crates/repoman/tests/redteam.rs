@@ -4,10 +4,12 @@
 //! defence it names were removed.
 //!
 //! Without Incus these tests print SKIPPED, unless `REPOMAN_TEST_INCUS=require` (then they fail).
-//! Not here (they belong with the uid-mapping and hardening work of the same issue): the
-//! setuid/chown probes, `/dev/incus`, and the fork bomb / memory hog with the time of
-//! `repoman list` (they need the default `limits.*`; without them a fork bomb would take the
-//! shared test host down).
+//! The containment probes are here too: a fork bomb and a memory hog inside stop at the
+//! sandbox's default `limits.*` while the host's `repoman list` keeps answering (its time is
+//! printed, never asserted), `/dev/incus` is absent, a profile that weakens the sandbox is refused
+//! before start, and an old-style (`shift=true`) sandbox is security drift that `update`
+//! migrates. The setuid-root / `chown 0` probes of the uid mapping live in `sandbox_cli.rs`
+//! (`new_maps_the_host_user_and_applies_repoman_toml`; docs/security.md lists them).
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -41,6 +43,11 @@ impl Drop for Lab {
 
 impl Lab {
     fn new(prefix: &str) -> Option<Lab> {
+        Lab::with_defaults(prefix, "")
+    }
+
+    /// A lab whose registry has `extra` appended (more `[defaults]` keys, then other tables).
+    fn with_defaults(prefix: &str, extra: &str) -> Option<Lab> {
         let lab = TestLab::connect()?;
         let project = lab.project(prefix);
         let tmp = tempfile::tempdir().unwrap();
@@ -68,7 +75,7 @@ impl Lab {
         std::fs::write(
             cfg.join("repoman.toml"),
             format!(
-                "schema_version = 1\n\n[defaults]\nlocal_repos = \"{}\"\nbackup_root = \"{}\"\nbackup_fstype = \"tmpfs\"\nincus_project = \"{}\"\ndefault_image = \"{TEST_IMAGE_ALIAS}\"\n",
+                "schema_version = 1\n\n[defaults]\nlocal_repos = \"{}\"\nbackup_root = \"{}\"\nbackup_fstype = \"tmpfs\"\nincus_project = \"{}\"\ndefault_image = \"{TEST_IMAGE_ALIAS}\"\n{extra}",
                 l.repos.display(),
                 l.backup.display(),
                 l.scope().name()
@@ -457,4 +464,341 @@ fn host_interfaces_are_out_of_reach_of_root_inside() {
         core_pattern,
         "core_pattern was changed"
     );
+}
+
+/// `repoman list --json` from the host: it must answer (and list `name`) whatever runs inside.
+/// Returns how long it took.
+fn list_answers(l: &Lab, name: &str) -> Duration {
+    let started = Instant::now();
+    let out = l.repoman().args(["--json", "list"]).output().unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["sandboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == name),
+        "{v}"
+    );
+    took
+}
+
+/// Probe: a fork bomb as root inside. The sandbox's default `limits.processes` (2000, no
+/// `[defaults] limits_processes` in this registry) stops it: the process count Incus reports
+/// never exceeds the limit, while the host's `repoman list --json` keeps answering (its times are
+/// printed, not asserted: the host is shared). The bomb stops itself when the host creates a file
+/// in the repo (the host needs no process inside to stop it), and `timeout` bounds it anyway.
+#[test]
+fn a_fork_bomb_inside_stops_at_the_process_limit_and_the_host_answers() {
+    let Some(l) = Lab::new("rt-forkbomb") else {
+        return;
+    };
+    l.new_sandbox("app");
+    let inst = l.scope().get_instance("app").unwrap();
+    let limit: i64 = inst.config["limits.processes"].parse().unwrap();
+    assert_eq!(limit, 2000, "the default limits.processes");
+    let stop = l.repos.join("app/STOP");
+    let baseline = list_answers(&l, "app");
+    eprintln!("repoman list before the bomb: {baseline:?}");
+
+    // Busybox ash: `[` is a builtin, so the check costs no fork.
+    let bomb = "timeout 40 sh -c 'f(){ [ -e /home/dev/app/STOP ] || { f | f & }; }; f' \
+                >/dev/null 2>&1 </dev/null; echo launched";
+    let (code, out) = l.root_sh("app", bomb);
+    assert_eq!(code, 0, "{out}");
+    let mut peak = 0i64;
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(st) = l.scope().instance_state("app") {
+            peak = peak.max(st.processes);
+        }
+        times.push(list_answers(&l, "app"));
+        if let Ok(st) = l.scope().instance_state("app") {
+            peak = peak.max(st.processes);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::fs::write(&stop, "").unwrap();
+    let max = times.iter().max().copied().unwrap_or_default();
+    let avg = times.iter().sum::<Duration>() / times.len().max(1) as u32;
+    eprintln!(
+        "fork bomb: peak {peak} processes inside (limit {limit}); repoman list answered {} times during it: avg {avg:?}, max {max:?} (before: {baseline:?})",
+        times.len()
+    );
+    assert!(
+        peak > 100,
+        "the fork bomb did not run (peak {peak} processes)"
+    );
+    assert!(
+        peak <= limit,
+        "{peak} processes inside, over limits.processes={limit}"
+    );
+    // The bomb drains once STOP exists; the sandbox is usable again.
+    let drained = Instant::now();
+    loop {
+        let n = l.scope().instance_state("app").unwrap().processes;
+        if n < 20 {
+            break;
+        }
+        assert!(
+            drained.elapsed() < Duration::from_secs(90),
+            "the fork bomb did not stop: {n} processes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, out) = l.root_sh("app", "echo alive");
+    assert_eq!((code, out.trim()), (0, "alive"));
+}
+
+/// Probe: a memory hog as root inside (a shell string doubling until it is killed) with
+/// `[defaults] limits_memory = "256MiB"`: it is killed inside its container, the container keeps
+/// running, and the host's `repoman list` answers meanwhile.
+#[test]
+fn a_memory_hog_inside_is_killed_at_the_memory_limit_and_the_host_answers() {
+    let Some(l) = Lab::with_defaults("rt-memhog", "limits_memory = \"256MiB\"\n") else {
+        return;
+    };
+    l.new_sandbox("app");
+    let inst = l.scope().get_instance("app").unwrap();
+    assert_eq!(inst.config["limits.memory"], "256MiB");
+    let hog = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let started = Instant::now();
+            let r = l.root_sh(
+                "app",
+                "x=0123456789abcdef; while :; do x=\"$x$x\"; done; echo survived",
+            );
+            (r, started.elapsed())
+        });
+        let mut times = Vec::new();
+        while !h.is_finished() && times.len() < 60 {
+            times.push(list_answers(&l, "app"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("repoman list during the memory hog: {times:?}");
+        h.join().unwrap()
+    });
+    let ((code, out), took) = hog;
+    eprintln!("memory hog: exit {code} after {took:?}: {}", out.trim());
+    assert_ne!(code, 0, "the hog was not stopped: {out}");
+    assert!(!out.contains("survived"), "{out}");
+    // Killed by the OOM killer (SIGKILL: 137), or its allocation refused inside.
+    assert!(
+        code == 137 || out.contains("out of memory") || out.contains("Killed"),
+        "the hog failed for another reason than the memory limit: exit {code}: {out}"
+    );
+    assert!(l.scope().get_instance("app").unwrap().is_running());
+    let (code, out) = l.root_sh("app", "echo alive");
+    assert_eq!((code, out.trim()), (0, "alive"));
+    list_answers(&l, "app");
+}
+
+/// Probe: the guest API. `/dev/incus` is absent inside (repoman sets `security.guestapi=false`)
+/// and nothing answers on its socket path.
+#[test]
+fn the_guest_api_is_absent_inside() {
+    let Some(l) = Lab::new("rt-guestapi") else {
+        return;
+    };
+    l.new_sandbox("app");
+    let inst = l.scope().get_instance("app").unwrap();
+    assert_eq!(inst.expanded_config["security.guestapi"], "false");
+    let (code, out) = l.root_sh("app", "ls -la /dev/incus/sock || ls -la /dev/incus");
+    eprintln!("probe `/dev/incus`: exit {code}: {}", out.trim());
+    assert_ne!(code, 0, "/dev/incus is present inside:\n{out}");
+    assert!(out.contains("No such file"), "{out}");
+}
+
+/// Probe: a registry `[[profile]]` with `security.nesting=true` and `security.privileged=true`
+/// used by a project: `repoman new` refuses to start it (exit 3, the keys and the profile named)
+/// and leaves no container; a low-level key set on an existing sandbox's instance by hand is
+/// refused by `start` and by the start before `exec` (exit 3, named as set on the instance), and
+/// the container stays stopped.
+#[test]
+fn a_profile_or_key_that_weakens_the_sandbox_is_refused_before_start() {
+    let profile = "\n[[profile]]\nname = \"nest\"\ndescription = \"nested containers\"\n\
+                   config = { \"security.nesting\" = \"true\", \"security.privileged\" = \"true\" }\n";
+    let Some(l) = Lab::with_defaults("rt-harden", profile) else {
+        return;
+    };
+    // What `repoman setup` makes of that [[profile]], made here through the API.
+    let mut put = repoman_incus::ProfilePut {
+        description: "nested containers".into(),
+        ..Default::default()
+    };
+    put.config.insert("security.nesting".into(), "true".into());
+    put.config
+        .insert("security.privileged".into(), "true".into());
+    l.scope().create_profile("nest", &put).unwrap();
+
+    l.repo("app");
+    let (code, out) = l.run(&["new", "app", "--profile", "nest", "--yes"]);
+    eprintln!("new with profile nest: exit {code}:\n{out}");
+    assert_eq!(code, 3, "{out}");
+    for needle in [
+        "security.nesting=true (from profile `nest`)",
+        "security.privileged=true (from profile `nest`)",
+        "nothing was left behind",
+        "incus profile edit nest",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}`:\n{out}");
+    }
+    assert!(
+        l.scope().find_instance("app").unwrap().is_none(),
+        "a refused sandbox was left behind"
+    );
+    let (code, out) = l.run(&["list"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("app"),
+        "the refused project was registered:\n{out}"
+    );
+
+    // A sandbox made safely, then given raw.lxc by hand while stopped.
+    l.new_sandbox("ok");
+    l.scope().stop("ok", true).unwrap();
+    l.scope()
+        .edit_instance("ok", |i| {
+            i.config
+                .insert("raw.lxc".into(), "lxc.apparmor.profile=unconfined".into());
+            Ok(())
+        })
+        .unwrap();
+    for args in [&["start", "ok"][..], &["exec", "ok", "--yes", "--", "true"]] {
+        let (code, out) = l.run(args);
+        eprintln!("{args:?}: exit {code}:\n{out}");
+        assert_eq!(code, 3, "{args:?}: {out}");
+        assert!(
+            out.contains("raw.lxc=lxc.apparmor.profile=unconfined (set on the instance)"),
+            "{args:?}: {out}"
+        );
+        assert!(out.contains("incus config unset ok raw.lxc"), "{out}");
+        assert_eq!(l.scope().get_instance("ok").unwrap().status, "Stopped");
+    }
+}
+
+/// Migration: a sandbox made the way versions before the hardening did (repo disk with
+/// `shift=true`, no `raw.idmap`, no limits, the guest API at Incus' default), running. `status`
+/// reports security drift (human and `--json`); `update --yes` shows the diff, migrates it and
+/// restarts it; afterwards root inside maps to no host uid that owns anything, `/dev/incus` is
+/// gone, and `status` is clean.
+#[test]
+fn an_old_shift_mounted_sandbox_is_security_drift_that_update_migrates() {
+    let Some(l) = Lab::new("rt-migrate") else {
+        return;
+    };
+    let repo = l.repo("old");
+    let reg = l.home.join(".config/repoman/repoman.toml");
+    let mut text = std::fs::read_to_string(&reg).unwrap();
+    text.push_str("\n[[project]]\nname = \"old\"\nrepo = \"old\"\n");
+    std::fs::write(&reg, text).unwrap();
+    let spec = repoman_incus::InstanceSpec::new(
+        "old",
+        repoman_incus::ImageSource::alias(TEST_IMAGE_ALIAS),
+    )
+    .profile("default")
+    .tag("repoman.project", "old")
+    .tag("repoman.repo", repo.display())
+    .tag("repoman.image", TEST_IMAGE_ALIAS)
+    .device(
+        "repo",
+        repoman_incus::DeviceSpec::disk(&repo, "/home/dev/old").shift(true),
+    );
+    l.scope().create_instance(&spec).unwrap();
+    l.scope().start("old").unwrap();
+    let (code, out) = l.root_sh("old", "ls /dev/incus/sock");
+    assert_eq!(
+        code, 0,
+        "the old-style sandbox should have the guest API: {out}"
+    );
+
+    let (code, out) = l.run(&["status", "old"]);
+    eprintln!("status before:\n{out}");
+    assert_eq!(code, 1, "{out}");
+    for needle in [
+        "SECURITY drift",
+        "shift=true",
+        "+ config raw.idmap=both 1000 1000  [security:",
+        "+ config limits.processes=2000  [security:",
+        "+ config security.guestapi=false  [security:",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}`:\n{out}");
+    }
+    let out = l
+        .repoman()
+        .args(["--json", "status", "old"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let drift = &v["drift"][0];
+    assert_eq!(drift["kind"], "config", "{v}");
+    assert_eq!(drift["security"], true, "{v}");
+    let repo_change = drift["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["device"] == "repo")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        repo_change["security"].as_str().unwrap().contains("shift"),
+        "{v}"
+    );
+
+    // Starting it as it is would be refused (shift=true, the guest API on).
+    let (code, out) = l.run(&["restart", "old"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("device repo shift=true"), "{out}");
+
+    let (code, out) = l.run(&["update", "old", "--yes"]);
+    eprintln!("update:\n{out}");
+    assert_eq!(code, 0, "{out}");
+    for needle in [
+        "~ device repo: type=disk source=",
+        "shift=true ->",
+        "+ config raw.idmap=both 1000 1000",
+        "+ config limits.memory=50%",
+        "restart `old`",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}`:\n{out}");
+    }
+    let inst = l.scope().get_instance("old").unwrap();
+    assert!(inst.is_running());
+    assert!(
+        !inst.devices["repo"].contains_key("shift"),
+        "{:?}",
+        inst.devices
+    );
+    assert_eq!(inst.config["raw.idmap"], "both 1000 1000");
+    assert_eq!(inst.config["limits.processes"], "2000");
+    assert_eq!(inst.config["security.guestapi"], "false");
+    // The migration took effect (the restart): root inside owns nothing on the host.
+    let (code, out) = l.root_sh(
+        "old",
+        "touch /home/dev/old/by-root && chown 0:0 /home/dev/old/by-root; ls /dev/incus",
+    );
+    assert_ne!(code, 0, "/dev/incus still present: {out}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(repo.join("by-root")).unwrap();
+    assert!(
+        meta.uid() != 0 && meta.gid() != 0,
+        "root inside made a host-root file"
+    );
+
+    let out = l
+        .repoman()
+        .args(["--json", "status", "old"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["drift"], serde_json::json!([]), "{v}");
+    let (code, out) = l.run(&["status", "old"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("drift"), "{out}");
 }

@@ -18,7 +18,9 @@ use repoman_sandbox::session::{self, Session};
 ///
 /// Drift is **missing** (registered, no container), **orphan** (a container in repoman's Incus
 /// project that is not registered) or **config** (devices, profiles, environment or image differ
-/// from repoman.toml + .repoman.toml). Read-only unless --repair, which asks for confirmation (or
+/// from repoman.toml + .repoman.toml). Config drift that weakens the sandbox (an old `shift=true`
+/// mount, a missing `raw.idmap`, missing resource limits, the guest API on) is **security drift**,
+/// marked `[security: ...]` (`"security"` in --json). Read-only unless --repair, which asks for confirmation (or
 /// takes --yes) and records every repair as an event. Exits 1 when problems remain. Only the
 /// trusted version of each `.repoman.toml` counts (a file changed since `repoman trust` is
 /// reported, never applied).

@@ -16,8 +16,10 @@ use repoman_sandbox::update::{self, UpdatePlan};
 /// Profiles, bind mounts (`[[mount]]`), environment (`[env]`) and repoman's tags are brought to
 /// their desired values in one change; devices added by hand are removed. A different image needs
 /// --rebuild: the container's root filesystem is replaced from the new image (after
-/// confirmation; the repo and extra mounts are bind mounts and are not touched). --dry-run shows
-/// the diff and changes nothing.
+/// confirmation; the repo and extra mounts are bind mounts and are not touched). Security drift
+/// (an old `shift=true` mount, a missing `raw.idmap`, missing resource limits, the guest API on)
+/// is marked `[security: ...]` in the diff; a running sandbox whose `raw.idmap` or guest API
+/// changes is restarted. --dry-run shows the diff and changes nothing.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// The sandbox (asked for on a terminal when missing).
@@ -42,8 +44,10 @@ fn json_out(
             "name": plan.name,
             "config_trust": untrusted,
             "dry_run": dry_run,
-            "changes": plan.changes,
+            "changes": repoman_sandbox::drift::labeled(&plan.changes),
+            "security": plan.changes.iter().any(|c| c.security().is_some()),
             "rebuild": plan.rebuild,
+            "restart": plan.restart,
             "applied": applied,
         }))?;
     }
@@ -60,6 +64,11 @@ pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
     let plan = update::plan_update(&s, &name, args.rebuild)?;
     for c in &plan.changes {
         app.ui.info(&format!("  {}", c.describe()));
+    }
+    if plan.restart && !plan.is_noop() {
+        app.ui.info(&format!(
+            "  restart `{name}`: raw.idmap and the guest API take effect when it starts"
+        ));
     }
     if plan.is_noop() {
         if plan.image_differs() {
