@@ -303,6 +303,15 @@ impl Drift {
         }
     }
 
+    /// What `list`'s DRIFT column shows: [`Drift::kind`], except `security` for config drift
+    /// that weakens the sandbox.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Drift::Config { security: true, .. } => "security",
+            other => other.kind(),
+        }
+    }
+
     /// One line for warnings.
     pub fn summary(&self) -> String {
         match self {

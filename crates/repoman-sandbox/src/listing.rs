@@ -45,7 +45,7 @@ pub fn listing(s: &Session) -> Listing {
 
 fn rows(s: &Session) -> Vec<Row> {
     let ipv4 = estate::ipv4_of(&s.observed);
-    let drift_kind = |name: &str| s.drift_of(name).map(Drift::kind);
+    let drift_kind = |name: &str| s.drift_of(name).map(Drift::label);
     let mut rows = Vec::new();
     for p in &s.estate.file.registry.projects {
         let name = p.name.as_str();

@@ -48,6 +48,31 @@ impl Lab {
 
     /// A lab whose registry has `extra` appended (more `[defaults]` keys, then other tables).
     fn with_defaults(prefix: &str, extra: &str) -> Option<Lab> {
+        let l = Lab::unrestricted(prefix, extra)?;
+        // The probes run in the restricted project `repoman setup` makes.
+        l.setup();
+        Some(l)
+    }
+
+    /// `repoman setup --yes`: restrict the project (and create the registry's profiles).
+    fn setup(&self) -> String {
+        let out = self
+            .repoman()
+            .args(["setup", "--yes", "--no-input"])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "setup failed:\n{text}");
+        text
+    }
+
+    /// The same lab before `repoman setup` restricted its Incus project (an estate made by an
+    /// earlier version, or repoman's own checks tested without the server's).
+    fn unrestricted(prefix: &str, extra: &str) -> Option<Lab> {
         let lab = TestLab::connect()?;
         let project = lab.project(prefix);
         let tmp = tempfile::tempdir().unwrap();
@@ -82,11 +107,6 @@ impl Lab {
             ),
         )
         .unwrap();
-        // The probes run in the restricted project `repoman setup` makes.
-        l.repoman()
-            .args(["setup", "--yes", "--no-input"])
-            .assert()
-            .success();
         Some(l)
     }
 
@@ -625,7 +645,9 @@ fn the_guest_api_is_absent_inside() {
 fn a_profile_or_key_that_weakens_the_sandbox_is_refused_before_start() {
     let profile = "\n[[profile]]\nname = \"nest\"\ndescription = \"nested containers\"\n\
                    config = { \"security.nesting\" = \"true\", \"security.privileged\" = \"true\" }\n";
-    let Some(l) = Lab::with_defaults("rt-harden", profile) else {
+    // repoman's own check, whatever project it is given: here one that is not restricted (the
+    // restricted project would refuse these keys itself, checked at the end).
+    let Some(l) = Lab::unrestricted("rt-harden", profile) else {
         return;
     };
     // What `repoman setup` makes of that [[profile]], made here through the API.
@@ -691,7 +713,8 @@ fn a_profile_or_key_that_weakens_the_sandbox_is_refused_before_start() {
 /// gone, and `status` is clean.
 #[test]
 fn an_old_shift_mounted_sandbox_is_security_drift_that_update_migrates() {
-    let Some(l) = Lab::new("rt-migrate") else {
+    // An estate made by the previous version: its project is not restricted yet.
+    let Some(l) = Lab::unrestricted("rt-migrate", "") else {
         return;
     };
     let repo = l.repo("old");
@@ -719,6 +742,15 @@ fn an_old_shift_mounted_sandbox_is_security_drift_that_update_migrates() {
         "the old-style sandbox should have the guest API: {out}"
     );
 
+    // The upgrade: setup restricts the project, warning that `old` will not start until it is
+    // migrated; the running sandbox keeps running.
+    let out = l.setup();
+    assert!(
+        out.contains("sandbox `old` still has a shift=true mount")
+            && out.contains("repoman update old --yes"),
+        "{out}"
+    );
+    assert!(l.scope().get_instance("old").unwrap().is_running());
     let (code, out) = l.run(&["status", "old"]);
     eprintln!("status before:\n{out}");
     assert_eq!(code, 1, "{out}");
@@ -750,6 +782,10 @@ fn an_old_shift_mounted_sandbox_is_security_drift_that_update_migrates() {
         repo_change["security"].as_str().unwrap().contains("shift"),
         "{v}"
     );
+
+    let out = l.repoman().args(["--json", "list"]).output().unwrap();
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows["sandboxes"][0]["drift"], "security", "{rows}");
 
     // Starting it as it is would be refused (shift=true, the guest API on).
     let (code, out) = l.run(&["restart", "old"]);
