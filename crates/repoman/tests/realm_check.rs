@@ -1209,3 +1209,64 @@ fn join_by_registered_project_uses_local_repos() {
         .code(2)
         .stderr(predicate::str::contains("no project `nope`"));
 }
+
+/// Hostile input (docs/security.md "Host-side commands and the repo's files"): a binding's
+/// source file replaced by a symlink to a host secret, or by a FIFO, as a sandbox could do in its
+/// repo. `realm check` neither reads through the link nor waits on the FIFO: each is a finding
+/// naming the file, and nothing of the secret appears.
+#[test]
+fn binding_sources_that_became_links_or_fifos_are_refused_not_followed() {
+    let w = world();
+    let secret = w.path("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET-HOST-VALUE\n").expect("write");
+    let source = w.path("aperture/models/s3_paths.py");
+    std::fs::remove_file(&source).expect("rm");
+    std::os::unix::fs::symlink(&secret, &source).expect("symlink");
+    let out = w
+        .cmd("aperture")
+        .args(["realm", "check", "--mode", "exporter", "--format", "json"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("models/s3_paths.py"), "{text}");
+    assert!(
+        !text.contains("TOP-SECRET"),
+        "the link was followed: {text}"
+    );
+    // Refused as what it is (a followed link would be a `source-changed` finding instead).
+    assert!(
+        text.contains("source-missing") && text.contains("it is not read"),
+        "{text}"
+    );
+
+    std::fs::remove_file(&source).expect("rm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&source)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // A check that opened the FIFO would wait for a writer until the timeout killed it
+    // (no exit code then).
+    let out = w
+        .cmd("aperture")
+        .args(["realm", "check", "--mode", "exporter", "--format", "json"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("source-missing") && text.contains("it is not read"),
+        "{text}"
+    );
+}

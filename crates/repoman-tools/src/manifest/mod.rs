@@ -496,10 +496,10 @@ mod link_tests {
             .status()
             .unwrap();
         assert!(made.success());
-        let t = std::time::Instant::now();
+        // Returning at all is the proof: opening a FIFO for reading without O_NONBLOCK would
+        // wait for a writer forever.
         let e = read_manifest(&tv, Scope::Project).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
-        assert!(t.elapsed() < std::time::Duration::from_secs(5));
         std::fs::remove_file(&tv).unwrap();
         std::fs::write(&tv, "node 20\n").unwrap();
         let m = read_manifest(&tv, Scope::Project).unwrap().unwrap();
