@@ -652,3 +652,129 @@ fn read_only_commands_answer_on_a_read_only_state_directory() {
     drop(_unmount);
     assert_eq!(files_under(&dir), files_before);
 }
+
+/// A torn tail met by a read-only command that also has to rebuild the index (`repoman log`
+/// after the index was lost): it answers with the committed events, warns, and writes nothing
+/// after the torn bytes; `doctor --repair` then quarantines them and the chain goes on.
+#[test]
+fn a_torn_tail_and_an_index_rebuild_from_log_stay_read_only_until_doctor_repairs() {
+    let home = Home::new();
+    populate(&home);
+    let seg = home.segment();
+    let torn = b"{\"actor\":\"human:tester@x\",\"at\":\"2026-05-";
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(torn)
+        .unwrap();
+    std::fs::remove_file(home.state_dir().join("index.db")).unwrap();
+    let before = std::fs::read(&seg).unwrap();
+
+    let out = home.repoman().args(["log", "--json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v = stdout_json(&out);
+    let events = v.as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e["type"] != "repair.applied"),
+        "a read-only command recorded a repair: {events:?}"
+    );
+    assert!(stderr.contains("torn"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        before,
+        "the segment was written"
+    );
+
+    home.repoman()
+        .args(["doctor", "--repair"])
+        .assert()
+        .success();
+    home.repoman().arg("doctor").assert().success();
+    // Appending works again and the chain is whole.
+    home.state()
+        .append(NewEvent::new("project.updated", "project:alpha", json!({})))
+        .unwrap();
+    home.repoman().arg("doctor").assert().success();
+}
+
+/// A lost last segment, through the CLI: every command refuses with exit 3 and the lost range,
+/// nothing is renumbered over it, `doctor` keeps saying so until `doctor --acknowledge-loss`
+/// (a human's event), and then the estate works again.
+#[test]
+fn lost_events_exit_3_until_a_human_acknowledges_them() {
+    let home = Home::new();
+    let s = State::open_with(
+        &home.paths(),
+        &home.env(),
+        Clock::system(),
+        repoman_state::StateOptions {
+            segment_max: 1500,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for i in 0..30 {
+        s.append(NewEvent::new(
+            "project.updated",
+            "project:alpha",
+            json!({ "n": i }),
+        ))
+        .unwrap();
+    }
+    let segs = s.log().segments().unwrap();
+    assert!(segs.len() >= 3, "{segs:?}");
+    let (first_lost, last) = segs.last().unwrap().clone();
+    drop(s);
+    std::fs::remove_file(&last).unwrap();
+    let range = format!("{first_lost} to 30");
+
+    for args in [&["log"][..], &["explain", "project:alpha"], &["doctor"]] {
+        let out = home.repoman().args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {text}");
+        assert!(text.contains(&range), "{args:?}: {text}");
+    }
+    let out = home
+        .repoman()
+        .args(["doctor", "--repair"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "repair does not paper over it");
+
+    let out = home
+        .repoman()
+        .args(["doctor", "--acknowledge-loss"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    home.repoman().arg("doctor").assert().success();
+    let out = home
+        .repoman()
+        .args(["log", "--json", "--type", "events.loss.acknowledged"])
+        .output()
+        .unwrap();
+    let acks = stdout_json(&out);
+    let ack = acks
+        .as_array()
+        .unwrap()
+        .first()
+        .expect("an acknowledgement event");
+    assert_eq!(ack["seq"], 31, "the lost seqs are never reused: {ack}");
+    assert!(
+        ack["actor"].as_str().unwrap().starts_with("human:"),
+        "{ack}"
+    );
+}
