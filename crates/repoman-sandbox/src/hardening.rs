@@ -29,14 +29,7 @@ use crate::error::SandboxError;
 
 /// Device types a sandbox may only have when `[defaults] allow_devices` lists them: each one
 /// hands the container a piece of host hardware or a host device node.
-pub const GUARDED_DEVICE_TYPES: &[&str] = &[
-    "unix-char",
-    "unix-block",
-    "unix-hotplug",
-    "usb",
-    "pci",
-    "gpu",
-];
+pub const GUARDED_DEVICE_TYPES: &[&str] = repoman_core::registry::ALLOWABLE_DEVICE_TYPES;
 
 /// The guest API key (`/dev/incus` inside the container; `security.devlxd` in LXD).
 pub const GUEST_API: &str = "security.guestapi";

@@ -19,8 +19,9 @@ use repoman_core::identity::HostUser;
 use repoman_core::registry::MountRoot;
 use serde::Serialize;
 
-/// Device types the restricted project blocks unless `[defaults] allow_devices` lists them.
-pub const BLOCKABLE_DEVICES: [&str; 5] = ["unix-char", "unix-block", "usb", "pci", "gpu"];
+/// Device types the restricted project blocks unless `[defaults] allow_devices` lists them (the
+/// same the pre-start check guards).
+pub const BLOCKABLE_DEVICES: &[&str] = crate::hardening::GUARDED_DEVICE_TYPES;
 
 /// The key listing where disk devices may come from.
 pub const DISK_PATHS: &str = "restricted.devices.disk.paths";
