@@ -10,6 +10,7 @@
 //!
 //! Library code in this crate never prints, never prompts and never exits the process.
 
+pub mod agent_door;
 pub mod cancel;
 pub mod clock;
 pub mod env;

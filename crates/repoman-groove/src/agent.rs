@@ -15,68 +15,13 @@
 //! policy changes, conflict or review resolution, daemon control. Every agent call, allowed or
 //! refused, is recorded as an event with the agent as actor before it is answered.
 
-use std::path::{Path, PathBuf};
-
-use repoman_core::Paths;
 use serde_json::{Map, Value, json};
 
 use crate::stream::object_of_project;
 
-/// Where a sandbox sees its endpoint directory. Not under `/run`: an init that mounts a tmpfs on
-/// `/run` after Incus set up the devices would hide it.
-pub const AGENT_MOUNT: &str = "/repoman";
-
-/// The socket's file name inside the endpoint directory.
-pub const AGENT_SOCKET: &str = "groove.sock";
-
-/// The Incus device name of the endpoint mount.
-pub const AGENT_DEVICE: &str = "repoman-agent";
-
-/// `<runtime>/agents/<project>/`.
-pub fn agent_dir(paths: &Paths, project: &str) -> PathBuf {
-    paths.runtime_dir.join("agents").join(project)
-}
-
-/// Create the endpoint directory of `project` (mode 0755, so the container's users can reach
-/// the socket through the read-only mount). Call before the container starts: a missing disk
-/// source blocks the start.
-pub fn ensure_agent_dir(paths: &Paths, project: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    paths
-        .ensure_runtime_dir()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let agents = paths.runtime_dir.join("agents");
-    std::fs::DirBuilder::new()
-        .mode(0o711)
-        .recursive(true)
-        .create(&agents)?;
-    let dir = agents.join(project);
-    std::fs::DirBuilder::new()
-        .mode(0o755)
-        .recursive(true)
-        .create(&dir)?;
-    // The runtime dir is 0700: its subtree is reachable only through the mount.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-    Ok(dir)
-}
-
-/// The Incus `disk` device that mounts the endpoint directory into the sandbox: read-only,
-/// without `shift` (the daemon's uid is never mapped into the container by it), and
-/// `required=false`, so a sandbox still starts when the directory is missing (the runtime dir is
-/// emptied at reboot, before any daemon runs); the daemon re-adds the device once it made the
-/// directory, which mounts it into the running sandbox.
-pub fn agent_device(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    [
-        ("type", "disk".to_owned()),
-        ("source", dir.display().to_string()),
-        ("path", AGENT_MOUNT.to_owned()),
-        ("readonly", "true".to_owned()),
-        ("required", "false".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
+pub use repoman_core::agent_door::{
+    AGENT_DEVICE, AGENT_MOUNT, AGENT_SOCKET, agent_device, agent_dir, ensure_agent_dir,
+};
 
 /// Why the agent policy refused a call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -347,7 +347,12 @@ impl Incus {
             }
         }
         if project.config.get("features.profiles").map(String::as_str) == Some("true") {
-            for profile in scope.list_profiles()? {
+            // The other profiles first: a restricted project validates every profile on each
+            // profile update, so one it forbids (say `security.privileged`) would block emptying
+            // `default`.
+            let mut profiles = scope.list_profiles()?;
+            profiles.sort_by_key(|p| p.name == "default");
+            for profile in profiles {
                 if profile.name == "default" {
                     scope.update_profile("default", &crate::api::ProfilePut::default())?;
                 } else {

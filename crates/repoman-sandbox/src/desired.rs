@@ -9,7 +9,8 @@
 //! Invariants: the repo is always the device `repo`, a plain (unshifted) bind mount of
 //! `<local_repos>/<dirname>` at the mount path (default `/home/<user>/<dirname>`); extra mounts
 //! are devices named from their target path (`mount-<slug>`), so reordering `[[mount]]` entries
-//! is not drift; the instance carries `user.repoman.*` tags, `environment.*` keys for `[env]`,
+//! is not drift; the agent door's endpoint directory is the device `repoman-agent`
+//! (read-only at `/repoman`, `required=false`); the instance carries `user.repoman.*` tags, `environment.*` keys for `[env]`,
 //! `raw.idmap` (see [`raw_idmap`]), the resource limits `limits.processes`, `limits.memory` and
 //! (when configured) `limits.cpu` from `[defaults] limits_*` (defaults below), and
 //! `security.guestapi` (off unless `[defaults] guest_api = true`), and nothing else repoman
@@ -138,6 +139,9 @@ pub struct Inputs<'a> {
     /// Host paths no `[[mount]]` may be, contain or lie under besides the built-in ones
     /// (repoman's own dirs and sockets; [`crate::mount_policy`]).
     pub protected: &'a [PathBuf],
+    /// The sandbox's agent endpoint directory on the host (`<runtime>/agents/<project>`),
+    /// mounted read-only at `/repoman` (the agent door); `None`: no agent mount.
+    pub agent_dir: Option<&'a Path>,
 }
 
 /// `<local_repos>/<dirname>`, or an error saying how to configure `local_repos`.
@@ -257,6 +261,14 @@ pub fn build(i: &Inputs<'_>) -> Result<Desired, SandboxError> {
         }
         devices.insert(dev_name, disk(&source, &m.path, readonly));
         mount_sources.push(source);
+    }
+
+    if let Some(dir) = i.agent_dir {
+        // Not a mount source to check: `required=false`, the daemon creates the directory.
+        devices.insert(
+            repoman_core::agent_door::AGENT_DEVICE.to_owned(),
+            repoman_core::agent_door::agent_device(dir),
+        );
     }
 
     let mut config = BTreeMap::new();
@@ -422,6 +434,7 @@ mod tests {
             user_home: None,
             image_flag: None,
             protected: &[],
+            agent_dir: None,
         })
         .unwrap();
         assert_eq!(d.repo_path, PathBuf::from("/srv/r/app-repo"));
@@ -459,6 +472,7 @@ mod tests {
             user_home: None,
             image_flag: None,
             protected: &[],
+            agent_dir: None,
         })
         .unwrap();
         assert_eq!(d.config["limits.processes"], "300");
@@ -498,6 +512,7 @@ mod tests {
                 user_home: None,
                 image_flag: None,
                 protected: &[],
+                agent_dir: None,
             })
             .unwrap_err()
             .to_string();
@@ -529,6 +544,7 @@ mod tests {
                 user_home: None,
                 image_flag: flag,
                 protected: &[],
+                agent_dir: None,
             })
             .unwrap()
         };
@@ -556,6 +572,7 @@ mod tests {
             user_home: None,
             image_flag: None,
             protected: &[],
+            agent_dir: None,
         })
         .unwrap_err();
         assert!(err.hint().unwrap().contains("--image"), "{err}");
@@ -569,6 +586,7 @@ mod tests {
             user_home: None,
             image_flag: Some("i"),
             protected: &[],
+            agent_dir: None,
         })
         .unwrap_err();
         assert!(err.to_string().contains("local_repos"), "{err}");
@@ -603,6 +621,7 @@ mod tests {
             user_home: Some(&home),
             image_flag: None,
             protected: &[],
+            agent_dir: None,
         })
         .unwrap();
         assert_eq!(d.devices["mount-home-dev-.npm"]["source"], "/home/dev/.npm");
@@ -635,6 +654,7 @@ mod tests {
                 user_home: Some(&home),
                 image_flag: None,
                 protected: &[],
+                agent_dir: None,
             })
             .unwrap_err()
             .to_string();
@@ -651,6 +671,7 @@ mod tests {
             user_home: Some(&home),
             image_flag: None,
             protected: &[],
+            agent_dir: None,
         })
         .unwrap_err()
         .to_string();
@@ -673,6 +694,7 @@ mod tests {
             user_home: Some(&home),
             image_flag: None,
             protected: &[],
+            agent_dir: None,
         })
         .unwrap_err()
         .to_string();
@@ -692,6 +714,7 @@ mod tests {
             user_home: None,
             image_flag: Some("nope:img"),
             protected: &[],
+            agent_dir: None,
         })
         .unwrap_err()
         .to_string();

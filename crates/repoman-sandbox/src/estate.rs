@@ -155,6 +155,9 @@ impl Estate {
         let overrides = self.applied_overrides(entry)?;
         let user = self.host_user(Some(&repo));
         let home = desired::host_home(&user).or_else(|| self.env.get_path("HOME"));
+        let agent_dir = repoman_core::Paths::resolve(&self.env)
+            .ok()
+            .map(|p| repoman_core::agent_door::agent_dir(&p, entry.name.as_str()));
         desired::build(&Inputs {
             settings: &self.settings,
             registry: &self.file.registry,
@@ -164,6 +167,7 @@ impl Estate {
             user_home: home.as_deref(),
             image_flag,
             protected: &self.protected,
+            agent_dir: agent_dir.as_deref(),
         })
     }
 

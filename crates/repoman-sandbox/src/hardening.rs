@@ -302,6 +302,16 @@ pub fn start(
     mode: StartMode,
 ) -> Result<(), SandboxError> {
     refuse_unsafe(scope, name, allowed)?;
+    // The agent door's endpoint directory, so `/repoman` is mounted from the first moment (the
+    // device is `required=false`: without the directory the sandbox still starts, unmounted).
+    if let Ok(inst) = scope.get_instance(name)
+        && let Some(dev) = inst
+            .expanded_devices
+            .get(repoman_core::agent_door::AGENT_DEVICE)
+        && let Err(e) = repoman_core::agent_door::ensure_device_dir(dev)
+    {
+        tracing::warn!(sandbox = name, error = %e, "cannot create the agent endpoint directory");
+    }
     match mode {
         StartMode::Start => scope.start(name)?,
         StartMode::Restart { force } => scope.restart(name, force)?,

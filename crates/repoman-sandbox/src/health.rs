@@ -128,10 +128,13 @@ fn items(s: &Session, only: Option<&str>, now_secs: i64) -> Vec<Item> {
                             })
                         });
                         let source_exists = Path::new(&source).exists();
+                        // An optional mount (the agent door's `required=false` endpoint,
+                        // made by the daemon) is listed, but a missing source is no problem.
+                        let optional = want.get("required").is_some_and(|v| v == "false");
                         if inst.is_some() && !present {
                             problems.push(format!("bind mount `{dev}` is not on the container"));
                         }
-                        if !source_exists {
+                        if !source_exists && !optional {
                             problems.push(format!("bind mount source {source} does not exist"));
                         }
                         mounts.push(Mount {

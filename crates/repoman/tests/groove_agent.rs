@@ -522,3 +522,92 @@ fn a_sandbox_started_before_its_endpoint_existed_gets_it_once_the_daemon_runs() 
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The agent door on sandboxes made the normal way: `repoman new` gives the sandbox its
+/// read-only `/repoman` endpoint mount (the directory made before the first start), the daemon's
+/// listener answers there as `agent:<project>`, and a sandbox without the mount (made by an older
+/// version) shows it as drift that `repoman update` repairs.
+#[test]
+fn new_gives_a_sandbox_the_agent_door_and_update_adds_it_to_an_older_one() {
+    let Some(mut f) = Fixture::new() else { return };
+    let probe = build_probe(f.dir.path());
+    let repo = f.dir.path().join("local/gamma");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::os::unix::fs::chown(&repo, Some(1000), Some(1000)).unwrap();
+    let run = |f: &Fixture, args: &[&str]| {
+        let out = f
+            .command()
+            .env("SUDO_UID", "1000")
+            .env("SUDO_GID", "1000")
+            .env("SUDO_USER", "dev")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = run(&f, &["new", "gamma", "--image", TEST_IMAGE_ALIAS, "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    let paths = repoman_core::Paths::resolve(&f.env()).unwrap();
+    let dir = repoman_groove::agent::agent_dir(&paths, "gamma");
+    let inst = f.lab.get_instance("gamma").unwrap();
+    let dev = &inst.devices[repoman_groove::agent::AGENT_DEVICE];
+    assert_eq!(dev["source"], dir.display().to_string());
+    assert_eq!(dev["path"], "/repoman");
+    assert_eq!(dev["readonly"], "true");
+    assert!(
+        dir.is_dir(),
+        "the endpoint directory exists before the first start"
+    );
+
+    f.start_daemon(&[]);
+    f.lab
+        .push_file("gamma", PROBE, &probe, FileMode::new(0, 0, 0o755))
+        .unwrap();
+    let whoami = |f: &Fixture| {
+        let t0 = Instant::now();
+        loop {
+            let out = f.probe(
+                "gamma",
+                &[
+                    "call",
+                    SOCK,
+                    r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#,
+                ],
+            );
+            if out.first().is_some_and(|l| l.contains("\"agent:gamma\"")) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no agent:gamma on /repoman: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    whoami(&f);
+
+    // As a sandbox made before the agent door: no mount. Drift, repaired by update.
+    f.lab
+        .remove_device("gamma", repoman_groove::agent::AGENT_DEVICE)
+        .unwrap();
+    let (code, out) = run(&f, &["--json", "status", "gamma"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("repoman-agent"), "{out}");
+    let (code, out) = run(&f, &["update", "gamma", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        f.lab
+            .get_instance("gamma")
+            .unwrap()
+            .devices
+            .contains_key(repoman_groove::agent::AGENT_DEVICE)
+    );
+    whoami(&f);
+}

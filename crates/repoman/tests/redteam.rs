@@ -164,10 +164,21 @@ impl Lab {
         )
     }
 
-    /// The names of the instance's devices (the repo mount and nothing else, normally).
+    /// The names of the instance's devices besides the agent door's read-only endpoint mount
+    /// (the repo mount and nothing else, normally).
     fn devices(&self, name: &str) -> Vec<String> {
         let inst = self.scope().get_instance(name).unwrap();
-        inst.devices.keys().cloned().collect()
+        let agent = &inst.devices[repoman_core::agent_door::AGENT_DEVICE];
+        assert_eq!(agent["readonly"], "true", "{agent:?}");
+        assert!(
+            agent["source"].ends_with(&format!("/agents/{name}")),
+            "{agent:?}"
+        );
+        inst.devices
+            .keys()
+            .filter(|k| *k != repoman_core::agent_door::AGENT_DEVICE)
+            .cloned()
+            .collect()
     }
 
     fn run(&self, args: &[&str]) -> (i32, String) {
