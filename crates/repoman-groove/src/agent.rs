@@ -126,6 +126,10 @@ pub fn check(
             }
             Ok(p)
         }
+        "status" => {
+            one_project(&mut p, "project", "see the status of")?;
+            Ok(p)
+        }
         "sync" => {
             project_list(&mut p, "request a sync of")?;
             Ok(p)

@@ -139,6 +139,32 @@ pub const METHODS: &[Method] = &[
         result: || json!({"type": "object", "required": ["object", "known", "sections"]}),
     },
     Method {
+        name: "list",
+        summary: "Projects and sandboxes: state, IPv4, repo, image, last sync, drift (`repoman list --json`)",
+        access: Access::Host,
+        params: || obj(json!({}), &[]),
+        result: cli_output,
+    },
+    Method {
+        name: "status",
+        summary: "Sandbox health: mounts, drift, restrictions, backup root (`repoman status --json`; problems are in the result)",
+        access: Access::Both,
+        params: || obj(json!({"project": {"type": "string"}}), &[]),
+        result: cli_output,
+    },
+    Method {
+        name: "repair",
+        summary: "Repair drift (`repoman status --repair --yes --json`): recreate missing sandboxes, adopt orphans, re-apply config; each repair through the policy gate",
+        access: Access::Host,
+        params: || {
+            obj(
+                json!({"project": {"type": "string"}, "dry_run": {"type": "boolean"}}),
+                &[],
+            )
+        },
+        result: cli_output,
+    },
+    Method {
         name: "verify.status",
         summary: "Each project's last backup sync and last verify, from the log",
         access: Access::Both,
@@ -537,6 +563,26 @@ pub fn dispatch(
             Ok(serde_json::to_value(ex).unwrap_or_default())
         }
         "verify.status" => verify_status(core, str_param(p, "project")?),
+        "list" => run_cli(core, &RunAs::of(caller), &["list".to_owned()]),
+        "status" | "repair" => {
+            let mut args = vec!["status".to_owned()];
+            if let Some(proj) = str_param(p, "project")? {
+                if proj.starts_with('-') {
+                    return Err(RpcError::invalid_params(format!(
+                        "{proj:?} is not a project name"
+                    )));
+                }
+                args.push(proj.to_owned());
+            }
+            if name == "repair" {
+                args.extend(["--repair".to_owned(), "--yes".to_owned()]);
+                if bool_param(p, "dry_run")? {
+                    args.push("--dry-run".into());
+                }
+            }
+            // Problems found (or left) are an answer: the result lists them.
+            run_check(core, &RunAs::of(caller), &args)
+        }
         "tools.status" => {
             let mut args = vec!["tools".to_owned(), "status".to_owned()];
             match str_param(p, "project")? {

@@ -95,7 +95,11 @@ impl Fixture {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path().join("home"))
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
-            .env("USER", "tester");
+            .env("USER", "tester")
+            // Under root (the lab) the host user is SUDO_UID/GID, as for `repoman new`.
+            .env("SUDO_UID", "1000")
+            .env("SUDO_GID", "1000")
+            .env("SUDO_USER", "dev");
         for k in ["INCUS_SOCKET", "INCUS_DIR"] {
             if let Some(v) = std::env::var_os(k) {
                 c.env(k, v);
@@ -535,14 +539,7 @@ fn new_gives_a_sandbox_the_agent_door_and_update_adds_it_to_an_older_one() {
     std::fs::create_dir_all(&repo).unwrap();
     std::os::unix::fs::chown(&repo, Some(1000), Some(1000)).unwrap();
     let run = |f: &Fixture, args: &[&str]| {
-        let out = f
-            .command()
-            .env("SUDO_UID", "1000")
-            .env("SUDO_GID", "1000")
-            .env("SUDO_USER", "dev")
-            .args(args)
-            .output()
-            .unwrap();
+        let out = f.command().args(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             format!(
@@ -593,7 +590,58 @@ fn new_gives_a_sandbox_the_agent_door_and_update_adds_it_to_an_older_one() {
     };
     whoami(&f);
 
-    // As a sandbox made before the agent door: no mount. Drift, repaired by update.
+    // The same domain through the daemon: `list` and `status` on the host socket, `status` of
+    // its own project for the agent (another project's is refused).
+    let mut host = f.host();
+    let list = host.call("list", json!({})).unwrap();
+    assert!(
+        list["sandboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "gamma" && r["state"] == "Running"),
+        "{list}"
+    );
+    let status = host.call("status", json!({"project": "gamma"})).unwrap();
+    assert_eq!(status["drift"], json!([]), "{status}");
+    let own = f.call("gamma", "status", json!({}));
+    assert_eq!(own["result"]["sandboxes"][0]["name"], "gamma", "{own}");
+    let other = f.call("gamma", "status", json!({"project": "alpha"}));
+    assert_eq!(refused(&other).0, "agent.own-project", "{other}");
+    let repair = f.call("gamma", "repair", json!({}));
+    assert!(repair.get("error").is_some(), "an agent repaired: {repair}");
+
+    // As a sandbox made before the agent door: no mount. Drift, repaired through the daemon.
+    f.lab
+        .remove_device("gamma", repoman_groove::agent::AGENT_DEVICE)
+        .unwrap();
+    let status = host.call("status", json!({"project": "gamma"})).unwrap();
+    assert_eq!(status["drift"][0]["kind"], "config", "{status}");
+    let dry = host
+        .call("repair", json!({"project": "gamma", "dry_run": true}))
+        .unwrap();
+    assert!(
+        !f.lab
+            .get_instance("gamma")
+            .unwrap()
+            .devices
+            .contains_key(repoman_groove::agent::AGENT_DEVICE),
+        "a dry run repaired: {dry}"
+    );
+    let repaired = host.call("repair", json!({"project": "gamma"})).unwrap();
+    // (The test project is not restricted: that problem stays, the drift is gone.)
+    assert_eq!(repaired["drift"], json!([]), "{repaired}");
+    assert_eq!(repaired["repairs"][0]["applied"], true, "{repaired}");
+    assert!(
+        f.lab
+            .get_instance("gamma")
+            .unwrap()
+            .devices
+            .contains_key(repoman_groove::agent::AGENT_DEVICE)
+    );
+    whoami(&f);
+
+    // And by `update`.
     f.lab
         .remove_device("gamma", repoman_groove::agent::AGENT_DEVICE)
         .unwrap();
