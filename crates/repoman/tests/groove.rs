@@ -445,6 +445,11 @@ fn every_methods_schema_matches_real_responses() {
     let vs = check(&mut c, "verify.status", json!({}));
     assert_eq!(vs["projects"][0]["last_verify"]["clean"], true, "{vs}");
     check(&mut c, "tools.status", json!({"project": "alpha"}));
+    let list = check(&mut c, "list", json!({}));
+    assert_eq!(list["sandboxes"][0]["name"], "alpha", "{list}");
+    let status = check(&mut c, "status", json!({"project": "alpha"}));
+    assert_eq!(status["sandboxes"][0]["name"], "alpha", "{status}");
+    check(&mut c, "repair", json!({"dry_run": true}));
     check(
         &mut c,
         "tools.pin",
