@@ -202,6 +202,21 @@ impl Defaults {
                 "use a number of CPUs such as \"2\", or a set of CPU ids such as \"0-3\" or \"0,2\"; remove the line for all CPUs (the default)".to_owned(),
             ));
         }
+        for (key, v) in [
+            ("sync_every", &self.sync_every),
+            ("sync_jitter", &self.sync_jitter),
+        ] {
+            if let Some(v) = v
+                && let Err(why) = parse_duration(v)
+            {
+                return Some((
+                    key,
+                    why,
+                    "use a number and a unit: s, m, h, d or w (e.g. \"6h\"), or remove the line"
+                        .to_owned(),
+                ));
+            }
+        }
         if let Some(d) = self
             .allow_devices
             .iter()
@@ -218,6 +233,29 @@ impl Defaults {
         }
         None
     }
+}
+
+/// Parse a duration like `90s`, `30m`, `6h`, `1d`, `1w` (a single number and unit; `0` refused).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let bad = || format!("{s:?} is not a duration: use a number and a unit, e.g. 30m, 6h, 1d");
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(format!("{s:?}: a period must be longer than zero"));
+    }
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 /// `limits.memory` as Incus takes it: `N%` (1 to 100) or a size `N` with an optional unit (`B`,
@@ -321,6 +359,22 @@ pub struct ProjectEntry {
     pub created_at: Option<String>,
     /// RFC 3339 time of the last successful backup sync.
     pub last_sync: Option<String>,
+    /// This project's scheduled sync period (`6h`, `1d`), overriding `[defaults] sync_every`;
+    /// `off`: no scheduled syncs of this project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_every: Option<String>,
+}
+
+impl ProjectEntry {
+    /// The period the daemon syncs this project at: its own `sync_every` (`off`: never), else
+    /// `default`.
+    pub fn sync_period(&self, default: Option<std::time::Duration>) -> Option<std::time::Duration> {
+        match self.sync_every.as_deref() {
+            Some("off") => None,
+            Some(v) => parse_duration(v).ok(),
+            None => default,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -450,6 +504,26 @@ impl Registry {
                 &format!("[defaults] {key}: {message}"),
                 &hint,
             ));
+        }
+        for (i, p) in self.projects.iter().enumerate() {
+            if let Some(v) = p.sync_every.as_deref().filter(|v| *v != "off")
+                && let Err(why) = parse_duration(v)
+            {
+                let span = span_of(&|t| {
+                    t.get("project")?
+                        .as_array_of_tables()?
+                        .get(i)?
+                        .get("sync_every")?
+                        .span()
+                });
+                return Err(RegistryError::invalid(
+                    path,
+                    text,
+                    span,
+                    &format!("[[project]] {}: sync_every: {why}", p.name),
+                    "use a number and a unit: s, m, h, d or w (e.g. \"6h\"), `off` for no scheduled syncs, or remove the line",
+                ));
+            }
         }
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, p) in self.projects.iter().enumerate() {
@@ -688,7 +762,11 @@ impl RegistryFile {
             let arr: toml_edit::Array = p.profiles.iter().map(String::as_str).collect();
             t.insert("profiles", value(arr));
         }
-        for (k, v) in [("created_at", &p.created_at), ("last_sync", &p.last_sync)] {
+        for (k, v) in [
+            ("created_at", &p.created_at),
+            ("last_sync", &p.last_sync),
+            ("sync_every", &p.sync_every),
+        ] {
             if let Some(v) = v {
                 t.insert(k, value(v.as_str()));
             }
@@ -955,6 +1033,7 @@ repo = "alpha"
                 profiles: vec![],
                 created_at: None,
                 last_sync: None,
+                sync_every: None,
             })?;
             f.set_project_field("alpha", "last_sync", Some("2026-01-01T00:00:00.000Z"))?;
             Ok(())

@@ -697,8 +697,7 @@ impl Scheduler {
             .and_then(|s| schedule::parse_duration(s).ok());
         let mut wanted: Vec<(String, JobKind, Duration, Duration)> = Vec::new();
         for p in &reg.projects {
-            let every = default_every;
-            if let Some(every) = every {
+            if let Some(every) = p.sync_period(default_every) {
                 let jitter = default_jitter.unwrap_or(every / 10).min(every);
                 let name = p.name.as_str().to_owned();
                 wanted.push((

@@ -27,26 +27,7 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(15 * 60);
 /// How often the warm tool scan runs.
 pub const TOOL_SCAN_EVERY: Duration = Duration::from_secs(6 * 3600);
 
-/// Parse a duration like `90s`, `30m`, `6h`, `1d`, `1w` (a single number and unit; `0` refused).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let bad = || format!("{s:?} is not a duration: use a number and a unit, e.g. 30m, 6h, 1d");
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    if n == 0 {
-        return Err(format!("{s:?}: a period must be longer than zero"));
-    }
-    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(bad)
-}
+pub use repoman_core::registry::parse_duration;
 
 /// What a job does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -499,6 +499,7 @@ pub fn draft(mut estate: Estate, req: &NewRequest, clock: &Clock) -> Result<Draf
             profiles: req.profiles.clone(),
             created_at: Some(clock.now_rfc3339()),
             last_sync: None,
+            sync_every: None,
         },
     };
     let desired = if req.container {

@@ -408,6 +408,7 @@ mod tests {
             profiles: vec![],
             created_at: None,
             last_sync: None,
+            sync_every: None,
         }
     }
 

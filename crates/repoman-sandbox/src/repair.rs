@@ -370,6 +370,7 @@ pub fn adopt(
         profiles: Vec::new(),
         created_at: Some(now),
         last_sync: None,
+        sync_every: None,
     };
     let e = entry.clone();
     RegistryFile::edit(registry, LOCK, |f| {

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -1123,4 +1123,62 @@ fn the_host_socket_is_private_and_a_host_process_cannot_pose_as_an_agent() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `[[project]] sync_every` overrides `[defaults] sync_every` (`off`: never scheduled); a bad
+/// period is a configuration error naming the file and line.
+#[test]
+fn a_project_sync_every_overrides_the_default_and_a_bad_one_is_refused() {
+    let mut e = Estate::new(&["alpha", "beta", "gamma"], "sync_every = \"6h\"");
+    let reg = std::fs::read_to_string(e.config_file()).unwrap();
+    let with = |name: &str, line: &str, reg: &str| {
+        reg.replace(
+            &format!("name = \"{name}\"\n"),
+            &format!("name = \"{name}\"\n{line}\n"),
+        )
+    };
+    let good = with(
+        "gamma",
+        "sync_every = \"1h\"",
+        &with("beta", "sync_every = \"off\"", &reg),
+    );
+    std::fs::write(e.config_file(), &good).unwrap();
+    e.daemon_args = vec![
+        "--test-clock".into(),
+        e.clock_file().display().to_string(),
+        "--test-jobs".into(),
+        "sync".into(),
+    ];
+    e.set_clock(ts("2030-01-01T00:00:00Z"));
+    e.start();
+    let every: BTreeMap<String, u64> = jobs(&e)
+        .iter()
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap().to_owned(),
+                j["every"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        every,
+        BTreeMap::from([
+            ("sync:alpha".to_owned(), 6 * 3600),
+            ("sync:gamma".to_owned(), 3600)
+        ])
+    );
+    e.call("daemon.stop", json!({}));
+    assert_eq!(e.wait(), 0);
+
+    std::fs::write(
+        e.config_file(),
+        with("alpha", "sync_every = \"soon\"", &reg),
+    )
+    .unwrap();
+    let (code, _, err) = e.run(&["list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("repoman.toml:") && err.contains("sync_every") && err.contains("\"soon\""),
+        "{err}"
+    );
 }
