@@ -42,6 +42,14 @@ impl Drop for Mount {
     }
 }
 
+/// The binary under test: `REPOMAN_TEST_BIN` (e.g. the release build, to check that Ctrl-C and
+/// kill handling hold with `panic = "abort"` and LTO), else Cargo's debug build.
+fn repoman_bin() -> PathBuf {
+    std::env::var_os("REPOMAN_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| assert_cmd::cargo::cargo_bin("repoman"))
+}
+
 /// A private estate: HOME, working copies, a tmpfs backup root.
 struct Estate {
     dir: tempfile::TempDir,
@@ -95,7 +103,7 @@ impl Estate {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("repoman").unwrap();
+        let mut c = Command::new(repoman_bin());
         c.env_clear()
             .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -107,7 +115,7 @@ impl Estate {
     }
 
     fn std_cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("repoman"));
+        let mut c = std::process::Command::new(repoman_bin());
         c.env_clear()
             .env("REPOMAN_STRICT_SCHEMAS", "1")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -778,3 +778,80 @@ fn lost_events_exit_3_until_a_human_acknowledges_them() {
         "{ack}"
     );
 }
+
+/// A full state filesystem: `new` says the state directory is full (not "locked"), and the
+/// registry and the log stay a pair (no half-registered project); once there is room again the
+/// same command succeeds and `doctor` is clean.
+#[test]
+fn a_full_state_filesystem_leaves_no_half_registered_project() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root for a tmpfs");
+        return;
+    }
+    let home = Home::new();
+    let dir = home.state_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(dir.clone());
+    populate(&home);
+    // Fill what is left.
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    drop(f);
+    let repos = home.path().join("repos");
+    std::fs::create_dir_all(repos.join("beta")).unwrap();
+    let registry_before = std::fs::read(home.paths().config_file).ok();
+    let out = home
+        .repoman()
+        .env("LOCAL_REPOS", &repos)
+        .args(["new", "beta", "--no-container", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("full") && !stderr.contains("another repoman process"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(home.paths().config_file).ok(),
+        registry_before
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    // The log is whole; the index (rebuildable) may have been set aside when SQLite could not
+    // write it, and `doctor --repair` rebuilds it from the log.
+    let out = home.repoman().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok   events.chain"), "{text}");
+    assert!(text.contains("ok   events.tail"), "{text}");
+    home.repoman()
+        .args(["doctor", "--repair"])
+        .assert()
+        .success();
+    home.repoman()
+        .env("LOCAL_REPOS", &repos)
+        .args(["new", "beta", "--no-container", "--yes"])
+        .assert()
+        .success();
+    let reg = std::fs::read_to_string(home.paths().config_file).unwrap();
+    assert!(reg.contains("name = \"beta\""), "{reg}");
+    home.repoman().arg("doctor").assert().success();
+}
