@@ -7,9 +7,11 @@ mod commands;
 mod decision;
 mod error;
 mod format;
+mod incus_cli;
 mod progress;
 mod prompt;
 mod targets;
+mod trust_review;
 mod ui;
 
 use std::process::ExitCode;

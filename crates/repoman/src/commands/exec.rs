@@ -40,7 +40,7 @@ pub fn run(app: &App, args: ExecArgs) -> Result<Exit, CliError> {
     // output streams straight to our stdout/stderr and the command's exit code is ours, exactly.
     let program = resolve_program(OsStr::new("incus"), app.env.get_os("PATH"))?;
     let err = std::process::Command::new(&program)
-        .args(super::shell::INCUS_CLI_FLAGS)
+        .args(crate::incus_cli::INCUS_CLI_FLAGS)
         .args(&argv)
         .env(
             "INCUS_SOCKET",

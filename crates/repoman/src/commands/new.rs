@@ -75,7 +75,13 @@ pub fn run(app: &App, mut args: NewArgs) -> Result<Exit, CliError> {
     if !args.no_container {
         // First use: the repo's .repoman.toml is applied only once a human has trusted it.
         let name = args.name.clone().unwrap_or_default();
-        super::trust::review_for_new(app, &mut estate, &name, args.repo.as_deref(), args.dry_run)?;
+        crate::trust_review::review_for_new(
+            app,
+            &mut estate,
+            &name,
+            args.repo.as_deref(),
+            args.dry_run,
+        )?;
     }
     let req = NewRequest {
         name: args.name.clone().unwrap_or_default(),

@@ -22,12 +22,6 @@ pub struct ShellArgs {
     pub command: Vec<String>,
 }
 
-/// The global flags repoman gives the `incus` CLI. `--force-local`: talk to the socket repoman
-/// resolved (passed as `INCUS_SOCKET`), never the user's default remote, and never print the
-/// client's first-run banner ("To start your first container, try: ..."), which the CLI prints
-/// when the user has no `~/.config/incus` (`INCUS_CONF`) yet.
-pub(crate) const INCUS_CLI_FLAGS: [&str; 1] = ["--force-local"];
-
 /// The login shell of `uid` in the container's /etc/passwd, else /bin/sh.
 fn login_shell(s: &Session, name: &str, uid: u32) -> String {
     let passwd = s.observed.scope.pull_file(name, "/etc/passwd").ok();
@@ -59,7 +53,7 @@ pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
     };
     let argv = session::incus_exec_argv(&t, true, &command);
     let output = Cmd::new("incus")
-        .args(INCUS_CLI_FLAGS)
+        .args(crate::incus_cli::INCUS_CLI_FLAGS)
         .args(&argv)
         .env(
             "INCUS_SOCKET",

@@ -203,7 +203,7 @@ pub fn run(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
     if let Some(n) = only {
         s.require_known(n)?;
     }
-    let untrusted = super::trust::warn_untrusted(app, &s.estate, only, only.is_some());
+    let untrusted = crate::trust_review::warn_untrusted(app, &s.estate, only, only.is_some());
     for w in s
         .drift_warnings(only)
         .into_iter()

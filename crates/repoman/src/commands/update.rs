@@ -60,7 +60,7 @@ pub fn run(app: &App, args: UpdateArgs) -> Result<Exit, CliError> {
     for w in s.drift_warnings(Some(&name)) {
         app.ui.warn(&w);
     }
-    let untrusted = super::trust::warn_untrusted(app, &s.estate, Some(&name), true);
+    let untrusted = crate::trust_review::warn_untrusted(app, &s.estate, Some(&name), true);
     let plan = update::plan_update(&s, &name, args.rebuild)?;
     for c in &plan.changes {
         app.ui.info(&format!("  {}", c.describe()));
