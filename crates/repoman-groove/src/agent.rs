@@ -90,7 +90,10 @@ pub fn check(
         "explain" => match p.get("object") {
             Some(Value::String(o)) if own(&repoman_state::explain::normalize_object(o)) => Ok(p),
             None => {
-                p.insert("object".into(), json!(format!("project:{project}")));
+                p.insert(
+                    "object".into(),
+                    json!(repoman_core::ObjectId::project(project).to_string()),
+                );
                 Ok(p)
             }
             _ => Err(other("explain objects of")),
@@ -119,7 +122,10 @@ pub fn check(
             }
             match p.get("object") {
                 None | Some(Value::Null) => {
-                    p.insert("object".into(), json!(format!("project:{project}")));
+                    p.insert(
+                        "object".into(),
+                        json!(repoman_core::ObjectId::project(project).to_string()),
+                    );
                 }
                 Some(Value::String(o)) if own(o) => {}
                 _ => return Err(other("append events about")),

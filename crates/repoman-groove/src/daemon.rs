@@ -546,7 +546,7 @@ fn refuse_agent_connection(core: &Core, project: &str, why: &str, cred: crate::p
     if ok {
         let _ = core.record_daemon(NewEvent::new(
             "agent.rejected",
-            format!("project:{project}"),
+            repoman_core::ObjectId::project(project).to_string(),
             json!({"reason": why, "pid": cred.pid, "uid": cred.uid}),
         ));
     }
@@ -673,7 +673,10 @@ impl Scheduler {
             });
         if let JobKind::Sync { project } = kind
             && let Some(e) = state
-                .last_event(&format!("backup:{project}"), "backup.synced")
+                .last_event(
+                    &repoman_core::ObjectId::backup(project).to_string(),
+                    "backup.synced",
+                )
                 .ok()
                 .flatten()
             && let Some(t) = parse_ts(&e.at)

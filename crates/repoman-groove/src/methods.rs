@@ -743,7 +743,7 @@ fn verify_status(core: &Core, only: Option<&str>) -> Result<Value, RpcError> {
         if only.is_some_and(|o| o != name) {
             continue;
         }
-        let object = format!("backup:{name}");
+        let object = repoman_core::ObjectId::backup(name).to_string();
         let sync = state
             .last_event(&object, "backup.synced")
             .map_err(state_err)?;

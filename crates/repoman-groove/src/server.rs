@@ -296,7 +296,11 @@ fn record_agent_call(
     }
     core.record(
         caller.actor_request(),
-        NewEvent::new("agent.called", format!("project:{project}"), data),
+        NewEvent::new(
+            "agent.called",
+            repoman_core::ObjectId::project(project).to_string(),
+            data,
+        ),
     )
     .map(|_| ())
 }

@@ -117,7 +117,7 @@ pub fn run(app: &App, args: RestoreArgs) -> Result<Exit, CliError> {
     let report = outcome.report.clone().unwrap_or_default();
     let recorded = state.append(NewEvent::new(
         "backup.restored",
-        format!("backup:{name}"),
+        repoman_core::ObjectId::backup(name).to_string(),
         json!({"project": name, "target": target_text, "paths": paths_text, "root": manifest.root, "restored_root": outcome.restored_root,
                "synced_seq": ev.seq, "verified": verified, "missing": report.missing.len(), "changed": report.changed.len(), "extra": report.extra.len()}),
     ))?;

@@ -43,7 +43,7 @@ pub fn run(app: &App, args: VerifyArgs) -> Result<Exit, CliError> {
     let mut lines: Vec<String> = Vec::new();
     for t in &targets {
         let name = t.entry.name.as_str();
-        let object = format!("backup:{name}");
+        let object = repoman_core::ObjectId::backup(name).to_string();
         let Some((manifest, ev)) = last_manifest(app, &state, name)? else {
             app.ui.warn(&format!(
                 "{name}: never synced; nothing to verify (run `repoman sync {name}`)"
