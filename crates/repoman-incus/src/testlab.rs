@@ -32,6 +32,9 @@ use crate::{Incus, ProjectScope};
 
 /// Alias of the busybox test image imported by `scripts/incus-lab` into the default project.
 pub const TEST_IMAGE_ALIAS: &str = "repoman-test-busybox";
+/// Alias of the Debian 12 (minbase + git) test image `scripts/incus-lab` builds with debootstrap,
+/// for the end-to-end test of a realistic sandbox.
+pub const DEBIAN_IMAGE_ALIAS: &str = "repoman-test-debian";
 /// Storage pool created by `scripts/incus-lab`.
 pub const TEST_POOL: &str = "default";
 /// Every test project's name starts with this.

@@ -382,11 +382,28 @@ fn rollback(
     if done.instance {
         // Cleanup must finish even when Ctrl-C is what stopped the run.
         let _ = scope.stop(&plan.name, true);
-        let ok = match scope.delete_instance(&plan.name) {
-            Ok(()) => true,
-            Err(e) => e.is_not_found(),
+        // Right after a failed start Incus may still be tearing the container down and refuse
+        // the delete for a moment: retry a few times before calling the rollback incomplete.
+        let mut last_err = None;
+        let mut ok = false;
+        for attempt in 0..10 {
+            match scope.delete_instance(&plan.name) {
+                Ok(()) => ok = true,
+                Err(e) if e.is_not_found() => ok = true,
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "deleting the container failed; retrying");
+                    last_err = Some(e.to_string());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    continue;
+                }
+            }
+            break;
+        }
+        let what = match (&last_err, ok) {
+            (Some(e), false) => format!("deleted the container `{}` ({e})", plan.name),
+            _ => format!("deleted the container `{}`", plan.name),
         };
-        undone.push((format!("deleted the container `{}`", plan.name), ok));
+        undone.push((what, ok));
     }
     if let Some(dir) = &done.repo_dir {
         // Only an empty directory is removed: nothing in it can be lost.

@@ -1810,3 +1810,82 @@ fn wizard_answers_and_flags_take_the_same_path() {
     );
     assert!(!wizard.registry_text().contains("name = \"gone\""));
 }
+
+/// A realistic sandbox end to end (issue 17): the lab's Debian 12 image (minbase + git, built by
+/// `scripts/incus-lab` with debootstrap), which, like a stock image, has no user for the mapped
+/// uid. `new`, then git as the user inside (the commit lands in the host's working copy, owned by
+/// the host user), and `shell` reading commands from a pipe, with its exit status passed on.
+#[test]
+fn a_debian_sandbox_runs_git_and_a_shell_as_the_user() {
+    let Some(f) = Fixture::with_incus("debian") else {
+        return;
+    };
+    let lab = &f.lab.as_ref().unwrap().0;
+    if let Err(e) = lab
+        .incus
+        .project("default")
+        .resolve_image_alias(repoman_incus::testlab::DEBIAN_IMAGE_ALIAS)
+    {
+        panic!("the Debian test image is missing ({e}); run scripts/incus-lab");
+    }
+    f.repo("deb");
+    f.repoman()
+        .args([
+            "new",
+            "deb",
+            "--image",
+            repoman_incus::testlab::DEBIAN_IMAGE_ALIAS,
+            "--yes",
+        ])
+        .assert()
+        .success();
+    let out = f
+        .repoman()
+        .args([
+            "exec",
+            "deb",
+            "--",
+            "sh",
+            "-c",
+            "id -u && cat /etc/debian_version && git init -q && git -c user.name=dev \
+             -c user.email=dev@example.org commit -q --allow-empty -m 'from the sandbox' \
+             && git log --format=%s",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "1000", "{stdout}");
+    assert!(lines[1].starts_with("12."), "{stdout}");
+    assert_eq!(lines.last(), Some(&"from the sandbox"), "{stdout}");
+    let head = f.repos.join("deb/.git/HEAD");
+    assert!(head.is_file(), "the commit is in the host's working copy");
+    assert_eq!(
+        std::fs::metadata(f.repos.join("deb/.git")).unwrap().uid(),
+        1000
+    );
+
+    let out = f
+        .repoman()
+        .args(["shell", "deb"])
+        .write_stdin("echo \"user=$(id -u) pwd=$(pwd)\"; git log --format=%s; exit 7\n")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("user=1000 pwd=/home/dev/deb") && stdout.contains("from the sandbox"),
+        "{stdout}"
+    );
+}
