@@ -233,6 +233,9 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     write_manifest(&core);
 
+    // The schedule exists before the first request is answered: a caller that moves a pinned
+    // clock right after the daemon answers must not race the jobs' first due times.
+    let mut sched = Scheduler::new(&core);
     let accept_stop = Arc::new(AtomicBool::new(false));
     let acceptor = {
         let (core, listeners, stop) = (core.clone(), listeners.clone(), accept_stop.clone());
@@ -243,7 +246,6 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     let signals = spawn_signal_thread(ctl_tx.clone())?;
 
-    let mut sched = Scheduler::new(&core);
     scheduler_loop(&core, &listeners, &mut sched, &ctl_rx);
 
     // Stop.

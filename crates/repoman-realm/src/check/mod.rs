@@ -190,6 +190,8 @@ pub fn check(
     let report_key = (!c.dirty && !realm_modes.is_empty()).then(|| {
         let mut h = blake3::Hasher::new();
         h.update(b"report/v1\0");
+        h.update(crate::compat::ENGINE_VERSION.as_bytes());
+        h.update(b"\0");
         h.update(c.head.as_bytes());
         h.update(format!("{realm_modes:?}|{:?}|{:?}|{scope:?}", opts.from, opts.to).as_bytes());
         format!("report/v1:{}", h.finalize().to_hex())
@@ -365,14 +367,7 @@ impl Checker<'_> {
     }
 
     fn analysis(&mut self, old: &Value, new: &Value) -> Result<Analysis, RealmError> {
-        let key = {
-            let mut h = blake3::Hasher::new();
-            h.update(b"compat/v1\0");
-            h.update(serde_json::to_string(old).unwrap_or_default().as_bytes());
-            h.update(b"\0");
-            h.update(serde_json::to_string(new).unwrap_or_default().as_bytes());
-            h.finalize().to_hex().to_string()
-        };
+        let key = compat_key(crate::compat::ENGINE_VERSION, old, new);
         if let Some(a) = self.analyses.get(&key) {
             return Ok(a.clone());
         }
@@ -725,5 +720,34 @@ impl From<CachedChange> for Change {
             narrows_warning: c.nw,
             widens_warning: c.ww,
         }
+    }
+}
+/// The cache key of one compatibility analysis: the engine's version and both schemas, so a
+/// binary whose rules differ never reuses another's verdict.
+fn compat_key(engine: &str, old: &Value, new: &Value) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"compat/v1\0");
+    h.update(engine.as_bytes());
+    h.update(b"\0");
+    h.update(serde_json::to_string(old).unwrap_or_default().as_bytes());
+    h.update(b"\0");
+    h.update(serde_json::to_string(new).unwrap_or_default().as_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_verdict_is_keyed_by_the_engine_version() {
+        let (a, b) = (
+            serde_json::json!({"type": "string"}),
+            serde_json::json!({"type": "integer"}),
+        );
+        let now = compat_key(crate::compat::ENGINE_VERSION, &a, &b);
+        assert_eq!(now, compat_key(crate::compat::ENGINE_VERSION, &a, &b));
+        assert_ne!(now, compat_key("compat-rules/2+0.1.0", &a, &b));
+        assert_ne!(now, compat_key(crate::compat::ENGINE_VERSION, &b, &a));
     }
 }

@@ -19,6 +19,11 @@
 //! not declared in `properties`, or that becomes required with a `default`. Schema registries
 //! (Confluent) accept those; repoman reports them so `--strict` can refuse them.
 
+/// The version of the compatibility rules. Part of every cached verdict's key (the realm check
+/// cache), with the crate version: a binary whose rules differ never reuses an older verdict.
+/// Bump it with every change to what a diff reports.
+pub const ENGINE_VERSION: &str = concat!("compat-rules/3+", env!("CARGO_PKG_VERSION"));
+
 mod engine;
 mod flat;
 
