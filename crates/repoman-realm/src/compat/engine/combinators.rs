@@ -93,9 +93,14 @@ impl Engine {
                 .iter()
                 .flat_map(|g| g.props.iter().map(|(p, _)| *p))
                 .collect();
+            let required_names: std::collections::HashSet<&str> = fa
+                .required
+                .iter()
+                .chain(fb.required.iter())
+                .map(|(r, _)| *r)
+                .collect();
             for p in names {
-                let required = fb.required.iter().any(|(r, _)| *r == p)
-                    || fa.required.iter().any(|(r, _)| *r == p);
+                let required = required_names.contains(p);
                 if !required {
                     continue;
                 }

@@ -3,6 +3,7 @@
 use super::{Engine, Presence, Raw, RawClass};
 use crate::compat::CompatError;
 use crate::compat::flat::{Flat, Node, Site, join};
+use std::collections::HashSet;
 use std::rc::Rc;
 
 impl Engine {
@@ -10,7 +11,7 @@ impl Engine {
         let mut conj = Vec::new();
         for g in &f.objs {
             let mut matched = false;
-            if let Some((_, n)) = g.props.iter().find(|(p, _)| *p == name) {
+            if let Some(n) = g.prop(name) {
                 conj.push(n.clone());
                 matched = true;
             }
@@ -34,17 +35,18 @@ impl Engine {
         out: &mut Vec<Raw>,
     ) -> Result<bool, CompatError> {
         let mut ok = true;
-        let mut seen_required: Vec<&str> = Vec::new();
+        let mut seen_required: HashSet<&str> = HashSet::new();
+        let required_a: HashSet<&str> = fa.required.iter().map(|(q, _)| *q).collect();
         for (p, site) in &fb.required {
-            if seen_required.contains(p) || fa.required.iter().any(|(q, _)| q == p) {
+            if required_a.contains(p) || !seen_required.insert(p) {
                 continue;
             }
-            seen_required.push(p);
             let declared = fb.objs.iter().any(|g| g.declares(p));
             let has_default = fb.objs.iter().any(|g| {
-                g.props.iter().any(|(q, n)| {
-                    q == p && n.v.as_object().is_some_and(|m| m.contains_key("default"))
-                })
+                g.props
+                    .iter()
+                    .filter(|(q, _)| q == p)
+                    .any(|(_, n)| n.v.as_object().is_some_and(|m| m.contains_key("default")))
             });
             let (class, detail) = if !declared {
                 (
@@ -91,9 +93,10 @@ impl Engine {
         );
         // Explicitly named properties.
         let mut names: Vec<&'a str> = Vec::new();
+        let mut named: HashSet<&'a str> = HashSet::new();
         for g in fa.objs.iter().chain(fb.objs.iter()) {
             for (p, _) in &g.props {
-                if !names.contains(p) {
+                if named.insert(p) {
                     names.push(p);
                 }
             }
