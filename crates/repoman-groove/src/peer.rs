@@ -176,8 +176,15 @@ pub fn check_peer_cgroup(sock: BorrowedFd<'_>, expected: &str) -> Result<String,
     let pid = pidfd_pid(&pidfd)
         .map_err(|e| CgroupError::Read(e.to_string()))?
         .ok_or(CgroupError::Exited)?;
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .map_err(|e| CgroupError::Read(format!("/proc/{pid}/cgroup: {e}")))?;
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        Ok(t) => t,
+        // Reaped between the pid lookup and the read (connect, then exit at once): that is an
+        // exit too, not an unreadable peer.
+        Err(_) if pidfd_pid(&pidfd).ok().flatten() != Some(pid) => {
+            return Err(CgroupError::Exited);
+        }
+        Err(e) => return Err(CgroupError::Read(format!("/proc/{pid}/cgroup: {e}"))),
+    };
     // The read described `pid` only if that process still lives now. A process that has exited
     // but is not reaped yet (a zombie) still has its pid, but it has left its cgroup (the file
     // reads `0::/`): that is an exit, not a peer outside any container.
