@@ -1,7 +1,9 @@
 //! `.tool-versions` (asdf format) as a line model that keeps every byte.
 //!
-//! A file is a list of [`Line`]s, each its content plus its own line ending (`\n`, `\r\n`, or
-//! nothing for a last line without a final newline). An entry line is
+//! A file is a list of [`Line`]s, each its content plus its own line ending (`\n`, `\r\n`, a
+//! lone `\r` as old Mac files have, or nothing for a last line without a final newline), after an
+//! optional UTF-8 byte order mark that is kept as it is. A NUL byte is an error with its position,
+//! never dropped. An entry line is
 //! `INDENT TOOL SEP VERSION (SEP VERSION)* TRAILING`, where `TRAILING` is whitespace and an
 //! optional `# comment`. Several versions are fallbacks, tried in order (asdf semantics).
 //!
@@ -103,6 +105,8 @@ pub struct TvEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolVersions {
     path: PathBuf,
+    /// The file starts with a UTF-8 byte order mark (kept on write, never part of a tool name).
+    bom: bool,
     lines: Vec<Line>,
 }
 
@@ -138,13 +142,29 @@ fn tokens(content: &str) -> Vec<std::ops::Range<usize>> {
 impl ToolVersions {
     /// Parse `text` read from `path` (used in error messages).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ToolsError> {
+        let (bom, text) = match text.strip_prefix('\u{feff}') {
+            Some(t) => (true, t),
+            None => (false, text),
+        };
+        if let Some(at) = text.find('\0') {
+            let before = &text[..at];
+            let line = before.matches(['\n', '\r']).count() - before.matches("\r\n").count() + 1;
+            let start = before.rfind(['\n', '\r']).map_or(0, |i| i + 1);
+            return Err(ToolsError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column: before[start..].chars().count() + 1,
+                message: "a NUL byte: a .tool-versions file is text; remove the byte (repoman does not drop it silently)".to_owned(),
+            });
+        }
         let mut lines = Vec::new();
         let mut rest = text;
         let mut number = 0;
         while !rest.is_empty() {
             number += 1;
-            let (raw, eol, next) = match rest.find('\n') {
-                Some(i) if rest[..i].ends_with('\r') => (&rest[..i - 1], "\r\n", &rest[i + 1..]),
+            let (raw, eol, next) = match rest.find(['\n', '\r']) {
+                Some(i) if rest[i..].starts_with("\r\n") => (&rest[..i], "\r\n", &rest[i + 2..]),
+                Some(i) if rest[i..].starts_with('\r') => (&rest[..i], "\r", &rest[i + 1..]),
                 Some(i) => (&rest[..i], "\n", &rest[i + 1..]),
                 None => (rest, "", ""),
             };
@@ -194,6 +214,7 @@ impl ToolVersions {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            bom,
             lines,
         })
     }
@@ -201,6 +222,9 @@ impl ToolVersions {
     /// The file's bytes, exactly.
     pub fn render(&self) -> String {
         let mut s = String::new();
+        if self.bom {
+            s.push('\u{feff}');
+        }
         for l in &self.lines {
             s.push_str(&l.content);
             s.push_str(l.eol);
@@ -242,9 +266,15 @@ impl ToolVersions {
 
     /// The line ending most lines use (`\n` when there is none or a tie).
     fn eol_style(&self) -> &'static str {
-        let crlf = self.lines.iter().filter(|l| l.eol == "\r\n").count();
-        let lf = self.lines.iter().filter(|l| l.eol == "\n").count();
-        if crlf > lf { "\r\n" } else { "\n" }
+        let count = |e: &str| self.lines.iter().filter(|l| l.eol == e).count();
+        let (lf, crlf, cr) = (count("\n"), count("\r\n"), count("\r"));
+        if crlf > lf && crlf >= cr {
+            "\r\n"
+        } else if cr > lf && cr > crlf {
+            "\r"
+        } else {
+            "\n"
+        }
     }
 
     /// Set `tool`'s versions. Returns whether anything changed.
@@ -427,6 +457,58 @@ mod tests {
 
     fn p(s: &str) -> ToolVersions {
         ToolVersions::parse(Path::new(".tool-versions"), s).unwrap()
+    }
+
+    #[test]
+    fn cr_only_line_endings_keep_every_tool_on_pin() {
+        let text = "nodejs 20.1.0\rpython 3.12\rruby 3.3\r";
+        let mut t = p(text);
+        assert_eq!(t.render(), text);
+        assert!(t.pin("python", &["3.13".into()]).unwrap());
+        assert_eq!(t.render(), "nodejs 20.1.0\rpython 3.13\rruby 3.3\r");
+        assert!(t.pin("go", &["1.23".into()]).unwrap());
+        assert_eq!(
+            t.render(),
+            "nodejs 20.1.0\rpython 3.13\rruby 3.3\rgo 1.23\r",
+            "a new line takes the file's own line ending"
+        );
+        assert!(t.unpin("go"));
+        assert_eq!(t.render(), "nodejs 20.1.0\rpython 3.13\rruby 3.3\r");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_kept_and_is_not_part_of_the_first_tool() {
+        let text = "\u{feff}nodejs 20.1.0\npython 3.12\n";
+        let mut t = p(text);
+        assert_eq!(t.render(), text);
+        assert!(t.pin("nodejs", &["22.0.0".into()]).unwrap());
+        assert_eq!(t.render(), "\u{feff}nodejs 22.0.0\npython 3.12\n");
+        assert_eq!(
+            t.render().matches("nodejs").count(),
+            1,
+            "no second entry for the first tool"
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_is_an_error_with_its_position() {
+        let err = ToolVersions::parse(
+            Path::new(".tool-versions"),
+            "nodejs 20.1.0\r\npython 3.\012\n",
+        )
+        .unwrap_err();
+        match err {
+            ToolsError::Parse {
+                line,
+                column,
+                message,
+                ..
+            } => {
+                assert_eq!((line, column), (2, 10), "{message}");
+                assert!(message.contains("NUL"), "{message}");
+            }
+            other => panic!("expected a parse error, got {other}"),
+        }
     }
 
     #[test]
