@@ -494,7 +494,7 @@ mod tests {
     fn a_nul_byte_is_an_error_with_its_position() {
         let err = ToolVersions::parse(
             Path::new(".tool-versions"),
-            "nodejs 20.1.0\r\npython 3.\012\n",
+            "nodejs 20.1.0\r\npython 3.\u{0}12\n",
         )
         .unwrap_err();
         match err {
