@@ -58,9 +58,11 @@ TOML
 
 # Today's sandbox, made by repoman (raw.idmap, no shift, limits, guest API off).
 "$BIN" --no-progress --quiet new app --yes
-# The old-style one: the same image and the same repo directory, mounted with shift=true.
+# The old-style one: the same image and the same repo directory, mounted with shift=true (the
+# idmapped mount that is timed). Read-only: a writable shift=true mount lets container root own
+# the host's root-owned files, and nothing needs to write here.
 incus init "$IMAGE" old --project "$P" >/dev/null 2>"$W/err" || { cat "$W/err" >&2; exit 1; }
-incus config device add old repo disk source="$W/repos/app" path=/home/dev/app shift=true --project "$P" >/dev/null
+incus config device add old repo disk source="$W/repos/app" path=/home/dev/app shift=true readonly=true --project "$P" >/dev/null
 
 now() { date +%s%N; }
 # One timed start: stop first (untimed), then time `$@`; a failure stops the benchmark.

@@ -755,7 +755,11 @@ fn an_old_shift_mounted_sandbox_is_security_drift_that_update_migrates() {
     .tag("repoman.image", TEST_IMAGE_ALIAS)
     .device(
         "repo",
-        repoman_incus::DeviceSpec::disk(&repo, "/home/dev/old").shift(true),
+        // Read-only: the old idmapped layout (what the migration must find and replace) without
+        // a window in which root inside could own the host's files through it.
+        repoman_incus::DeviceSpec::disk(&repo, "/home/dev/old")
+            .shift(true)
+            .readonly(true),
     );
     l.scope().create_instance(&spec).unwrap();
     l.scope().start("old").unwrap();
