@@ -29,23 +29,30 @@ pub fn agent_dir(paths: &Paths, project: &str) -> PathBuf {
 /// the socket through the read-only mount). Call before the container starts: a missing disk
 /// source blocks the start.
 pub fn ensure_agent_dir(paths: &Paths, project: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     paths
         .ensure_runtime_dir()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let agents = paths.runtime_dir.join("agents");
-    std::fs::DirBuilder::new()
-        .mode(0o711)
-        .recursive(true)
-        .create(&agents)?;
-    let dir = agents.join(project);
+    let dir = agent_dir(paths, project);
+    make_endpoint_dir(&dir)?;
+    Ok(dir)
+}
+
+/// `<agents>/<project>` with its modes: `agents` 0711 and the project's directory 0755, so the
+/// container's users reach the socket through the read-only mount while the runtime dir (0700)
+/// keeps the subtree closed to everyone else on the host.
+fn make_endpoint_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(agents) = dir.parent() {
+        std::fs::DirBuilder::new()
+            .mode(0o711)
+            .recursive(true)
+            .create(agents)?;
+    }
     std::fs::DirBuilder::new()
         .mode(0o755)
         .recursive(true)
-        .create(&dir)?;
-    // The runtime dir is 0700: its subtree is reachable only through the mount.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-    Ok(dir)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
 }
 
 /// The Incus `disk` device that mounts the endpoint directory into the sandbox: read-only,
@@ -73,7 +80,7 @@ pub fn agent_device(dir: &Path) -> std::collections::BTreeMap<String, String> {
 pub fn ensure_device_dir(
     device: &std::collections::BTreeMap<String, String>,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let Some(dir) = device.get("source").map(Path::new) else {
         return Ok(());
     };
@@ -89,15 +96,7 @@ pub fn ensure_device_dir(
             .recursive(true)
             .create(runtime)?;
     }
-    std::fs::DirBuilder::new()
-        .mode(0o711)
-        .recursive(true)
-        .create(agents)?;
-    std::fs::DirBuilder::new()
-        .mode(0o755)
-        .recursive(true)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+    make_endpoint_dir(dir)
 }
 
 #[cfg(test)]

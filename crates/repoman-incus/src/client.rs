@@ -276,16 +276,11 @@ impl Incus {
         let mut merged = current.config;
         merged.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
         let body = serde_json::json!({ "config": merged, "description": current.description });
-        let headers = if etag.is_empty() {
-            Vec::new()
-        } else {
-            vec![("If-Match".to_owned(), etag)]
-        };
         self.mutate_with(
             Method::Put,
             &path,
             Some(&body),
-            headers,
+            crate::scope::if_match(&etag),
             self.timeouts.operation,
         )?;
         Ok(())

@@ -749,7 +749,7 @@ fn to_value<T: serde::Serialize>(label: &str, value: &T) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| IncusError::Invalid(format!("{label}: {e}")))
 }
 
-fn if_match(etag: &str) -> Vec<(String, String)> {
+pub(crate) fn if_match(etag: &str) -> Vec<(String, String)> {
     if etag.is_empty() {
         Vec::new()
     } else {

@@ -197,8 +197,6 @@ pub struct Observed {
     /// `false` when the Incus project does not exist (setup has not run): no instances.
     pub project_exists: bool,
     pub instances: Vec<Instance>,
-    /// The project's config (its `restricted.*` keys among them); empty when it does not exist.
-    pub project_config: BTreeMap<String, String>,
 }
 
 impl Observed {
@@ -211,24 +209,15 @@ impl Observed {
 pub fn observe(incus: &Incus, project: &str) -> Result<Observed, SandboxError> {
     let scope = incus.project(project);
     match scope.list_instances() {
-        Ok(instances) => {
-            let project_config = match incus.get_project(project) {
-                Ok(p) => p.config,
-                Err(e) if e.is_not_found() => BTreeMap::new(),
-                Err(e) => return Err(e.into()),
-            };
-            Ok(Observed {
-                scope,
-                project_exists: true,
-                instances,
-                project_config,
-            })
-        }
+        Ok(instances) => Ok(Observed {
+            scope,
+            project_exists: true,
+            instances,
+        }),
         Err(e) if e.is_not_found() => Ok(Observed {
             scope,
             project_exists: false,
             instances: Vec::new(),
-            project_config: BTreeMap::new(),
         }),
         Err(e) => Err(e.into()),
     }

@@ -301,13 +301,12 @@ pub fn start(
     allowed: &Allowed,
     mode: StartMode,
 ) -> Result<(), SandboxError> {
-    refuse_unsafe(scope, name, allowed)?;
+    let inst = checked(scope, name, allowed)?;
     // The agent door's endpoint directory, so `/repoman` is mounted from the first moment (the
     // device is `required=false`: without the directory the sandbox still starts, unmounted).
-    if let Ok(inst) = scope.get_instance(name)
-        && let Some(dev) = inst
-            .expanded_devices
-            .get(repoman_core::agent_door::AGENT_DEVICE)
+    if let Some(dev) = inst
+        .expanded_devices
+        .get(repoman_core::agent_door::AGENT_DEVICE)
         && let Err(e) = repoman_core::agent_door::ensure_device_dir(dev)
     {
         tracing::warn!(sandbox = name, error = %e, "cannot create the agent endpoint directory");
@@ -319,16 +318,17 @@ pub fn start(
     Ok(())
 }
 
-/// The check of [`start`] without starting.
-pub fn refuse_unsafe(
+/// The check of [`start`]: read the instance once and check it; the instance, when nothing is
+/// refused.
+fn checked(
     scope: &ProjectScope,
     name: &str,
     allowed: &Allowed,
-) -> Result<(), SandboxError> {
+) -> Result<repoman_incus::Instance, SandboxError> {
     let inst = scope.get_instance(name)?;
     let mut findings = check(&inst.expanded_config, &inst.expanded_devices, allowed);
     if findings.is_empty() {
-        return Ok(());
+        return Ok(inst);
     }
     let mut profiles = Vec::new();
     for p in &inst.profiles {

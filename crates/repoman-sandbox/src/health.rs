@@ -57,6 +57,8 @@ pub struct Health {
     /// How the Incus project's `restricted.*` keys differ from what `repoman setup` sets (a
     /// project loosened by hand, or made before repoman restricted it).
     pub restrictions: Vec<crate::restrict::Deviation>,
+    /// Why the project's restrictions could not be read (a problem too).
+    pub restrictions_error: Option<String>,
     /// Drifts, other problems, an unrestricted or loosened Incus project (one problem however
     /// many keys differ) and an unreachable backup root: `status` fails when not zero.
     pub problems: usize,
@@ -82,8 +84,20 @@ pub fn health(
         .filter(|i| !i.problems.is_empty() && i.drift.is_none())
         .count();
     let backup_bad = backup_root.as_ref().is_some_and(|b| !b.reachable);
+    // Only `status` needs the project's own config: read here, not in every listing.
+    let mut config_error = None;
     let restrictions = if s.observed.project_exists {
-        crate::restrict::deviations(&s.observed.project_config, &s.estate.restrictions())
+        let scope = &s.observed.scope;
+        match scope.client().get_project(scope.name()) {
+            Ok(p) => crate::restrict::deviations(&p.config, &s.estate.restrictions()),
+            Err(e) => {
+                config_error = Some(format!(
+                    "cannot read the restrictions of the Incus project `{}`: {e}",
+                    scope.name()
+                ));
+                Vec::new()
+            }
+        }
     } else {
         Vec::new()
     };
@@ -91,10 +105,11 @@ pub fn health(
         incus_project: s.estate.incus_project().to_owned(),
         project_exists: s.observed.project_exists,
         problems: drift.len()
-            + usize::from(!restrictions.is_empty())
+            + usize::from(!restrictions.is_empty() || config_error.is_some())
             + other_problems
             + usize::from(backup_bad),
         restrictions,
+        restrictions_error: config_error,
         backup_root,
         sandboxes,
         drift,

@@ -244,6 +244,7 @@ pub fn run(app: &App, args: StatusArgs) -> Result<Exit, CliError> {
             "sandboxes": h.sandboxes,
             "drift": h.drift,
             "restrictions": h.restrictions,
+            "restrictions_error": h.restrictions_error,
             "repairs": reports,
             "config_trust": untrusted,
             "problems": h.problems,
@@ -279,6 +280,9 @@ fn render(app: &App, h: &health::Health) -> Result<(), CliError> {
                 app.ui.data(&format!("  problem: {}", d.describe()))?;
             }
         }
+    }
+    if let Some(e) = &h.restrictions_error {
+        app.ui.data(&format!("  problem: {e}"))?;
     }
     if !h.restrictions.is_empty() {
         app.ui
