@@ -175,6 +175,31 @@ impl Fixture {
             .collect()
     }
 
+    /// Poll `whoami` through `name`'s `/repoman` endpoint until it answers as `agent:<name>`
+    /// (the daemon opens a new sandbox's listener within a few seconds).
+    fn wait_for_agent(&self, name: &str) {
+        let t0 = Instant::now();
+        let want = format!("\"agent:{name}\"");
+        loop {
+            let out = self.probe(
+                name,
+                &[
+                    "call",
+                    SOCK,
+                    r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#,
+                ],
+            );
+            if out.first().is_some_and(|l| l.contains(&want)) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no {want} on {SOCK}: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn call(&self, name: &str, method: &str, params: Value) -> Value {
         let req =
             json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
@@ -506,25 +531,7 @@ fn a_sandbox_started_before_its_endpoint_existed_gets_it_once_the_daemon_runs() 
     let ls = f.lab.exec("alpha", &ExecSpec::new(["ls", SOCK])).unwrap();
     assert_ne!(ls.exit_code, 0, "no endpoint before the daemon runs");
     f.start_daemon(&[]);
-    let t0 = Instant::now();
-    loop {
-        let out = f.probe(
-            "alpha",
-            &[
-                "call",
-                SOCK,
-                r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#,
-            ],
-        );
-        if out.first().is_some_and(|l| l.contains("\"agent:alpha\"")) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the endpoint never appeared: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    f.wait_for_agent("alpha");
 }
 
 /// The agent door on sandboxes made the normal way: `repoman new` gives the sandbox its
@@ -567,28 +574,7 @@ fn new_gives_a_sandbox_the_agent_door_and_update_adds_it_to_an_older_one() {
     f.lab
         .push_file("gamma", PROBE, &probe, FileMode::new(0, 0, 0o755))
         .unwrap();
-    let whoami = |f: &Fixture| {
-        let t0 = Instant::now();
-        loop {
-            let out = f.probe(
-                "gamma",
-                &[
-                    "call",
-                    SOCK,
-                    r#"{"jsonrpc":"2.0","id":1,"method":"whoami"}"#,
-                ],
-            );
-            if out.first().is_some_and(|l| l.contains("\"agent:gamma\"")) {
-                return;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "no agent:gamma on /repoman: {out:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    whoami(&f);
+    f.wait_for_agent("gamma");
 
     // The same domain through the daemon: `list` and `status` on the host socket, `status` of
     // its own project for the agent (another project's is refused).
@@ -639,7 +625,7 @@ fn new_gives_a_sandbox_the_agent_door_and_update_adds_it_to_an_older_one() {
             .devices
             .contains_key(repoman_groove::agent::AGENT_DEVICE)
     );
-    whoami(&f);
+    f.wait_for_agent("gamma");
 
     // And by `update`.
     f.lab
@@ -657,5 +643,5 @@ fn new_gives_a_sandbox_the_agent_door_and_update_adds_it_to_an_older_one() {
             .devices
             .contains_key(repoman_groove::agent::AGENT_DEVICE)
     );
-    whoami(&f);
+    f.wait_for_agent("gamma");
 }

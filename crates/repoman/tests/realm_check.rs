@@ -1217,23 +1217,31 @@ fn join_by_registered_project_uses_local_repos() {
 #[test]
 fn binding_sources_that_became_links_or_fifos_are_refused_not_followed() {
     let w = world();
+    // A check that opened a FIFO would wait for a writer until the timeout killed it (no exit
+    // code then).
+    let check = || {
+        let out = w
+            .cmd("aperture")
+            .args(["realm", "check", "--mode", "exporter", "--format", "json"])
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
     let secret = w.path("secret.txt");
     std::fs::write(&secret, "TOP-SECRET-HOST-VALUE\n").expect("write");
     let source = w.path("aperture/models/s3_paths.py");
     std::fs::remove_file(&source).expect("rm");
     std::os::unix::fs::symlink(&secret, &source).expect("symlink");
-    let out = w
-        .cmd("aperture")
-        .args(["realm", "check", "--mode", "exporter", "--format", "json"])
-        .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = check();
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("models/s3_paths.py"), "{text}");
     assert!(
         !text.contains("TOP-SECRET"),
@@ -1251,20 +1259,8 @@ fn binding_sources_that_became_links_or_fifos_are_refused_not_followed() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
-    // A check that opened the FIFO would wait for a writer until the timeout killed it
-    // (no exit code then).
-    let out = w
-        .cmd("aperture")
-        .args(["realm", "check", "--mode", "exporter", "--format", "json"])
-        .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .expect("run");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = check();
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("source-missing") && text.contains("it is not read"),
         "{text}"

@@ -132,6 +132,18 @@ fn populate(home: &Home) {
     .unwrap();
 }
 
+/// Unmounts (lazily) what a test mounted over the state directory, however the test ends.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 fn files_under(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -594,15 +606,6 @@ fn read_only_commands_answer_on_a_read_only_state_directory() {
         assert!(st.success(), "mount {args:?}");
     };
     mount(&["--bind"]);
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
     let _unmount = Unmount(dir.clone());
     let st = std::process::Command::new("mount")
         .args(["-o", "remount,bind,ro"])
@@ -797,15 +800,6 @@ fn a_full_state_filesystem_leaves_no_half_registered_project() {
         .status()
         .unwrap();
     assert!(st.success());
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
     let _unmount = Unmount(dir.clone());
     populate(&home);
     // Fill what is left.
