@@ -119,3 +119,44 @@ proptest! {
         prop_assert_ne!(r.verdict, Verdict::Breaking, "{} -> {}: {:?}", s, w, r.changes);
     }
 }
+
+/// Small JSON documents over the names and values the generated schemas use.
+fn document() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(json!(null)),
+        any::<bool>().prop_map(|b| json!(b)),
+        (-6i64..25).prop_map(|n| json!(n)),
+        Just(json!(1.5)),
+        "[abc]{0,3}".prop_map(|s| json!(s)),
+        "[a-z]{9,22}".prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map("[a-e]", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// The semantic profile's promise: when some document is valid under the old schema and
+    /// invalid under the new one (a JSON Schema validator decides), BACKWARD is not `compatible`.
+    #[test]
+    fn a_document_that_stops_validating_is_never_compatible(
+        old in schema(),
+        new in schema(),
+        docs in prop::collection::vec(document(), 8),
+    ) {
+        let (Ok(vo), Ok(vn)) = (jsonschema::validator_for(&old), jsonschema::validator_for(&new)) else {
+            return Ok(());
+        };
+        let Some(witness) = docs.iter().find(|d| vo.is_valid(d) && !vn.is_valid(d)) else {
+            return Ok(());
+        };
+        let r = analyze(&old, &new).expect("analysis").report(Mode::Backward);
+        prop_assert_ne!(r.verdict, Verdict::Compatible, "{} -> {} rejects {}: {:?}", old, new, witness, r.changes);
+    }
+}

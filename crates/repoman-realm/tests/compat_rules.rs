@@ -1,6 +1,8 @@
 //! repoman's own cases for the compatibility engine: one per rule, recursive `$ref`s, directions.
 
-use repoman_realm::compat::{CompatError, Mode, Verdict, analyze, analyze_with_budget, diff};
+use repoman_realm::compat::{
+    CompatError, Mode, Options, Profile, Verdict, analyze, analyze_with, analyze_with_budget, diff,
+};
 use serde_json::{Value, json};
 
 fn verdict(old: Value, new: Value, mode: Mode) -> Verdict {
@@ -22,11 +24,11 @@ fn seed_contract_evolution_adding_optional_arrays_is_backward_compatible() {
     let v2 = json!({"type": "object", "required": ["read"], "properties": {
         "read": {"type": "array", "items": {"type": "string"}},
         "write": {"type": "array", "items": {"type": "string"}, "default": []}}});
-    // Open model: old data may carry `write` with any value; the default makes it a warning (the
-    // seed calls it compatible), without a default it breaks.
+    // Open model: old data may carry `write` with any value (`{"read": [], "write": 5}`), so it
+    // breaks with or without a default (a default is an annotation; the seed's contract is closed).
     assert_eq!(
         verdict(v1.clone(), v2.clone(), Mode::Backward),
-        Verdict::Warning
+        Verdict::Breaking
     );
     let mut no_default = v2.clone();
     no_default["properties"]["write"]
@@ -219,19 +221,81 @@ fn dependent_required_and_schemas() {
 }
 
 #[test]
-fn required_without_declaration_or_with_default_is_a_warning() {
+fn required_without_declaration_or_with_default_breaks_under_the_semantic_profile() {
     let old = json!({"properties": {"a": {"type": "string"}}});
+    let plain = json!({"properties": {"a": {"type": "string"}}, "required": ["a"]});
     let undeclared = json!({"properties": {"a": {"type": "string"}}, "required": ["z"]});
-    let r = diff(&old, &undeclared, Mode::Backward).expect("diff");
-    assert_eq!(r.verdict, Verdict::Warning, "{r:?}");
     let with_default =
         json!({"properties": {"a": {"type": "string", "default": "x"}}, "required": ["a"]});
-    assert_eq!(
-        verdict(old.clone(), with_default, Mode::Backward),
-        Verdict::Warning
+    let in_all_of =
+        json!({"properties": {"a": {"type": "string"}}, "allOf": [{"required": ["x"]}]});
+    // `{}` is valid under `old` and invalid under each new schema: a JSON Schema validator agrees.
+    let doc = json!({});
+    let validator = |s: &Value| jsonschema::validator_for(s).expect("schema compiles");
+    assert!(validator(&old).is_valid(&doc));
+    for new in [&plain, &undeclared, &with_default, &in_all_of] {
+        assert!(!validator(new).is_valid(&doc), "{new}");
+        let r = diff(&old, new, Mode::Backward).expect("diff");
+        assert_eq!(r.verdict, Verdict::Breaking, "{new}: {r:?}");
+        // FORWARD (the old schema reads new data) is fine: removing `required` only widens.
+        let f = diff(&old, new, Mode::Forward).expect("diff");
+        assert_ne!(f.verdict, Verdict::Breaking, "{new}: {f:?}");
+    }
+    let pointers = kinds(old.clone(), in_all_of.clone(), Mode::Backward);
+    assert!(
+        pointers.iter().any(|(p, k, v)| p == "#/allOf/0/required/x"
+            && k == "required-added"
+            && *v == Verdict::Breaking),
+        "{pointers:?}"
     );
+}
+
+#[test]
+fn the_confluent_profile_accepts_undeclared_and_defaulted_required_properties() {
+    let confluent = |old: &Value, new: &Value| {
+        let opts = Options {
+            profile: Profile::Confluent,
+            ..Options::default()
+        };
+        analyze_with(old, new, &opts)
+            .expect("analysis")
+            .report(Mode::Backward)
+            .verdict
+    };
+    let old = json!({"properties": {"a": {"type": "string"}}});
+    let undeclared = json!({"properties": {"a": {"type": "string"}}, "required": ["z"]});
+    let with_default =
+        json!({"properties": {"a": {"type": "string", "default": "x"}}, "required": ["a"]});
     let plain = json!({"properties": {"a": {"type": "string"}}, "required": ["a"]});
-    assert_eq!(verdict(old, plain, Mode::Backward), Verdict::Breaking);
+    assert_eq!(confluent(&old, &undeclared), Verdict::Compatible);
+    assert_eq!(confluent(&old, &with_default), Verdict::Compatible);
+    assert_eq!(confluent(&old, &plain), Verdict::Breaking);
+}
+
+#[test]
+fn a_cancelled_token_ends_the_analysis() {
+    let props: serde_json::Map<String, Value> = (0..5_000)
+        .map(|i| (format!("p{i}"), json!({"type": "string", "maxLength": 10})))
+        .collect();
+    let old = json!({"type": "object", "properties": props});
+    let mut new = old.clone();
+    for v in new["properties"]
+        .as_object_mut()
+        .expect("props")
+        .values_mut()
+    {
+        v["maxLength"] = json!(11);
+    }
+    let cancel = repoman_core::Cancel::new();
+    cancel.cancel();
+    let opts = Options {
+        cancel: Some(cancel),
+        ..Options::default()
+    };
+    let err = analyze_with(&old, &new, &opts).expect_err("cancelled");
+    assert!(matches!(err, CompatError::Cancelled), "{err:?}");
+    // The same analysis without the token finishes.
+    assert!(analyze_with(&old, &new, &Options::default()).is_ok());
 }
 
 fn linked_list(value_type: &str) -> Value {
@@ -380,4 +444,56 @@ fn a_new_overlapping_one_of_alternative_is_a_warning() {
     let u1 = json!({"oneOf": [variant("a")]});
     let u2 = json!({"oneOf": [variant("a"), variant("b")]});
     assert_eq!(verdict(u1, u2, Mode::Backward), Verdict::Compatible);
+}
+
+/// Found by `a_document_that_stops_validating_is_never_compatible` (each pair: a document valid
+/// under the old schema and invalid under the new one, yet the engine said `compatible`).
+#[test]
+fn regressions_from_the_document_property() {
+    let cases = [
+        // The type beside an `anyOf` was compared after the `anyOf` was set aside, and the
+        // recursion stack took that copy for the pair being proved.
+        (
+            json!({}),
+            json!({"type": "string", "anyOf": [{}]}),
+            json!(null),
+        ),
+        (
+            json!(true),
+            json!({"allOf": [{"type": "string"}, {"anyOf": [true]}]}),
+            json!(null),
+        ),
+        // A nested `oneOf` whose alternatives overlap everywhere: its warning was dropped.
+        (
+            json!({"type": "boolean"}),
+            json!({"oneOf": [{"oneOf": [true, true]}]}),
+            json!(false),
+        ),
+        // `not` of a `oneOf` whose alternatives overlap: integers match both, so the old schema
+        // accepts them; the implication between the two `not`s treated `oneOf` like `anyOf`.
+        (
+            json!({"not": {"oneOf": [{"type": "integer"}, true]}}),
+            json!({"not": true}),
+            json!(0),
+        ),
+        // A second copy of an old alternative was taken for the old one.
+        (
+            json!({"oneOf": [{}]}),
+            json!({"oneOf": [{}, {}]}),
+            json!(null),
+        ),
+    ];
+    for (old, new, doc) in cases {
+        let vo = jsonschema::validator_for(&old).expect("old compiles");
+        let vn = jsonschema::validator_for(&new).expect("new compiles");
+        assert!(
+            vo.is_valid(&doc) && !vn.is_valid(&doc),
+            "{old} -> {new}: {doc}"
+        );
+        assert_ne!(
+            verdict(old.clone(), new.clone(), Mode::Backward),
+            Verdict::Compatible,
+            "{old} -> {new} rejects {doc}"
+        );
+    }
 }

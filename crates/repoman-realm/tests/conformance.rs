@@ -2,7 +2,7 @@
 //! test data in `tests/data/confluent/` (see its `NOTICE`). A missing corpus fails, never skips. Every case's verdict is BACKWARD; FORWARD is checked by swapping the schemas and
 //! FULL as both.
 
-use repoman_realm::compat::{Mode, Verdict, analyze};
+use repoman_realm::compat::{Mode, Options, Profile, Verdict, analyze, analyze_with};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -64,17 +64,32 @@ fn cases() -> Vec<Case> {
     out
 }
 
+fn confluent(old: &Value, new: &Value) -> repoman_realm::compat::Analysis {
+    let opts = Options {
+        profile: Profile::Confluent,
+        ..Options::default()
+    };
+    analyze_with(old, new, &opts).expect("analyze (confluent profile)")
+}
+
 #[test]
-fn all_263_cases_match_confluent_backward_verdicts() {
+fn all_263_cases_match_confluent_backward_verdicts_under_the_confluent_profile() {
     let cases = cases();
     assert_eq!(cases.len(), 263, "the corpus has 263 cases");
     let mut failures = Vec::new();
     let (mut compat_total, mut compat_ok, mut incompat_total, mut incompat_ok) = (0, 0, 0, 0);
     for c in &cases {
-        let analysis = analyze(&c.original, &c.update)
-            .unwrap_or_else(|e| panic!("{}: {}: {e}", c.file, c.description));
-        let report = analysis.report(Mode::Backward);
-        let ours = report.verdict != Verdict::Breaking;
+        let report = confluent(&c.original, &c.update).report(Mode::Backward);
+        // Exactly: a case Confluent accepts is `compatible` (not even a warning), one it refuses is
+        // `breaking`.
+        let ours = report.verdict == Verdict::Compatible;
+        if !ours && report.verdict != Verdict::Breaking {
+            failures.push(format!(
+                "{}: {}: a warning is not a Confluent verdict: {:#?}",
+                c.file, c.description, report
+            ));
+            continue;
+        }
         if c.compatible {
             compat_total += 1;
             compat_ok += usize::from(ours);
@@ -100,11 +115,70 @@ fn all_263_cases_match_confluent_backward_verdicts() {
     );
 }
 
+/// The semantic profile (the default) differs from Confluent only where a document proves Confluent
+/// wrong: each such case names a document valid under the old schema and invalid under the new
+/// one, checked by a JSON Schema validator. Every other verdict is Confluent's.
+#[test]
+fn the_semantic_profile_differs_from_confluent_only_where_a_document_proves_it() {
+    // (file, description, the witness document) — the list in docs/realms.md.
+    let witnesses: [(&str, &str, Value); 2] = [
+        (
+            "diff-schema-examples.json",
+            "Detect required array to be changed",
+            serde_json::json!({"foo": "x"}),
+        ),
+        (
+            "diff-schema-examples-2020-12.json",
+            "Detect required array to be changed",
+            serde_json::json!({"foo": "x"}),
+        ),
+    ];
+    let mut differences = Vec::new();
+    for c in cases() {
+        let semantic = analyze(&c.original, &c.update)
+            .expect("analyze")
+            .report(Mode::Backward)
+            .verdict
+            == Verdict::Breaking;
+        if semantic != c.compatible {
+            continue;
+        }
+        differences.push((c.file, c.description.clone()));
+        let Some((_, _, doc)) = witnesses
+            .iter()
+            .find(|(f, d, _)| *f == c.file && *d == c.description)
+        else {
+            panic!(
+                "{}: {}: semantic verdict breaking={semantic} differs from Confluent without a witness",
+                c.file, c.description
+            );
+        };
+        assert!(semantic && c.compatible, "semantic may only be stricter");
+        let old = jsonschema::validator_for(&c.original).expect("old schema compiles");
+        let new = jsonschema::validator_for(&c.update).expect("new schema compiles");
+        assert!(
+            old.is_valid(doc),
+            "{}: witness valid under the old schema",
+            c.description
+        );
+        assert!(
+            !new.is_valid(doc),
+            "{}: witness invalid under the new schema",
+            c.description
+        );
+    }
+    assert_eq!(
+        differences.len(),
+        witnesses.len(),
+        "every listed difference is still a difference: {differences:?}"
+    );
+}
+
 #[test]
 fn forward_is_backward_swapped_and_full_is_both() {
     for c in cases() {
-        let there = analyze(&c.original, &c.update).expect("analyze");
-        let back = analyze(&c.update, &c.original).expect("analyze swapped");
+        let there = confluent(&c.original, &c.update);
+        let back = confluent(&c.update, &c.original);
         let fwd = there.report(Mode::Forward).verdict == Verdict::Breaking;
         let swapped_back = back.report(Mode::Backward).verdict == Verdict::Breaking;
         assert_eq!(
@@ -149,9 +223,7 @@ fn breaking_changes_point_where_confluent_points() {
     let mut misses = Vec::new();
     for c in cases().into_iter().filter(|c| !c.compatible) {
         total += 1;
-        let report = analyze(&c.original, &c.update)
-            .expect("analyze")
-            .report(Mode::Backward);
+        let report = confluent(&c.original, &c.update).report(Mode::Backward);
         let ours: Vec<&str> = report
             .changes
             .iter()

@@ -183,3 +183,105 @@ fn ref_cycles_are_compared_without_hanging() {
         .code(1)
         .stdout(predicate::str::contains("#/properties/v/type"));
 }
+
+#[test]
+fn the_default_profile_is_semantic_and_confluent_is_a_flag() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let old = write(
+        home.path(),
+        "old.json",
+        r#"{"properties": {"foo": {"type": "string"}}, "required": ["foo"]}"#,
+    );
+    // Confluent's "Detect required array to be changed": `bar` is required but not declared, so
+    // `{"foo": "x"}` (valid before) is rejected now.
+    let new = write(
+        home.path(),
+        "new.json",
+        r#"{"properties": {"foo": {"type": "string"}}, "required": ["bar"]}"#,
+    );
+    let out = repoman(home.path())
+        .args(["--json", "realm", "diff"])
+        .arg(&old)
+        .arg(&new)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(v["profile"], "semantic");
+    assert_eq!(v["verdict"], "breaking");
+    assert!(
+        v["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .any(|c| c["pointer"] == "#/required/bar" && c["verdict"] == "breaking"),
+        "{v}"
+    );
+    let out = repoman(home.path())
+        .args(["--json", "realm", "diff", "--profile", "confluent"])
+        .arg(&old)
+        .arg(&new)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(v["profile"], "confluent");
+    assert_eq!(v["verdict"], "compatible");
+    repoman(home.path())
+        .args(["realm", "diff", "--profile", "avro"])
+        .arg(&old)
+        .arg(&new)
+        .assert()
+        .code(2);
+}
+
+/// The first SIGTERM ends a long diff with 130 (it used to be swallowed until the diff finished).
+/// The schema is big enough that loading and comparing take seconds, so the signal lands while
+/// repoman works; a swallowed signal would end in the verdict (exit 1) instead.
+#[test]
+fn sigterm_ends_a_long_diff_at_once() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut props = serde_json::Map::new();
+    for i in 0..300_000 {
+        props.insert(
+            format!("p{i}"),
+            serde_json::json!({"type": "string", "maxLength": 10}),
+        );
+    }
+    let mut schema = serde_json::json!({"type": "object", "properties": props});
+    let old = home.path().join("old.json");
+    std::fs::write(&old, schema.to_string()).expect("write");
+    schema["properties"]["p123"]["maxLength"] = serde_json::json!(5);
+    let new = home.path().join("new.json");
+    std::fs::write(&new, schema.to_string()).expect("write");
+    let cmd = repoman(home.path());
+    let child = std::process::Command::new(cmd.get_program())
+        .args(["realm", "diff"])
+        .arg(&old)
+        .arg(&new)
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .current_dir(home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "no verdict after an interrupt");
+}

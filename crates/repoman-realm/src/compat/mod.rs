@@ -15,14 +15,18 @@
 //! (`prefixItems`, `dependentRequired`/`dependentSchemas`, `$defs`, `unevaluated*`) keywords are
 //! both understood; local `$ref`s (`#/...`, anchors) are followed, recursively and without looping.
 //!
-//! A few changes are *warnings* rather than breaking: a property that becomes `required` while it is
-//! not declared in `properties`, or that becomes required with a `default`. Schema registries
-//! (Confluent) accept those; repoman reports them so `--strict` can refuse them.
+//! Verdicts follow a [`Profile`]. [`Profile::Semantic`] (the default) is validation semantics: a
+//! change is breaking for BACKWARD when some document valid under the old schema is invalid under
+//! the new one, whether or not the property it names is declared and whatever its `default` says
+//! (defaults are annotations). [`Profile::Confluent`] reproduces Confluent Schema Registry, which
+//! accepts a `required` name missing from `properties` and a newly required property with a
+//! `default`. The only *warnings* left are what the engine cannot decide: a `oneOf` whose
+//! alternatives may now overlap (disjointness is proved conservatively).
 
 /// The version of the compatibility rules. Part of every cached verdict's key (the realm check
 /// cache), with the crate version: a binary whose rules differ never reuses an older verdict.
 /// Bump it with every change to what a diff reports.
-pub const ENGINE_VERSION: &str = concat!("compat-rules/3+", env!("CARGO_PKG_VERSION"));
+pub const ENGINE_VERSION: &str = concat!("compat-rules/4+", env!("CARGO_PKG_VERSION"));
 
 mod engine;
 mod flat;
@@ -45,6 +49,28 @@ pub enum CompatError {
         "compatibility analysis gave up after {steps} steps; the schemas are too large or too combinatorial to compare"
     )]
     Budget { steps: u64 },
+    #[error("compatibility analysis interrupted")]
+    Cancelled,
+}
+
+/// Whose rules decide a verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Validation semantics: breaking iff some old-valid document is new-invalid (BACKWARD).
+    #[default]
+    Semantic,
+    /// Confluent Schema Registry's JSON Schema rules, verdict for verdict.
+    Confluent,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Semantic => "semantic",
+            Profile::Confluent => "confluent",
+        }
+    }
 }
 
 /// Which readers must keep working.
@@ -215,23 +241,55 @@ fn relation(pass: Pass, presence: Presence) -> &'static str {
     }
 }
 
-fn run(pass: Pass, a: &Value, b: &Value, budget: u64) -> Result<Vec<Raw>, CompatError> {
-    let mut engine = Engine::new(pass, budget);
+fn run(pass: Pass, opts: &Options, a: &Value, b: &Value) -> Result<Vec<Raw>, CompatError> {
+    let mut engine = Engine::new(pass, opts);
     engine.record_annotations = pass == Pass::OldInNew;
     let mut out = Vec::new();
     engine.subset_nodes(&[Node::root(a)], &[Node::root(b)], &mut out)?;
     Ok(out)
 }
 
-/// Compares `old` and `new` in both directions.
+/// Compares `old` and `new` in both directions, under [`Profile::Semantic`].
 pub fn analyze(old: &Value, new: &Value) -> Result<Analysis, CompatError> {
-    analyze_with_budget(old, new, DEFAULT_BUDGET)
+    analyze_with(old, new, &Options::default())
 }
 
 /// [`analyze`] with an explicit step budget (each direction).
 pub fn analyze_with_budget(old: &Value, new: &Value, budget: u64) -> Result<Analysis, CompatError> {
-    let narrowing = run(Pass::OldInNew, old, new, budget)?;
-    let widening = run(Pass::NewInOld, new, old, budget)?;
+    analyze_with(
+        old,
+        new,
+        &Options {
+            budget,
+            ..Options::default()
+        },
+    )
+}
+
+/// How an analysis runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub profile: Profile,
+    /// Steps per direction before [`CompatError::Budget`].
+    pub budget: u64,
+    /// Polled while comparing: a cancelled token ends the analysis with [`CompatError::Cancelled`].
+    pub cancel: Option<repoman_core::Cancel>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            profile: Profile::Semantic,
+            budget: DEFAULT_BUDGET,
+            cancel: None,
+        }
+    }
+}
+
+/// [`analyze`] with a profile, a budget and a cancellation token.
+pub fn analyze_with(old: &Value, new: &Value, opts: &Options) -> Result<Analysis, CompatError> {
+    let narrowing = run(Pass::OldInNew, opts, old, new)?;
+    let widening = run(Pass::NewInOld, opts, new, old)?;
     let mut changes: Vec<Change> = Vec::new();
     let mut subjects: Vec<&'static str> = Vec::new();
     for (pass, raws) in [(Pass::OldInNew, narrowing), (Pass::NewInOld, widening)] {
@@ -297,7 +355,7 @@ pub fn analyze_with_budget(old: &Value, new: &Value, budget: u64) -> Result<Anal
     Ok(Analysis { changes })
 }
 
-/// Compares two schemas in one mode.
+/// Compares two schemas in one mode (semantic profile).
 pub fn diff(old: &Value, new: &Value, mode: Mode) -> Result<DiffReport, CompatError> {
     Ok(analyze(old, new)?.report(mode))
 }

@@ -8,25 +8,41 @@ use std::rc::Rc;
 
 impl Engine {
     /// `oneOf` rejects a value matching two alternatives. After a change, warn when the old values
-    /// may match several alternatives of a new `oneOf` and at least one of those is new.
+    /// may match several alternatives of a new `oneOf` and at least one of those is new. Inside a
+    /// proof that must be exact (`self.exact`: the implication between two `not`s or into an
+    /// `if` branch), any possible overlap fails instead, whether new or not. Returns false then.
     pub(super) fn one_of_overlap<'a>(
         &mut self,
         fa: &Flat<'a>,
         d: &crate::compat::flat::Disj<'a>,
         out: &mut Vec<Raw>,
-    ) -> Result<(), CompatError> {
-        let old: Vec<&Value> = fa
+    ) -> Result<bool, CompatError> {
+        let exact = self.exact > 0;
+        let mut old: Vec<Option<&Value>> = fa
             .expanded_branches
             .iter()
             .filter(|(s, _)| *s == d.site)
-            .flat_map(|(_, v)| v.iter().copied())
+            .flat_map(|(_, v)| v.iter().copied().map(Some))
+            .collect();
+        // An alternative is old when the old `oneOf` had an equal one, counted as a multiset: a
+        // second copy of an old alternative is new (and overlaps the first everywhere).
+        let is_old: Vec<bool> = d
+            .branches
+            .iter()
+            .map(|br| match old.iter_mut().find(|o| *o == &Some(br.v)) {
+                Some(slot) => {
+                    *slot = None;
+                    true
+                }
+                None => false,
+            })
             .collect();
         // Alternatives some old value may satisfy, and whether each is new.
         let mut candidates: Vec<(Flat<'a>, String, bool)> = Vec::new();
-        for br in &d.branches {
+        for (br, was_old) in d.branches.iter().zip(is_old) {
             let fb = Flat::of(std::slice::from_ref(br))?;
             if !self.disjoint(fa, &fb)? {
-                let is_new = !old.contains(&br.v);
+                let is_new = exact || !was_old;
                 candidates.push((fb, br.site.to_string(), is_new));
             }
         }
@@ -53,14 +69,18 @@ impl Engine {
                 pointer: d.site.to_string(),
                 subject: "one-of-overlap",
                 presence: Presence::OnlyB,
-                class: RawClass::Warning,
+                class: if exact {
+                    RawClass::Failure
+                } else {
+                    RawClass::Warning
+                },
                 detail: format!(
                     "values the old schema accepts may match several alternatives ({}); `oneOf` rejects a value that matches more than one",
                     overlapping.join(", ")
                 ),
             });
         }
-        Ok(())
+        Ok(!(exact && new_ones))
     }
 
     /// Can no value satisfy both `fa` and `fb`? (Sound when it says yes; conservative otherwise.)
@@ -121,15 +141,20 @@ impl Engine {
         &mut self,
         fa: &Flat<'a>,
         branches: &[Node<'a>],
-        _out: &mut Vec<Raw>,
+        out: &mut Vec<Raw>,
     ) -> Result<bool, CompatError> {
         let flats = branches
             .iter()
             .map(|b| Flat::of(std::slice::from_ref(b)))
             .collect::<Result<Vec<_>, _>>()?;
+        // The alternative that covers keeps its warnings (a nested `oneOf` that may now overlap).
+        let keep_warnings = |out: &mut Vec<Raw>, scratch: Vec<Raw>| {
+            out.extend(scratch.into_iter().filter(|r| r.class == RawClass::Warning));
+        };
         for fbj in &flats {
             let mut scratch = Vec::new();
             if self.subset_flat(fa, fbj, &mut scratch)? {
+                keep_warnings(out, scratch);
                 return Ok(true);
             }
         }
@@ -172,6 +197,7 @@ impl Engine {
             for fbj in &flats {
                 let mut scratch = Vec::new();
                 if self.subset_flat(p, fbj, &mut scratch)? {
+                    keep_warnings(out, scratch);
                     found = true;
                     break;
                 }

@@ -27,6 +27,23 @@ use regex::Regex;
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// What identifies a conjunction on the recursion stack: the schema nodes it was built from, plus
+/// what the engine narrowed in a copy of it (disjunctions set aside, a type class or an enum value
+/// split off). Without the second part, comparing a copy with its `anyOf` set aside met the
+/// original pair on the stack and was assumed contained: `{}` ⊆ `{type: string, anyOf: [{}]}`.
+fn recursion_key(f: &Flat<'_>) -> Vec<usize> {
+    let mut key = f.ids.clone();
+    key.sort_unstable();
+    key.push(usize::MAX);
+    key.push(f.disj.len());
+    key.push(f.types.as_ref().map_or(usize::MAX, |t| usize::from(t.0)));
+    for (vals, _) in &f.enums {
+        key.push(usize::MAX - 1);
+        key.extend(vals.iter().map(|v| std::ptr::from_ref::<Value>(v) as usize));
+    }
+    key
+}
+
 /// Which side of the comparison is the old schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pass {
@@ -67,11 +84,16 @@ pub(crate) const DEFAULT_BUDGET: u64 = 200_000;
 
 pub(crate) struct Engine {
     pub pass: Pass,
+    pub profile: super::Profile,
+    cancel: Option<repoman_core::Cancel>,
     regexes: HashMap<String, Option<Regex>>,
     steps: u64,
     budget: u64,
     stack: Vec<(Vec<usize>, Vec<usize>)>,
     pub record_annotations: bool,
+    /// Above zero while proving an implication that must hold exactly (no warnings allowed), where
+    /// a possibly overlapping `oneOf` fails instead of warning.
+    exact: u32,
 }
 
 struct Failure {
@@ -89,14 +111,17 @@ fn fmt_num(v: f64) -> String {
 }
 
 impl Engine {
-    pub(crate) fn new(pass: Pass, budget: u64) -> Self {
+    pub(crate) fn new(pass: Pass, opts: &super::Options) -> Self {
         Engine {
             pass,
+            profile: opts.profile,
+            cancel: opts.cancel.clone(),
             regexes: HashMap::new(),
             steps: 0,
-            budget,
+            budget: opts.budget,
             stack: Vec::new(),
             record_annotations: false,
+            exact: 0,
         }
     }
 
@@ -124,6 +149,9 @@ impl Engine {
         self.steps += 1;
         if self.steps > self.budget {
             return Err(CompatError::Budget { steps: self.budget });
+        }
+        if self.steps.is_multiple_of(1024) && self.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(CompatError::Cancelled);
         }
         Ok(())
     }
@@ -227,11 +255,7 @@ impl Engine {
         out: &mut Vec<Raw>,
     ) -> Result<bool, CompatError> {
         self.tick()?;
-        let mut ka = fa.ids.clone();
-        ka.sort_unstable();
-        let mut kb = fb.ids.clone();
-        kb.sort_unstable();
-        let key = (ka, kb);
+        let key = (recursion_key(fa), recursion_key(fb));
         if self.stack.contains(&key) {
             return Ok(true);
         }
@@ -347,8 +371,12 @@ impl Engine {
             let mut ok = self.subset_flat(fa, &core, out)?;
             for d in &disjs {
                 let covered = self.covered(fa, &d.branches, out)?;
-                if covered && d.kw == "oneOf" && self.pass == Pass::OldInNew {
-                    self.one_of_overlap(fa, d, out)?;
+                if covered
+                    && d.kw == "oneOf"
+                    && (self.pass == Pass::OldInNew || self.exact > 0)
+                    && !self.one_of_overlap(fa, d, out)?
+                {
+                    ok = false;
                 }
                 if !covered {
                     let presence = if fa.expanded.contains(&d.site) {
@@ -392,25 +420,6 @@ impl Engine {
         }
         let mut scratch = Vec::new();
         let ok = self.subset_nodes(a, b, &mut scratch)?;
-        // The seed's rule: an optional property added *with a default* to an open model is
-        // compatible for readers that apply defaults. Old documents could carry the name with
-        // another value, so it is a warning (which `--strict` refuses), not silence.
-        let defaulted = subject == "property"
-            && presence == Presence::OnlyB
-            && self.pass == Pass::OldInNew
-            && a.is_empty()
-            && b.iter()
-                .any(|n| n.v.as_object().is_some_and(|m| m.contains_key("default")));
-        if !ok && defaulted {
-            out.push(Raw {
-                pointer: pointer.to_string(),
-                subject,
-                presence,
-                class: RawClass::Warning,
-                detail: "optional property with a default added to an open model; old documents may carry it with other values".into(),
-            });
-            return Ok(true);
-        }
         if ok {
             out.extend(scratch.into_iter().filter(|r| r.class == RawClass::Warning));
         } else {
@@ -559,7 +568,10 @@ impl Engine {
             }
             let mut implied = false;
             for na in &fa.nots {
-                if self.silent_nodes(std::slice::from_ref(n), std::slice::from_ref(na))? {
+                self.exact += 1;
+                let held = self.silent_nodes(std::slice::from_ref(n), std::slice::from_ref(na));
+                self.exact -= 1;
+                if held? {
                     implied = true;
                     break;
                 }
@@ -593,9 +605,11 @@ impl Engine {
             for branch in [&c.then, &c.else_].into_iter().flatten() {
                 let mut scratch = Vec::new();
                 // Warnings count here: a branch is only discharged when it is certainly implied.
-                if !self.subset_flat(fa, &Flat::of(std::slice::from_ref(branch))?, &mut scratch)?
-                    || !scratch.is_empty()
-                {
+                let fbr = Flat::of(std::slice::from_ref(branch))?;
+                self.exact += 1;
+                let held = self.subset_flat(fa, &fbr, &mut scratch);
+                self.exact -= 1;
+                if !held? || !scratch.is_empty() {
                     both = false;
                 }
             }

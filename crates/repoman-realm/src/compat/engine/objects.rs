@@ -2,6 +2,7 @@
 
 use super::{Engine, Presence, Raw, RawClass};
 use crate::compat::CompatError;
+use crate::compat::Profile;
 use crate::compat::flat::{Flat, Node, Site, join};
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -48,22 +49,33 @@ impl Engine {
                     .filter(|(q, _)| q == p)
                     .any(|(_, n)| n.v.as_object().is_some_and(|m| m.contains_key("default")))
             });
-            let (class, detail) = if !declared {
-                (
-                    RawClass::Warning,
+            let semantic = self.profile == Profile::Semantic;
+            let (class, detail) = match (declared, has_default, semantic) {
+                (false, _, true) => (
+                    RawClass::Failure,
                     format!(
-                        "`{p}` is required but not declared in `properties`; documents without it are rejected"
+                        "`{p}` became required (it is not declared in `properties`); documents without it are rejected"
                     ),
-                )
-            } else if has_default {
-                (
-                    RawClass::Warning,
+                ),
+                (false, _, false) => (
+                    RawClass::Info,
                     format!(
-                        "`{p}` became required; it has a default, so readers that apply defaults still accept documents without it"
+                        "`{p}` became required but is not declared in `properties`; Confluent ignores it (documents without it are rejected)"
                     ),
-                )
-            } else {
-                (RawClass::Failure, format!("`{p}` became required"))
+                ),
+                (true, true, true) => (
+                    RawClass::Failure,
+                    format!(
+                        "`{p}` became required; its `default` is an annotation, so documents without it are rejected"
+                    ),
+                ),
+                (true, true, false) => (
+                    RawClass::Info,
+                    format!(
+                        "`{p}` became required with a default; Confluent accepts it (documents without it are rejected)"
+                    ),
+                ),
+                (true, false, _) => (RawClass::Failure, format!("`{p}` became required")),
             };
             if class == RawClass::Failure {
                 ok = false;
