@@ -76,6 +76,8 @@ pub struct ToolStatus {
     pub scope: Scope,
     #[serde(flatten)]
     pub state: ToolState,
+    /// Requested tokens that are not versions (`banana`): never matched, reported as a problem.
+    pub not_versions: Vec<String>,
     /// Lower-precedence declarations this one overrides (precedence is in `docs/tools.md`).
     pub overrides: Vec<Overridden>,
 }
@@ -113,6 +115,25 @@ fn prefix_match(req: &str, version: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(['.', '-', '+', '~', '_']))
 }
 
+/// Words a manifest may use instead of a version number (asdf / mise / nvm / rustup spellings).
+const VERSION_WORDS: [&str; 9] = [
+    "latest", "lts", "stable", "*", "lts/*", "node", "system", "beta", "nightly",
+];
+
+/// Whether `req` is something a version manager could resolve: a version (it has a digit), a
+/// known word, a prefixed form (`path:`, `ref:`, `prefix:`, `latest:`, `sub-`) or an nvm LTS
+/// codename (`lts/iron`). Anything else (`banana`) is not a version and never matches.
+pub fn is_version_request(req: &str) -> bool {
+    VERSION_WORDS.contains(&req)
+        || req.contains(|c: char| c.is_ascii_digit())
+        || ["path:", "ref:", "prefix:", "latest:", "sub-"]
+            .iter()
+            .any(|p| req.starts_with(p))
+        || req
+            .strip_prefix("lts/")
+            .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase()))
+}
+
 /// Whether `install` satisfies the requested version `req`.
 pub fn version_matches(req: &str, install: &Install) -> bool {
     let managed = matches!(install.origin, Origin::Manager { .. });
@@ -130,8 +151,11 @@ pub fn version_matches(req: &str, install: &Install) -> bool {
             let (_, x) = r.split_once(':').unwrap_or(("", ""));
             v.is_some_and(|v| prefix_match(x, v))
         }
+        "beta" | "nightly" => v.is_some_and(|v| v.contains(req)),
+        r if r.starts_with("lts/") => is_version_request(r),
         r => match r.find(|c: char| c.is_ascii_digit()) {
-            None => true,
+            // Not a version (`banana`): reported by `status` as `not_versions`, never a match.
+            None => false,
             Some(i) => {
                 let numeric = if r.starts_with('v') || i == 0 {
                     r
@@ -190,6 +214,12 @@ pub fn status(project: &ProjectTools, inv: &Inventory, rules: &Rules) -> Vec<Too
                 project: project.project.clone(),
                 tool: r.tool,
                 id: rule.map(|r| r.id.clone()),
+                not_versions: r
+                    .versions
+                    .iter()
+                    .filter(|v| !is_version_request(v))
+                    .cloned()
+                    .collect(),
                 versions: r.versions,
                 file: r.file,
                 line: r.line,
@@ -459,10 +489,28 @@ mod tests {
             ("prefix:20.11", true),
             ("temurin-20", true),
             ("temurin-21", false),
+            ("banana", false),
+            ("lts/iron", true),
+            ("nightly", false),
         ] {
             assert_eq!(version_matches(req, &i), ok, "{req}");
         }
         assert!(!version_matches("system", &inst("20", true)));
         assert!(version_matches("ref:abc", &inst("20", true)));
+        assert!(version_matches("nightly", &inst("1.80.0-nightly", false)));
+        for word in ["banana", "lts/", "lts/Iron", "Latest"] {
+            assert!(!is_version_request(word), "{word}");
+        }
+        for req in [
+            "20",
+            "latest",
+            "system",
+            "lts/iron",
+            "path:/x",
+            "ref:main",
+            "temurin-21",
+        ] {
+            assert!(is_version_request(req), "{req}");
+        }
     }
 }

@@ -351,3 +351,38 @@ fn policy_can_block_manifest_edits() {
     let log = lab.json(&["log", "--type", "policy.decided"]).to_string();
     assert!(log.contains("tools.pin"), "{log}");
 }
+
+#[test]
+fn a_token_that_is_not_a_version_is_reported_and_matches_nothing() {
+    let lab = Lab::new();
+    // node v20.11.1 is installed: `banana` used to "match" it.
+    std::fs::write(lab.alpha().join(".tool-versions"), "nodejs 99.0.0 banana\n").unwrap();
+    let out = lab
+        .repoman()
+        .args(["tools", "status", "alpha", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let node = &v["projects"][0]["tools"][0];
+    assert_eq!(node["tool"], "nodejs");
+    assert_eq!(node["state"], "mismatch", "{node}");
+    assert_eq!(node["not_versions"], serde_json::json!(["banana"]));
+    lab.repoman()
+        .args(["tools", "status", "alpha"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            ".tool-versions:1: `banana` is not a version of nodejs",
+        ));
+    // A real fallback still matches.
+    std::fs::write(lab.alpha().join(".tool-versions"), "nodejs 99.0.0 20\n").unwrap();
+    let v = lab.json(&["tools", "status", "alpha"]);
+    assert_eq!(v["projects"][0]["tools"][0]["state"], "satisfied");
+    assert_eq!(
+        v["projects"][0]["tools"][0]["not_versions"],
+        serde_json::json!([])
+    );
+}

@@ -150,7 +150,8 @@ impl Engine {
         if self.steps > self.budget {
             return Err(CompatError::Budget { steps: self.budget });
         }
-        if self.steps.is_multiple_of(1024) && self.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+        if self.steps.is_multiple_of(1024) && self.cancel.as_ref().is_some_and(|c| c.is_cancelled())
+        {
             return Err(CompatError::Cancelled);
         }
         Ok(())

@@ -50,6 +50,7 @@ pub(super) fn status(app: &App, a: StatusArgs) -> Result<Exit, CliError> {
             .iter()
             .any(|r| matches!(r.state, ToolState::Missing | ToolState::Mismatch { .. }));
         bad |= !p.manifests.problems.is_empty();
+        bad |= rows.iter().any(|r| !r.not_versions.is_empty());
         out.push((p, rows));
     }
     if app.ui.json() {
@@ -77,6 +78,14 @@ pub(super) fn status(app: &App, a: StatusArgs) -> Result<Exit, CliError> {
             }
             for r in rows {
                 any = true;
+                for token in &r.not_versions {
+                    app.ui.warn(&format!(
+                        "{}:{}: `{token}` is not a version of {} (it matches nothing; fix or remove it)",
+                        r.file.display(),
+                        r.line,
+                        r.tool
+                    ));
+                }
                 let found = found_cell(&r.state);
                 table.add_row([
                     p.project.clone(),
