@@ -20,6 +20,20 @@ fn repoman(home: &Path) -> Command {
     cmd
 }
 
+/// `repoman <args> OLD NEW` (args asking for JSON), asserting the exit code; the parsed output.
+fn diff_json(home: &Path, args: &[&str], old: &Path, new: &Path, code: i32) -> serde_json::Value {
+    let out = repoman(home)
+        .args(args)
+        .arg(old)
+        .arg(new)
+        .assert()
+        .code(code)
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("json")
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).expect("write");
@@ -65,16 +79,13 @@ fn breaking_change_exits_one_and_json_lists_pointer_kind_verdict() {
         "new.json",
         r#"{"type": "string", "maxLength": 10}"#,
     );
-    let out = repoman(home.path())
-        .args(["realm", "diff", "--format", "json"])
-        .arg(&old)
-        .arg(&new)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let v = diff_json(
+        home.path(),
+        &["realm", "diff", "--format", "json"],
+        &old,
+        &new,
+        1,
+    );
     assert_eq!(v["verdict"], "breaking");
     assert_eq!(v["mode"], "backward");
     assert_eq!(v["changes"][0]["pointer"], "#/maxLength");
@@ -199,16 +210,7 @@ fn the_default_profile_is_semantic_and_confluent_is_a_flag() {
         "new.json",
         r#"{"properties": {"foo": {"type": "string"}}, "required": ["bar"]}"#,
     );
-    let out = repoman(home.path())
-        .args(["--json", "realm", "diff"])
-        .arg(&old)
-        .arg(&new)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let v = diff_json(home.path(), &["--json", "realm", "diff"], &old, &new, 1);
     assert_eq!(v["profile"], "semantic");
     assert_eq!(v["verdict"], "breaking");
     assert!(
@@ -219,16 +221,13 @@ fn the_default_profile_is_semantic_and_confluent_is_a_flag() {
             .any(|c| c["pointer"] == "#/required/bar" && c["verdict"] == "breaking"),
         "{v}"
     );
-    let out = repoman(home.path())
-        .args(["--json", "realm", "diff", "--profile", "confluent"])
-        .arg(&old)
-        .arg(&new)
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let v = diff_json(
+        home.path(),
+        &["--json", "realm", "diff", "--profile", "confluent"],
+        &old,
+        &new,
+        0,
+    );
     assert_eq!(v["profile"], "confluent");
     assert_eq!(v["verdict"], "compatible");
     repoman(home.path())
@@ -263,6 +262,7 @@ fn sigterm_ends_a_long_diff_at_once() {
         .args(["realm", "diff"])
         .arg(&old)
         .arg(&new)
+        .env_clear()
         .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
         .current_dir(home.path())
         .stdout(std::process::Stdio::piped())

@@ -79,6 +79,19 @@ impl Lab {
             .count()
     }
 
+    /// `args` (asking for JSON), asserting the exit code; the parsed output.
+    fn json_exit(&self, args: &[&str], code: i32) -> serde_json::Value {
+        let out = self
+            .repoman()
+            .args(args)
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.repoman().args(args).arg("--json").output().unwrap();
         serde_json::from_slice(&out.stdout)
@@ -206,15 +219,7 @@ fn status_reports_satisfied_missing_and_mismatch() {
     )
     .unwrap();
     std::fs::write(lab.alpha().join(".python-version"), "3.12\n").unwrap();
-    let out = lab
-        .repoman()
-        .args(["tools", "status", "alpha", "--json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let v = lab.json_exit(&["tools", "status", "alpha", "--json"], 1);
     let tools = v["projects"][0]["tools"].as_array().unwrap();
     let state = |t: &str| {
         tools.iter().find(|r| r["tool"] == t).unwrap()["state"]
@@ -357,15 +362,7 @@ fn a_token_that_is_not_a_version_is_reported_and_matches_nothing() {
     let lab = Lab::new();
     // node v20.11.1 is installed: `banana` used to "match" it.
     std::fs::write(lab.alpha().join(".tool-versions"), "nodejs 99.0.0 banana\n").unwrap();
-    let out = lab
-        .repoman()
-        .args(["tools", "status", "alpha", "--json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let v = lab.json_exit(&["tools", "status", "alpha", "--json"], 1);
     let node = &v["projects"][0]["tools"][0];
     assert_eq!(node["tool"], "nodejs");
     assert_eq!(node["state"], "mismatch", "{node}");

@@ -49,33 +49,26 @@ impl Engine {
                     .filter(|(q, _)| q == p)
                     .any(|(_, n)| n.v.as_object().is_some_and(|m| m.contains_key("default")))
             });
-            let semantic = self.profile == Profile::Semantic;
-            let (class, detail) = match (declared, has_default, semantic) {
-                (false, _, true) => (
+            // Validation rejects documents without `p` either way; Confluent accepts these two.
+            let why = if !declared {
+                Some("it is not declared in `properties`")
+            } else if has_default {
+                Some("its `default` is an annotation")
+            } else {
+                None
+            };
+            let (class, detail) = match (why, self.profile) {
+                (None, _) => (RawClass::Failure, format!("`{p}` became required")),
+                (Some(why), Profile::Semantic) => (
                     RawClass::Failure,
-                    format!(
-                        "`{p}` became required (it is not declared in `properties`); documents without it are rejected"
-                    ),
+                    format!("`{p}` became required ({why}); documents without it are rejected"),
                 ),
-                (false, _, false) => (
+                (Some(why), Profile::Confluent) => (
                     RawClass::Info,
                     format!(
-                        "`{p}` became required but is not declared in `properties`; Confluent ignores it (documents without it are rejected)"
+                        "`{p}` became required ({why}); Confluent accepts it, though documents without it are rejected"
                     ),
                 ),
-                (true, true, true) => (
-                    RawClass::Failure,
-                    format!(
-                        "`{p}` became required; its `default` is an annotation, so documents without it are rejected"
-                    ),
-                ),
-                (true, true, false) => (
-                    RawClass::Info,
-                    format!(
-                        "`{p}` became required with a default; Confluent accepts it (documents without it are rejected)"
-                    ),
-                ),
-                (true, false, _) => (RawClass::Failure, format!("`{p}` became required")),
             };
             if class == RawClass::Failure {
                 ok = false;
