@@ -6,7 +6,14 @@
 //! - `contract_cache`: a contract's version history, keyed by the realm commit it was read at;
 //! - `validation_cache`: a hook's verdict, keyed by contract, version and a hash of everything the
 //!   hook sees (binding, hook script, source digests);
-//! - `compat_cache` (ours): a compatibility diff, keyed by the hash of both schemas.
+//! - `compat_cache` (ours): a compatibility diff, keyed by the hash of both schemas;
+//! - `realm_load` (ours): the loaded realm, keyed by a fingerprint of every file the load reads.
+//!
+//! Files are sandbox-writable, so "unchanged" is never judged by mtime and size alone (both can be
+//! set back with `touch`): a file's identity is its device, inode, size, mode, mtime **and ctime**,
+//! which no unprivileged process can set. A file whose ctime is within [`RACY_NS`] of the moment
+//! its entry was stored may have been rewritten within the same timestamp tick, so the entry is
+//! not trusted (git's "racily clean" rule); the next run stores a fresh one.
 //!
 //! A cache that cannot be opened or is corrupt is moved aside and recreated: it holds nothing
 //! durable. `--no-cache` bypasses it entirely (nothing read, nothing written).
@@ -15,14 +22,22 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// Bumped when a table changes; an older file's tables are dropped and recreated.
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS export_cache (
     file_path TEXT PRIMARY KEY,
-    mtime INTEGER NOT NULL,
-    size INTEGER NOT NULL,
+    stat TEXT NOT NULL,
     content_hash TEXT NOT NULL,
-    exports TEXT,
-    cached_at INTEGER NOT NULL
+    cached_at_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS realm_load (
+    root TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    newest_ctime_ns INTEGER NOT NULL,
+    stored_at_ns INTEGER NOT NULL,
+    realm TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS contract_cache (
     domain TEXT NOT NULL,
@@ -84,6 +99,7 @@ pub struct CacheStats {
     pub contract_entries: u64,
     pub validation_entries: u64,
     pub compat_entries: u64,
+    pub realm_entries: u64,
     pub hits: u64,
     pub misses: u64,
 }
@@ -92,14 +108,97 @@ pub fn cache_path(repo_dir: &Path) -> PathBuf {
     repo_dir.join(".repoman").join("cache.db")
 }
 
+const TABLES: [&str; 6] = [
+    "export_cache",
+    "realm_load",
+    "contract_cache",
+    "validation_cache",
+    "compat_cache",
+    "stats",
+];
+
 fn open_conn(path: &Path) -> Result<Connection, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
     // A file that is not a database (or a corrupt header) fails here; damage deeper in the file
     // shows up as query errors, which every lookup treats as a miss.
-    conn.execute_batch(SCHEMA)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        // An older layout: everything in it is rebuildable, so start afresh.
+        let tx = conn.unchecked_transaction()?;
+        for t in TABLES {
+            tx.execute_batch(&format!("DROP TABLE IF EXISTS {t};"))?;
+        }
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+        tx.commit()?;
+    } else {
+        conn.execute_batch(SCHEMA)?;
+    }
     Ok(conn)
+}
+
+/// How close to the moment an entry was stored a file's ctime may be before the entry is not
+/// trusted: a rewrite within the same timestamp tick keeps the ctime, so an entry stored in that
+/// tick could describe the earlier bytes. One second covers every local filesystem's timestamp
+/// granularity (FAT's two-second mtime is not a ctime).
+pub const RACY_NS: i64 = 1_000_000_000;
+
+/// The wall clock in nanoseconds since the epoch (never the command's injected clock: racy
+/// entries are judged against the kernel's file timestamps).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// What identifies one version of a file without reading it: device, inode, mode, size, mtime
+/// and ctime (the last cannot be set by an unprivileged process), and its ctime alone.
+fn stat_key(meta: &std::fs::Metadata) -> (String, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = meta.ctime() * 1_000_000_000 + meta.ctime_nsec();
+    let key = format!(
+        "{}:{}:{:o}:{}:{}.{:09}:{}",
+        meta.dev(),
+        meta.ino(),
+        meta.mode(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        ctime
+    );
+    (key, ctime)
+}
+
+/// The identity of every file in a list (paths in order, each with its [`stat_key`]), hashed;
+/// and the newest ctime among them, for the racy rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub hash: String,
+    pub newest_ctime_ns: i64,
+}
+
+impl Fingerprint {
+    /// `None` when a file cannot be stat'ed (it vanished): nothing is cached then.
+    pub fn of<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Option<Fingerprint> {
+        let mut h = blake3::Hasher::new();
+        let mut newest = i64::MIN;
+        for p in paths {
+            // The load follows symbolic links, so the fingerprint describes what they point to.
+            let meta = std::fs::metadata(p).ok()?;
+            let (key, ctime) = stat_key(&meta);
+            h.update(p.as_os_str().as_encoded_bytes());
+            h.update(b"\0");
+            h.update(key.as_bytes());
+            h.update(b"\n");
+            newest = newest.max(ctime);
+        }
+        Some(Fingerprint {
+            hash: h.finalize().to_hex().to_string(),
+            newest_ctime_ns: newest,
+        })
+    }
 }
 
 impl Cache {
@@ -156,17 +255,11 @@ impl Cache {
         }
     }
 
-    /// The content hash of the file `rel` in the repo `dir`, reusing the cached one while mtime
-    /// and size are unchanged. The repo is sandbox-writable: a symlink is not followed, `..` is
+    /// The content hash of the file `rel` in the repo `dir`, reusing the cached one while the
+    /// file's identity (device, inode, mode, size, mtime, ctime) is unchanged. The repo is sandbox-writable: a symlink is not followed, `..` is
     /// refused, and a FIFO or device is refused without blocking
     /// ([`crate::realm::read_source_file`]).
-    pub fn file_hash(
-        &mut self,
-        key: &str,
-        dir: &Path,
-        rel: &str,
-        now: i64,
-    ) -> std::io::Result<String> {
+    pub fn file_hash(&mut self, key: &str, dir: &Path, rel: &str) -> std::io::Result<String> {
         let path = dir.join(rel);
         let meta = std::fs::symlink_metadata(&path)?;
         if !meta.is_file() {
@@ -175,16 +268,12 @@ impl Cache {
                 "is not a regular file (a symbolic link, FIFO, device or directory); it is not read",
             ));
         }
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
-        let size = meta.len() as i64;
+        let started = now_ns();
+        let (stat, ctime) = stat_key(&meta);
         if let Some(conn) = &self.conn {
             let cached: Option<String> = conn
-                .prepare_cached("SELECT content_hash FROM export_cache WHERE file_path = ?1 AND mtime = ?2 AND size = ?3")
-                .and_then(|mut st| st.query_row(params![key, mtime, size], |r| r.get(0)).optional())
+                .prepare_cached("SELECT content_hash FROM export_cache WHERE file_path = ?1 AND stat = ?2 AND ?3 + ?4 < cached_at_ns")
+                .and_then(|mut st| st.query_row(params![key, stat, ctime, RACY_NS], |r| r.get(0)).optional())
                 .ok()
                 .flatten();
             if let Some(h) = cached {
@@ -193,16 +282,41 @@ impl Cache {
             }
         }
         self.hit(false);
+        // Stat before reading: a change after the stat has a newer ctime, so the entry stored
+        // under the old identity is never reused for the new bytes.
         let hash = blake3::hash(&crate::realm::read_source_file(dir, rel)?)
             .to_hex()
             .to_string();
         if let Some(conn) = &self.conn {
             let _ = conn.execute(
-                "INSERT OR REPLACE INTO export_cache (file_path, mtime, size, content_hash, exports, cached_at) VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
-                params![key, mtime, size, hash, now],
+                "INSERT OR REPLACE INTO export_cache (file_path, stat, content_hash, cached_at_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![key, stat, hash, started],
             );
         }
         Ok(hash)
+    }
+
+    /// The cached load of the realm at `root`, when its fingerprint is unchanged and no file
+    /// was racily new when it was stored.
+    pub fn realm_load(&mut self, root: &str, fp: &Fingerprint) -> Option<String> {
+        let conn = self.conn.as_ref()?;
+        let v: Option<String> = conn
+            .prepare_cached("SELECT realm FROM realm_load WHERE root = ?1 AND fingerprint = ?2 AND newest_ctime_ns + ?3 < stored_at_ns")
+            .and_then(|mut st| st.query_row(params![root, fp.hash, RACY_NS], |r| r.get(0)).optional())
+            .ok()
+            .flatten();
+        self.hit(v.is_some());
+        v
+    }
+
+    /// Stores a load whose fingerprint was taken at `started_ns` (before any file was read).
+    pub fn store_realm_load(&mut self, root: &str, fp: &Fingerprint, started_ns: i64, json: &str) {
+        if let Some(conn) = &self.conn {
+            let _ = conn.execute(
+                "INSERT OR REPLACE INTO realm_load (root, fingerprint, newest_ctime_ns, stored_at_ns, realm) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![root, fp.hash, fp.newest_ctime_ns, started_ns, json],
+            );
+        }
     }
 
     /// Cached history of a contract read at `realm_commit`, as JSON.
@@ -330,6 +444,7 @@ pub fn stats(repo_dir: &Path) -> Result<CacheStats, CacheError> {
         contract_entries: 0,
         validation_entries: 0,
         compat_entries: 0,
+        realm_entries: 0,
         hits: 0,
         misses: 0,
     };
@@ -350,6 +465,7 @@ pub fn stats(repo_dir: &Path) -> Result<CacheStats, CacheError> {
     s.contract_entries = count("contract_cache");
     s.validation_entries = count("validation_cache");
     s.compat_entries = count("compat_cache");
+    s.realm_entries = count("realm_load");
     let stat = |n: &str| -> u64 {
         conn.query_row("SELECT value FROM stats WHERE name = ?1", params![n], |r| {
             r.get::<_, i64>(0)
@@ -377,4 +493,83 @@ pub fn clear(repo_dir: &Path) -> std::io::Result<bool> {
         }
     }
     Ok(existed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_mtime(p: &Path, t: std::time::SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .and_then(|f| f.set_modified(t))
+            .expect("set mtime");
+    }
+
+    #[test]
+    fn a_same_size_rewrite_with_the_old_mtime_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.yaml");
+        std::fs::write(&p, "a: 1\n").expect("write");
+        let mtime = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        let before = Fingerprint::of([p.as_path()]).expect("fingerprint");
+        // Past any timestamp tick, so the rewrite gets a new ctime.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        std::fs::write(&p, "a: 2\n").expect("write");
+        set_mtime(&p, mtime);
+        let after = Fingerprint::of([p.as_path()]).expect("fingerprint");
+        assert_ne!(before.hash, after.hash);
+        assert!(after.newest_ctime_ns > before.newest_ctime_ns);
+        // The same file, unchanged, fingerprints the same; a vanished one not at all.
+        assert_eq!(Fingerprint::of([p.as_path()]), Some(after));
+        assert_eq!(Fingerprint::of([dir.path().join("gone").as_path()]), None);
+    }
+
+    #[test]
+    fn an_entry_stored_in_the_tick_of_its_files_last_change_is_not_trusted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.yaml");
+        std::fs::write(&p, "a: 1\n").expect("write");
+        let fp = Fingerprint::of([p.as_path()]).expect("fingerprint");
+        let mut cache = Cache::open(dir.path()).expect("open");
+        // Stored right after the change: a rewrite in the same tick would keep this fingerprint.
+        cache.store_realm_load("r", &fp, fp.newest_ctime_ns + RACY_NS / 2, "{}");
+        assert_eq!(cache.realm_load("r", &fp), None);
+        // Stored well after it: trusted.
+        cache.store_realm_load("r", &fp, fp.newest_ctime_ns + RACY_NS + 1, "{}");
+        assert_eq!(cache.realm_load("r", &fp).as_deref(), Some("{}"));
+        // Another fingerprint never matches.
+        let other = Fingerprint {
+            hash: "x".into(),
+            ..fp
+        };
+        assert_eq!(cache.realm_load("r", &other), None);
+        assert_eq!(cache.counters, Counters { hits: 1, misses: 2 });
+    }
+
+    #[test]
+    fn a_cache_in_the_old_layout_is_rebuilt_not_misread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = cache_path(dir.path());
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        {
+            // The layout before ctime joined the key: mtime and size only.
+            let old = Connection::open(&path).expect("open");
+            old.execute_batch(
+                "CREATE TABLE export_cache (file_path TEXT PRIMARY KEY, mtime INTEGER NOT NULL,
+                 size INTEGER NOT NULL, content_hash TEXT NOT NULL, exports TEXT,
+                 cached_at INTEGER NOT NULL);
+                 INSERT INTO export_cache VALUES ('r/a', 1, 5, 'stale', NULL, 1);",
+            )
+            .expect("old layout");
+        }
+        std::fs::write(dir.path().join("a"), "fresh").expect("write");
+        let mut cache = Cache::open(dir.path()).expect("open");
+        let hash = cache.file_hash("r/a", dir.path(), "a").expect("hash");
+        assert_eq!(hash, blake3::hash(b"fresh").to_hex().to_string());
+        assert_eq!(stats(dir.path()).expect("stats").export_entries, 1);
+    }
 }

@@ -713,18 +713,22 @@ fn ci_only_hooks_run_only_in_ci() {
 #[test]
 fn warm_cache_matches_no_cache_and_touching_invalidates_one_entry() {
     let w = world();
+    // An entry stored within a second of its file's last change is not trusted (a rewrite in the
+    // same timestamp tick keeps the ctime): let the setup's files age past that.
+    past_the_racy_window();
+    // Lookups: the realm's load, then the two source files.
     let first = w.json(
         "aperture",
         &["realm", "check", "--mode", "exporter", "--format", "json"],
         0,
     );
-    assert_eq!(first["cache"]["misses"], 2, "{first:#}");
+    assert_eq!(first["cache"]["misses"], 3, "{first:#}");
     let warm = w.json(
         "aperture",
         &["realm", "check", "--mode", "exporter", "--format", "json"],
         0,
     );
-    assert_eq!(warm["cache"]["hits"], 2);
+    assert_eq!(warm["cache"]["hits"], 3, "{warm:#}");
     assert_eq!(warm["cache"]["misses"], 0);
     let cold = w.json(
         "aperture",
@@ -741,8 +745,7 @@ fn warm_cache_matches_no_cache_and_touching_invalidates_one_entry() {
     );
     assert_eq!(cold["cache"]["hits"], 0);
     assert_eq!(warm["findings"], cold["findings"]);
-    // Touch one file (new mtime): exactly that entry is recomputed.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Rewrite one file (new ctime): exactly that entry is recomputed.
     w.write("aperture/models/extra.py", "X = 1\n");
     let touched = w.json(
         "aperture",
@@ -750,7 +753,7 @@ fn warm_cache_matches_no_cache_and_touching_invalidates_one_entry() {
         0,
     );
     assert_eq!(touched["cache"]["misses"], 1, "{touched:#}");
-    assert_eq!(touched["cache"]["hits"], 1);
+    assert_eq!(touched["cache"]["hits"], 2);
     // The realm repo's own cache: history and diffs.
     w.ok(
         "aperture",
@@ -769,9 +772,12 @@ fn warm_cache_matches_no_cache_and_touching_invalidates_one_entry() {
         &["realm", "check", "--no-cache", "--format", "json"],
         0,
     );
+    past_the_racy_window();
     w.json("realm", &["realm", "check", "--format", "json"], 0);
     let warm = w.json("realm", &["realm", "check", "--format", "json"], 0);
     assert_eq!(warm["cache"]["misses"], 0, "{warm:#}");
+    // The realm's load and the whole report, nothing else.
+    assert_eq!(warm["cache"]["hits"], 2, "{warm:#}");
     assert_eq!(warm["findings"], cold["findings"]);
     assert_eq!(
         warm["compatibility"].to_string(),
@@ -782,6 +788,7 @@ fn warm_cache_matches_no_cache_and_touching_invalidates_one_entry() {
         stats["contract_entries"].as_u64().unwrap_or(0) >= 1,
         "{stats:#}"
     );
+    assert_eq!(stats["realm_entries"], 1, "{stats:#}");
     w.ok("realm", &["realm", "admin", "cache", "clear"]);
     assert!(!w.path("realm/.repoman/cache.db").exists());
 }
@@ -1264,5 +1271,127 @@ fn binding_sources_that_became_links_or_fifos_are_refused_not_followed() {
     assert!(
         text.contains("source-missing") && text.contains("it is not read"),
         "{text}"
+    );
+}
+
+/// Longer than the cache's racy window (`repoman_realm::cache::RACY_NS`, one second).
+fn past_the_racy_window() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+/// Rewrites `rel` with `text` (same length as before) and sets its mtime back to what it was, as
+/// `touch -r` would: size and mtime cannot tell the versions apart, only the ctime can.
+fn forge_same_size_edit(w: &World, rel: &str, text: &str) {
+    let p = w.path(rel);
+    let before = std::fs::metadata(&p).expect("stat");
+    assert_eq!(before.len(), text.len() as u64, "a same-size edit");
+    std::fs::write(&p, text).expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .and_then(|f| f.set_modified(before.modified().expect("mtime")))
+        .expect("set mtime back");
+    let after = std::fs::metadata(&p).expect("stat");
+    assert_eq!(after.modified().ok(), before.modified().ok());
+    assert_eq!(after.len(), before.len());
+}
+
+#[test]
+fn a_same_size_edit_with_the_mtime_set_back_is_still_seen() {
+    // Red team: the member repo is sandbox-writable, so an agent can edit a source file and put
+    // its mtime back. A cache keyed by mtime and size would keep the old digest and pass.
+    let w = world();
+    past_the_racy_window();
+    let exporter = ["realm", "check", "--mode", "exporter", "--format", "json"];
+    let warm = w.json("aperture", &exporter, 0);
+    assert_eq!(warm["cache"]["misses"], 3, "{warm:#}");
+    let warm = w.json("aperture", &exporter, 0);
+    assert_eq!(warm["cache"]["hits"], 3, "the cache is in use: {warm:#}");
+    forge_same_size_edit(&w, "aperture/models/s3_paths.py", "BUCKET = 'b'\n");
+    let r = w.json("aperture", &exporter, 1);
+    let changed: Vec<&Value> = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == "source-changed")
+        .collect();
+    assert_eq!(changed.len(), 1, "{r:#}");
+    assert_eq!(changed[0]["file"], "models/s3_paths.py");
+    assert_eq!(
+        r["findings"],
+        w.json("aperture", &[&exporter[..], &["--no-cache"]].concat(), 1)["findings"]
+    );
+}
+
+#[test]
+fn a_realm_file_edited_behind_the_load_cache_is_reloaded() {
+    // The realm's load is cached in the member's cache; the same forgery on a realm file (the
+    // binding that records the source digests) must reload it.
+    let w = world();
+    past_the_racy_window();
+    let exporter = ["realm", "check", "--mode", "exporter", "--format", "json"];
+    w.json("aperture", &exporter, 0);
+    let warm = w.json("aperture", &exporter, 0);
+    assert_eq!(warm["cache"]["misses"], 0, "{warm:#}");
+    let binding = "realm/domains/s3-access/bindings/aperture.yaml";
+    let text = std::fs::read_to_string(w.path(binding)).expect("binding");
+    // The recorded digest of models/s3_paths.py: a 64-digit hex word on its line.
+    let digest = text
+        .lines()
+        .filter(|l| l.contains("s3_paths.py"))
+        .flat_map(|l| l.split(|c: char| !c.is_ascii_hexdigit()))
+        .find(|word| word.len() == 64)
+        .unwrap_or_else(|| panic!("the binding records the digest: {text}"))
+        .to_string();
+    let forged: String = digest
+        .chars()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    forge_same_size_edit(&w, binding, &text.replace(&digest, &forged));
+    let r = w.json("aperture", &exporter, 1);
+    assert!(
+        rules(&r).contains(&("error".into(), "source-changed".into())),
+        "the forged digest is read: {r:#}"
+    );
+    assert!(r["cache"]["misses"].as_u64().unwrap_or(0) >= 1, "{r:#}");
+}
+
+#[test]
+fn a_contract_git_ignores_is_checked_even_at_a_clean_commit() {
+    // The whole contract/compatibility report of a clean realm commit is cached, but a file git
+    // ignores is part of the realm as loaded: the commit cannot stand for the content.
+    let w = world();
+    let ignore = std::fs::read_to_string(w.path("realm/.gitignore")).expect(".gitignore");
+    w.write(
+        "realm/.gitignore",
+        &format!("{ignore}domains/s3-access/contracts/shadow.yaml\n"),
+    );
+    w.git("realm", &["add", ".gitignore"]);
+    w.git("realm", &["commit", "-q", "-m", "ignore a contract file"]);
+    let clean = w.json("realm", &["realm", "check", "--format", "json"], 0);
+    assert_eq!(clean["errors"], 0, "{clean:#}");
+    // Owned by a repo the realm does not have: contract mode reports it.
+    w.write(
+        "realm/domains/s3-access/contracts/shadow.yaml",
+        "name: shadow\nversion: 1.0.0\nowner: nobody\nschema:\n  type: object\n",
+    );
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(w.path("realm"))
+        .output()
+        .expect("git status");
+    assert!(
+        status.stdout.is_empty(),
+        "git sees nothing to commit: {}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let r = w.json("realm", &["realm", "check", "--format", "json"], 1);
+    assert!(
+        r["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["level"] == "error" && f["object"].as_str().unwrap_or("").contains("shadow")),
+        "{r:#}"
     );
 }

@@ -98,10 +98,7 @@ impl Checker<'_> {
             if let Some(b) = b {
                 for e in b.exports.iter().filter(|e| e.contract == c.name) {
                     for f in &e.source_files {
-                        if let Ok(fh) =
-                            self.cache
-                                .file_hash(&format!("{repo}/{f}"), dir, f, self.opts.now)
-                        {
+                        if let Ok(fh) = self.cache.file_hash(&format!("{repo}/{f}"), dir, f) {
                             h.update(fh.as_bytes());
                         }
                     }

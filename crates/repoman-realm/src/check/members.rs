@@ -35,24 +35,20 @@ impl Checker<'_> {
                 }
                 let mut changed = Vec::new();
                 for f in &e.source_files {
-                    let hash =
-                        match self
-                            .cache
-                            .file_hash(&format!("{repo}/{f}"), dir, f, self.opts.now)
-                        {
-                            Ok(h) => h,
-                            Err(err) => {
-                                self.find(
-                                    Level::Error,
-                                    m,
-                                    obj.clone(),
-                                    "source-missing",
-                                    format!("declared source file {f} cannot be read: {err}"),
-                                )
-                                .file = Some(f.clone());
-                                continue;
-                            }
-                        };
+                    let hash = match self.cache.file_hash(&format!("{repo}/{f}"), dir, f) {
+                        Ok(h) => h,
+                        Err(err) => {
+                            self.find(
+                                Level::Error,
+                                m,
+                                obj.clone(),
+                                "source-missing",
+                                format!("declared source file {f} cannot be read: {err}"),
+                            )
+                            .file = Some(f.clone());
+                            continue;
+                        }
+                    };
                     match e.source_digests.get(f) {
                         Some(recorded) if *recorded == hash => {}
                         Some(_) => changed.push(f.clone()),

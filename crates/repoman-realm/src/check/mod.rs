@@ -187,15 +187,22 @@ pub fn check(
         .copied()
         .filter(|m| matches!(m, CheckMode::Contract | CheckMode::Compatibility))
         .collect();
-    let report_key = (!c.dirty && !realm_modes.is_empty()).then(|| {
-        let mut h = blake3::Hasher::new();
-        h.update(b"report/v1\0");
-        h.update(crate::compat::ENGINE_VERSION.as_bytes());
-        h.update(b"\0");
-        h.update(c.head.as_bytes());
-        h.update(format!("{realm_modes:?}|{:?}|{:?}|{scope:?}", opts.from, opts.to).as_bytes());
-        format!("report/v1:{}", h.finalize().to_hex())
-    });
+    // The key covers the realm commit (the histories) and the loaded content (which includes any
+    // file git ignores, so the commit alone cannot stand for it).
+    let report_key = (!c.dirty && !realm_modes.is_empty() && c.cache.enabled())
+        .then(|| realm.content_hash())
+        .flatten()
+        .map(|content| {
+            let mut h = blake3::Hasher::new();
+            h.update(b"report/v2\0");
+            h.update(crate::compat::ENGINE_VERSION.as_bytes());
+            h.update(b"\0");
+            h.update(c.head.as_bytes());
+            h.update(b"\0");
+            h.update(content.as_bytes());
+            h.update(format!("{realm_modes:?}|{:?}|{:?}|{scope:?}", opts.from, opts.to).as_bytes());
+            format!("report/v2:{}", h.finalize().to_hex())
+        });
     let mut restored = false;
     if let Some(key) = &report_key
         && let Some(json) = c.cache.compat(key)

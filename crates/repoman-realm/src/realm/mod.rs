@@ -12,6 +12,7 @@ mod history;
 pub use error::RealmError;
 pub use history::HistoricVersion;
 
+use crate::cache::Cache;
 use crate::compat::{self, Mode};
 use crate::git::Git;
 use crate::graph::{DependencyGraph, Edge, domain_edges};
@@ -68,7 +69,7 @@ fn check_name(name: &str) -> Result<(), RealmError> {
 }
 
 /// A domain with its files.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Domain {
     pub file: DomainFile,
     pub governance: Option<Value>,
@@ -77,7 +78,7 @@ pub struct Domain {
 }
 
 /// A loaded realm repository.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Realm {
     /// When set, admin changes are validated (names, cycles, ranges, schemas) but nothing is
     /// written or committed (`--dry-run`).
@@ -174,27 +175,35 @@ pub fn digest_file(path: &Path) -> Result<String, RealmError> {
     Ok(blake3::hash(&bytes).to_hex().to_string())
 }
 
-impl Realm {
-    pub fn load(root: &Path) -> Result<Realm, RealmError> {
-        let meta_path = root.join("realm.yaml");
-        if !meta_path.is_file() {
+/// Every file [`Realm::load`] reads, found by one walk of the realm's directories. The load and
+/// the load cache's fingerprint both come from this list, so the fingerprint covers exactly what
+/// the load reads.
+#[derive(Debug)]
+struct Sources {
+    meta: PathBuf,
+    repos: Vec<PathBuf>,
+    /// The directories under `domains/` that hold a `domain.yaml`, sorted.
+    domains: Vec<DomainSources>,
+}
+
+#[derive(Debug)]
+struct DomainSources {
+    domain: PathBuf,
+    governance: Option<PathBuf>,
+    contracts: Vec<PathBuf>,
+    bindings: Vec<PathBuf>,
+}
+
+impl Sources {
+    fn scan(root: &Path) -> Result<Sources, RealmError> {
+        let meta = root.join("realm.yaml");
+        if !meta.is_file() {
             return Err(RealmError::NotARealm {
                 path: root.to_path_buf(),
             });
         }
-        let meta: RealmFile = yaml::load(&meta_path)?;
-        let mut repos = BTreeMap::new();
-        for p in yaml_files(&root.join("repos"))? {
-            let r: RepoFile = yaml::load(&p)?;
-            if r.name != stem(&p) {
-                let message = format!("names repo `{}`; the file name says `{}`", r.name, stem(&p));
-                return Err(RealmError::Invalid { path: p, message });
-            }
-            repos.insert(r.name.clone(), r);
-        }
-        let mut domains = BTreeMap::new();
-        let ddir = root.join("domains");
-        let mut entries: Vec<PathBuf> = match std::fs::read_dir(&ddir) {
+        let repos = yaml_files(&root.join("repos"))?;
+        let mut dirs: Vec<PathBuf> = match std::fs::read_dir(root.join("domains")) {
             Ok(rd) => rd
                 .flatten()
                 .map(|e| e.path())
@@ -202,46 +211,161 @@ impl Realm {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        entries.sort();
+        dirs.sort();
+        let mut domains = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            let file = |name: &str| Some(d.join(name)).filter(|p| p.is_file());
+            // A directory without `domain.yaml` is not a domain: nothing in it is read.
+            let Some(domain) = file("domain.yaml") else {
+                continue;
+            };
+            domains.push(DomainSources {
+                governance: file("governance.yaml"),
+                contracts: yaml_files(&d.join("contracts"))?,
+                bindings: yaml_files(&d.join("bindings"))?,
+                domain,
+            });
+        }
+        Ok(Sources {
+            meta,
+            repos,
+            domains,
+        })
+    }
+
+    /// Every path in the list, each once.
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.meta.as_path())
+            .chain(self.repos.iter().map(PathBuf::as_path))
+            .chain(self.domains.iter().flat_map(|d| {
+                std::iter::once(&d.domain)
+                    .chain(d.governance.iter())
+                    .chain(d.contracts.iter())
+                    .chain(d.bindings.iter())
+                    .map(PathBuf::as_path)
+            }))
+    }
+}
+
+/// The content of a loaded realm, as the load cache stores it.
+#[derive(Debug, serde::Deserialize)]
+struct Snapshot {
+    meta: RealmFile,
+    repos: BTreeMap<String, RepoFile>,
+    domains: BTreeMap<String, Domain>,
+}
+
+/// [`Snapshot`] borrowed from a loaded realm (serialises the same).
+#[derive(Debug, Serialize)]
+struct SnapshotRef<'a> {
+    meta: &'a RealmFile,
+    repos: &'a BTreeMap<String, RepoFile>,
+    domains: &'a BTreeMap<String, Domain>,
+}
+
+impl Realm {
+    pub fn load(root: &Path) -> Result<Realm, RealmError> {
+        Realm::from_sources(root, &Sources::scan(root)?)
+    }
+
+    /// [`Realm::load`], reusing the copy in the check cache while no file the load reads has
+    /// changed: the cache compares a [`crate::cache::Fingerprint`] of every one of them (device,
+    /// inode, mode, size, mtime and ctime, so `touch -r` cannot hide an edit) and ignores an
+    /// entry stored in the same timestamp tick as a file's last change.
+    pub fn load_cached(root: &Path, cache: &mut Cache) -> Result<Realm, RealmError> {
+        if !cache.enabled() {
+            return Realm::load(root);
+        }
+        let started = crate::cache::now_ns();
+        let sources = Sources::scan(root)?;
+        let fingerprint = crate::cache::Fingerprint::of(sources.paths());
+        let key = root.display().to_string();
+        if let Some(fp) = &fingerprint
+            && let Some(json) = cache.realm_load(&key, fp)
+            && let Ok(snap) = serde_json::from_str::<Snapshot>(&json)
+        {
+            return Ok(Realm::from_snapshot(root, snap));
+        }
+        let realm = Realm::from_sources(root, &sources)?;
+        if let Some(fp) = &fingerprint
+            && let Ok(json) = serde_json::to_string(&realm.snapshot())
+        {
+            cache.store_realm_load(&key, fp, started, &json);
+        }
+        Ok(realm)
+    }
+
+    fn snapshot(&self) -> SnapshotRef<'_> {
+        SnapshotRef {
+            meta: &self.meta,
+            repos: &self.repos,
+            domains: &self.domains,
+        }
+    }
+
+    /// A BLAKE3 of everything loaded (not the root or `dry_run`): it keys the cached check
+    /// report, because a file git ignores is part of the realm as loaded, so the realm commit
+    /// alone cannot stand for the content. `None` if it cannot be serialised (then nothing is
+    /// cached by it).
+    pub fn content_hash(&self) -> Option<String> {
+        let mut h = blake3::Hasher::new();
+        serde_json::to_writer(&mut h, &self.snapshot()).ok()?;
+        Some(h.finalize().to_hex().to_string())
+    }
+
+    fn from_snapshot(root: &Path, s: Snapshot) -> Realm {
+        Realm {
+            dry_run: false,
+            root: root.to_path_buf(),
+            meta: s.meta,
+            repos: s.repos,
+            domains: s.domains,
+        }
+    }
+
+    fn from_sources(root: &Path, src: &Sources) -> Result<Realm, RealmError> {
+        let meta: RealmFile = yaml::load(&src.meta)?;
+        let mut repos = BTreeMap::new();
+        for p in &src.repos {
+            let r: RepoFile = yaml::load(p)?;
+            if r.name != stem(p) {
+                let message = format!("names repo `{}`; the file name says `{}`", r.name, stem(p));
+                return Err(RealmError::Invalid {
+                    path: p.clone(),
+                    message,
+                });
+            }
+            repos.insert(r.name.clone(), r);
+        }
+        let mut domains = BTreeMap::new();
         let mut contract_names: BTreeMap<String, String> = BTreeMap::new();
         // Contract files carry the schemas and dominate loading: parse them all in parallel.
-        let mut all = Vec::new();
-        for d in &entries {
-            all.extend(yaml_files(&d.join("contracts"))?);
-        }
-        let mut parsed: std::collections::HashMap<PathBuf, Result<ContractFile, LoadError>> = all
-            .into_par_iter()
-            .map(|p| {
-                let c = yaml::load(&p);
-                (p, c)
-            })
-            .collect();
-        for d in entries {
-            let dpath = d.join("domain.yaml");
-            if !dpath.is_file() {
-                continue;
-            }
-            let file: DomainFile = yaml::load(&dpath)?;
-            let governance = if d.join("governance.yaml").is_file() {
-                Some(yaml::load_value(&d.join("governance.yaml"))?)
-            } else {
-                None
+        let all: Vec<&PathBuf> = src.domains.iter().flat_map(|d| &d.contracts).collect();
+        let mut parsed: std::collections::HashMap<&PathBuf, Result<ContractFile, LoadError>> =
+            all.into_par_iter().map(|p| (p, yaml::load(p))).collect();
+        for d in &src.domains {
+            let file: DomainFile = yaml::load(&d.domain)?;
+            let governance = match &d.governance {
+                Some(g) => Some(yaml::load_value(g)?),
+                None => None,
             };
             let mut contracts = BTreeMap::new();
-            let files = yaml_files(&d.join("contracts"))?;
-            for p in files {
-                let c = parsed.remove(&p).unwrap_or_else(|| yaml::load(&p))?;
-                if c.name != stem(&p) {
+            for p in &d.contracts {
+                let c = parsed.remove(p).unwrap_or_else(|| yaml::load(p))?;
+                if c.name != stem(p) {
                     let message = format!(
                         "names contract `{}`; the file name says `{}`",
                         c.name,
-                        stem(&p)
+                        stem(p)
                     );
-                    return Err(RealmError::Invalid { path: p, message });
+                    return Err(RealmError::Invalid {
+                        path: p.clone(),
+                        message,
+                    });
                 }
                 if let Some(other) = contract_names.insert(c.name.clone(), file.name.clone()) {
                     return Err(RealmError::Invalid {
-                        path: p,
+                        path: p.clone(),
                         message: format!(
                             "contract `{}` is also defined in domain `{other}`; contract names are unique in a realm",
                             c.name
@@ -251,8 +375,8 @@ impl Realm {
                 contracts.insert(c.name.clone(), c);
             }
             let mut bindings = BTreeMap::new();
-            for p in yaml_files(&d.join("bindings"))? {
-                let b: BindingFile = yaml::load(&p)?;
+            for p in &d.bindings {
+                let b: BindingFile = yaml::load(p)?;
                 bindings.insert(b.repo.clone(), b);
             }
             domains.insert(

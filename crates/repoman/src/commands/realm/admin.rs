@@ -247,6 +247,7 @@ pub(super) fn admin(app: &App, cmd: AdminCommand) -> Result<Exit, CliError> {
                 app.ui
                     .data(&format!("validation {}", s.validation_entries))?;
                 app.ui.data(&format!("diffs      {}", s.compat_entries))?;
+                app.ui.data(&format!("realm load {}", s.realm_entries))?;
                 let total = s.hits + s.misses;
                 let rate = if total == 0 {
                     0.0

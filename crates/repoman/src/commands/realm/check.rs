@@ -13,7 +13,7 @@ use repoman_realm::trust;
 use serde_json::json;
 
 use super::render::{render_check_text, render_github, render_junit};
-use super::{RealmSel, cwd, member, realm_error, record, resolve_realm};
+use super::{RealmSel, cwd, realm_error, record, resolve_realm_root};
 use crate::app::App;
 use crate::error::{CliError, Exit};
 
@@ -62,22 +62,41 @@ pub struct CheckArgs {
 }
 
 pub(super) fn check_cmd(app: &App, args: CheckArgs) -> Result<Exit, CliError> {
-    let realm = resolve_realm(app, args.sel.realm.as_deref())?;
+    let root = resolve_realm_root(app, args.sel.realm.as_deref())?;
     let here = cwd()?;
     let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
-    let (ctx, repo_dir) = if same(&here, &realm.root)
-        || args.sel.realm.is_some() && find_membership(&here).is_err()
-    {
-        (Context::Realm, realm.root.clone())
+    // Where the check runs decides the cache's place, and the cache holds the realm's load.
+    let membership = if same(&here, &root) {
+        None
     } else {
-        let (dir, repo) = member(&realm, None)?;
-        (
-            Context::Member {
-                repo,
-                dir: dir.clone(),
-            },
-            dir,
-        )
+        match find_membership(&here) {
+            Ok(m) => Some(m),
+            Err(_) if args.sel.realm.is_some() => None,
+            Err(e) => return Err(realm_error(e)),
+        }
+    };
+    let repo_dir = membership
+        .as_ref()
+        .map_or_else(|| root.clone(), |(dir, _)| dir.clone());
+    let mut cache = if args.no_cache {
+        Cache::disabled(&repo_dir)
+    } else {
+        Cache::open(&repo_dir).unwrap_or_else(|_| Cache::disabled(&repo_dir))
+    };
+    let realm = Realm::load_cached(&root, &mut cache).map_err(realm_error)?;
+    let ctx = match membership {
+        None => Context::Realm,
+        Some((dir, m)) => {
+            if m.realm != realm.name() {
+                return Err(CliError::usage(format!(
+                    "{} belongs to realm `{}`, not `{}`",
+                    dir.display(),
+                    m.realm,
+                    realm.name()
+                )));
+            }
+            Context::Member { repo: m.repo, dir }
+        }
     };
     let head = Git::new(&realm.root, &app.env)
         .head()
@@ -106,11 +125,6 @@ pub(super) fn check_cmd(app: &App, args: CheckArgs) -> Result<Exit, CliError> {
         trust: trust_state,
         hook_timeout: Duration::from_secs(args.hook_timeout.max(1)),
         now: app.clock.now().as_second(),
-    };
-    let mut cache = if args.no_cache {
-        Cache::disabled(&repo_dir)
-    } else {
-        Cache::open(&repo_dir).unwrap_or_else(|_| Cache::disabled(&repo_dir))
     };
     let report = check::check(&realm, &ctx, &opts, &app.env, &mut cache).map_err(realm_error)?;
     record_check(app, &realm, &report)?;

@@ -109,7 +109,13 @@ pub(super) fn default_realm_dir(app: &App, name: &str) -> PathBuf {
 /// `--realm NAME|PATH`, else the realm of the repository in the current directory (or the realm
 /// repository itself when run inside it).
 pub(super) fn resolve_realm(app: &App, sel: Option<&str>) -> Result<Realm, CliError> {
-    let root = match sel {
+    Realm::load(&resolve_realm_root(app, sel)?).map_err(realm_error)
+}
+
+/// The realm repository `--realm` names (a path or a realm under the state dir), or the one of
+/// the repository in the current directory; not loaded.
+pub(super) fn resolve_realm_root(app: &App, sel: Option<&str>) -> Result<PathBuf, CliError> {
+    Ok(match sel {
         Some(s) => {
             let p = PathBuf::from(s);
             if p.join("realm.yaml").is_file() {
@@ -136,8 +142,7 @@ pub(super) fn resolve_realm(app: &App, sel: Option<&str>) -> Result<Realm, CliEr
                 membership_root(&dir, &m)
             }
         }
-    };
-    Realm::load(&root).map_err(realm_error)
+    })
 }
 
 /// The member repo for `--repo DIR` (or the current directory): its directory and realm name.
