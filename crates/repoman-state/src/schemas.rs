@@ -186,7 +186,7 @@ pub fn validate(id: &str, value: &Value, what: &str) -> Result<(), StateError> {
         .iter_errors(value)
         .take(5)
         .map(|err| {
-            let path = err.instance_path.to_string();
+            let path = err.instance_path().to_string();
             if path.is_empty() {
                 err.to_string()
             } else {

@@ -379,7 +379,7 @@ fn validate(schema: &Value, components: &Value, value: &Value, what: &str) {
     let v = jsonschema::validator_for(&root).unwrap_or_else(|e| panic!("{what}: bad schema: {e}"));
     let errors: Vec<String> = v
         .iter_errors(value)
-        .map(|e| format!("{e} at {}", e.instance_path))
+        .map(|e| format!("{e} at {}", e.instance_path()))
         .collect();
     assert!(
         errors.is_empty(),
