@@ -1,0 +1,412 @@
+//! Work started from the TUI, on a background thread, reporting through the domain
+//! [`Progress`] trait into channel messages ([`JobMsg`]) that the event loop folds into the
+//! [`App`] ([`apply`]).
+//!
+//! A sync runs the same domain steps as `repoman sync` with its default flags: resolve the
+//! project's paths and trusted backup excludes, [`engine::prepare`] (the mirror guards),
+//! [`engine::decide`] (the policy gate, recording its decision and any `backup-diverged`
+//! conflict), [`engine::execute`] (rsync, then the manifest), and [`engine::record_synced`] or
+//! [`engine::record_failure`]; then one registry write of `last_sync`. A blocked project shows
+//! the policy reasons and the unblock command, and does not stop the others. Cancelling sets the
+//! job's own [`Cancel`] token: rsync's process group is stopped and a `sync.cancelled` event is
+//! recorded, as on Ctrl-C in the CLI.
+
+use std::sync::Mutex;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+
+use repoman_backup::BackupError;
+use repoman_backup::engine::{self, Settings as SyncSettings};
+use repoman_backup::guards::DeleteLimits;
+use repoman_backup::marker::Owner;
+use repoman_backup::mount::Expected;
+use repoman_core::registry::{OVERRIDES_FILE, ProjectOverrides, RegistryFile};
+use repoman_core::settings::Settings;
+use repoman_core::{Cancel, Progress, Unit};
+use repoman_state::{Effect, State, StateOptions, TrustCheck};
+
+use crate::app::{App, Job, Request};
+use crate::{Context, Msg};
+
+/// What a running job tells the event loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobMsg {
+    /// A new line of the job's status for `project` (replaces the previous one).
+    Line(String, String),
+    /// The job ended; a summary for the message line.
+    Finished(String),
+}
+
+/// A job running on its thread.
+#[derive(Debug)]
+pub struct Running {
+    cancel: Cancel,
+    handle: JoinHandle<()>,
+}
+
+impl Running {
+    /// Ask the job to stop (it records what it stopped and reports `Finished`).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Stop the job and wait for it: on quit, nothing is left half-done behind the TUI.
+    pub fn cancel_and_wait(self) {
+        self.cancel.cancel();
+        let _ = self.handle.join();
+    }
+}
+
+/// Fold a job message into the state; true when the job finished.
+pub fn apply(app: &mut App, m: JobMsg) -> bool {
+    let Some(job) = &mut app.job else {
+        return matches!(m, JobMsg::Finished(_));
+    };
+    match m {
+        JobMsg::Line(name, text) => {
+            match job.lines.iter_mut().find(|(n, _)| *n == name) {
+                Some(l) => l.1 = text,
+                None => job.lines.push((name, text)),
+            }
+            false
+        }
+        JobMsg::Finished(summary) => {
+            job.finished = true;
+            job.cancelling = false;
+            app.message = Some(summary);
+            true
+        }
+    }
+}
+
+/// Start `req` on a thread.
+pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Running {
+    let cancel = Cancel::new();
+    let Request::Sync(names) = req;
+    app.job = Some(Job {
+        title: if names.len() == 1 {
+            format!("sync {}", names[0])
+        } else {
+            format!("sync all ({} projects)", names.len())
+        },
+        lines: names
+            .iter()
+            .map(|n| (n.clone(), "waiting".to_owned()))
+            .collect(),
+        finished: false,
+        cancelling: false,
+    });
+    let ctx = ctx.clone();
+    let c = cancel.clone();
+    let handle = std::thread::spawn(move || {
+        let send = |m: JobMsg| {
+            let _ = tx.send(Msg::Job(m));
+        };
+        let summary = match sync(&ctx, &names, &c, &send) {
+            Ok(s) => s,
+            Err(e) => format!("sync failed: {e}"),
+        };
+        send(JobMsg::Finished(summary));
+    });
+    Running { cancel, handle }
+}
+
+/// Bytes as `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One project's progress as channel messages: `files N/M, X of Y, R/s`.
+struct ChannelProgress<'a> {
+    name: String,
+    send: &'a (dyn Fn(JobMsg) + Sync),
+    started: std::time::Instant,
+    inner: Mutex<(u64, u64, String)>,
+}
+
+impl ChannelProgress<'_> {
+    fn emit(&self) {
+        let Ok(g) = self.inner.lock() else { return };
+        let (done, total, files) = (g.0, g.1, g.2.clone());
+        drop(g);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = (done as f64 / secs) as u64;
+        (self.send)(JobMsg::Line(
+            self.name.clone(),
+            format!(
+                "files {files}, {} of {}, {}/s",
+                human_bytes(done),
+                human_bytes(total),
+                human_bytes(rate)
+            ),
+        ));
+    }
+}
+
+impl Progress for ChannelProgress<'_> {
+    fn step(&self, message: &str) {
+        (self.send)(JobMsg::Line(self.name.clone(), message.to_owned()));
+    }
+    fn begin(&self, _label: &str, total: Option<u64>, _unit: Unit) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.1 = total.unwrap_or(0);
+        }
+        self.emit();
+    }
+    fn position(&self, done: u64) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.0 = done;
+        }
+        self.emit();
+    }
+    fn detail(&self, text: &str) {
+        // The transfer's detail is "N/M files".
+        if let Ok(mut g) = self.inner.lock() {
+            g.2 = text.trim_end_matches(" files").to_owned();
+        }
+        self.emit();
+    }
+}
+
+/// Sync `names` one after the other; the summary line.
+fn sync(
+    ctx: &Context,
+    names: &[String],
+    cancel: &Cancel,
+    send: &(dyn Fn(JobMsg) + Sync),
+) -> Result<String, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|x| e(&x))?;
+    let settings = Settings::resolve(&reg.registry, &ctx.env);
+    let local = settings
+        .local_repos
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or("[defaults] local_repos is not set; set it in repoman.toml (or LOCAL_REPOS)")?;
+    let backup_root = settings
+        .backup_root
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or("[defaults] backup_root is not set; set it in repoman.toml (or NFS_REPOS)")?;
+    ctx.paths.ensure_runtime_dir().map_err(|x| e(&x))?;
+    let state = State::open_with(
+        &ctx.paths,
+        &ctx.env,
+        ctx.clock.clone(),
+        StateOptions::default(),
+    )
+    .map_err(|x| e(&x))?;
+    let trusted = state.trusted_configs().unwrap_or_default();
+    let estate_id = RegistryFile::edit(&ctx.paths.config_file, None, |f| {
+        Ok(f.ensure_estate_id(|| ctx.clock.new_id().to_string()))
+    })
+    .map_err(|x| e(&x))?
+    .0;
+    let limits = DeleteLimits {
+        count: settings.max_delete.value,
+        percent: settings.max_delete_percent.value,
+    };
+    let (mut synced, mut blocked, mut failed) = (Vec::new(), 0, 0);
+    for name in names {
+        if cancel.is_cancelled() {
+            send(JobMsg::Line(
+                name.clone(),
+                "cancelled before it started".into(),
+            ));
+            continue;
+        }
+        let Some(entry) = reg.registry.project(name) else {
+            send(JobMsg::Line(name.clone(), "not registered".into()));
+            failed += 1;
+            continue;
+        };
+        let src = local.join(entry.repo.as_str());
+        // Only the trusted version of `.repoman.toml` may exclude files from the backup.
+        let excludes = match excludes_of(&settings, name, &src, trusted.get(name.as_str())) {
+            Ok(x) => x,
+            Err(msg) => {
+                send(JobMsg::Line(name.clone(), format!("failed: {msg}")));
+                failed += 1;
+                continue;
+            }
+        };
+        let mut s = SyncSettings::new(
+            src,
+            backup_root.clone(),
+            ctx.paths.runtime_dir.join("locks"),
+            engine::stat_cache_path(&ctx.paths.cache_dir, name),
+            engine::manifests_dir(&ctx.paths.state_dir),
+        );
+        s.mount = Expected::from_settings(&settings);
+        s.probe_timeout = settings.probe_timeout.value;
+        s.limits = limits;
+        s.excludes = excludes;
+        s.search_path = ctx.env.get_os("PATH").map(|p| p.to_owned());
+        let owner = Owner {
+            estate_id: estate_id.clone(),
+            project: name.clone(),
+            repo: entry.repo.as_str().to_owned(),
+            device: state.identity().device.clone(),
+            profile: state.identity().profile.clone(),
+        };
+        send(JobMsg::Line(name.clone(), "planning".into()));
+        match sync_one(&state, &reg, owner, s, cancel, send) {
+            Ok(Outcome::Synced(at)) => synced.push((name.clone(), at)),
+            Ok(Outcome::Blocked) => blocked += 1,
+            Err(msg) => {
+                send(JobMsg::Line(name.clone(), msg));
+                failed += 1;
+            }
+        }
+    }
+    if !synced.is_empty() {
+        RegistryFile::edit(&ctx.paths.config_file, None, |f| {
+            for (name, at) in &synced {
+                f.set_project_field(name, "last_sync", Some(at))?;
+            }
+            Ok(())
+        })
+        .map_err(|x| e(&x))?;
+    }
+    let mut summary = format!("sync: {} synced", synced.len());
+    if blocked > 0 {
+        summary.push_str(&format!(", {blocked} blocked"));
+    }
+    if failed > 0 {
+        summary.push_str(&format!(", {failed} failed"));
+    }
+    if cancel.is_cancelled() {
+        summary.push_str(" (cancelled)");
+    }
+    Ok(summary)
+}
+
+fn excludes_of(
+    settings: &Settings,
+    name: &str,
+    src: &std::path::Path,
+    trusted: Option<&repoman_state::TrustedConfig>,
+) -> Result<Vec<String>, String> {
+    let text = if src.is_dir() {
+        ProjectOverrides::read_raw(src).map_err(|e| e.to_string())?
+    } else {
+        None
+    };
+    let check = TrustCheck::new(name, text.as_deref(), trusted);
+    let overrides = match &check.applied {
+        Some(t) => {
+            ProjectOverrides::parse(&src.join(OVERRIDES_FILE), t).map_err(|e| e.to_string())?
+        }
+        None => ProjectOverrides::default(),
+    };
+    let mut excludes = settings.backup_exclude.value.clone();
+    excludes.extend(overrides.backup.exclude);
+    Ok(excludes)
+}
+
+enum Outcome {
+    Synced(String),
+    Blocked,
+}
+
+fn sync_one(
+    state: &State,
+    reg: &RegistryFile,
+    owner: Owner,
+    s: SyncSettings,
+    cancel: &Cancel,
+    send: &(dyn Fn(JobMsg) + Sync),
+) -> Result<Outcome, String> {
+    let name = owner.project.clone();
+    let prep = engine::prepare(s, owner, state, cancel, || {
+        send(JobMsg::Line(
+            name.clone(),
+            "waiting for another sync to finish".into(),
+        ));
+    })
+    .map_err(|e| format!("failed: {e}"))?;
+    let decided = engine::decide(state, &prep, &reg.registry.policy.rules, false)
+        .map_err(|e| format!("failed: {e}"))?;
+    let decision = match decided.result {
+        Ok(d) => d,
+        Err(b) => {
+            let mut reasons: Vec<String> = b
+                .reasons
+                .iter()
+                .map(|v| {
+                    let what = if v.effect == Effect::Deny {
+                        "denied"
+                    } else {
+                        "review required"
+                    };
+                    let mut l = format!("{what} ({}): {}", v.rule, v.reason);
+                    if let Some(u) = &v.unblock {
+                        l.push_str(&format!("; to unblock: {u}"));
+                    }
+                    l
+                })
+                .collect();
+            if reasons.is_empty() {
+                reasons.push(b.effect.as_str().to_owned());
+            }
+            send(JobMsg::Line(
+                name,
+                format!("blocked: {}", reasons.join(" | ")),
+            ));
+            return Ok(Outcome::Blocked);
+        }
+    };
+    let progress = ChannelProgress {
+        name: name.clone(),
+        send,
+        started: std::time::Instant::now(),
+        inner: Mutex::new((
+            0,
+            prep.plan.bytes,
+            format!("0/{}", prep.plan.files_to_transfer),
+        )),
+    };
+    progress.emit();
+    let created_at = state.clock().now_rfc3339();
+    let report = match engine::execute(&prep, state, created_at.clone(), cancel, &progress) {
+        Ok(r) => r,
+        Err(err) => {
+            let recorded = engine::record_failure(state, &prep, &err);
+            return Err(match (&err, recorded) {
+                (_, Err(re)) => format!("failed: {err}; and recording it failed: {re}"),
+                (BackupError::Cancelled, _) => {
+                    "cancelled (the backup is usable; sync again to finish)".to_owned()
+                }
+                _ => format!("failed: {err}"),
+            });
+        }
+    };
+    let ev = engine::record_synced(state, &prep, &report, decision.event_seq)
+        .map_err(|e| format!("synced, but recording it failed: {e}"))?;
+    drop(prep);
+    send(JobMsg::Line(
+        name,
+        format!(
+            "synced: {} files, {} transferred, root {} (event {})",
+            report.plan.files_to_transfer,
+            human_bytes(report.plan.bytes),
+            report
+                .manifest_root
+                .get(..16)
+                .unwrap_or(&report.manifest_root),
+            ev.seq
+        ),
+    ));
+    Ok(Outcome::Synced(created_at))
+}
