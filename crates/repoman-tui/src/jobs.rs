@@ -204,7 +204,10 @@ fn sync(
         &ctx.paths,
         &ctx.env,
         ctx.clock.clone(),
-        StateOptions::default(),
+        StateOptions {
+            actor: ctx.actor.clone(),
+            ..StateOptions::default()
+        },
     )
     .map_err(|x| e(&x))?;
     let trusted = state.trusted_configs().unwrap_or_default();

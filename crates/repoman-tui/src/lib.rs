@@ -39,6 +39,8 @@ pub struct Context {
     pub cancel: Cancel,
     /// Colours (false under `NO_COLOR` or `--color never`).
     pub color: bool,
+    /// The actor actions are recorded as (the CLI's `REPOMAN_ACTOR` rule).
+    pub actor: repoman_state::ActorRequest,
 }
 
 /// Why the TUI could not run.

@@ -30,6 +30,7 @@ fn open_state(ctx: &Context) -> Result<State, String> {
         ctx.clock.clone(),
         StateOptions {
             read_only: true,
+            actor: ctx.actor.clone(),
             ..StateOptions::default()
         },
     )
