@@ -153,6 +153,12 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
             }
         }
         if !event::poll(Duration::from_millis(100))? {
+            // Ages ("12s ago") follow the clock between refreshes.
+            let now = ctx.clock.now().as_second();
+            if now != app.snapshot.now_secs {
+                app.snapshot.now_secs = now;
+                dirty = true;
+            }
             continue;
         }
         let action = match event::read()? {
