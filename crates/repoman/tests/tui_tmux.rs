@@ -1,7 +1,8 @@
 //! `repoman tui` end to end under tmux, against the real Incus lab: a sandboxed project is shown
 //! as Running with its address, a sync is started from the Backups view with send-keys, its
 //! result is read from capture-pane, and after `q` the terminal is back in cooked mode on the
-//! normal screen and the sync's events are in the log.
+//! normal screen and the sync's events are in the log. A second test sends SIGTERM to a running
+//! TUI (no Incus needed) and checks the same terminal state and exit 130.
 //!
 //! Needs Incus (skipped without it, unless `REPOMAN_TEST_INCUS=require`) and tmux (a missing
 //! tmux fails: it is part of the test environment, like rsync).
@@ -301,4 +302,82 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
         synced["data"]["decision_seq"], decided["seq"],
         "the sync names its decision"
     );
+}
+
+/// SIGTERM while the TUI runs (no Incus needed: the project has no sandbox): it exits 130 and
+/// the terminal is back in cooked mode on the normal screen.
+#[test]
+fn sigterm_restores_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let repos = tmp.path().join("repos");
+    let backup = tmp.path().join("backup");
+    for d in [&home, &repos.join("alpha"), &backup] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let cfg = home.join(".config/repoman");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("repoman.toml"),
+        format!(
+            "schema_version = 1\n[defaults]\nlocal_repos = {repos:?}\nbackup_root = {backup:?}\n\n\
+             [[project]]\nname = \"alpha\"\nrepo = \"alpha\"\ncontainer = false\n"
+        ),
+    )
+    .unwrap();
+    let pidfile = tmp.path().join("tui.pid");
+    let script = tmp.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "sh -c 'echo $$ > {pidfile:?}; exec env -i HOME={home:?} XDG_RUNTIME_DIR={run:?} \
+             USER=tester TERM=screen PATH=/usr/bin:/bin INCUS_SOCKET={sock:?} {bin:?} tui'\n\
+             echo \"TUI-EXIT=$?\"\nstty -a\nsleep 600\n",
+            run = home.join("run"),
+            sock = tmp.path().join("no-incus.socket"),
+            bin = cargo_bin("repoman"),
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: format!("repoman-tui-term-{}", std::process::id()),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "sh",
+        script.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("the live view", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.trim_end().ends_with("live"))
+            && s.contains("alpha")
+    });
+    assert_eq!(tmux.alternate_on(), "1");
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success());
+    let s = tmux.wait_for("the TUI's exit", |s| s.contains("TUI-EXIT="));
+    assert!(
+        s.contains("TUI-EXIT=130"),
+        "SIGTERM is an interruption: {s}"
+    );
+    assert_eq!(tmux.alternate_on(), "0", "back on the normal screen");
+    let modes = s.split("TUI-EXIT=130").nth(1).unwrap_or_default();
+    let words: Vec<&str> = modes.split_whitespace().collect();
+    for want in ["icanon", "echo", "isig", "icrnl", "opost"] {
+        assert!(words.contains(&want), "stty shows `{want}`:\n{modes}");
+    }
 }
