@@ -61,6 +61,12 @@ pub struct Confirm {
 pub enum Request {
     /// Sync these projects to the backup (all when several).
     Sync(Vec<String>),
+    /// Verify these projects' backup copies against their last manifests (quick mode).
+    Verify(Vec<String>),
+    /// Start a project's sandbox.
+    Start(String),
+    /// Stop a project's sandbox (cleanly).
+    Stop(String),
 }
 
 impl Request {
@@ -69,6 +75,17 @@ impl Request {
         match self {
             Request::Sync(names) if names.len() == 1 => format!("sync {} to the backup?", names[0]),
             Request::Sync(names) => format!("sync all {} projects to the backup?", names.len()),
+            Request::Verify(names) => format!("verify {}?", names.join(", ")),
+            Request::Start(name) => format!("start the sandbox {name}?"),
+            Request::Stop(name) => format!("stop the sandbox {name}?"),
+        }
+    }
+
+    /// The projects it acts on.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Request::Sync(n) | Request::Verify(n) => n.clone(),
+            Request::Start(n) | Request::Stop(n) => vec![n.clone()],
         }
     }
 }
@@ -348,6 +365,27 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                 app.message = Some("select a registered project to sync (S syncs all)".into());
             }
         }
+        KeyCode::Char('v') if job_idle(app) => match app.selected_project() {
+            // Verifying reads the backup and records a `backup.verified`: no question, as in
+            // the CLI.
+            Some(name) => return Action::Run(Request::Verify(vec![name])),
+            None => app.message = Some("select a registered project to verify".into()),
+        },
+        KeyCode::Char('u') | KeyCode::Char('D') if job_idle(app) => {
+            let sandbox = (app.view() == View::Projects)
+                .then(|| app.selected_project())
+                .flatten();
+            match sandbox {
+                Some(name) if key.code == KeyCode::Char('u') => ask(app, Request::Start(name)),
+                Some(name) => ask(app, Request::Stop(name)),
+                None => {
+                    app.message = Some(
+                        "select a registered project in Projects to start or stop its sandbox"
+                            .into(),
+                    )
+                }
+            }
+        }
         KeyCode::Char('S') if job_idle(app) => {
             let all = app.registered_projects();
             if all.is_empty() {
@@ -368,6 +406,7 @@ fn job_idle(app: &App) -> bool {
 fn ask(app: &mut App, request: Request) {
     let lines = match &request {
         Request::Sync(names) => names.iter().map(|n| format!("  {n}")).collect(),
+        _ => Vec::new(),
     };
     app.confirm = Some(Confirm { request, lines });
 }

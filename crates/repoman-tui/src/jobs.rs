@@ -23,7 +23,10 @@ use repoman_backup::mount::Expected;
 use repoman_core::registry::{OVERRIDES_FILE, ProjectOverrides, RegistryFile};
 use repoman_core::settings::Settings;
 use repoman_core::{Cancel, Progress, Unit};
-use repoman_state::{Effect, State, StateOptions, TrustCheck};
+use repoman_sandbox::SandboxError;
+use repoman_sandbox::lifecycle::Lifecycle;
+use repoman_sandbox::session::{self, Session};
+use repoman_state::{State, StateOptions, TrustCheck};
 
 use crate::app::{App, Job, Request};
 use crate::{Context, Msg};
@@ -82,13 +85,16 @@ pub fn apply(app: &mut App, m: JobMsg) -> bool {
 /// Start `req` on a thread.
 pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Running {
     let cancel = Cancel::new();
-    let Request::Sync(names) = req;
+    let names = req.names();
+    let title = match &req {
+        Request::Sync(n) if n.len() == 1 => format!("sync {}", n[0]),
+        Request::Sync(n) => format!("sync all ({} projects)", n.len()),
+        Request::Verify(n) => format!("verify {}", n.join(", ")),
+        Request::Start(n) => format!("start {n}"),
+        Request::Stop(n) => format!("stop {n}"),
+    };
     app.job = Some(Job {
-        title: if names.len() == 1 {
-            format!("sync {}", names[0])
-        } else {
-            format!("sync all ({} projects)", names.len())
-        },
+        title,
         lines: names
             .iter()
             .map(|n| (n.clone(), "waiting".to_owned()))
@@ -102,13 +108,189 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
         let send = |m: JobMsg| {
             let _ = tx.send(Msg::Job(m));
         };
-        let summary = match sync(&ctx, &names, &c, &send) {
+        let (what, result) = match &req {
+            Request::Sync(names) => ("sync", sync(&ctx, names, &c, &send)),
+            Request::Verify(names) => ("verify", verify(&ctx, names, &c, &send)),
+            Request::Start(name) => ("start", lifecycle(&ctx, name, Lifecycle::Start, &send)),
+            Request::Stop(name) => ("stop", lifecycle(&ctx, name, Lifecycle::Stop, &send)),
+        };
+        let summary = match result {
             Ok(s) => s,
-            Err(e) => format!("sync failed: {e}"),
+            Err(e) => format!("{what} failed: {e}"),
         };
         send(JobMsg::Finished(summary));
     });
     Running { cancel, handle }
+}
+
+fn open_state(ctx: &Context) -> Result<State, String> {
+    State::open_with(
+        &ctx.paths,
+        &ctx.env,
+        ctx.clock.clone(),
+        StateOptions {
+            actor: ctx.actor.clone(),
+            ..StateOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The lines of a policy block: each blocking verdict, and what would unblock it.
+pub fn block_lines(b: &repoman_state::Blocked) -> String {
+    let mut reasons: Vec<String> = b
+        .reasons
+        .iter()
+        .map(|v| {
+            let mut l = v.line();
+            if let Some(u) = &v.unblock {
+                l.push_str(&format!("; to unblock: {u}"));
+            }
+            l
+        })
+        .collect();
+    if reasons.is_empty() {
+        reasons.push(b.effect.as_str().to_owned());
+    }
+    format!("blocked: {}", reasons.join(" | "))
+}
+
+/// `repoman start|stop NAME`: the session, the policy gate (`sandbox.start`/`sandbox.stop`),
+/// the lifecycle change and its event.
+fn lifecycle(
+    ctx: &Context,
+    name: &str,
+    action: Lifecycle,
+    send: &(dyn Fn(JobMsg) + Sync),
+) -> Result<String, String> {
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
+    let s = Session::open(reg, &ctx.env).map_err(|e| e.to_string())?;
+    let t = s.target(name).map_err(|e| e.to_string())?;
+    if !action.needed(&t.status) {
+        let line = format!("already {}", t.status.to_lowercase());
+        send(JobMsg::Line(name.to_owned(), line.clone()));
+        return Ok(format!("{name}: {line}"));
+    }
+    let state = open_state(ctx)?;
+    let rules = &s.estate.file.registry.policy.rules;
+    send(JobMsg::Line(
+        name.to_owned(),
+        format!("{}...", action.verb()),
+    ));
+    let approval = match session::authorize(&state, action.operation(name), rules) {
+        Ok(a) => a,
+        Err(SandboxError::Blocked(b)) => {
+            let line = block_lines(&b);
+            send(JobMsg::Line(name.to_owned(), line.clone()));
+            return Ok(format!("{name}: {line}"));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    repoman_sandbox::lifecycle::run(&s, &t, action, false, &state, approval)
+        .map_err(|e| e.to_string())?;
+    let line = action.past().to_owned();
+    send(JobMsg::Line(name.to_owned(), line.clone()));
+    Ok(format!("{name}: {line}"))
+}
+
+/// `repoman verify NAMES` (quick): each backup copy against its last manifest, recorded as
+/// `backup.verified`.
+fn verify(
+    ctx: &Context,
+    names: &[String],
+    cancel: &Cancel,
+    send: &(dyn Fn(JobMsg) + Sync),
+) -> Result<String, String> {
+    use repoman_backup::exclude::Excludes;
+    use repoman_backup::mount::MountGuard;
+    use repoman_backup::verify::{self, Mode, Scope};
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
+    let settings = Settings::resolve(&reg.registry, &ctx.env);
+    let local = settings
+        .local_repos
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or("[defaults] local_repos is not set; set it in repoman.toml (or LOCAL_REPOS)")?;
+    let backup_root = settings
+        .backup_root
+        .as_ref()
+        .map(|s| s.value.clone())
+        .ok_or("[defaults] backup_root is not set; set it in repoman.toml (or NFS_REPOS)")?;
+    let state = open_state(ctx)?;
+    let trusted = state.trusted_configs().unwrap_or_default();
+    let (mut clean_n, mut bad) = (0, 0);
+    for name in names {
+        let line = |l: String| send(JobMsg::Line(name.clone(), l));
+        let Some(entry) = reg.registry.project(name) else {
+            line("not registered".into());
+            bad += 1;
+            continue;
+        };
+        let manifests = engine::manifests_dir(&ctx.paths.state_dir);
+        let Some((manifest, ev)) = repoman_backup::history::last_manifest(&state, &manifests, name)
+            .map_err(|e| e.to_string())?
+        else {
+            line("never synced; nothing to verify (s syncs it)".into());
+            bad += 1;
+            continue;
+        };
+        let guard = MountGuard::new(
+            &backup_root,
+            Expected::from_settings(&settings),
+            settings.probe_timeout.value,
+        );
+        if let Err(e) = guard.check() {
+            line(format!("failed: {e}"));
+            bad += 1;
+            continue;
+        }
+        let src = local.join(entry.repo.as_str());
+        let excludes = excludes_of(&settings, name, &src, trusted.get(name.as_str()))
+            .and_then(|x| Excludes::new(&x).map_err(|e| e.to_string()));
+        let excludes = match excludes {
+            Ok(x) => x,
+            Err(e) => {
+                line(format!("failed: {e}"));
+                bad += 1;
+                continue;
+            }
+        };
+        line("verifying".into());
+        let dst = backup_root.join(entry.repo.as_str());
+        let report =
+            match verify::verify(&dst, &manifest, &excludes, Mode::Quick, Scope::All, cancel) {
+                Ok(r) => r,
+                Err(e) => {
+                    line(format!("failed: {e}"));
+                    bad += 1;
+                    continue;
+                }
+            };
+        let clean = report.is_clean();
+        let object = repoman_core::ObjectId::backup(name).to_string();
+        state
+            .append(repoman_state::NewEvent::new(
+                "backup.verified",
+                object,
+                serde_json::json!({"project": name, "mode": "quick", "root": manifest.root, "synced_seq": ev.seq, "clean": clean,
+                       "checked": report.checked, "missing": report.missing.len(), "changed": report.changed.len(), "extra": report.extra.len()}),
+            ))
+            .map_err(|e| e.to_string())?;
+        line(format!(
+            "{}: {} entries checked, {} missing, {} changed, {} extra",
+            if clean { "ok" } else { "problems" },
+            report.checked,
+            report.missing.len(),
+            report.changed.len(),
+            report.extra.len()
+        ));
+        if clean {
+            clean_n += 1;
+        } else {
+            bad += 1;
+        }
+    }
+    Ok(format!("verify: {clean_n} ok, {bad} with problems"))
 }
 
 /// Bytes as `12.3 MiB`.
@@ -200,16 +382,7 @@ fn sync(
         .map(|s| s.value.clone())
         .ok_or("[defaults] backup_root is not set; set it in repoman.toml (or NFS_REPOS)")?;
     ctx.paths.ensure_runtime_dir().map_err(|x| e(&x))?;
-    let state = State::open_with(
-        &ctx.paths,
-        &ctx.env,
-        ctx.clock.clone(),
-        StateOptions {
-            actor: ctx.actor.clone(),
-            ..StateOptions::default()
-        },
-    )
-    .map_err(|x| e(&x))?;
+    let state = open_state(ctx)?;
     let trusted = state.trusted_configs().unwrap_or_default();
     let estate_id = RegistryFile::edit(&ctx.paths.config_file, None, |f| {
         Ok(f.ensure_estate_id(|| ctx.clock.new_id().to_string()))
@@ -344,29 +517,7 @@ fn sync_one(
     let decision = match decided.result {
         Ok(d) => d,
         Err(b) => {
-            let mut reasons: Vec<String> = b
-                .reasons
-                .iter()
-                .map(|v| {
-                    let what = if v.effect == Effect::Deny {
-                        "denied"
-                    } else {
-                        "review required"
-                    };
-                    let mut l = format!("{what} ({}): {}", v.rule, v.reason);
-                    if let Some(u) = &v.unblock {
-                        l.push_str(&format!("; to unblock: {u}"));
-                    }
-                    l
-                })
-                .collect();
-            if reasons.is_empty() {
-                reasons.push(b.effect.as_str().to_owned());
-            }
-            send(JobMsg::Line(
-                name,
-                format!("blocked: {}", reasons.join(" | ")),
-            ));
+            send(JobMsg::Line(name, block_lines(&b)));
             return Ok(Outcome::Blocked);
         }
     };

@@ -172,12 +172,22 @@ fn render_hints(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
         &[("x", "cancel"), ("Tab", "view"), ("q", "quit")]
     } else {
         match app.view() {
-            View::Projects | View::Backups => &[
+            View::Projects => &[
+                ("q", "quit"),
+                ("Tab", "view"),
+                ("Enter", "detail"),
+                ("s/S", "sync"),
+                ("v", "verify"),
+                ("u/D", "start/stop"),
+                ("/", "filter"),
+                ("?", "help"),
+            ],
+            View::Backups => &[
                 ("q", "quit"),
                 ("Tab", "view"),
                 ("j/k", "move"),
-                ("Enter", "detail"),
                 ("s/S", "sync one/all"),
+                ("v", "verify"),
                 ("/", "filter"),
                 ("r", "refresh"),
                 ("?", "help"),
@@ -214,6 +224,8 @@ fn help(t: &Theme, f: &mut Frame) {
         ("/", "filter (Events: type:T object:O actor:A)"),
         ("s", "sync the selected project (asks first)"),
         ("S", "sync all projects (asks first)"),
+        ("v", "verify the selected project's backup"),
+        ("u / D", "start / stop the selected sandbox (asks)"),
         ("x, Ctrl-C", "cancel the running sync"),
         ("r", "refresh now"),
         ("?", "this help"),
@@ -663,7 +675,8 @@ fn events(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
             let e = &s.events[i];
             Row::new(vec![
                 Cell::from(e.seq.to_string()),
-                Cell::from(e.at.get(..19).unwrap_or(&e.at).replace('T', " ")),
+                // `MM-DD HH:MM:SS`: the year is in the detail.
+                Cell::from(e.at.get(5..19).unwrap_or(&e.at).replace('T', " ")),
                 Cell::from(e.type_.as_str()),
                 Cell::from(e.object.as_str()),
                 Cell::from(e.actor.as_str()),
@@ -673,8 +686,8 @@ fn events(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
     const HEADER: [&str; 5] = ["SEQ", "AT (UTC)", "TYPE", "OBJECT", "ACTOR"];
     const WIDTHS: [Constraint; 5] = [
         Constraint::Length(5),
-        Constraint::Length(19),
-        Constraint::Length(18),
+        Constraint::Length(14),
+        Constraint::Length(25),
         Constraint::Length(16),
         Constraint::Min(8),
     ];

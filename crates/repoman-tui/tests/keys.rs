@@ -328,3 +328,42 @@ fn new_data_keeps_the_selection_in_range() {
     assert_eq!(a.selected[0], 0);
     assert_eq!(a.selected_project(), None);
 }
+
+#[test]
+fn verify_runs_at_once_and_start_stop_ask_first() {
+    let mut a = app(estate(3));
+    press(&mut a, "j");
+    assert_eq!(
+        press(&mut a, "v"),
+        [Action::Run(Request::Verify(vec!["p01".into()]))]
+    );
+    assert!(
+        a.confirm.is_none(),
+        "verifying changes nothing: no question"
+    );
+    press(&mut a, "u");
+    let c = a.confirm.clone().map(|c| c.request);
+    assert_eq!(c, Some(Request::Start("p01".into())));
+    assert_eq!(
+        press(&mut a, "y"),
+        [Action::Run(Request::Start("p01".into()))]
+    );
+    press(&mut a, "D");
+    assert_eq!(
+        a.confirm.as_ref().map(|c| c.request.question()),
+        Some("stop the sandbox p01?".to_owned())
+    );
+    assert_eq!(press(&mut a, "n"), [Action::None]);
+    assert!(a.confirm.is_none());
+    // Start/stop act on sandboxes: only from Projects.
+    press(&mut a, "2u");
+    assert!(a.confirm.is_none());
+    assert!(
+        a.message
+            .as_deref()
+            .is_some_and(|m| m.contains("in Projects"))
+    );
+    // Lower-case d does nothing (a stop is never one slip away).
+    press(&mut a, "1d");
+    assert!(a.confirm.is_none());
+}

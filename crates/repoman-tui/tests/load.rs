@@ -287,3 +287,71 @@ fn a_cancelled_sync_starts_nothing() {
         .expect("a count");
     assert!(synced < 2, "cancelled before both ran: {summary}");
 }
+
+#[test]
+fn verify_from_the_tui_records_the_verdict() {
+    let e = Estate::new(None, "");
+    let ctx = e.ctx();
+    let run = |req: Request| {
+        let mut app = App::new(false);
+        let (tx, rx) = mpsc::channel();
+        let running = jobs::start(&ctx, &mut app, req, tx);
+        loop {
+            let m = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the job reports");
+            let Msg::Job(j) = m else { continue };
+            if jobs::apply(&mut app, j) {
+                break;
+            }
+        }
+        running.cancel_and_wait();
+        (
+            app.job.expect("a job").lines,
+            app.message.unwrap_or_default(),
+        )
+    };
+    let (lines, summary) = run(Request::Verify(vec!["alpha".into()]));
+    assert_eq!(summary, "verify: 0 ok, 1 with problems");
+    assert_eq!(lines[0].1, "never synced; nothing to verify (s syncs it)");
+    let (_, summary) = run(Request::Sync(vec!["alpha".into()]));
+    assert_eq!(summary, "sync: 1 synced");
+    let (lines, summary) = run(Request::Verify(vec!["alpha".into()]));
+    assert_eq!(summary, "verify: 1 ok, 0 with problems", "{lines:?}");
+    assert!(lines[0].1.starts_with("ok: "), "{lines:?}");
+    // A file changed on the backup behind repoman's back is found.
+    std::fs::write(e.path("backup/alpha/a.txt"), "tampered, longer\n").expect("write");
+    let (lines, summary) = run(Request::Verify(vec!["alpha".into()]));
+    assert_eq!(summary, "verify: 0 ok, 1 with problems");
+    assert!(lines[0].1.contains("1 changed"), "{lines:?}");
+    let s = load::index(&ctx);
+    let b = s
+        .backups
+        .iter()
+        .find(|b| b.project == "alpha")
+        .expect("alpha");
+    assert_eq!(
+        b.verify_result.as_deref(),
+        Some("problems"),
+        "the last verdict is shown"
+    );
+    assert!(b.last_verify.is_some());
+}
+
+#[test]
+fn start_without_incus_says_why() {
+    let e = Estate::new(None, "");
+    let ctx = e.ctx();
+    let mut app = App::new(false);
+    let (tx, rx) = mpsc::channel();
+    let running = jobs::start(&ctx, &mut app, Request::Start("alpha".into()), tx);
+    running.cancel_and_wait();
+    let mut summary = String::new();
+    while let Ok(Msg::Job(j)) = rx.try_recv() {
+        if let JobMsg::Finished(s) = &j {
+            summary = s.clone();
+        }
+    }
+    assert!(summary.starts_with("start failed: "), "{summary}");
+    assert!(summary.to_lowercase().contains("incus"), "{summary}");
+}

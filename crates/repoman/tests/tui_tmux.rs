@@ -108,7 +108,9 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
         cfg.join("repoman.toml"),
         format!(
             "schema_version = 1\n\n[defaults]\nlocal_repos = {:?}\nbackup_root = {:?}\n\
-             backup_fstype = {:?}\nincus_project = {:?}\ndefault_image = \"{TEST_IMAGE_ALIAS}\"\n",
+             backup_fstype = {:?}\nincus_project = {:?}\ndefault_image = \"{TEST_IMAGE_ALIAS}\"\n\n\
+             [[policy.rule]]\noperation = \"sandbox.stop\"\neffect = \"deny\"\n\
+             reason = \"the demo must keep running\"\n",
             repos,
             backup,
             fstype_of(&backup),
@@ -245,13 +247,39 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
     });
     assert!(!s.contains("app: synced:"), "Esc closed the job pane: {s}");
 
-    // Events: the sync is at the top.
+    // Projects: stopping the sandbox is blocked by the policy rule, with its reason; starting
+    // a running one has nothing to do.
+    tmux.keys(&["1", "D"]);
+    tmux.wait_for("the stop question", |s| s.contains("stop the sandbox app?"));
+    tmux.keys(&["y"]);
+    let s = tmux.wait_for("the blocked stop", |s| s.contains("app: blocked:"));
+    assert!(
+        s.contains("denied (user:1): the demo must keep running"),
+        "the policy reason is shown: {s}"
+    );
+    tmux.keys(&["Escape", "u", "y"]);
+    tmux.wait_for("the start that has nothing to do", |s| {
+        s.contains("app: already running")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("app still Running", |s| {
+        !s.contains("done; Esc closes")
+            && s.lines()
+                .any(|l| l.contains("app") && l.contains("Running"))
+    });
+
+    // Events: the sync and the blocked stop are recorded.
     tmux.keys(&["5"]);
     let s = tmux.wait_for("the Events view", |s| s.contains("events, newest first"));
+    assert!(
+        s.lines()
+            .any(|l| l.contains("backup.synced") && l.contains("backup:app")),
+        "{s}"
+    );
     let first = s.lines().nth(3).unwrap_or_default();
     assert!(
-        first.contains("backup.synced") && first.contains("backup:app"),
-        "{s}"
+        first.contains("sandbox.stop.plan.blocked"),
+        "the blocked stop is the newest event: {s}"
     );
 
     // Quit: the terminal is restored (normal screen, cooked mode with echo).
