@@ -101,6 +101,8 @@ pub enum Action {
     Run(Request),
     /// Cancel the running work.
     Cancel,
+    /// Suspend the TUI for an interactive shell in this project's sandbox.
+    Shell(String),
 }
 
 /// Live progress of the running work.
@@ -381,6 +383,20 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                 None => {
                     app.message = Some(
                         "select a registered project in Projects to start or stop its sandbox"
+                            .into(),
+                    )
+                }
+            }
+        }
+        KeyCode::Char('e') if job_idle(app) => {
+            match (app.view() == View::Projects)
+                .then(|| app.selected_project())
+                .flatten()
+            {
+                Some(name) => return Action::Shell(name),
+                None => {
+                    app.message = Some(
+                        "select a registered project in Projects to open a shell in its sandbox"
                             .into(),
                     )
                 }

@@ -293,6 +293,43 @@ fn verify(
     Ok(format!("verify: {clean_n} ok, {bad} with problems"))
 }
 
+/// The `incus exec` of `repoman shell NAME`: a login shell as the user, in the repo directory.
+/// The sandbox must be running (the TUI does not start it on the way; `u` does).
+pub fn shell_command(ctx: &Context, name: &str) -> Result<repoman_core::process::Cmd, String> {
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
+    let s = Session::open(reg, &ctx.env).map_err(|e| e.to_string())?;
+    let t = s.target(name).map_err(|e| e.to_string())?;
+    if t.status != "Running" {
+        return Err(format!(
+            "the sandbox {name} is {}; start it first (u)",
+            t.status.to_lowercase()
+        ));
+    }
+    let passwd = s.observed.scope.pull_file(name, "/etc/passwd").ok();
+    let uid = t.desired.uid;
+    let shell = passwd
+        .and_then(|f| {
+            String::from_utf8_lossy(&f.content).lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
+                    .then(|| f.get(6).map(|s| s.to_string()))
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+            })
+        })
+        .unwrap_or_else(|| "/bin/sh".to_owned());
+    let argv = session::incus_exec_argv(&t, true, &[shell, "-l".to_owned()]);
+    Ok(repoman_core::process::Cmd::new("incus")
+        // As the CLI: talk to the socket repoman resolved, never the user's default remote.
+        .args(["--force-local"])
+        .args(&argv)
+        .env(
+            "INCUS_SOCKET",
+            repoman_incus::socket::resolve(&ctx.env).path,
+        )
+        .interactive())
+}
+
 /// Bytes as `12.3 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

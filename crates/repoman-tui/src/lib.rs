@@ -181,6 +181,27 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
             Action::Run(req) => {
                 running = Some(jobs::start(&ctx, &mut app, req, tx.clone()));
             }
+            Action::Shell(name) => {
+                app.message = Some(match jobs::shell_command(&ctx, &name) {
+                    Err(e) => format!("shell: {e}"),
+                    Ok(cmd) => {
+                        // Suspend: the shell gets a normal terminal, then the TUI takes it back.
+                        ratatui::restore();
+                        let out = cmd.output();
+                        crossterm::terminal::enable_raw_mode()?;
+                        crossterm::execute!(
+                            std::io::stdout(),
+                            crossterm::terminal::EnterAlternateScreen
+                        )?;
+                        terminal.clear()?;
+                        match out {
+                            Ok(o) => format!("shell in {name} exited ({})", o.status),
+                            Err(e) => format!("shell in {name}: {e}"),
+                        }
+                    }
+                });
+                let _ = refresh_tx.send(());
+            }
             Action::Cancel => {
                 if let Some(r) = &running {
                     r.cancel();

@@ -367,3 +367,19 @@ fn verify_runs_at_once_and_start_stop_ask_first() {
     press(&mut a, "1d");
     assert!(a.confirm.is_none());
 }
+
+#[test]
+fn e_opens_a_shell_only_for_a_registered_project_in_projects() {
+    let mut a = app(estate(3));
+    press(&mut a, "jj");
+    assert_eq!(press(&mut a, "e"), [Action::Shell("p02".into())]);
+    press(&mut a, "2");
+    assert_eq!(press(&mut a, "e"), [Action::None]);
+    assert!(
+        a.message
+            .as_deref()
+            .is_some_and(|m| m.contains("in Projects"))
+    );
+    let mut e = app(empty());
+    assert_eq!(press(&mut e, "e"), [Action::None]);
+}

@@ -268,6 +268,19 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
                 .any(|l| l.contains("app") && l.contains("Running"))
     });
 
+    // `e`: a shell in the sandbox with the TUI suspended (normal screen), then the TUI again.
+    tmux.keys(&["e"]);
+    tmux.wait_for("the shell on the normal screen", |_| {
+        tmux.alternate_on() == "0"
+    });
+    tmux.keys(&["echo INSIDE-$((6*7)) $(id -u)", "Enter"]);
+    let s = tmux.wait_for("the shell's output", |s| s.contains("INSIDE-42 1000"));
+    assert!(!s.contains("1 Projects"), "the TUI is suspended: {s}");
+    tmux.keys(&["exit", "Enter"]);
+    let s = tmux.wait_for("the TUI back", |s| s.contains("shell in app exited"));
+    assert!(s.contains("1 Projects"), "{s}");
+    assert_eq!(tmux.alternate_on(), "1", "back on the alternate screen");
+
     // Events: the sync and the blocked stop are recorded.
     tmux.keys(&["5"]);
     let s = tmux.wait_for("the Events view", |s| s.contains("events, newest first"));

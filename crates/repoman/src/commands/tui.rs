@@ -12,9 +12,10 @@ use crate::error::{CliError, Exit};
 ///
 /// Starts from the registry and the event log's index (no Incus or file-system scan before the
 /// first frame), then refreshes in the background: Incus, the backup mount, tool manifests and
-/// realms. Syncs started here ask first, pass the same policy gate as `repoman sync`, show live
-/// progress and can be cancelled. Keys: Tab/Shift-Tab switch views, j/k or arrows move, Enter
-/// opens the detail, / filters, s/S sync one/all, r refreshes, ? shows every key, q quits.
+/// realms. Actions pass the same guards and policy gate as the CLI: s/S sync one/all (asks
+/// first, live progress, x cancels), v verifies, u/D start/stop a sandbox (asks first), e opens
+/// a shell in it (the TUI is suspended meanwhile). Keys: Tab/Shift-Tab switch views, j/k or
+/// arrows move, Enter opens the detail, / filters, r refreshes, ? shows every key, q quits.
 /// Colours follow --color and NO_COLOR. Needs a terminal on stdin and stdout.
 ///
 /// Examples:
