@@ -422,3 +422,24 @@ fn sigterm_restores_the_terminal() {
         assert!(words.contains(&want), "stty shows `{want}`:\n{modes}");
     }
 }
+
+/// Without a terminal `repoman tui` draws nothing and says why (a usage error, exit 2).
+#[test]
+fn without_a_terminal_it_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(cargo_bin("repoman"))
+        .env_clear()
+        .env("HOME", tmp.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg("tui")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing drawn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("repoman tui needs a terminal on stdin and stdout"),
+        "{err}"
+    );
+}
