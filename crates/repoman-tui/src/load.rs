@@ -37,23 +37,30 @@ fn open_state(ctx: &Context) -> Result<State, String> {
     .map_err(|e| e.to_string())
 }
 
-fn registry(ctx: &Context) -> Result<RegistryFile, String> {
+/// The registry, typed-parsed; with `schema`, also checked against its JSON Schema (what
+/// `repoman` commands do; compiling the schema is most of the cost, so the first frame skips it
+/// and the live refresh reports what it finds).
+fn registry_checked(ctx: &Context, schema: bool) -> Result<RegistryFile, String> {
     let file = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
-    if file.exists() {
+    if schema && file.exists() {
         repoman_state::schemas::validate_registry_file(&ctx.paths.config_file)
             .map_err(|e| format!("{e}; fix {}", ctx.paths.config_file.display()))?;
     }
     Ok(file)
 }
 
-/// The first frame's data: registry + index.
+/// The first frame's data: registry (typed parse only) + index.
 pub fn index(ctx: &Context) -> Snapshot {
+    index_with(ctx, false)
+}
+
+fn index_with(ctx: &Context, schema: bool) -> Snapshot {
     let mut s = Snapshot {
         source: Source::Index,
         now_secs: ctx.clock.now().as_second(),
         ..Snapshot::default()
     };
-    let reg = match registry(ctx) {
+    let reg = match registry_checked(ctx, schema) {
         Ok(r) => Some(r),
         Err(e) => {
             s.registry_error = Some(e);
@@ -180,13 +187,17 @@ pub fn events_since(ctx: &Context, seen: Option<u64>) -> Option<(u64, Vec<EventR
 
 /// The index snapshot plus the live observations.
 pub fn live(ctx: &Context) -> Snapshot {
-    let mut s = index(ctx);
+    let mut s = index_with(ctx, true);
     s.source = Source::Live;
-    let Ok(reg) = registry(ctx) else {
+    // Validated above (an invalid registry is reported and nothing is observed with it).
+    if s.registry_error.is_some() {
+        return s;
+    }
+    let Ok(reg) = registry_checked(ctx, false) else {
         return s;
     };
     let settings = Settings::resolve(&reg.registry, &ctx.env);
-    if let Ok(for_session) = registry(ctx) {
+    if let Ok(for_session) = registry_checked(ctx, false) {
         observe_incus(ctx, for_session, &mut s);
     }
     if let Some(g) = repoman_backup::mount::MountGuard::from_settings(&settings) {

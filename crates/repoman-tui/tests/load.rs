@@ -355,3 +355,19 @@ fn start_without_incus_says_why() {
     assert!(summary.starts_with("start failed: "), "{summary}");
     assert!(summary.to_lowercase().contains("incus"), "{summary}");
 }
+
+#[test]
+fn a_broken_registry_is_reported_not_fatal() {
+    let e = Estate::new(None, "");
+    std::fs::write(
+        e.path("home/.config/repoman/repoman.toml"),
+        "schema_version = 1\n[[project]\n",
+    )
+    .expect("write");
+    let ctx = e.ctx();
+    for s in [load::index(&ctx), load::live(&ctx)] {
+        let err = s.registry_error.clone().expect("the parse error is shown");
+        assert!(err.contains("repoman.toml"), "{err}");
+        assert!(s.projects.is_empty());
+    }
+}
