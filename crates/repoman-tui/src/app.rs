@@ -67,6 +67,15 @@ pub enum Request {
     Start(String),
     /// Stop a project's sandbox (cleanly).
     Stop(String),
+    /// Pin (`versions` given) or unpin (`None`) `tool` in the manifest `file` of `project`,
+    /// writing exactly the `diff` shown (refused when the file changed since).
+    Edit {
+        project: String,
+        tool: String,
+        file: String,
+        versions: Option<Vec<String>>,
+        diff: String,
+    },
 }
 
 impl Request {
@@ -78,6 +87,12 @@ impl Request {
             Request::Verify(names) => format!("verify {}?", names.join(", ")),
             Request::Start(name) => format!("start the sandbox {name}?"),
             Request::Stop(name) => format!("stop the sandbox {name}?"),
+            Request::Edit {
+                tool,
+                versions: Some(v),
+                ..
+            } => format!("pin {tool} to {}? (the change to write)", v.join(" ")),
+            Request::Edit { tool, .. } => format!("unpin {tool}? (the change to write)"),
         }
     }
 
@@ -86,6 +101,7 @@ impl Request {
         match self {
             Request::Sync(n) | Request::Verify(n) => n.clone(),
             Request::Start(n) | Request::Stop(n) => vec![n.clone()],
+            Request::Edit { project, .. } => vec![project.clone()],
         }
     }
 }
@@ -103,6 +119,8 @@ pub enum Action {
     Cancel,
     /// Suspend the TUI for an interactive shell in this project's sandbox.
     Shell(String),
+    /// Plan a manifest edit and show its diff for confirmation (the `diff` is still empty).
+    Plan(Request),
 }
 
 /// Live progress of the running work.
@@ -135,6 +153,8 @@ pub struct App {
     pub job: Option<Job>,
     /// A background refresh is running.
     pub refreshing: bool,
+    /// The version(s) being typed for a pin: the tool row (snapshot index) and the text.
+    pub pin_input: Option<(usize, String)>,
 }
 
 impl App {
@@ -295,6 +315,39 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
             }
         };
     }
+    if let Some((row, mut text)) = app.pin_input.take() {
+        match key.code {
+            KeyCode::Enter => {
+                let versions: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+                if versions.is_empty() {
+                    app.message = Some("type a version to pin (Esc cancels)".into());
+                    app.pin_input = Some((row, text));
+                    return Action::None;
+                }
+                return match app.snapshot.tools.get(row) {
+                    Some(t) => Action::Plan(Request::Edit {
+                        project: t.project.clone(),
+                        tool: t.tool.clone(),
+                        file: t.file.clone(),
+                        versions: Some(versions),
+                        diff: String::new(),
+                    }),
+                    None => Action::None,
+                };
+            }
+            KeyCode::Esc => {
+                app.message = Some("cancelled; nothing was changed".into());
+                return Action::None;
+            }
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(c) if !ctrl => text.push(c),
+            _ => {}
+        }
+        app.pin_input = Some((row, text));
+        return Action::None;
+    }
     if app.filter_editing {
         match key.code {
             KeyCode::Enter => app.filter_editing = false,
@@ -401,6 +454,32 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                     )
                 }
             }
+        }
+        KeyCode::Char('p') | KeyCode::Char('U')
+            if job_idle(app) && app.view() == View::Toolchains =>
+        {
+            let Some(i) = app.selected_row() else {
+                app.message = Some("no declared tool selected".into());
+                return Action::None;
+            };
+            let t = &app.snapshot.tools[i];
+            if key.code == KeyCode::Char('U') {
+                return Action::Plan(Request::Edit {
+                    project: t.project.clone(),
+                    tool: t.tool.clone(),
+                    file: t.file.clone(),
+                    versions: None,
+                    diff: String::new(),
+                });
+            }
+            // Offer the installed version when it differs from the declared one.
+            let installed = t.found.split([',', ' ']).next().unwrap_or("").trim();
+            let prefill = if t.state == "mismatch" && !installed.is_empty() {
+                installed.to_owned()
+            } else {
+                t.wants.clone()
+            };
+            app.pin_input = Some((i, prefill));
         }
         KeyCode::Char('S') if job_idle(app) => {
             let all = app.registered_projects();

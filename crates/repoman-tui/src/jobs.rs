@@ -92,6 +92,12 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
         Request::Verify(n) => format!("verify {}", n.join(", ")),
         Request::Start(n) => format!("start {n}"),
         Request::Stop(n) => format!("stop {n}"),
+        Request::Edit {
+            tool,
+            versions: Some(_),
+            ..
+        } => format!("pin {tool}"),
+        Request::Edit { tool, .. } => format!("unpin {tool}"),
     };
     app.job = Some(Job {
         title,
@@ -113,6 +119,7 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
             Request::Verify(names) => ("verify", verify(&ctx, names, &c, &send)),
             Request::Start(name) => ("start", lifecycle(&ctx, name, Lifecycle::Start, &send)),
             Request::Stop(name) => ("stop", lifecycle(&ctx, name, Lifecycle::Stop, &send)),
+            Request::Edit { .. } => ("edit", edit(&ctx, &req, &send)),
         };
         let summary = match result {
             Ok(s) => s,
@@ -291,6 +298,125 @@ fn verify(
         }
     }
     Ok(format!("verify: {clean_n} ok, {bad} with problems"))
+}
+
+fn plan(req: &Request) -> Result<repoman_tools::manifest::Edit, String> {
+    use repoman_tools::manifest;
+    let Request::Edit {
+        tool,
+        file,
+        versions,
+        ..
+    } = req
+    else {
+        return Err("internal: not a manifest edit".into());
+    };
+    let path = std::path::Path::new(file);
+    match versions {
+        Some(v) => manifest::plan_pin(path, tool, v),
+        None => manifest::plan_unpin(path, tool),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// The unified diff a pin/unpin would write (empty: nothing to change), as
+/// `repoman tools pin|unpin --dry-run` shows it; `req` comes back with it, to be confirmed.
+pub fn plan_edit(req: Request) -> Result<(Request, String), String> {
+    let diff = plan(&req)?.diff();
+    let req = match req {
+        Request::Edit {
+            project,
+            tool,
+            file,
+            versions,
+            ..
+        } => Request::Edit {
+            project,
+            tool,
+            file,
+            versions,
+            diff: diff.clone(),
+        },
+        other => other,
+    };
+    Ok((req, diff))
+}
+
+/// `repoman tools pin|unpin`: re-plan, refuse unless it is the diff that was confirmed, the
+/// policy gate (`tools.pin`/`tools.unpin` on `file:PROJECT/PATH`), the byte-faithful write
+/// (refused if the file changed since it was read), and `tool.pinned`/`tool.unpinned`.
+fn edit(ctx: &Context, req: &Request, send: &(dyn Fn(JobMsg) + Sync)) -> Result<String, String> {
+    let Request::Edit {
+        project,
+        tool,
+        file,
+        versions,
+        diff,
+    } = req
+    else {
+        return Err("internal: not a manifest edit".into());
+    };
+    let line = |l: String| send(JobMsg::Line(project.clone(), l));
+    let e = plan(req)?;
+    if e.diff() != *diff {
+        let l = format!("{file} changed since the diff was shown; nothing was written");
+        line(l.clone());
+        return Ok(l);
+    }
+    let (what, op_name) = if versions.is_some() {
+        ("pinned", "tools.pin")
+    } else {
+        ("unpinned", "tools.unpin")
+    };
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
+    let settings = Settings::resolve(&reg.registry, &ctx.env);
+    let dir = reg
+        .registry
+        .project(project)
+        .and_then(|p| working_copy(&settings, p.repo.as_str()));
+    let object = match dir.as_deref().and_then(|d| e.path.strip_prefix(d).ok()) {
+        Some(rel) => repoman_core::ObjectId::file(project.as_str(), rel.display().to_string()),
+        None => repoman_core::ObjectId::host_file(&e.path),
+    };
+    let op = repoman_state::Operation {
+        name: op_name.to_owned(),
+        object: object.to_string(),
+        project: Some(project.clone()),
+    };
+    let state = open_state(ctx)?;
+    match repoman_state::gate(
+        &state,
+        &op,
+        Vec::new(),
+        &reg.registry.policy.rules,
+        repoman_state::GateMode::Record,
+    ) {
+        Ok(_) => {}
+        Err(repoman_state::GateError::Blocked(b)) => {
+            let l = block_lines(&b);
+            line(l.clone());
+            return Ok(format!("{tool}: {l}"));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    if !e.apply().map_err(|e| e.to_string())? {
+        line("nothing to change".into());
+        return Ok(format!("{tool}: nothing to change"));
+    }
+    state
+        .append(repoman_state::NewEvent::new(
+            format!("tool.{what}"),
+            repoman_core::ObjectId::tool(tool.as_str()),
+            serde_json::json!({ "file": e.path, "created": e.create }),
+        ))
+        .map_err(|e| e.to_string())?;
+    let l = format!("{what} {tool} in {file}");
+    line(l.clone());
+    Ok(l)
+}
+
+fn working_copy(settings: &Settings, repo: &str) -> Option<std::path::PathBuf> {
+    settings.local_repos.as_ref().map(|l| l.value.join(repo))
 }
 
 /// The `incus exec` of `repoman shell NAME`: a login shell as the user, in the repo directory.

@@ -202,6 +202,21 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
                 });
                 let _ = refresh_tx.send(());
             }
+            Action::Plan(req) => match jobs::plan_edit(req) {
+                Err(e) => app.message = Some(e),
+                Ok((_, diff)) if diff.is_empty() => {
+                    app.message = Some("nothing to change; no file would be written".into())
+                }
+                Ok((req, diff)) => {
+                    app.confirm = Some(app::Confirm {
+                        request: req,
+                        lines: diff
+                            .lines()
+                            .map(|l| l.trim_end_matches('\r').to_owned())
+                            .collect(),
+                    })
+                }
+            },
             Action::Cancel => {
                 if let Some(r) = &running {
                     r.cancel();

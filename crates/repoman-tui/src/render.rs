@@ -96,7 +96,7 @@ pub fn render(app: &App, f: &mut Frame) {
         lines.extend(c.lines.iter().map(|l| Line::from(l.as_str())));
         lines.push(Line::from(""));
         lines.push(Line::from("y: yes   n/Esc: no"));
-        let area = popup(f.area(), 64, lines.len() as u16 + 2);
+        let area = popup(f.area(), 76, lines.len() as u16 + 2);
         f.render_widget(Clear, area);
         f.render_widget(
             Paragraph::new(lines)
@@ -151,7 +151,12 @@ fn render_tabs(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
 }
 
 fn render_status(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
-    let line = if app.filter_editing {
+    let line = if let Some((row, text)) = &app.pin_input {
+        let tool = app.snapshot.tools.get(*row).map_or("", |t| t.tool.as_str());
+        Line::from(format!(
+            "pin {tool} to: {text}_  (Enter shows the change, Esc cancels)"
+        ))
+    } else if app.filter_editing {
         Line::from(format!("/{}_", app.filter))
     } else if let Some(m) = &app.message {
         Line::styled(m.as_str(), t.warn())
@@ -166,6 +171,8 @@ fn render_status(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
 fn render_hints(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
     let hints: &[(&str, &str)] = if app.filter_editing {
         &[("Enter", "keep"), ("Esc", "clear"), ("type", "to filter")]
+    } else if app.pin_input.is_some() {
+        &[("Enter", "show the change"), ("Esc", "cancel")]
     } else if app.confirm.is_some() {
         &[("y", "yes"), ("n/Esc", "no")]
     } else if app.job.as_ref().is_some_and(|j| !j.finished) {
@@ -188,6 +195,16 @@ fn render_hints(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
                 ("j/k", "move"),
                 ("s/S", "sync one/all"),
                 ("v", "verify"),
+                ("/", "filter"),
+                ("r", "refresh"),
+                ("?", "help"),
+            ],
+            View::Toolchains => &[
+                ("q", "quit"),
+                ("Tab", "view"),
+                ("j/k", "move"),
+                ("p", "pin"),
+                ("U", "unpin"),
                 ("/", "filter"),
                 ("r", "refresh"),
                 ("?", "help"),
@@ -227,6 +244,7 @@ fn help(t: &Theme, f: &mut Frame) {
         ("v", "verify the selected project's backup"),
         ("u / D", "start / stop the selected sandbox (asks)"),
         ("e", "a shell in the selected sandbox (suspends)"),
+        ("p / U", "pin / unpin the selected tool (diff first)"),
         ("x, Ctrl-C", "cancel the running sync"),
         ("r", "refresh now"),
         ("?", "this help"),

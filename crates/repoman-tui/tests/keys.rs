@@ -383,3 +383,55 @@ fn e_opens_a_shell_only_for_a_registered_project_in_projects() {
     let mut e = app(empty());
     assert_eq!(press(&mut e, "e"), [Action::None]);
 }
+
+#[test]
+fn pin_asks_for_versions_then_plans_and_unpin_plans_at_once() {
+    let mut s = estate(1);
+    s.tools = tools();
+    let mut a = app(s);
+    press(&mut a, "p");
+    assert!(a.pin_input.is_none(), "p does nothing outside Toolchains");
+    press(&mut a, "3j");
+    assert_eq!(press(&mut a, "p"), [Action::None]);
+    // nodejs wants 22.1.0, 20.11.1 is installed: the installed version is offered.
+    assert_eq!(a.pin_input, Some((1, "20.11.1".to_owned())));
+    // Typing edits the text; `q` is text here, not quit.
+    handle_key(&mut a, k(KeyCode::Backspace));
+    assert_eq!(
+        press(&mut a, "9 q"),
+        [Action::None, Action::None, Action::None]
+    );
+    assert_eq!(a.pin_input, Some((1, "20.11.9 q".to_owned())));
+    for _ in 0..2 {
+        handle_key(&mut a, k(KeyCode::Backspace));
+    }
+    let act = handle_key(&mut a, k(KeyCode::Enter));
+    assert_eq!(
+        act,
+        Action::Plan(Request::Edit {
+            project: "api".into(),
+            tool: "nodejs".into(),
+            file: "/home/dev/src/api/.tool-versions".into(),
+            versions: Some(vec!["20.11.9".into()]),
+            diff: String::new(),
+        })
+    );
+    assert!(a.pin_input.is_none());
+    // An empty version is not a pin.
+    press(&mut a, "p");
+    a.pin_input = a.pin_input.take().map(|(r, _)| (r, String::new()));
+    assert_eq!(handle_key(&mut a, k(KeyCode::Enter)), Action::None);
+    assert!(a.pin_input.is_some(), "still asking");
+    handle_key(&mut a, k(KeyCode::Esc));
+    assert!(a.pin_input.is_none());
+    // A satisfied tool offers its declared version; U plans an unpin.
+    press(&mut a, "k");
+    press(&mut a, "p");
+    assert_eq!(a.pin_input, Some((0, "1.88.0".to_owned())));
+    handle_key(&mut a, k(KeyCode::Esc));
+    let act = press(&mut a, "U");
+    assert!(
+        matches!(&act[0], Action::Plan(Request::Edit { tool, versions: None, .. }) if tool == "rust"),
+        "{act:?}"
+    );
+}

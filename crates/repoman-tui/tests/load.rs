@@ -371,3 +371,115 @@ fn a_broken_registry_is_reported_not_fatal() {
         assert!(s.projects.is_empty());
     }
 }
+
+fn run_job(ctx: &Context, req: Request) -> (Vec<(String, String)>, String) {
+    let mut app = App::new(false);
+    let (tx, rx) = mpsc::channel();
+    let running = jobs::start(ctx, &mut app, req, tx);
+    loop {
+        let m = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the job reports");
+        let Msg::Job(j) = m else { continue };
+        if jobs::apply(&mut app, j) {
+            break;
+        }
+    }
+    running.cancel_and_wait();
+    (
+        app.job.expect("a job").lines,
+        app.message.unwrap_or_default(),
+    )
+}
+
+fn pin(file: &Path, tool: &str, versions: Option<&[&str]>) -> Request {
+    Request::Edit {
+        project: "alpha".into(),
+        tool: tool.into(),
+        file: file.display().to_string(),
+        versions: versions.map(|v| v.iter().map(|s| (*s).to_owned()).collect()),
+        diff: String::new(),
+    }
+}
+
+#[test]
+fn pin_shows_the_diff_and_writes_only_the_version_token() {
+    let e = Estate::new(None, "");
+    let ctx = e.ctx();
+    let file = e.path("local/alpha/.tool-versions");
+    std::fs::write(&file, "nodejs 20.1.0\r\n# keep me\r\npython   3.12\r\n").expect("write");
+    let (req, diff) = jobs::plan_edit(pin(&file, "nodejs", Some(&["22.0.0"]))).expect("a plan");
+    assert!(
+        diff.contains("-nodejs 20.1.0\r\n") && diff.contains("+nodejs 22.0.0\r\n"),
+        "{diff:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "nodejs 20.1.0\r\n# keep me\r\npython   3.12\r\n",
+        "planning writes nothing"
+    );
+    let (lines, summary) = run_job(&ctx, req);
+    assert!(
+        summary.starts_with("pinned nodejs in "),
+        "{summary} {lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "nodejs 22.0.0\r\n# keep me\r\npython   3.12\r\n",
+        "only the version token changed; CRLF, the comment and the spacing kept"
+    );
+    let s = load::index(&ctx);
+    let types: Vec<&str> = s.events.iter().map(|e| e.type_.as_str()).collect();
+    assert_eq!(types.first(), Some(&"tool.pinned"), "{types:?}");
+    let decided = s
+        .events
+        .iter()
+        .find(|e| e.type_ == "policy.decided")
+        .expect("decided");
+    assert!(decided.data.contains("tools.pin"), "{}", decided.data);
+    assert_eq!(decided.object, "file:alpha/.tool-versions");
+    // Unpin removes the line only.
+    let (req, diff) = jobs::plan_edit(pin(&file, "python", None)).expect("a plan");
+    assert!(diff.contains("-python   3.12\r\n"), "{diff:?}");
+    run_job(&ctx, req);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "nodejs 22.0.0\r\n# keep me\r\n"
+    );
+    // Nothing to change: an empty diff.
+    let (_, diff) = jobs::plan_edit(pin(&file, "nodejs", Some(&["22.0.0"]))).expect("a plan");
+    assert_eq!(diff, "");
+}
+
+#[test]
+fn a_pin_is_refused_when_the_file_changed_after_the_diff_or_policy_blocks() {
+    let e = Estate::new(
+        None,
+        "[[policy.rule]]\noperation = \"tools.*\"\nproject = \"alpha\"\neffect = \"review_required\"\nreason = \"pins need a human\"\n",
+    );
+    let ctx = e.ctx();
+    let file = e.path("local/alpha/.tool-versions");
+    let (req, _) = jobs::plan_edit(pin(&file, "nodejs", Some(&["22.0.0"]))).expect("a plan");
+    std::fs::write(&file, "nodejs 21.0.0\n").expect("someone else edits it");
+    let (_, summary) = run_job(&ctx, req);
+    assert!(
+        summary.contains("changed since the diff was shown; nothing was written"),
+        "{summary}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "nodejs 21.0.0\n"
+    );
+    let (req, _) = jobs::plan_edit(pin(&file, "nodejs", Some(&["22.0.0"]))).expect("a plan");
+    let (lines, summary) = run_job(&ctx, req);
+    assert!(
+        summary.starts_with("nodejs: blocked: review required (user:"),
+        "{summary}"
+    );
+    assert!(lines[0].1.contains("pins need a human"), "{lines:?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "nodejs 21.0.0\n",
+        "nothing written"
+    );
+}

@@ -321,3 +321,52 @@ fn a_small_terminal_does_not_panic() {
         let _ = draw(&a, w, h);
     }
 }
+
+#[test]
+fn pin_input_and_the_diff_to_confirm() {
+    let mut s = empty();
+    s.tools = tools();
+    let mut a = app(s);
+    a.set_view(View::Toolchains);
+    handle_key(&mut a, key(KeyCode::Char('j')));
+    handle_key(&mut a, key(KeyCode::Char('p')));
+    let out = screen(&a);
+    assert!(
+        out.contains("pin nodejs to: 20.11.1_  (Enter shows the change, Esc cancels)"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.contains("Enter show the change")),
+        "{out}"
+    );
+    a.pin_input = None;
+    a.confirm = Some(repoman_tui::app::Confirm {
+        request: repoman_tui::app::Request::Edit {
+            project: "api".into(),
+            tool: "nodejs".into(),
+            file: "/home/dev/src/api/.tool-versions".into(),
+            versions: Some(vec!["20.11.1".into()]),
+            diff: String::new(),
+        },
+        lines: vec![
+            "--- /home/dev/src/api/.tool-versions".into(),
+            "+++ /home/dev/src/api/.tool-versions".into(),
+            "@@ -1,2 +1,2 @@".into(),
+            " rust 1.88.0".into(),
+            "-nodejs 22.1.0".into(),
+            "+nodejs 20.11.1".into(),
+        ],
+    });
+    let out = screen(&a);
+    assert!(
+        out.contains("pin nodejs to 20.11.1? (the change to write)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-nodejs 22.1.0") && out.contains("+nodejs 20.11.1"),
+        "{out}"
+    );
+    insta::assert_snapshot!("pin_diff", out);
+}
