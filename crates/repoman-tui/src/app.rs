@@ -76,6 +76,9 @@ pub enum Request {
         versions: Option<Vec<String>>,
         diff: String,
     },
+    /// Trust `project`'s `.repoman.toml` as it was shown: its content hash `hash` (empty
+    /// until planned), re-checked before the trust is recorded.
+    Trust { project: String, hash: String },
 }
 
 impl Request {
@@ -93,6 +96,9 @@ impl Request {
                 ..
             } => format!("pin {tool} to {}? (the change to write)", v.join(" ")),
             Request::Edit { tool, .. } => format!("unpin {tool}? (the change to write)"),
+            Request::Trust { project, .. } => {
+                format!("trust this .repoman.toml for {project}? (the change since trusted)")
+            }
         }
     }
 
@@ -101,7 +107,9 @@ impl Request {
         match self {
             Request::Sync(n) | Request::Verify(n) => n.clone(),
             Request::Start(n) | Request::Stop(n) => vec![n.clone()],
-            Request::Edit { project, .. } => vec![project.clone()],
+            Request::Edit { project, .. } | Request::Trust { project, .. } => {
+                vec![project.clone()]
+            }
         }
     }
 }
@@ -480,6 +488,20 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                 t.wants.clone()
             };
             app.pin_input = Some((i, prefill));
+        }
+        KeyCode::Char('t') if job_idle(app) && app.view() == View::Projects => {
+            match app.selected_project() {
+                Some(project) => {
+                    return Action::Plan(Request::Trust {
+                        project,
+                        hash: String::new(),
+                    });
+                }
+                None => {
+                    app.message =
+                        Some("select a registered project to trust its .repoman.toml".into())
+                }
+            }
         }
         KeyCode::Char('S') if job_idle(app) => {
             let all = app.registered_projects();

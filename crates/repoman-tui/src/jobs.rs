@@ -98,6 +98,7 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
             ..
         } => format!("pin {tool}"),
         Request::Edit { tool, .. } => format!("unpin {tool}"),
+        Request::Trust { project, .. } => format!("trust {project}"),
     };
     app.job = Some(Job {
         title,
@@ -120,6 +121,7 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
             Request::Start(name) => ("start", lifecycle(&ctx, name, Lifecycle::Start, &send)),
             Request::Stop(name) => ("stop", lifecycle(&ctx, name, Lifecycle::Stop, &send)),
             Request::Edit { .. } => ("edit", edit(&ctx, &req, &send)),
+            Request::Trust { project, hash } => ("trust", trust(&ctx, project, hash, &send)),
         };
         let summary = match result {
             Ok(s) => s,
@@ -317,6 +319,104 @@ fn plan(req: &Request) -> Result<repoman_tools::manifest::Edit, String> {
         None => manifest::plan_unpin(path, tool),
     }
     .map_err(|e| e.to_string())
+}
+
+/// A project's `.repoman.toml` (path, text) and its check against the trusted version.
+fn trust_check(
+    ctx: &Context,
+    project: &str,
+) -> Result<(std::path::PathBuf, Option<String>, TrustCheck), String> {
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
+    let settings = Settings::resolve(&reg.registry, &ctx.env);
+    let entry = reg
+        .registry
+        .project(project)
+        .ok_or_else(|| format!("project `{project}` is not registered"))?;
+    let dir = repoman_sandbox::desired::repo_path(&settings, entry.repo.as_str())
+        .map_err(|e| e.to_string())?;
+    let text = ProjectOverrides::read_raw(&dir).map_err(|e| e.to_string())?;
+    let state = State::open_with(
+        &ctx.paths,
+        &ctx.env,
+        ctx.clock.clone(),
+        StateOptions {
+            read_only: true,
+            actor: ctx.actor.clone(),
+            ..StateOptions::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let trusted = state
+        .trusted_configs()
+        .map_err(|e| format!("cannot read the trusted versions from the event log: {e}"))?;
+    let check = TrustCheck::new(project, text.as_deref(), trusted.get(project));
+    Ok((dir.join(OVERRIDES_FILE), text, check))
+}
+
+/// What `repoman trust NAME` shows: the diff from the trusted version (the whole file the first
+/// time), with the request to confirm; `Ok(Err(reason))` when there is nothing to trust.
+pub fn plan_trust(
+    ctx: &Context,
+    project: &str,
+) -> Result<Result<(Request, String), String>, String> {
+    let (path, text, check) = trust_check(ctx, project)?;
+    if text.is_none() {
+        return Ok(Err(format!(
+            "{} does not exist: nothing to trust",
+            path.display()
+        )));
+    }
+    if check.status == repoman_state::TrustStatus::Trusted {
+        return Ok(Err(format!("{} is trusted already", path.display())));
+    }
+    let req = Request::Trust {
+        project: project.to_owned(),
+        hash: check.current_hash.clone().unwrap_or_default(),
+    };
+    Ok(Ok((req, check.diff.unwrap_or_default())))
+}
+
+/// `repoman trust NAME` after the review: only a human; only the file that was shown (same hash);
+/// only a file that parses; recorded as `config.trusted`.
+fn trust(
+    ctx: &Context,
+    project: &str,
+    hash: &str,
+    send: &(dyn Fn(JobMsg) + Sync),
+) -> Result<String, String> {
+    let line = |l: String| send(JobMsg::Line(project.to_owned(), l));
+    let (path, text, check) = trust_check(ctx, project)?;
+    let Some(text) = text else {
+        return Err(format!(
+            "{} does not exist: nothing to trust",
+            path.display()
+        ));
+    };
+    if check.current_hash.as_deref() != Some(hash) {
+        let l = format!(
+            "{} changed since it was shown; nothing was trusted",
+            path.display()
+        );
+        line(l.clone());
+        return Ok(l);
+    }
+    ProjectOverrides::parse(&path, &text).map_err(|e| e.to_string())?;
+    let state = open_state(ctx)?;
+    if state.identity().actor_kind != repoman_state::ActorKind::Human {
+        return Err(format!(
+            "{} may not trust the {OVERRIDES_FILE} of `{project}`: only a human can",
+            state.identity().actor
+        ));
+    }
+    state
+        .trust_config(project, &text, check.trusted_hash.as_deref())
+        .map_err(|e| e.to_string())?;
+    let l = format!(
+        "trusted {} ({hash}); `repoman update {project}` applies it",
+        path.display()
+    );
+    line(l.clone());
+    Ok(l)
 }
 
 /// The unified diff a pin/unpin would write (empty: nothing to change), as

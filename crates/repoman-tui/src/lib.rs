@@ -202,6 +202,17 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
                 });
                 let _ = refresh_tx.send(());
             }
+            Action::Plan(app::Request::Trust { project, .. }) => {
+                match jobs::plan_trust(&ctx, &project) {
+                    Err(e) | Ok(Err(e)) => app.message = Some(e),
+                    Ok(Ok((req, diff))) => {
+                        app.confirm = Some(app::Confirm {
+                            request: req,
+                            lines: diff.lines().map(str::to_owned).collect(),
+                        })
+                    }
+                }
+            }
             Action::Plan(req) => match jobs::plan_edit(req) {
                 Err(e) => app.message = Some(e),
                 Ok((_, diff)) if diff.is_empty() => {

@@ -244,6 +244,7 @@ fn help(t: &Theme, f: &mut Frame) {
         ("v", "verify the selected project's backup"),
         ("u / D", "start / stop the selected sandbox (asks)"),
         ("e", "a shell in the selected sandbox (suspends)"),
+        ("t", "trust a changed .repoman.toml (diff first)"),
         ("p / U", "pin / unpin the selected tool (diff first)"),
         ("x, Ctrl-C", "cancel the running sync"),
         ("r", "refresh now"),
@@ -444,7 +445,10 @@ fn projects(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
     }
     if let Some(u) = &p.untrusted {
         lines.push(Line::styled(
-            format!(".repoman.toml {u}; `repoman trust {}` reviews it", p.name),
+            format!(
+                ".repoman.toml {u}; t reviews it (`repoman trust {}`)",
+                p.name
+            ),
             t.warn(),
         ));
     }

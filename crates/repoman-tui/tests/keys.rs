@@ -435,3 +435,17 @@ fn pin_asks_for_versions_then_plans_and_unpin_plans_at_once() {
         "{act:?}"
     );
 }
+
+#[test]
+fn t_plans_a_trust_review_in_projects_only() {
+    let mut a = app(estate(3));
+    press(&mut a, "jjj");
+    assert_eq!(
+        press(&mut a, "t"),
+        [Action::Plan(Request::Trust {
+            project: "p02".into(),
+            hash: String::new()
+        })]
+    );
+    assert_eq!(press(&mut a, "2t"), [Action::None, Action::None]);
+}

@@ -483,3 +483,56 @@ fn a_pin_is_refused_when_the_file_changed_after_the_diff_or_policy_blocks() {
         "nothing written"
     );
 }
+
+#[test]
+fn trust_shows_the_diff_and_records_only_the_file_shown() {
+    let e = Estate::new(None, "");
+    let ctx = e.ctx();
+    let file = e.path("local/alpha/.repoman.toml");
+    let nothing = jobs::plan_trust(&ctx, "alpha").expect("readable");
+    assert!(nothing.is_err_and(|m| m.contains("does not exist: nothing to trust")));
+    std::fs::write(&file, "[env]\nMODE = \"dev\"\n").expect("write");
+    assert_eq!(
+        load::live(&ctx).projects[0].untrusted.as_deref(),
+        Some("untrusted")
+    );
+    let (req, diff) = jobs::plan_trust(&ctx, "alpha")
+        .expect("readable")
+        .expect("to trust");
+    assert!(
+        diff.contains("+MODE = \"dev\""),
+        "the whole file the first time: {diff}"
+    );
+    let (_, summary) = run_job(&ctx, req);
+    assert!(summary.starts_with("trusted "), "{summary}");
+    assert_eq!(load::live(&ctx).projects[0].untrusted, None);
+    let types: Vec<String> = load::index(&ctx)
+        .events
+        .iter()
+        .map(|e| e.type_.clone())
+        .collect();
+    assert_eq!(
+        types.first().map(String::as_str),
+        Some("config.trusted"),
+        "{types:?}"
+    );
+    // A change is shown as a diff; a file changed again after the review is not trusted.
+    std::fs::write(&file, "[env]\nMODE = \"prod\"\n").expect("write");
+    let (req, diff) = jobs::plan_trust(&ctx, "alpha")
+        .expect("readable")
+        .expect("to trust");
+    assert!(
+        diff.contains("-MODE = \"dev\"") && diff.contains("+MODE = \"prod\""),
+        "{diff}"
+    );
+    std::fs::write(&file, "[env]\nMODE = \"evil\"\n").expect("the sandbox edits it again");
+    let (_, summary) = run_job(&ctx, req);
+    assert!(
+        summary.contains("changed since it was shown; nothing was trusted"),
+        "{summary}"
+    );
+    assert_eq!(
+        load::live(&ctx).projects[0].untrusted.as_deref(),
+        Some("changed")
+    );
+}

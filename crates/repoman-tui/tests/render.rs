@@ -96,7 +96,7 @@ fn project_columns_show_conflicts_and_untrusted_config() {
     }
     let s = screen(&a);
     assert!(
-        s.contains(".repoman.toml changed; `repoman trust p03` reviews it"),
+        s.contains(".repoman.toml changed; t reviews it (`repoman trust p03`)"),
         "{s}"
     );
 }
