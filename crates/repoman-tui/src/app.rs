@@ -79,6 +79,9 @@ pub enum Request {
     /// Trust `project`'s `.repoman.toml` as it was shown: its content hash `hash` (empty
     /// until planned), re-checked before the trust is recorded.
     Trust { project: String, hash: String },
+    /// Repair `project`'s drift with `action` (`recreate`, `adopt`, `reapply`: the CLI's
+    /// non-destructive default; empty until planned), re-checked before it runs.
+    Repair { project: String, action: String },
 }
 
 impl Request {
@@ -99,6 +102,7 @@ impl Request {
             Request::Trust { project, .. } => {
                 format!("trust this .repoman.toml for {project}? (the change since trusted)")
             }
+            Request::Repair { project, action } => format!("repair {project}: {action}?"),
         }
     }
 
@@ -107,7 +111,9 @@ impl Request {
         match self {
             Request::Sync(n) | Request::Verify(n) => n.clone(),
             Request::Start(n) | Request::Stop(n) => vec![n.clone()],
-            Request::Edit { project, .. } | Request::Trust { project, .. } => {
+            Request::Edit { project, .. }
+            | Request::Trust { project, .. }
+            | Request::Repair { project, .. } => {
                 vec![project.clone()]
             }
         }
@@ -488,6 +494,25 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
                 t.wants.clone()
             };
             app.pin_input = Some((i, prefill));
+        }
+        KeyCode::Char('R') if job_idle(app) && app.view() == View::Projects => {
+            // An orphan is repaired too (adopted), so any selected row counts.
+            let name = app
+                .selected_row()
+                .and_then(|i| app.snapshot.projects.get(i))
+                .map(|p| (p.name.clone(), p.drift.is_some()));
+            match name {
+                Some((project, true)) => {
+                    return Action::Plan(Request::Repair {
+                        project,
+                        action: String::new(),
+                    });
+                }
+                Some((project, false)) => {
+                    app.message = Some(format!("{project} has no drift to repair"))
+                }
+                None => app.message = Some("no project selected".into()),
+            }
         }
         KeyCode::Char('t') if job_idle(app) && app.view() == View::Projects => {
             match app.selected_project() {

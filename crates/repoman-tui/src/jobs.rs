@@ -25,6 +25,7 @@ use repoman_core::settings::Settings;
 use repoman_core::{Cancel, Progress, Unit};
 use repoman_sandbox::SandboxError;
 use repoman_sandbox::lifecycle::Lifecycle;
+use repoman_sandbox::repair::RepairAction;
 use repoman_sandbox::session::{self, Session};
 use repoman_state::{State, StateOptions, TrustCheck};
 
@@ -99,6 +100,7 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
         } => format!("pin {tool}"),
         Request::Edit { tool, .. } => format!("unpin {tool}"),
         Request::Trust { project, .. } => format!("trust {project}"),
+        Request::Repair { project, action } => format!("repair {project}: {action}"),
     };
     app.job = Some(Job {
         title,
@@ -122,6 +124,7 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
             Request::Stop(name) => ("stop", lifecycle(&ctx, name, Lifecycle::Stop, &send)),
             Request::Edit { .. } => ("edit", edit(&ctx, &req, &send)),
             Request::Trust { project, hash } => ("trust", trust(&ctx, project, hash, &send)),
+            Request::Repair { project, action } => ("repair", repair(&ctx, project, action, &send)),
         };
         let summary = match result {
             Ok(s) => s,
@@ -319,6 +322,91 @@ fn plan(req: &Request) -> Result<repoman_tools::manifest::Edit, String> {
         None => manifest::plan_unpin(path, tool),
     }
     .map_err(|e| e.to_string())
+}
+
+/// The drift of `project` and the repair `repoman status --repair` makes without asking (the
+/// first, non-destructive choice: recreate a missing sandbox, adopt an orphan, reapply config).
+fn drift_and_action(
+    s: &Session,
+    project: &str,
+) -> Result<(repoman_sandbox::drift::Drift, RepairAction), String> {
+    let d = s
+        .drift_of(project)
+        .ok_or_else(|| format!("{project} has no drift (any more)"))?;
+    let a = RepairAction::choices(d).first().copied().ok_or_else(|| {
+        format!(
+            "{}: nothing repoman can repair automatically; see `repoman status {project}`",
+            d.summary()
+        )
+    })?;
+    Ok((d.clone(), a))
+}
+
+/// What a repair would do, for confirmation: the drift and the action.
+pub fn plan_repair(ctx: &Context, project: &str) -> Result<(Request, Vec<String>), String> {
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
+    let s = Session::open(reg, &ctx.env).map_err(|e| e.to_string())?;
+    let (d, a) = drift_and_action(&s, project)?;
+    let mut lines = vec![d.summary()];
+    if let repoman_sandbox::drift::Drift::Config { changes, .. } = &d {
+        lines.extend(changes.iter().map(|c| format!("  {}", c.describe())));
+    }
+    lines.push(format!(
+        "repair: {} (`repoman status {project} --repair` does the same)",
+        a.as_str()
+    ));
+    Ok((
+        Request::Repair {
+            project: project.to_owned(),
+            action: a.as_str().to_owned(),
+        },
+        lines,
+    ))
+}
+
+/// `repoman status NAME --repair`: a fresh session, the same drift and action as confirmed, the
+/// policy gate (`sandbox.repair`), the repair and `sandbox.repaired`.
+fn repair(
+    ctx: &Context,
+    project: &str,
+    action: &str,
+    send: &(dyn Fn(JobMsg) + Sync),
+) -> Result<String, String> {
+    let line = |l: String| send(JobMsg::Line(project.to_owned(), l));
+    let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
+    let s = Session::open(reg, &ctx.env).map_err(|e| e.to_string())?;
+    let (d, a) = drift_and_action(&s, project)?;
+    if a.as_str() != action {
+        let l = format!(
+            "the drift changed since it was shown ({}); nothing was done",
+            d.summary()
+        );
+        line(l.clone());
+        return Ok(l);
+    }
+    let state = open_state(ctx)?;
+    let rules = &s.estate.file.registry.policy.rules;
+    line(format!("{action}..."));
+    let approval =
+        match session::authorize(&state, repoman_sandbox::repair::repair_operation(&d), rules) {
+            Ok(ap) => ap,
+            Err(SandboxError::Blocked(b)) => {
+                let l = block_lines(&b);
+                line(l.clone());
+                return Ok(format!("{project}: {l}"));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+    let rctx = repoman_sandbox::repair::RepairCtx {
+        registry_path: &ctx.paths.config_file,
+        state: &state,
+        now: ctx.clock.now_rfc3339(),
+        progress: std::sync::Arc::new(repoman_core::progress::NoProgress),
+    };
+    repoman_sandbox::repair::apply_repair(&s, &d, a, &rctx, approval).map_err(|e| e.to_string())?;
+    let l = format!("{action} done");
+    line(l.clone());
+    Ok(format!("{project}: {l}"))
 }
 
 /// A project's `.repoman.toml` (path, text) and its check against the trusted version.

@@ -202,6 +202,17 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
                 });
                 let _ = refresh_tx.send(());
             }
+            Action::Plan(app::Request::Repair { project, .. }) => {
+                match jobs::plan_repair(&ctx, &project) {
+                    Err(e) => app.message = Some(e),
+                    Ok((req, lines)) => {
+                        app.confirm = Some(app::Confirm {
+                            request: req,
+                            lines,
+                        })
+                    }
+                }
+            }
             Action::Plan(app::Request::Trust { project, .. }) => {
                 match jobs::plan_trust(&ctx, &project) {
                     Err(e) | Ok(Err(e)) => app.message = Some(e),

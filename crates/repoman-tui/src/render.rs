@@ -245,6 +245,7 @@ fn help(t: &Theme, f: &mut Frame) {
         ("u / D", "start / stop the selected sandbox (asks)"),
         ("e", "a shell in the selected sandbox (suspends)"),
         ("t", "trust a changed .repoman.toml (diff first)"),
+        ("R", "repair the selected project's drift (asks)"),
         ("p / U", "pin / unpin the selected tool (diff first)"),
         ("x, Ctrl-C", "cancel the running sync"),
         ("r", "refresh now"),

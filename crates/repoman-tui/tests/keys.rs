@@ -449,3 +449,31 @@ fn t_plans_a_trust_review_in_projects_only() {
     );
     assert_eq!(press(&mut a, "2t"), [Action::None, Action::None]);
 }
+
+#[test]
+fn capital_r_plans_a_repair_only_where_there_is_drift() {
+    let mut a = app(estate(5));
+    assert_eq!(press(&mut a, "R"), [Action::None], "p00 has no drift");
+    assert_eq!(a.message.as_deref(), Some("p00 has no drift to repair"));
+    press(&mut a, "jjjj");
+    assert_eq!(
+        press(&mut a, "R"),
+        [Action::Plan(Request::Repair {
+            project: "p04".into(),
+            action: String::new()
+        })]
+    );
+    assert_eq!(
+        press(&mut a, "r"),
+        [Action::Refresh],
+        "lower-case r only refreshes"
+    );
+    assert_eq!(
+        Request::Repair {
+            project: "p04".into(),
+            action: "reapply".into()
+        }
+        .question(),
+        "repair p04: reapply?"
+    );
+}

@@ -268,6 +268,38 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
                 .any(|l| l.contains("app") && l.contains("Running"))
     });
 
+    // `R`: config drift made behind repoman's back is shown, then reapplied after confirmation.
+    let st = Command::new("incus")
+        .args([
+            "--project",
+            project.name(),
+            "config",
+            "set",
+            "app",
+            "environment.EXTRA=1",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "incus config set");
+    tmux.keys(&["r"]);
+    tmux.wait_for("the config drift", |s| {
+        s.lines()
+            .any(|l| l.contains("app") && l.contains("! config"))
+    });
+    tmux.keys(&["R"]);
+    let s = tmux.wait_for("the repair question", |s| {
+        s.contains("repair app: reapply?")
+    });
+    assert!(s.contains("environment.EXTRA"), "the drift is shown: {s}");
+    tmux.keys(&["y"]);
+    tmux.wait_for("the repair", |s| s.contains("app: reapply done"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("no drift after the refresh", |s| {
+        !s.contains("done; Esc closes")
+            && s.lines()
+                .any(|l| l.contains("app") && l.contains("Running") && !l.contains("! config"))
+    });
+
     // `e`: a shell in the sandbox with the TUI suspended (normal screen), then the TUI again.
     tmux.keys(&["e"]);
     tmux.wait_for("the shell on the normal screen", |_| {
@@ -289,10 +321,15 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
             .any(|l| l.contains("backup.synced") && l.contains("backup:app")),
         "{s}"
     );
+    assert!(
+        s.lines()
+            .any(|l| l.contains("sandbox.stop.plan.blocked") && l.contains("sandbox:app")),
+        "the blocked stop is recorded: {s}"
+    );
     let first = s.lines().nth(3).unwrap_or_default();
     assert!(
-        first.contains("sandbox.stop.plan.blocked"),
-        "the blocked stop is the newest event: {s}"
+        first.contains("sandbox.repaired"),
+        "the repair is the newest event: {s}"
     );
 
     // Quit: the terminal is restored (normal screen, cooked mode with echo).

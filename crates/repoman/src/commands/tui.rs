@@ -15,7 +15,7 @@ use crate::error::{CliError, Exit};
 /// realms. Actions pass the same guards and policy gate as the CLI: s/S sync one/all (asks
 /// first, live progress, x cancels), v verifies, u/D start/stop a sandbox (asks first), e opens
 /// a shell in it (the TUI is suspended meanwhile), p/U pin/unpin a tool and t trusts a changed
-/// .repoman.toml (each shows the diff and asks).
+/// .repoman.toml (each shows the diff and asks), R repairs drift (shows it and asks).
 /// Keys: Tab/Shift-Tab switch views, j/k or arrows move, Enter opens the detail, / filters,
 /// r refreshes, ? shows every key, q quits.
 /// Colours follow --color and NO_COLOR. Needs a terminal on stdin and stdout.
