@@ -114,8 +114,10 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
     // The first frame: registry + index only.
     app.set_snapshot(load::index(&ctx));
     app.refreshing = true;
-    let mut terminal = ratatui::try_init()?;
+    // The guard first: if entering the alternate screen fails after raw mode was enabled, the
+    // error return still leaves raw mode.
     let guard = TerminalGuard;
+    let mut terminal = ratatui::try_init()?;
     let (tx, rx) = mpsc::channel();
     let (refresh_tx, refresh_rx) = mpsc::channel();
     spawn_refresher(ctx.clone(), tx.clone(), refresh_rx);
