@@ -31,6 +31,7 @@ mod status;
 mod sync;
 mod tools;
 pub(crate) mod trust;
+mod tui;
 mod update;
 mod verify;
 
@@ -93,6 +94,7 @@ pub enum Command {
     /// SNIFs: WebAssembly extensions (validators, policy rules, tool detectors), deny by default.
     #[command(subcommand)]
     Snif(snif::SnifCommand),
+    Tui(tui::TuiArgs),
 }
 
 impl Command {
@@ -127,6 +129,7 @@ impl Command {
             Command::Daemon(_) => "daemon",
             Command::Groove(_) => "groove",
             Command::Snif(_) => "snif",
+            Command::Tui(_) => "tui",
         }
     }
 }
@@ -187,5 +190,6 @@ pub fn run(app: &App, command: Command) -> Result<Exit, CliError> {
         Command::Daemon(c) => daemon::run(app, c),
         Command::Groove(c) => groove::run(app, c),
         Command::Snif(c) => snif::run(app, c),
+        Command::Tui(a) => tui::run(app, a),
     }
 }
