@@ -138,17 +138,22 @@ fn last_of(conn: &Connection, object: &str, type_: &str) -> rusqlite::Result<Opt
     index::last_event(conn, object, type_)
 }
 
+/// The last event about `object` whose type matches the LIKE pattern `type_like`. The pattern is
+/// part of the SQL text, not a bound parameter: SQLite plans a LIKE against a parameter for the
+/// value bound, so a cached statement would be parsed and planned again at every call that binds
+/// a different pattern.
 fn last_matching(
     conn: &Connection,
     object: &str,
-    type_like: &str,
+    type_like: &'static str,
 ) -> rusqlite::Result<Option<Event>> {
+    debug_assert!(!type_like.contains('\''), "a literal pattern");
     one_event(
         conn,
         &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE object = ?1 AND type LIKE ?2 ORDER BY seq DESC LIMIT 1"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE object = ?1 AND type LIKE '{type_like}' ORDER BY seq DESC LIMIT 1"
         ),
-        params![object, type_like],
+        params![object],
     )
 }
 
@@ -177,7 +182,14 @@ pub fn explain(state: &State, object: &str) -> Result<Explanation, StateError> {
     let state_dir = state.state_dir().to_path_buf();
     let events_dir = state.log().dir().to_path_buf();
     let this_device = state.identity().device.clone();
-    state.with_index(|conn| build(conn, &object, &state_dir, &events_dir, &this_device))
+    state.with_index(|conn| {
+        // One read transaction: every answer comes from the same snapshot of the index, and
+        // the database is locked once instead of once per query (~10 of them).
+        let tx = conn.unchecked_transaction()?;
+        let ex = build(&tx, &object, &state_dir, &events_dir, &this_device)?;
+        tx.commit()?;
+        Ok(ex)
+    })
 }
 
 fn build(
@@ -241,7 +253,7 @@ fn build(
         .or_else(|| index::default_schema_for_kind(&kind).map(str::to_owned));
     match schema_id {
         Some(id) => {
-            let title: Option<String> = conn.query_row("SELECT title FROM schemas WHERE id = ?1", [&id], |r| r.get(0)).optional()?;
+            let title: Option<String> = conn.prepare_cached("SELECT title FROM schemas WHERE id = ?1")?.query_row([&id], |r| r.get(0)).optional()?;
             let answer = match &title {
                 Some(t) => format!("{id} ({t}); `repoman schema show {id}` prints it"),
                 None => format!("{id} (not embedded in this repoman)"),
@@ -492,11 +504,11 @@ fn build(
     }
 
     // Auto-repairable.
-    let repairs: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM events WHERE object = ?1 AND type = 'repair.applied'",
-        [object],
-        |r| r.get(0),
-    )?;
+    let repairs: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM events WHERE object = ?1 AND type = 'repair.applied'",
+        )?
+        .query_row([object], |r| r.get(0))?;
     let mut auto = vec![
         "its index rows (registry entries, last events, conflicts) are rebuilt from the event log whenever the index is missing, corrupt or out of step".to_owned(),
     ];

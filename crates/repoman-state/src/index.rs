@@ -104,10 +104,9 @@ pub fn schema_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 /// The log head the index reflects.
 pub fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
     let get = |k: &str| {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| {
-            r.get::<_, String>(0)
-        })
-        .optional()
+        conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([k], |r| r.get::<_, String>(0))
+            .optional()
     };
     let seq = get("head_seq")?.and_then(|s| s.parse().ok()).unwrap_or(0);
     let hash = get("head_hash")?.unwrap_or_else(|| Head::empty().hash);
@@ -698,8 +697,14 @@ pub fn open_conn(path: &Path) -> Result<Connection, StateError> {
     let conn = Connection::open(path).map_err(StateError::index(path))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(StateError::index(path))?;
+    // `explain` alone runs ~20 distinct statements; with rusqlite's default of 16 cached ones
+    // a long-lived connection (the daemon's) would parse and plan some on every call.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
+
+/// Prepared statements kept per index connection.
+pub const STATEMENT_CACHE: usize = 64;
 
 /// Filters for listing events (`repoman log`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -65,6 +65,33 @@ pub struct Tail {
 pub struct EventLog {
     dir: PathBuf,
     segment_max: u64,
+    /// The last tail [`EventLog::tail_for_read`] read, with the identity of its segment.
+    memo: std::sync::Arc<std::sync::Mutex<Option<(SegmentId, Tail)>>>,
+}
+
+/// What tells one state of a segment file from another without reading it: an append changes
+/// the length; anything else that rewrites it changes the ctime (which no process can set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SegmentId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl SegmentId {
+    fn of(path: &Path) -> Option<SegmentId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(SegmentId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        })
+    }
 }
 
 impl EventLog {
@@ -72,6 +99,7 @@ impl EventLog {
         Self {
             dir,
             segment_max: DEFAULT_SEGMENT_MAX,
+            memo: Default::default(),
         }
     }
 
@@ -192,6 +220,35 @@ impl EventLog {
             segment: append_to,
             torn,
         })
+    }
+
+    /// [`EventLog::tail`] for readers that only compare the head (is the index up to date?):
+    /// one `stat` of the last segment instead of listing the directory and reading the segment's
+    /// end, while that segment is unchanged. Reused only for a tail that was whole (nothing torn)
+    /// in a segment with room left: a writer appends to that segment (its length changes) and
+    /// opens a new one only after it is full, so while its identity holds, so does the tail.
+    /// Writers never use this: they read the tail under the append lock.
+    pub fn tail_for_read(&self) -> Result<Tail, StateError> {
+        let memo = self.memo.lock().ok().and_then(|m| m.clone());
+        if let Some((id, tail)) = memo
+            && let Some((path, _)) = &tail.segment
+            && SegmentId::of(path).as_ref() == Some(&id)
+        {
+            return Ok(tail);
+        }
+        let tail = self.tail()?;
+        let id = match &tail.segment {
+            Some((path, len)) if tail.torn.is_none() && *len < self.segment_max => {
+                // Taken after the read: if a writer appended in between, the length differs
+                // from the one read and nothing is kept.
+                SegmentId::of(path).filter(|id| id.len == *len)
+            }
+            _ => None,
+        };
+        if let Ok(mut m) = self.memo.lock() {
+            *m = id.map(|id| (id, tail.clone()));
+        }
+        Ok(tail)
     }
 
     /// Move the torn tail into `quarantine_dir` and truncate the segment to its last whole event.

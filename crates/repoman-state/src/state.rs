@@ -752,7 +752,7 @@ impl State {
                 });
             }
         } else {
-            let tail = self.log.tail()?;
+            let tail = self.log.tail_for_read()?;
             if let Some(t) = &tail.torn {
                 self.warn(torn_warning(t));
             }

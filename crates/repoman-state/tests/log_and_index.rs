@@ -276,3 +276,40 @@ fn opening_for_writing_creates_nothing_until_the_first_append() {
     assert_eq!(stored.trim(), candidate);
     assert_eq!(fx.open().identity().device, candidate);
 }
+
+#[test]
+fn a_reader_sees_every_append_by_another_handle_and_the_tail_memo_never_hides_one() {
+    // The reader keeps its last tail while the segment is unchanged; another handle (another
+    // process's view) appends, and the reader's next query must include the event.
+    let fx = Fixture::new();
+    let reader = fx.open();
+    let writer = fx.open();
+    for i in 0..20u64 {
+        let ev = writer
+            .append(NewEvent::new(
+                "backup.synced",
+                "backup:alpha",
+                json!({"files": i}),
+            ))
+            .unwrap();
+        let last = reader.last_event("backup:alpha", "backup.synced").unwrap();
+        assert_eq!(last.map(|e| e.seq), Some(ev.seq), "after append {i}");
+        // Unchanged: the same answer again (from the remembered tail).
+        let again = reader.last_event("backup:alpha", "backup.synced").unwrap();
+        assert_eq!(again.map(|e| e.seq), Some(ev.seq));
+    }
+    // The segment rewritten in place with the same length (not an append): its ctime changes,
+    // so the remembered tail is not trusted and the reader reads the log again. Here the last
+    // line is cut off and padded back, so the log's tail is now the event before it.
+    let seg = reader.log().segments().unwrap().pop().unwrap().1;
+    let bytes = std::fs::read(&seg).unwrap();
+    let body = &bytes[..bytes.len() - 1];
+    let cut = body.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    let mut forged = bytes[..cut].to_vec();
+    forged.resize(bytes.len(), b' ');
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&seg, &forged).unwrap();
+    let tail = reader.log().tail_for_read().unwrap();
+    assert_eq!(tail.head.seq, 19, "the rewritten log's last whole event");
+    assert!(tail.torn.is_some(), "the padding is a torn tail");
+}
