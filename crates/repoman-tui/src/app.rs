@@ -169,6 +169,9 @@ pub struct App {
     pub refreshing: bool,
     /// The version(s) being typed for a pin: the tool row (snapshot index) and the text.
     pub pin_input: Option<(usize, String)>,
+    /// Subscribed to the daemon's event stream: new events arrive as they are appended (else the
+    /// log head is polled).
+    pub daemon: bool,
 }
 
 impl App {

@@ -20,6 +20,8 @@ pub mod load;
 pub mod render;
 pub mod snapshot;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
@@ -59,6 +61,17 @@ pub enum Msg {
     Events(u64, Vec<snapshot::EventRow>),
     /// Progress or the result of running work.
     Job(jobs::JobMsg),
+    /// The daemon's event stream was joined (`true`) or lost (`false`).
+    Daemon(bool),
+}
+
+/// What wakes the refresher before its timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Everything (`r`, after an action).
+    Full,
+    /// A new event was appended (from the daemon's stream): read the recent events now.
+    Events,
 }
 
 /// Leaves raw mode and the alternate screen when dropped.
@@ -71,17 +84,22 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// How often the log head is looked at, and after how many looks everything is refreshed.
+/// How often the log head is looked at without the daemon, and after how many looks everything
+/// is refreshed.
 const HEAD_POLL: Duration = Duration::from_secs(2);
 const FULL_REFRESH_EVERY: u32 = 15;
+/// How long to wait before trying the daemon's socket again.
+const DAEMON_RETRY: Duration = Duration::from_secs(5);
 
 /// The background refresher: a live snapshot at once, then the log head every [`HEAD_POLL`]
-/// and a live snapshot every [`FULL_REFRESH_EVERY`] polls or when asked (`refresh`).
-fn spawn_refresher(ctx: Context, tx: Sender<Msg>, refresh: Receiver<()>) {
+/// (or, while the daemon's stream wakes it, only when an event arrives) and a live snapshot
+/// every [`FULL_REFRESH_EVERY`] polls' worth of time or when asked ([`Wake::Full`]).
+fn spawn_refresher(ctx: Context, tx: Sender<Msg>, wake: Receiver<Wake>, daemon: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let mut head = None;
-        let mut polls = 0;
         let mut full = true;
+        let mut last_full = std::time::Instant::now();
+        let full_every = HEAD_POLL * FULL_REFRESH_EVERY;
         loop {
             if full {
                 let s = load::live(&ctx);
@@ -89,21 +107,57 @@ fn spawn_refresher(ctx: Context, tx: Sender<Msg>, refresh: Receiver<()>) {
                 if tx.send(Msg::Snapshot(Box::new(s))).is_err() {
                     return;
                 }
-                polls = 0;
+                last_full = std::time::Instant::now();
             } else if let Some((h, evs)) = load::events_since(&ctx, head) {
                 head = Some(h);
                 if tx.send(Msg::Events(h, evs)).is_err() {
                     return;
                 }
             }
-            full = match refresh.recv_timeout(HEAD_POLL) {
-                Ok(()) => true,
-                Err(RecvTimeoutError::Timeout) => {
-                    polls += 1;
-                    polls >= FULL_REFRESH_EVERY
-                }
+            // With the daemon's stream an event wakes us; the timer is only the full refresh.
+            let wait = if daemon.load(Ordering::Relaxed) {
+                full_every.saturating_sub(last_full.elapsed())
+            } else {
+                HEAD_POLL
+            };
+            full = match wake.recv_timeout(wait) {
+                Ok(Wake::Full) => true,
+                Ok(Wake::Events) => false,
+                Err(RecvTimeoutError::Timeout) => last_full.elapsed() >= full_every,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+        }
+    });
+}
+
+/// Follows the daemon's event stream (the soft groove's `subscribe`) while a daemon runs:
+/// every `groove.event` wakes the refresher, so events appear as they are appended. Without a
+/// daemon (or after it goes away) it tries the socket again every [`DAEMON_RETRY`], and the
+/// refresher polls meanwhile. Ends when the TUI does (its channels close).
+fn spawn_subscriber(ctx: &Context, tx: Sender<Msg>, wake: Sender<Wake>, live: Arc<AtomicBool>) {
+    let socket = repoman_groove::core::socket_path(&ctx.paths);
+    std::thread::spawn(move || {
+        loop {
+            if let Ok(mut c) = repoman_groove::client::Client::connect(&socket)
+                && c.call("subscribe", serde_json::json!({})).is_ok()
+            {
+                live.store(true, Ordering::Relaxed);
+                if tx.send(Msg::Daemon(true)).is_err() {
+                    return;
+                }
+                // Events appended between the last poll and the subscription.
+                let _ = wake.send(Wake::Events);
+                while let Ok(n) = c.next_notification() {
+                    if n["method"] == "groove.event" && wake.send(Wake::Events).is_err() {
+                        return;
+                    }
+                }
+                live.store(false, Ordering::Relaxed);
+                if tx.send(Msg::Daemon(false)).is_err() || wake.send(Wake::Events).is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(DAEMON_RETRY);
         }
     });
 }
@@ -120,7 +174,9 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
     let mut terminal = ratatui::try_init()?;
     let (tx, rx) = mpsc::channel();
     let (refresh_tx, refresh_rx) = mpsc::channel();
-    spawn_refresher(ctx.clone(), tx.clone(), refresh_rx);
+    let daemon = Arc::new(AtomicBool::new(false));
+    spawn_refresher(ctx.clone(), tx.clone(), refresh_rx, daemon.clone());
+    spawn_subscriber(&ctx, tx.clone(), refresh_tx.clone(), daemon);
     let mut running: Option<jobs::Running> = None;
     let mut dirty = true;
     loop {
@@ -144,11 +200,12 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
                     let s = std::mem::take(&mut app.snapshot);
                     app.set_snapshot(s);
                 }
+                Msg::Daemon(on) => app.daemon = on,
                 Msg::Job(j) => {
                     let done = jobs::apply(&mut app, j);
                     if done {
                         running = None;
-                        let _ = refresh_tx.send(());
+                        let _ = refresh_tx.send(Wake::Full);
                         app.refreshing = true;
                     }
                 }
@@ -178,7 +235,7 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
                 break;
             }
             Action::Refresh => {
-                let _ = refresh_tx.send(());
+                let _ = refresh_tx.send(Wake::Full);
             }
             Action::Run(req) => {
                 running = Some(jobs::start(&ctx, &mut app, req, tx.clone()));
@@ -202,7 +259,7 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
                         }
                     }
                 });
-                let _ = refresh_tx.send(());
+                let _ = refresh_tx.send(Wake::Full);
             }
             Action::Plan(app::Request::Repair { project, .. }) => {
                 match jobs::plan_repair(&ctx, &project) {

@@ -122,11 +122,12 @@ fn popup(outer: Rect, width: u16, height: u16) -> Rect {
 }
 
 fn render_tabs(app: &App, t: &Theme, f: &mut Frame, area: Rect) {
-    let source = match (app.snapshot.source, app.refreshing) {
-        (_, true) => "refreshing...",
-        (Source::Empty, _) => "loading...",
-        (Source::Index, _) => "index",
-        (Source::Live, _) => "live",
+    let source = match (app.snapshot.source, app.refreshing, app.daemon) {
+        (_, true, _) => "refreshing...",
+        (Source::Empty, ..) => "loading...",
+        (Source::Index, ..) => "index",
+        (Source::Live, _, false) => "live",
+        (Source::Live, _, true) => "live+daemon",
     };
     let [left, right] = Layout::horizontal([
         Constraint::Min(10),

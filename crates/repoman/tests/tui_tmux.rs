@@ -460,6 +460,121 @@ fn sigterm_restores_the_terminal() {
     }
 }
 
+/// Kills the daemon of a test on drop.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// With a daemon running, the TUI joins its event stream (the soft groove's `subscribe`): the
+/// daemon counts it as a subscriber, the header says `live+daemon`, and an event appended
+/// through the daemon shows in the Events view. No Incus needed.
+#[test]
+fn with_a_daemon_the_tui_follows_its_event_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let run = home.join("run");
+    let repos = tmp.path().join("repos");
+    for d in [&home, &run, &repos.join("alpha")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let cfg = home.join(".config/repoman");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("repoman.toml"),
+        format!(
+            "schema_version = 1\n[defaults]\nlocal_repos = {repos:?}\n\n\
+             [[project]]\nname = \"alpha\"\nrepo = \"alpha\"\ncontainer = false\n"
+        ),
+    )
+    .unwrap();
+    let no_incus = tmp.path().join("no-incus.socket");
+    let daemon = Daemon(
+        Command::new(cargo_bin("repoman"))
+            .args(["daemon", "run"])
+            .env_clear()
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("USER", "tester")
+            .env("PATH", "/usr/bin:/bin")
+            .env("INCUS_SOCKET", &no_incus)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = run.join("repoman/groove.sock");
+    let connect = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(c) = repoman_groove::client::Client::connect(&socket) {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "the daemon never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut client = connect();
+    let script = tmp.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "env -i HOME={home:?} XDG_RUNTIME_DIR={run:?} USER=tester TERM=screen \
+             PATH=/usr/bin:/bin INCUS_SOCKET={no_incus:?} {bin:?} tui\n\
+             echo \"TUI-EXIT=$?\"\nsleep 600\n",
+            bin = cargo_bin("repoman"),
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: format!("repoman-tui-daemon-{}", std::process::id()),
+    };
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "sh",
+        script.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("the daemon's stream joined", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.trim_end().ends_with("live+daemon"))
+    });
+    let status = client.call("daemon.status", serde_json::json!({})).unwrap();
+    assert_eq!(status["subscribers"], 1, "the TUI subscribed: {status:#}");
+    tmux.keys(&["5"]);
+    let ev = client
+        .call(
+            "event.append",
+            serde_json::json!({"type": "note.from-the-stream", "object": "project:alpha"}),
+        )
+        .unwrap();
+    assert!(ev["seq"].as_u64().is_some(), "{ev:#}");
+    tmux.wait_for("the appended event", |s| s.contains("note.from-the-stream"));
+    tmux.keys(&["q"]);
+    let s = tmux.wait_for("the TUI's exit", |s| s.contains("TUI-EXIT="));
+    assert!(s.contains("TUI-EXIT=0"), "{s}");
+    drop(daemon);
+}
+
 /// Without a terminal `repoman tui` draws nothing and says why (a usage error, exit 2).
 #[test]
 fn without_a_terminal_it_refuses() {
