@@ -163,6 +163,16 @@ fn world() -> World {
     w
 }
 
+/// The findings of `report` with rule `rule`.
+fn with_rule<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .collect()
+}
+
 fn rules(report: &Value) -> Vec<(String, String)> {
     report["findings"]
         .as_array()
@@ -471,12 +481,7 @@ fn zero_x_contracts_use_the_minor_as_major_and_tombstones_are_enforced() {
         &["realm", "check", "--mode", "contract", "--format", "json"],
         1,
     );
-    let tomb: Vec<&Value> = r["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["rule"] == "tombstone")
-        .collect();
+    let tomb = with_rule(&r, "tombstone");
     assert_eq!(tomb.len(), 1, "{r:#}");
     assert_eq!(tomb[0]["pointer"], "#/properties/b");
 }
@@ -503,12 +508,7 @@ fn exporter_ownership_and_changed_sources() {
         &["realm", "check", "--mode", "exporter", "--format", "json"],
         1,
     );
-    let changed: Vec<&Value> = r["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["rule"] == "source-changed")
-        .collect();
+    let changed = with_rule(&r, "source-changed");
     assert_eq!(changed.len(), 1, "only the changed file: {r:#}");
     assert_eq!(changed[0]["file"], "models/s3_paths.py");
     // A bump from the owner's working copy re-records the digests.
@@ -1309,12 +1309,7 @@ fn a_same_size_edit_with_the_mtime_set_back_is_still_seen() {
     assert_eq!(warm["cache"]["hits"], 3, "the cache is in use: {warm:#}");
     forge_same_size_edit(&w, "aperture/models/s3_paths.py", "BUCKET = 'b'\n");
     let r = w.json("aperture", &exporter, 1);
-    let changed: Vec<&Value> = r["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter(|f| f["rule"] == "source-changed")
-        .collect();
+    let changed = with_rule(&r, "source-changed");
     assert_eq!(changed.len(), 1, "{r:#}");
     assert_eq!(changed[0]["file"], "models/s3_paths.py");
     assert_eq!(

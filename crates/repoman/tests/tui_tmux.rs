@@ -23,6 +23,33 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A private tmux server (named after `tag` and this process) running `sh script` in a
+    /// detached `cols`x`rows` session called `tui`.
+    fn start(tag: &str, cols: u16, rows: u16, script: &Path) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("repoman-tui-{tag}-{}", std::process::id()),
+        };
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        let out = tmux.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            &cols,
+            "-y",
+            &rows,
+            "sh",
+            script.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .args(["-L", &self.socket])
@@ -182,26 +209,7 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
         ),
     )
     .unwrap();
-    let tmux = Tmux {
-        socket: format!("repoman-tui-test-{}", std::process::id()),
-    };
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "tui",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "sh",
-        script.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start("test", 100, 30, &script);
 
     // Projects: the sandbox as Incus reports it, after the live refresh.
     let s = tmux.wait_for("the live Projects view with app Running", |s| {
@@ -417,26 +425,7 @@ fn sigterm_restores_the_terminal() {
         ),
     )
     .unwrap();
-    let tmux = Tmux {
-        socket: format!("repoman-tui-term-{}", std::process::id()),
-    };
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "tui",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "sh",
-        script.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start("term", 80, 24, &script);
     tmux.wait_for("the live view", |s| {
         s.lines()
             .next()
@@ -533,26 +522,7 @@ fn with_a_daemon_the_tui_follows_its_event_stream() {
         ),
     )
     .unwrap();
-    let tmux = Tmux {
-        socket: format!("repoman-tui-daemon-{}", std::process::id()),
-    };
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "tui",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "sh",
-        script.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start("daemon", 80, 24, &script);
     tmux.wait_for("the daemon's stream joined", |s| {
         s.lines()
             .next()
