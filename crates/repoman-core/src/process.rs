@@ -65,6 +65,29 @@ pub fn kill_live_groups() {
         }
     }
 }
+static HARD_EXIT_HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+
+/// Register `hook` to run before a last-resort exit (the CLI's second Ctrl-C or SIGTERM exits at
+/// once, without unwinding): for state that only a normal return would put back, such as a
+/// terminal left in raw mode by the TUI. Register once (a hook registered twice runs twice).
+pub fn on_hard_exit(hook: fn()) {
+    HARD_EXIT_HOOKS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(hook);
+}
+
+/// Run the hooks of [`on_hard_exit`] (the caller exits right after).
+pub fn run_hard_exit_hooks() {
+    let hooks = HARD_EXIT_HOOKS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for h in hooks {
+        h();
+    }
+}
+
 /// How much of stderr is kept in an error message.
 const STDERR_TAIL: usize = 4096;
 

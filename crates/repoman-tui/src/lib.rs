@@ -74,12 +74,32 @@ pub enum Wake {
     Events,
 }
 
-/// Leaves raw mode and the alternate screen when dropped.
+/// Leaves raw mode and the alternate screen when dropped; while it lives, a last-resort exit (a
+/// second SIGTERM or SIGINT, which exits without unwinding) restores the terminal first.
 #[derive(Debug)]
 pub struct TerminalGuard;
 
+/// The terminal is in raw mode on the alternate screen (a [`TerminalGuard`] lives).
+static RAW: AtomicBool = AtomicBool::new(false);
+
+fn restore_if_raw() {
+    if RAW.swap(false, Ordering::SeqCst) {
+        ratatui::restore();
+    }
+}
+
+impl TerminalGuard {
+    fn new() -> Self {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| repoman_core::process::on_hard_exit(restore_if_raw));
+        RAW.store(true, Ordering::SeqCst);
+        TerminalGuard
+    }
+}
+
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        RAW.store(false, Ordering::SeqCst);
         ratatui::restore();
     }
 }
@@ -170,7 +190,7 @@ pub fn run(ctx: Context) -> Result<(), TuiError> {
     app.refreshing = true;
     // The guard first: if entering the alternate screen fails after raw mode was enabled, the
     // error return still leaves raw mode.
-    let guard = TerminalGuard;
+    let guard = TerminalGuard::new();
     let mut terminal = ratatui::try_init()?;
     let (tx, rx) = mpsc::channel();
     let (refresh_tx, refresh_rx) = mpsc::channel();

@@ -110,6 +110,7 @@ fn install_signal_handlers(cancel: &Cancel) {
         for _ in signals.forever() {
             if cancel.is_cancelled() {
                 repoman_core::process::kill_live_groups();
+                repoman_core::process::run_hard_exit_hooks();
                 std::process::exit(130);
             }
             cancel.cancel();

@@ -203,7 +203,7 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
     std::fs::write(
         &script,
         format!(
-            "cd {:?}\nenv -i {envs} {:?} tui\necho \"TUI-EXIT=$?\"\nstty -a\nsleep 600\n",
+            "cd {:?}\nenv -i {envs} {:?} tui\necho \"TUI-EXIT=$?\"\nstty -a\necho STTY-END\nsleep 600\n",
             tmp.path(),
             cargo_bin("repoman")
         ),
@@ -342,7 +342,8 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
 
     // Quit: the terminal is restored (normal screen, cooked mode with echo).
     tmux.keys(&["q"]);
-    let s = tmux.wait_for("the TUI's exit", |s| s.contains("TUI-EXIT="));
+    // After the exit code, `stty -a` prints the terminal's modes (waited for to the end).
+    let s = tmux.wait_for("the TUI's exit", |s| s.contains("STTY-END"));
     assert!(s.contains("TUI-EXIT=0"), "{s}");
     assert_eq!(tmux.alternate_on(), "0", "back on the normal screen");
     let modes = s.split("TUI-EXIT=0").nth(1).unwrap_or_default();
@@ -394,6 +395,20 @@ fn tui_under_tmux_shows_the_sandbox_syncs_and_restores_the_terminal() {
 /// the terminal is back in cooked mode on the normal screen.
 #[test]
 fn sigterm_restores_the_terminal() {
+    signals_restore_the_terminal("term", "kill -TERM $1");
+}
+
+/// A second signal right after the first is the CLI's last-resort exit (no unwinding, no
+/// destructors): the terminal is still restored. SIGTERM then SIGINT, so the two cannot merge
+/// into one pending signal.
+#[test]
+fn a_second_signal_still_restores_the_terminal() {
+    signals_restore_the_terminal("twice", "kill -TERM $1; kill -INT $1");
+}
+
+/// Runs the TUI under tmux, sends the signals of `kill` (a shell line with the TUI's pid as
+/// `$1`), and checks the exit code and the terminal.
+fn signals_restore_the_terminal(tag: &str, kill: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let repos = tmp.path().join("repos");
@@ -418,14 +433,14 @@ fn sigterm_restores_the_terminal() {
         format!(
             "sh -c 'echo $$ > {pidfile:?}; exec env -i HOME={home:?} XDG_RUNTIME_DIR={run:?} \
              USER=tester TERM=screen PATH=/usr/bin:/bin INCUS_SOCKET={sock:?} {bin:?} tui'\n\
-             echo \"TUI-EXIT=$?\"\nstty -a\nsleep 600\n",
+             echo \"TUI-EXIT=$?\"\nstty -a\necho STTY-END\nsleep 600\n",
             run = home.join("run"),
             sock = tmp.path().join("no-incus.socket"),
             bin = cargo_bin("repoman"),
         ),
     )
     .unwrap();
-    let tmux = Tmux::start("term", 80, 24, &script);
+    let tmux = Tmux::start(tag, 80, 24, &script);
     tmux.wait_for("the live view", |s| {
         s.lines()
             .next()
@@ -434,9 +449,12 @@ fn sigterm_restores_the_terminal() {
     });
     assert_eq!(tmux.alternate_on(), "1");
     let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(st.success());
-    let s = tmux.wait_for("the TUI's exit", |s| s.contains("TUI-EXIT="));
+    let st = Command::new("sh")
+        .args(["-c", kill, "sh", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{kill}");
+    let s = tmux.wait_for("the TUI's exit", |s| s.contains("STTY-END"));
     assert!(
         s.contains("TUI-EXIT=130"),
         "SIGTERM is an interruption: {s}"
