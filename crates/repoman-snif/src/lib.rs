@@ -104,3 +104,56 @@ pub fn policy_verdicts(
         })
         .collect()
 }
+
+/// The installed `policy-rule` SNIFs as the policy gate's extension
+/// ([`repoman_state::policy::PolicyExtension`]): every decision of a face that opens its state
+/// with it ([`policy_extension`]) consults them after the built-ins and the TOML rules.
+#[derive(Debug)]
+pub enum SnifPolicy {
+    Rules {
+        host: Host,
+        snifs: Vec<Snif>,
+    },
+    /// The store could not be read: every decision is denied with the reason (a rule that
+    /// cannot be consulted must not silently allow), except the `snif.*` operations themselves,
+    /// so that `repoman snif remove` can clear a broken record.
+    Unreadable(String),
+}
+
+impl repoman_state::policy::PolicyExtension for SnifPolicy {
+    fn verdicts(
+        &self,
+        op: &repoman_state::Operation,
+        identity: &repoman_state::Identity,
+    ) -> Vec<repoman_state::Verdict> {
+        match self {
+            SnifPolicy::Rules { host, snifs } => {
+                policy_verdicts(host, snifs, op, identity, &serde_json::Map::new())
+            }
+            SnifPolicy::Unreadable(_) if op.name.starts_with("snif.") => Vec::new(),
+            SnifPolicy::Unreadable(e) => vec![repoman_state::Verdict {
+                rule: "snif".into(),
+                effect: repoman_state::Effect::Deny,
+                reason: format!("the installed policy-rule SNIFs cannot be read: {e}"),
+                unblock: Some("repoman snif list".into()),
+            }],
+        }
+    }
+}
+
+/// The policy extension for the SNIFs installed under `paths`: `None` when no `policy-rule` SNIF
+/// is installed (nothing to consult, no engine started).
+pub fn policy_extension(
+    paths: &repoman_core::Paths,
+) -> Option<std::sync::Arc<dyn repoman_state::policy::PolicyExtension>> {
+    let store = SnifStore::new(paths);
+    let policy = match store.load_all(Interface::PolicyRule) {
+        Ok(snifs) if snifs.is_empty() => return None,
+        Ok(snifs) => match Host::new() {
+            Ok(host) => SnifPolicy::Rules { host, snifs },
+            Err(e) => SnifPolicy::Unreadable(e.to_string()),
+        },
+        Err(e) => SnifPolicy::Unreadable(e.to_string()),
+    };
+    Some(std::sync::Arc::new(policy))
+}

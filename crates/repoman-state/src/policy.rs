@@ -118,6 +118,13 @@ pub fn rule_matches(rule: &PolicyRule, op: &Operation, identity: &Identity) -> b
 }
 
 /// Merge verdicts and matching rules (pure; [`crate::State::decide`] records the result).
+/// Rules from outside this crate (extensions: `policy-rule` SNIFs), consulted by
+/// [`crate::State::decide`] after the built-in guards and the user's TOML rules. Their verdicts
+/// join the decision like any other (the strictest effect wins) and are recorded with it.
+pub trait PolicyExtension: std::fmt::Debug + Send + Sync {
+    fn verdicts(&self, op: &Operation, identity: &Identity) -> Vec<Verdict>;
+}
+
 pub fn evaluate(
     op: &Operation,
     mut verdicts: Vec<Verdict>,

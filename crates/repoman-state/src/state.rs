@@ -40,6 +40,8 @@ pub struct StateOptions {
     pub read_only: bool,
     pub actor: ActorRequest,
     pub segment_max: u64,
+    /// Rules [`State::decide`] consults after the built-ins and the TOML rules.
+    pub policy: Option<std::sync::Arc<dyn crate::policy::PolicyExtension>>,
 }
 
 impl Default for StateOptions {
@@ -48,6 +50,7 @@ impl Default for StateOptions {
             read_only: false,
             actor: ActorRequest::Derived,
             segment_max: crate::log::DEFAULT_SEGMENT_MAX,
+            policy: None,
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct State {
     conn: Mutex<Option<Conn>>,
     repairs: Mutex<Vec<RepairReport>>,
     warnings: Mutex<Vec<String>>,
+    policy: Option<std::sync::Arc<dyn crate::policy::PolicyExtension>>,
 }
 
 /// Why [`State::append_then`] failed.
@@ -145,6 +149,7 @@ impl State {
             conn: Mutex::new(None),
             repairs: Mutex::new(Vec::new()),
             warnings: Mutex::new(Vec::new()),
+            policy: opts.policy.clone(),
         })
     }
 
@@ -830,7 +835,13 @@ impl State {
         verdicts: Vec<Verdict>,
         rules: &[repoman_core::registry::PolicyRule],
     ) -> Result<Decision, StateError> {
-        let (effect, reasons) = policy::evaluate(op, verdicts, rules, &self.identity);
+        let (mut effect, mut reasons) = policy::evaluate(op, verdicts, rules, &self.identity);
+        if let Some(ext) = &self.policy {
+            for v in ext.verdicts(op, self.identity()) {
+                effect = effect.max(v.effect);
+                reasons.push(v);
+            }
+        }
         let mut evs = vec![NewEvent::new(
             "policy.decided",
             op.object.clone(),

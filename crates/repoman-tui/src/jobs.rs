@@ -142,6 +142,8 @@ fn open_state(ctx: &Context) -> Result<State, String> {
         ctx.clock.clone(),
         StateOptions {
             actor: ctx.actor.clone(),
+            // The installed `policy-rule` SNIFs join every decision, as in the CLI.
+            policy: repoman_snif::policy_extension(&ctx.paths),
             ..StateOptions::default()
         },
     )

@@ -69,6 +69,8 @@ impl App {
             self.clock.clone(),
             StateOptions {
                 actor: self.actor_request()?,
+                // The installed `policy-rule` SNIFs join every decision (docs/snif.md).
+                policy: repoman_snif::policy_extension(&self.paths),
                 ..StateOptions::default()
             },
         )?)

@@ -62,6 +62,18 @@ impl Lab {
         p
     }
 
+    /// The `policy.decided` events of syncs, in log order.
+    fn sync_decisions(&self) -> Vec<serde_json::Value> {
+        let mut v: Vec<serde_json::Value> = self
+            .events()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["type"] == "policy.decided" && e["data"]["operation"] == "sync")
+            .collect();
+        v.sort_by_key(|e| e["seq"].as_u64());
+        v
+    }
+
     fn events(&self) -> String {
         let dir = self.root.join("home/.local/state/repoman/events");
         let mut all = String::new();
@@ -260,4 +272,103 @@ fn a_runaway_snif_ends_with_an_error_naming_it() {
         .stderr(predicate::str::contains(
             "snif spin: used its whole fuel budget of 3000000 units",
         ));
+}
+
+/// A `policy-rule` SNIF joins the policy gate: its verdict is in every decision, and its deny
+/// blocks the operation with its reason (here: a sync by an agent actor). A human's sync of the
+/// same project gets the SNIF's `allow` in its decision.
+#[test]
+fn a_policy_rule_snif_denies_a_sync_by_an_agent_at_the_gate() {
+    let lab = Lab::new();
+    let repos = lab.root.join("repos");
+    let backup = lab.root.join("backup");
+    std::fs::create_dir_all(repos.join("alpha")).unwrap();
+    std::fs::write(repos.join("alpha/README"), "a\n").unwrap();
+    std::fs::create_dir_all(&backup).unwrap();
+    // The backup lives in the test's directory: name its filesystem so the mount guard lets the
+    // sync reach the policy gate.
+    let fstype = String::from_utf8(
+        std::process::Command::new("stat")
+            .args(["-f", "-c", "%T"])
+            .arg(&backup)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .replace("ext2/ext3", "ext4");
+    let cfg = lab.root.join("home/.config/repoman");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("repoman.toml"),
+        format!(
+            "schema_version = 1\n[defaults]\nlocal_repos = {repos:?}\nbackup_root = {backup:?}\n\
+             backup_fstype = {fstype:?}\n\n\
+             [[project]]\nname = \"alpha\"\nrepo = \"alpha\"\ncontainer = false\n"
+        ),
+    )
+    .unwrap();
+    let dir = lab.snif("no-agent-sync", "policy-agent-sync", "policy-rule", "");
+    lab.repoman()
+        .args(["snif", "install"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let agent = lab
+        .repoman()
+        .env("REPOMAN_ACTOR", "agent:alpha")
+        .args(["sync", "alpha"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&agent.stderr);
+    assert!(
+        err.contains("agents may not sync backups") && err.contains("snif:no-agent-sync"),
+        "the SNIF's reason and rule: {err}"
+    );
+    let decided = lab.sync_decisions();
+    let last = decided.last().expect("the agent's sync was decided");
+    assert_eq!(last["actor"], "agent:alpha");
+    assert_eq!(last["data"]["effect"], "deny");
+    // The human's sync: the SNIF allows (whatever the other guards say).
+    let _ = lab.repoman().args(["sync", "alpha"]).output().unwrap();
+    let decided = lab.sync_decisions();
+    let human = decided.last().expect("the human's sync was decided");
+    assert!(human["actor"].as_str().unwrap_or("").starts_with("human:"));
+    let snif_verdict = human["data"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "snif:no-agent-sync")
+        .cloned();
+    assert_eq!(
+        snif_verdict.map(|v| v["effect"].clone()),
+        Some(serde_json::json!("allow")),
+        "{human:#}"
+    );
+    // A record that cannot be read: the rules cannot be consulted, so decisions are denied
+    // (never silently allowed).
+    let record = lab
+        .root
+        .join("home/.local/share/repoman/snifs/installed/no-agent-sync.json");
+    std::fs::write(&record, "{ not json").unwrap();
+    std::fs::write(repos.join("alpha/NEW"), "new\n").unwrap();
+    let out = lab.repoman().args(["sync", "alpha"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policy-rule SNIFs cannot be read"),
+        "fails closed: {err}"
+    );
+    // The record named in the error, removed by hand: the rules are consulted again (the SNIF
+    // is gone, so the sync is allowed).
+    std::fs::remove_file(&record).unwrap();
+    let out = lab.repoman().args(["sync", "alpha"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "consulted again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
