@@ -12,7 +12,7 @@ use std::fmt;
 use repoman_core::registry::PolicyRule;
 use repoman_core::{DomainError, ErrorKind};
 
-use crate::policy::{self, Decision, Effect, Operation, Verdict};
+use crate::policy::{Decision, Effect, Operation, Verdict};
 use crate::{State, StateError};
 
 /// Whether the gate records its decision.
@@ -151,7 +151,7 @@ pub fn gate(
     let decision = match mode {
         GateMode::Record => state.decide(op, verdicts, rules)?,
         GateMode::RecordIfBlocked | GateMode::DryRun => {
-            let (effect, reasons) = policy::evaluate(op, verdicts.clone(), rules, state.identity());
+            let (effect, reasons) = state.evaluate(op, verdicts.clone(), rules);
             if effect.blocks() && mode == GateMode::RecordIfBlocked {
                 state.decide(op, verdicts, rules)?
             } else {

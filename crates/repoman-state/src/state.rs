@@ -829,19 +829,32 @@ impl State {
 
     /// Merge guard verdicts with user rules, record `policy.decided` and, when blocked,
     /// `<operation>.plan.blocked`.
-    pub fn decide(
+    /// The effect of `op` and every reason, without recording anything: the guards' `verdicts`,
+    /// then the user's `rules`, then the policy extension's (the installed `policy-rule` SNIFs).
+    /// [`State::decide`] records this; a dry run shows it.
+    pub fn evaluate(
         &self,
         op: &Operation,
         verdicts: Vec<Verdict>,
         rules: &[repoman_core::registry::PolicyRule],
-    ) -> Result<Decision, StateError> {
-        let (mut effect, mut reasons) = policy::evaluate(op, verdicts, rules, &self.identity);
+    ) -> (Effect, Vec<Verdict>) {
+        let (mut effect, mut reasons) = policy::evaluate(op, verdicts, rules, self.identity());
         if let Some(ext) = &self.policy {
             for v in ext.verdicts(op, self.identity()) {
                 effect = effect.max(v.effect);
                 reasons.push(v);
             }
         }
+        (effect, reasons)
+    }
+
+    pub fn decide(
+        &self,
+        op: &Operation,
+        verdicts: Vec<Verdict>,
+        rules: &[repoman_core::registry::PolicyRule],
+    ) -> Result<Decision, StateError> {
+        let (effect, reasons) = self.evaluate(op, verdicts, rules);
         let mut evs = vec![NewEvent::new(
             "policy.decided",
             op.object.clone(),

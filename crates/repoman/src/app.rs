@@ -85,6 +85,8 @@ impl App {
             StateOptions {
                 read_only: true,
                 actor: self.actor_request()?,
+                // Dry runs evaluate the gate on a read-only state: the same rules as a real run.
+                policy: repoman_snif::policy_extension(&self.paths),
                 ..StateOptions::default()
             },
         )?)

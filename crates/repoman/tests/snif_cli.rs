@@ -315,6 +315,24 @@ fn a_policy_rule_snif_denies_a_sync_by_an_agent_at_the_gate() {
         .arg(&dir)
         .assert()
         .success();
+    // A dry run shows the same verdict (the gate evaluates the SNIFs without recording).
+    let dry = lab
+        .repoman()
+        .env("REPOMAN_ACTOR", "agent:alpha")
+        .args(["sync", "alpha", "--dry-run"])
+        .output()
+        .unwrap();
+    let dry_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&dry.stdout),
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        dry_out.contains("agents may not sync backups"),
+        "the dry run shows the deny: {dry_out} ({})",
+        dry.status
+    );
+    assert!(lab.sync_decisions().is_empty(), "a dry run records nothing");
     let agent = lab
         .repoman()
         .env("REPOMAN_ACTOR", "agent:alpha")
