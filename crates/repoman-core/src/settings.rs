@@ -84,7 +84,44 @@ fn secs<S: serde::Serializer>(d: &Sourced<Duration>, s: S) -> Result<S::Ok, S::E
     Sourced::new(d.value.as_secs_f64(), d.source.clone()).serialize(s)
 }
 
+/// A setting a command needs is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[defaults] {key} is not set")]
+pub struct MissingSetting {
+    pub key: &'static str,
+    /// The environment variable that can set it instead.
+    pub env: &'static str,
+}
+
+impl MissingSetting {
+    pub fn hint(&self) -> String {
+        format!("set it in repoman.toml (or {})", self.env)
+    }
+}
+
 impl Settings {
+    /// Where working copies live (`[defaults] local_repos`), or why it is missing.
+    pub fn require_local_repos(&self) -> Result<PathBuf, MissingSetting> {
+        self.local_repos
+            .as_ref()
+            .map(|s| s.value.clone())
+            .ok_or(MissingSetting {
+                key: "local_repos",
+                env: "LOCAL_REPOS",
+            })
+    }
+
+    /// The backup share (`[defaults] backup_root`), or why it is missing.
+    pub fn require_backup_root(&self) -> Result<PathBuf, MissingSetting> {
+        self.backup_root
+            .as_ref()
+            .map(|s| s.value.clone())
+            .ok_or(MissingSetting {
+                key: "backup_root",
+                env: "NFS_REPOS",
+            })
+    }
+
     /// Resolve from the registry and the environment (flags are applied by the caller).
     pub fn resolve(reg: &Registry, env: &Env) -> Self {
         let d = &reg.defaults;

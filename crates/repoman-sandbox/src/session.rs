@@ -164,6 +164,23 @@ pub struct Target {
 }
 
 impl Session {
+    /// The login shell of `uid` in the container `name`'s /etc/passwd, else /bin/sh (what
+    /// `repoman shell` and the TUI start).
+    pub fn login_shell(&self, name: &str, uid: u32) -> String {
+        let passwd = self.observed.scope.pull_file(name, "/etc/passwd").ok();
+        passwd
+            .and_then(|f| {
+                String::from_utf8_lossy(&f.content).lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
+                        .then(|| f.get(6).map(|s| s.to_string()))
+                        .flatten()
+                        .filter(|s| !s.is_empty())
+                })
+            })
+            .unwrap_or_else(|| "/bin/sh".to_owned())
+    }
+
     /// The registered sandbox `name` with its current Incus status; errors for unregistered,
     /// `--no-container` and missing sandboxes.
     pub fn target(&self, name: &str) -> Result<Target, SandboxError> {

@@ -107,17 +107,40 @@ pub fn policy_verdicts(
 
 /// The installed `policy-rule` SNIFs as the policy gate's extension
 /// ([`repoman_state::policy::PolicyExtension`]): every decision of a face that opens its state
-/// with it ([`policy_extension`]) consults them after the built-ins and the TOML rules.
+/// with it ([`policy_extension`]) consults them after the built-ins and the TOML rules. They are
+/// read on the first decision, so a command that decides nothing pays nothing.
 #[derive(Debug)]
-pub enum SnifPolicy {
+pub struct SnifPolicy {
+    store: SnifStore,
+    loaded: std::sync::OnceLock<Loaded>,
+}
+
+#[derive(Debug)]
+enum Loaded {
+    /// No `policy-rule` SNIF is installed.
+    Nothing,
     Rules {
         host: Host,
         snifs: Vec<Snif>,
     },
     /// The store could not be read: every decision is denied with the reason (a rule that
-    /// cannot be consulted must not silently allow), except the `snif.*` operations themselves,
-    /// so that `repoman snif remove` can clear a broken record.
+    /// cannot be consulted must not silently allow), except the `snif.*` operations, which
+    /// manage the SNIFs themselves.
     Unreadable(String),
+}
+
+impl SnifPolicy {
+    fn loaded(&self) -> &Loaded {
+        self.loaded
+            .get_or_init(|| match self.store.load_all(Interface::PolicyRule) {
+                Ok(snifs) if snifs.is_empty() => Loaded::Nothing,
+                Ok(snifs) => match Host::new() {
+                    Ok(host) => Loaded::Rules { host, snifs },
+                    Err(e) => Loaded::Unreadable(e.to_string()),
+                },
+                Err(e) => Loaded::Unreadable(e.to_string()),
+            })
+    }
 }
 
 impl repoman_state::policy::PolicyExtension for SnifPolicy {
@@ -126,12 +149,13 @@ impl repoman_state::policy::PolicyExtension for SnifPolicy {
         op: &repoman_state::Operation,
         identity: &repoman_state::Identity,
     ) -> Vec<repoman_state::Verdict> {
-        match self {
-            SnifPolicy::Rules { host, snifs } => {
+        match self.loaded() {
+            Loaded::Nothing => Vec::new(),
+            Loaded::Rules { host, snifs } => {
                 policy_verdicts(host, snifs, op, identity, &serde_json::Map::new())
             }
-            SnifPolicy::Unreadable(_) if op.name.starts_with("snif.") => Vec::new(),
-            SnifPolicy::Unreadable(e) => vec![repoman_state::Verdict {
+            Loaded::Unreadable(_) if op.name.starts_with("snif.") => Vec::new(),
+            Loaded::Unreadable(e) => vec![repoman_state::Verdict {
                 rule: "snif".into(),
                 effect: repoman_state::Effect::Deny,
                 reason: format!("the installed policy-rule SNIFs cannot be read: {e}"),
@@ -141,19 +165,12 @@ impl repoman_state::policy::PolicyExtension for SnifPolicy {
     }
 }
 
-/// The policy extension for the SNIFs installed under `paths`: `None` when no `policy-rule` SNIF
-/// is installed (nothing to consult, no engine started).
+/// The policy extension for the SNIFs installed under `paths` (read on the first decision).
 pub fn policy_extension(
     paths: &repoman_core::Paths,
 ) -> Option<std::sync::Arc<dyn repoman_state::policy::PolicyExtension>> {
-    let store = SnifStore::new(paths);
-    let policy = match store.load_all(Interface::PolicyRule) {
-        Ok(snifs) if snifs.is_empty() => return None,
-        Ok(snifs) => match Host::new() {
-            Ok(host) => SnifPolicy::Rules { host, snifs },
-            Err(e) => SnifPolicy::Unreadable(e.to_string()),
-        },
-        Err(e) => SnifPolicy::Unreadable(e.to_string()),
-    };
-    Some(std::sync::Arc::new(policy))
+    Some(std::sync::Arc::new(SnifPolicy {
+        store: SnifStore::new(paths),
+        loaded: std::sync::OnceLock::new(),
+    }))
 }

@@ -56,6 +56,25 @@ pub enum ToolState {
     Unknown,
 }
 
+impl ToolState {
+    /// What satisfies a declaration, or what exists: the FOUND column of `tools status` and of
+    /// the TUI's Toolchains view.
+    pub fn found(&self) -> String {
+        match self {
+            ToolState::Satisfied { by, version, .. } => {
+                format!("{} {}", version.as_deref().unwrap_or("?"), by.display())
+            }
+            ToolState::Mismatch { installed } => installed
+                .iter()
+                .map(|i| i.version.clone().unwrap_or_else(|| "?".into()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ToolState::Missing => "-".into(),
+            ToolState::Unknown => "(no discovery rule)".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstalledVersion {
     pub path: PathBuf,

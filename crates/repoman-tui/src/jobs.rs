@@ -135,6 +135,11 @@ pub fn start(ctx: &Context, app: &mut App, req: Request, tx: Sender<Msg>) -> Run
     Running { cancel, handle }
 }
 
+/// A missing setting as the TUI shows it: the error and its hint on one line.
+fn missing(e: repoman_core::settings::MissingSetting) -> String {
+    format!("{e}; {}", e.hint())
+}
+
 fn open_state(ctx: &Context) -> Result<State, String> {
     State::open_with(
         &ctx.paths,
@@ -220,16 +225,8 @@ fn verify(
     use repoman_backup::verify::{self, Mode, Scope};
     let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|e| e.to_string())?;
     let settings = Settings::resolve(&reg.registry, &ctx.env);
-    let local = settings
-        .local_repos
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or("[defaults] local_repos is not set; set it in repoman.toml (or LOCAL_REPOS)")?;
-    let backup_root = settings
-        .backup_root
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or("[defaults] backup_root is not set; set it in repoman.toml (or NFS_REPOS)")?;
+    let local = settings.require_local_repos().map_err(missing)?;
+    let backup_root = settings.require_backup_root().map_err(missing)?;
     let state = open_state(ctx)?;
     let trusted = state.trusted_configs().unwrap_or_default();
     let (mut clean_n, mut bad) = (0, 0);
@@ -425,17 +422,7 @@ fn trust_check(
     let dir = repoman_sandbox::desired::repo_path(&settings, entry.repo.as_str())
         .map_err(|e| e.to_string())?;
     let text = ProjectOverrides::read_raw(&dir).map_err(|e| e.to_string())?;
-    let state = State::open_with(
-        &ctx.paths,
-        &ctx.env,
-        ctx.clock.clone(),
-        StateOptions {
-            read_only: true,
-            actor: ctx.actor.clone(),
-            ..StateOptions::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let state = crate::load::open_state(ctx)?;
     let trusted = state
         .trusted_configs()
         .map_err(|e| format!("cannot read the trusted versions from the event log: {e}"))?;
@@ -621,19 +608,7 @@ pub fn shell_command(ctx: &Context, name: &str) -> Result<repoman_core::process:
             t.status.to_lowercase()
         ));
     }
-    let passwd = s.observed.scope.pull_file(name, "/etc/passwd").ok();
-    let uid = t.desired.uid;
-    let shell = passwd
-        .and_then(|f| {
-            String::from_utf8_lossy(&f.content).lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
-                    .then(|| f.get(6).map(|s| s.to_string()))
-                    .flatten()
-                    .filter(|s| !s.is_empty())
-            })
-        })
-        .unwrap_or_else(|| "/bin/sh".to_owned());
+    let shell = s.login_shell(name, t.desired.uid);
     let argv = session::incus_exec_argv(&t, true, &[shell, "-l".to_owned()]);
     Ok(repoman_core::process::Cmd::new("incus")
         // As the CLI: talk to the socket repoman resolved, never the user's default remote.
@@ -646,21 +621,7 @@ pub fn shell_command(ctx: &Context, name: &str) -> Result<repoman_core::process:
         .interactive())
 }
 
-/// Bytes as `12.3 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+use repoman_core::progress::human_bytes;
 
 /// One project's progress as channel messages: `files N/M, X of Y, R/s`.
 struct ChannelProgress<'a> {
@@ -724,16 +685,8 @@ fn sync(
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let reg = RegistryFile::load(&ctx.paths.config_file).map_err(|x| e(&x))?;
     let settings = Settings::resolve(&reg.registry, &ctx.env);
-    let local = settings
-        .local_repos
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or("[defaults] local_repos is not set; set it in repoman.toml (or LOCAL_REPOS)")?;
-    let backup_root = settings
-        .backup_root
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or("[defaults] backup_root is not set; set it in repoman.toml (or NFS_REPOS)")?;
+    let local = settings.require_local_repos().map_err(missing)?;
+    let backup_root = settings.require_backup_root().map_err(missing)?;
     ctx.paths.ensure_runtime_dir().map_err(|x| e(&x))?;
     let state = open_state(ctx)?;
     let trusted = state.trusted_configs().unwrap_or_default();

@@ -23,7 +23,8 @@ use crate::snapshot::{BackupRow, EventRow, ProjectRow, RealmRow, Snapshot, Sourc
 /// How many recent events the Events view holds.
 pub const EVENTS_SHOWN: u64 = 500;
 
-fn open_state(ctx: &Context) -> Result<State, String> {
+/// The state for reading (never creates a file).
+pub(crate) fn open_state(ctx: &Context) -> Result<State, String> {
     State::open_with(
         &ctx.paths,
         &ctx.env,
@@ -308,7 +309,7 @@ fn trust(reg: &RegistryFile, settings: &Settings, state: Option<&State>, s: &mut
 /// tools that no project declares, as `tools list` shows them.
 fn tools(ctx: &Context, reg: &RegistryFile, settings: &Settings, s: &mut Snapshot) {
     use repoman_tools::discover::{self, ProbeCache, ScanOptions, ScanReporter};
-    use repoman_tools::drift::{self, ToolState};
+    use repoman_tools::drift;
     use repoman_tools::manifest::{self, ManifestSet};
 
     struct Quiet;
@@ -353,18 +354,7 @@ fn tools(ctx: &Context, reg: &RegistryFile, settings: &Settings, s: &mut Snapsho
     for p in &loaded {
         problems.extend(p.manifests.problems.iter().map(|pr| pr.message.clone()));
         for r in drift::status(p, &inv, &rules) {
-            let found = match &r.state {
-                ToolState::Satisfied { by, version, .. } => {
-                    format!("{} {}", version.as_deref().unwrap_or("?"), by.display())
-                }
-                ToolState::Mismatch { installed } => installed
-                    .iter()
-                    .map(|i| i.version.clone().unwrap_or_else(|| "?".into()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                ToolState::Missing => "-".into(),
-                ToolState::Unknown => "(no discovery rule)".into(),
-            };
+            let found = r.state.found();
             let rel = r.file.strip_prefix(&p.dir).unwrap_or(&r.file);
             s.tools.push(ToolRow {
                 project: p.project.clone(),

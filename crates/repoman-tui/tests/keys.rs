@@ -4,8 +4,9 @@ mod common;
 
 use common::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use repoman_core::progress::human_bytes;
 use repoman_tui::app::{Action, App, Job, Request, View, event_matches, handle_key};
-use repoman_tui::jobs::{JobMsg, apply, human_bytes};
+use repoman_tui::jobs::{JobMsg, apply};
 use repoman_tui::snapshot::ProjectRow;
 
 fn k(c: KeyCode) -> KeyEvent {

@@ -292,25 +292,7 @@ fn a_cancelled_sync_starts_nothing() {
 fn verify_from_the_tui_records_the_verdict() {
     let e = Estate::new(None, "");
     let ctx = e.ctx();
-    let run = |req: Request| {
-        let mut app = App::new(false);
-        let (tx, rx) = mpsc::channel();
-        let running = jobs::start(&ctx, &mut app, req, tx);
-        loop {
-            let m = rx
-                .recv_timeout(Duration::from_secs(120))
-                .expect("the job reports");
-            let Msg::Job(j) = m else { continue };
-            if jobs::apply(&mut app, j) {
-                break;
-            }
-        }
-        running.cancel_and_wait();
-        (
-            app.job.expect("a job").lines,
-            app.message.unwrap_or_default(),
-        )
-    };
+    let run = |req: Request| run_job(&ctx, req);
     let (lines, summary) = run(Request::Verify(vec!["alpha".into()]));
     assert_eq!(summary, "verify: 0 ok, 1 with problems");
     assert_eq!(lines[0].1, "never synced; nothing to verify (s syncs it)");

@@ -1,20 +1,6 @@
 //! Formatting shared by the commands' text output.
 
-/// A byte count for people: `512 B`, `1.5 KiB`, `3.2 GiB` (binary units).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use repoman_core::progress::human_bytes;
 
 #[cfg(test)]
 mod tests {

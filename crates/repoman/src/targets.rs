@@ -33,22 +33,11 @@ pub fn targets(
     settings: &Settings,
     names: &[String],
 ) -> Result<Vec<Target>, CliError> {
-    let local = settings
-        .local_repos
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or_else(|| {
-            CliError::usage("[defaults] local_repos is not set")
-                .with_hint("set it in repoman.toml (or LOCAL_REPOS)")
-        })?;
-    let backup_root = settings
-        .backup_root
-        .as_ref()
-        .map(|s| s.value.clone())
-        .ok_or_else(|| {
-            CliError::usage("[defaults] backup_root is not set")
-                .with_hint("set it in repoman.toml (or NFS_REPOS)")
-        })?;
+    let missing = |e: repoman_core::settings::MissingSetting| {
+        CliError::usage(e.to_string()).with_hint(e.hint())
+    };
+    let local = settings.require_local_repos().map_err(missing)?;
+    let backup_root = settings.require_backup_root().map_err(missing)?;
     let entries: Vec<ProjectEntry> = if names.is_empty() {
         reg.projects.clone()
     } else {

@@ -2,6 +2,8 @@
 //! binary, the real event log.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -287,17 +289,7 @@ fn a_policy_rule_snif_denies_a_sync_by_an_agent_at_the_gate() {
     std::fs::create_dir_all(&backup).unwrap();
     // The backup lives in the test's directory: name its filesystem so the mount guard lets the
     // sync reach the policy gate.
-    let fstype = String::from_utf8(
-        std::process::Command::new("stat")
-            .args(["-f", "-c", "%T"])
-            .arg(&backup)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .replace("ext2/ext3", "ext4");
+    let fstype = common::fstype_of(&backup);
     let cfg = lab.root.join("home/.config/repoman");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(

@@ -9,12 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
+use common::fstype_of;
 use repoman_incus::testlab::{TEST_IMAGE_ALIAS, TestLab};
 
 /// The private tmux server of one test, killed on drop.
@@ -94,21 +97,6 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
     }
-}
-
-fn fstype_of(path: &Path) -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let path = path.canonicalize().unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            Some((PathBuf::from(f[4]), f.get(sep + 1)?.to_string()))
-        })
-        .filter(|(mnt, _)| path.starts_with(mnt))
-        .max_by_key(|(mnt, _)| mnt.as_os_str().len())
-        .map(|(_, t)| t)
-        .unwrap()
 }
 
 fn is_root() -> bool {

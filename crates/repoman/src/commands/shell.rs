@@ -22,22 +22,6 @@ pub struct ShellArgs {
     pub command: Vec<String>,
 }
 
-/// The login shell of `uid` in the container's /etc/passwd, else /bin/sh.
-fn login_shell(s: &Session, name: &str, uid: u32) -> String {
-    let passwd = s.observed.scope.pull_file(name, "/etc/passwd").ok();
-    passwd
-        .and_then(|f| {
-            String::from_utf8_lossy(&f.content).lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
-                    .then(|| f.get(6).map(|s| s.to_string()))
-                    .flatten()
-                    .filter(|s| !s.is_empty())
-            })
-        })
-        .unwrap_or_else(|| "/bin/sh".to_owned())
-}
-
 pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
     let name = name_or_prompt(app, args.name.clone())?;
     let s = Session::open(app.registry()?, &app.env)?;
@@ -47,7 +31,7 @@ pub fn run(app: &App, args: ShellArgs) -> Result<Exit, CliError> {
     let t = s.target(&name)?;
     ensure_running(app, &s, &t)?;
     let command = if args.command.is_empty() {
-        vec![login_shell(&s, &name, t.desired.uid), "-l".to_owned()]
+        vec![s.login_shell(&name, t.desired.uid), "-l".to_owned()]
     } else {
         args.command.clone()
     };

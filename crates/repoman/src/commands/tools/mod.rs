@@ -15,7 +15,7 @@ use repoman_core::ErrorKind;
 use repoman_core::settings::Settings;
 use repoman_tools::ToolsError;
 use repoman_tools::discover::{self, Inventory, ProbeCache, ScanOptions, ScanReporter};
-use repoman_tools::drift::{self, ToolState};
+use repoman_tools::drift;
 use repoman_tools::manifest::{self, ManifestSet};
 use repoman_tools::rules::Rules;
 
@@ -194,20 +194,4 @@ pub(super) fn declared(c: &Ctx) -> std::collections::BTreeSet<String> {
     let projects = drift::load_projects(&registered_projects(c), &c.globals);
     let globals = ManifestSet::load_files(&c.globals, manifest::Scope::Global);
     drift::declared_ids(&projects, &globals, &c.rules)
-}
-
-/// The FOUND column of `tools status`: which install satisfies a declaration, or what exists.
-pub(super) fn found_cell(state: &ToolState) -> String {
-    match state {
-        ToolState::Satisfied { by, version, .. } => {
-            format!("{} {}", version.as_deref().unwrap_or("?"), by.display())
-        }
-        ToolState::Mismatch { installed } => installed
-            .iter()
-            .map(|i| i.version.clone().unwrap_or_else(|| "?".into()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        ToolState::Missing => "-".into(),
-        ToolState::Unknown => "(no discovery rule)".into(),
-    }
 }

@@ -7,7 +7,7 @@ use repoman_tools::drift::{self, ToolState};
 use repoman_tools::remote::{RemoteExec, RemoteOutput, RemoteScanOptions, scan_remote};
 use serde_json::json;
 
-use super::{Ctx, ProbeArgs, ctx, declared, found_cell, inventory, project_dir, save_cache};
+use super::{Ctx, ProbeArgs, ctx, declared, inventory, project_dir, save_cache};
 use crate::app::App;
 use crate::error::{CliError, Exit};
 
@@ -157,7 +157,7 @@ fn scan_sandbox(app: &App, c: &Ctx, name: &str, probe: &ProbeArgs) -> Result<Exi
         table.load_preset(comfy_table::presets::NOTHING);
         table.set_header(["TOOL", "WANTS", "IN SANDBOX", "FOUND"]);
         for r in &rows {
-            let found = found_cell(&r.state);
+            let found = r.state.found();
             table.add_row([
                 r.tool.clone(),
                 r.versions.join(" "),

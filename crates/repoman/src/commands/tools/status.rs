@@ -6,10 +6,7 @@ use clap::Args;
 use repoman_tools::drift::{self, ToolState};
 use serde_json::json;
 
-use super::{
-    ProbeArgs, ctx, current_dir, found_cell, inventory, project_dir, registered_projects,
-    save_cache,
-};
+use super::{ProbeArgs, ctx, current_dir, inventory, project_dir, registered_projects, save_cache};
 use crate::app::App;
 use crate::error::{CliError, Exit};
 
@@ -86,7 +83,7 @@ pub(super) fn status(app: &App, a: StatusArgs) -> Result<Exit, CliError> {
                         r.tool
                     ));
                 }
-                let found = found_cell(&r.state);
+                let found = r.state.found();
                 table.add_row([
                     p.project.clone(),
                     r.tool.clone(),
