@@ -13,7 +13,7 @@ use repoman_realm::trust;
 use serde_json::json;
 
 use super::render::{render_check_text, render_github, render_junit};
-use super::{RealmSel, cwd, realm_error, record, resolve_realm_root};
+use super::{RealmSel, cwd, realm_error, record, resolve_realm_root, same_realm};
 use crate::app::App;
 use crate::error::{CliError, Exit};
 
@@ -87,14 +87,7 @@ pub(super) fn check_cmd(app: &App, args: CheckArgs) -> Result<Exit, CliError> {
     let ctx = match membership {
         None => Context::Realm,
         Some((dir, m)) => {
-            if m.realm != realm.name() {
-                return Err(CliError::usage(format!(
-                    "{} belongs to realm `{}`, not `{}`",
-                    dir.display(),
-                    m.realm,
-                    realm.name()
-                )));
-            }
+            same_realm(&dir, &m, &realm)?;
             Context::Member { repo: m.repo, dir }
         }
     };

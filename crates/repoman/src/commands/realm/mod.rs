@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use repoman_core::{ErrorKind, ObjectId};
+use repoman_realm::model::Membership;
 use repoman_realm::realm::{Realm, RealmError, RealmEvent, find_membership, membership_root};
 use repoman_realm::yaml::LoadError;
 
@@ -145,6 +146,20 @@ pub(super) fn resolve_realm_root(app: &App, sel: Option<&str>) -> Result<PathBuf
     })
 }
 
+/// Refuses a member repo `dir` (membership `m`) of another realm than `realm`.
+pub(super) fn same_realm(dir: &Path, m: &Membership, realm: &Realm) -> Result<(), CliError> {
+    if m.realm == realm.name() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "{} belongs to realm `{}`, not `{}`",
+        dir.display(),
+        m.realm,
+        realm.name()
+    ))
+    .with_hint("run it in a repository of that realm, or name the realm with --realm"))
+}
+
 /// The member repo for `--repo DIR` (or the current directory): its directory and realm name.
 pub(super) fn member(realm: &Realm, repo: Option<&Path>) -> Result<(PathBuf, String), CliError> {
     let start = match repo {
@@ -152,14 +167,7 @@ pub(super) fn member(realm: &Realm, repo: Option<&Path>) -> Result<(PathBuf, Str
         None => cwd()?,
     };
     let (dir, m) = find_membership(&start).map_err(realm_error)?;
-    if m.realm != realm.name() {
-        return Err(CliError::usage(format!(
-            "{} belongs to realm `{}`, not `{}`",
-            dir.display(),
-            m.realm,
-            realm.name()
-        )));
-    }
+    same_realm(&dir, &m, realm)?;
     Ok((dir, m.repo))
 }
 
