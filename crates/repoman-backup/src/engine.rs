@@ -460,13 +460,23 @@ pub fn execute(
         && !prep.manifest_stale
         && !excludes_changed
         && outcome == RsyncOutcome::Complete;
-    let (manifest, stats, source) = match (&prep.last, extendable) {
+    // The extension assumes the backup held exactly the last manifest's paths: a path the backup
+    // lost that the working copy then deleted too shows in no item, and would stay listed. So
+    // an extended manifest must list exactly the paths the dry run saw in the source; if it
+    // does not, the backup diverged from the last manifest and the manifest is rebuilt.
+    let extended = match (&prep.last, extendable) {
         (Some(last), true) => {
-            let m = last.apply(&items, &prep.dst, created_at)?;
+            let m = last.apply(&items, &prep.dst, created_at.clone())?;
+            lists_the_source(&m, &prep.plan).then_some(m)
+        }
+        _ => None,
+    };
+    let (manifest, stats, source) = match extended {
+        Some(m) => {
             let stats = extend_stats(&items, m.entries.len() as u64);
             (m, stats, "extended")
         }
-        _ => {
+        None => {
             let (m, stats) = rebuild(prep, &items, created_at, cancel)?;
             (m, stats, "rebuilt")
         }
@@ -486,6 +496,16 @@ pub fn execute(
         duration_ms: start.elapsed().as_millis() as u64,
         manifest_ms: manifest_start.elapsed().as_millis() as u64,
     })
+}
+
+/// Whether `m` lists exactly the source's paths as the dry run saw them (the top directory aside).
+fn lists_the_source(m: &Manifest, plan: &Plan) -> bool {
+    let listed = m
+        .entries
+        .iter()
+        .map(|e| e.path.as_slice())
+        .filter(|p| !p.is_empty());
+    listed.eq(plan.source_paths())
 }
 
 fn extend_stats(items: &[PlanItem], entries: u64) -> BuildStats {

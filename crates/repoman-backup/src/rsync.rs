@@ -164,6 +164,9 @@ impl RsyncJob {
     pub fn plan_argv(&self) -> Vec<OsString> {
         let mut a = vec![OsString::from("--dry-run")];
         a.extend(self.args());
+        // Twice: unchanged paths are listed too (`.f          `), so the plan knows every path
+        // of the source, not only the ones that differ (see [`Plan::unchanged`]).
+        a.push("--itemize-changes".into());
         a
     }
 
@@ -575,6 +578,13 @@ impl PlanItem {
         })
     }
 
+    /// A line of the doubled `--itemize-changes` for a path that does not differ: `.` then the
+    /// type, then only spaces.
+    pub fn is_unchanged(&self) -> bool {
+        let fb = self.flags.as_bytes();
+        fb.first() == Some(&b'.') && fb.len() > 2 && fb[2..].iter().all(|&b| b == b' ')
+    }
+
     /// Whether this item moves file content (counts toward bytes).
     pub fn transfers_content(&self) -> bool {
         self.kind == Some(ItemKind::File) && matches!(self.change, Change::Create | Change::Update)
@@ -626,6 +636,12 @@ pub fn parse_progress2(line: &[u8]) -> Option<u64> {
 pub struct Plan {
     #[serde(skip)]
     pub items: Vec<PlanItem>,
+    /// Paths of the source rsync found equal on the destination (listed by the dry run's
+    /// doubled `--itemize-changes`). With the items that are not deletions, every path of the
+    /// source: an extended manifest is checked against this set (see
+    /// [`Plan::source_paths`]), because a path missing on both sides shows in no item.
+    #[serde(skip)]
+    pub unchanged: Vec<Vec<u8>>,
     /// New files, directories, links on the backup.
     pub creates: u64,
     /// Items whose content changes.
@@ -646,7 +662,11 @@ impl Plan {
         let mut plan = Plan::default();
         for line in stdout.split(|&b| b == b'\n') {
             if let Some(item) = PlanItem::parse_line(line) {
-                plan.push(item);
+                if item.is_unchanged() {
+                    plan.unchanged.push(item.path);
+                } else {
+                    plan.push(item);
+                }
             }
         }
         plan
@@ -676,6 +696,22 @@ impl Plan {
     /// Whether the run would change nothing.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Every path of the source as the dry run saw it (items that are not deletions, and the
+    /// unchanged paths), sorted, without the top directory.
+    pub fn source_paths(&self) -> Vec<&[u8]> {
+        let mut all: Vec<&[u8]> = self
+            .items
+            .iter()
+            .filter(|i| i.change != Change::Delete)
+            .map(|i| i.path.as_slice())
+            .chain(self.unchanged.iter().map(Vec::as_slice))
+            .filter(|p| !p.is_empty())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
     /// Deleted paths.

@@ -371,3 +371,37 @@ proptest! {
         }
     }
 }
+
+/// Found by the property above: a file the backup lost (rot) and the working copy then deleted
+/// is in no rsync item, so a manifest extended by the items alone kept listing it (a manifest
+/// naming a path the working copy does not have), and `verify --full` failed on a backup equal to
+/// the working copy. The extension is now checked against every source path of the dry run.
+#[test]
+fn a_path_gone_from_both_sides_is_not_kept_in_an_extended_manifest() {
+    let mut w = World::new();
+    w.write(0, b"zero");
+    w.write(1, b"one");
+    w.sync(false);
+    assert!(w.verify_full_clean());
+    w.apply(&Edit::Delete(0));
+    w.rot(&Rot::Remove(0));
+    let root = w.sync(false);
+    assert_eq!(tree(&w.src), tree(&w.dst()));
+    let state = w.state();
+    let (m, _) =
+        history::last_manifest(&state, &engine::manifests_dir(&w.paths.state_dir), "alpha")
+            .unwrap()
+            .unwrap();
+    assert_eq!(m.root, root);
+    let paths: Vec<String> = m
+        .entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    assert!(
+        !paths.iter().any(|p| p == &path_of(0)),
+        "the manifest still lists {}: {paths:?}",
+        path_of(0)
+    );
+    assert!(w.verify_full_clean());
+}
