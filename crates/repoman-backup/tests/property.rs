@@ -405,3 +405,44 @@ fn a_path_gone_from_both_sides_is_not_kept_in_an_extended_manifest() {
     );
     assert!(w.verify_full_clean());
 }
+
+/// The mirror case: a file the backup holds behind rsync's back, equal to a new working-copy file
+/// by size and mtime but not by content, is skipped by rsync's quick check and named by no item.
+/// The manifest must still list the working copy's file (it is rebuilt from the working copy),
+/// and `verify --full` must then see that the backup's bytes are not the working copy's.
+#[test]
+fn a_file_planted_on_the_backup_does_not_drop_the_working_copy_file_from_the_manifest() {
+    let mut w = World::new();
+    w.write(0, b"zero");
+    w.sync(false);
+    w.write(1, b"one");
+    let src = w.src.join(path_of(1));
+    let planted = w.dst().join(path_of(1));
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(&planted, b"ONE").unwrap();
+    let meta = std::fs::metadata(&src).unwrap();
+    std::fs::set_permissions(&planted, meta.permissions()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&planted)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    w.sync(false);
+    let state = w.state();
+    let (m, _) =
+        history::last_manifest(&state, &engine::manifests_dir(&w.paths.state_dir), "alpha")
+            .unwrap()
+            .unwrap();
+    assert!(
+        m.entries.iter().any(|e| e.path == path_of(1).as_bytes()),
+        "the manifest does not list the working copy's {}",
+        path_of(1)
+    );
+    assert_eq!(
+        std::fs::read(&planted).unwrap(),
+        b"ONE",
+        "rsync's quick check skipped it"
+    );
+    assert!(!w.verify_full_clean());
+}
