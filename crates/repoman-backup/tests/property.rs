@@ -167,12 +167,7 @@ impl World {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, bytes).unwrap();
         self.clock += 2;
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(self.clock))
-            .unwrap();
+        set_mtime(&p, SystemTime::UNIX_EPOCH + Duration::from_secs(self.clock));
     }
 
     fn apply(&mut self, e: &Edit) {
@@ -206,12 +201,7 @@ impl World {
                 }
                 b[0] ^= 0x20;
                 std::fs::write(&p, &b).unwrap();
-                std::fs::File::options()
-                    .write(true)
-                    .open(&p)
-                    .unwrap()
-                    .set_modified(meta.modified().unwrap())
-                    .unwrap();
+                set_mtime(&p, meta.modified().unwrap());
             }
             Rot::Remove(i) => {
                 let _ = std::fs::remove_file(self.dst().join(path_of(*i)));
@@ -286,18 +276,23 @@ impl World {
         report.manifest_root
     }
 
-    fn verify_full_clean(&self) -> bool {
+    /// The manifest of the last completed sync.
+    fn last_manifest(&self) -> manifest::Manifest {
         let state = self.state();
-        let (m, _) = history::last_manifest(
+        history::last_manifest(
             &state,
             &engine::manifests_dir(&self.paths.state_dir),
             "alpha",
         )
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .0
+    }
+
+    fn verify_full_clean(&self) -> bool {
         verify::verify(
             &self.dst(),
-            &m,
+            &self.last_manifest(),
             &Excludes::default(),
             Mode::Full,
             Scope::All,
@@ -306,6 +301,15 @@ impl World {
         .unwrap()
         .is_clean()
     }
+}
+
+fn set_mtime(p: &Path, t: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
 }
 
 /// Every entry of a tree (as repoman mirrors it): type, permission bits, size, file mtime,
@@ -387,11 +391,7 @@ fn a_path_gone_from_both_sides_is_not_kept_in_an_extended_manifest() {
     w.rot(&Rot::Remove(0));
     let root = w.sync(false);
     assert_eq!(tree(&w.src), tree(&w.dst()));
-    let state = w.state();
-    let (m, _) =
-        history::last_manifest(&state, &engine::manifests_dir(&w.paths.state_dir), "alpha")
-            .unwrap()
-            .unwrap();
+    let m = w.last_manifest();
     assert_eq!(m.root, root);
     let paths: Vec<String> = m
         .entries
@@ -422,18 +422,9 @@ fn a_file_planted_on_the_backup_does_not_drop_the_working_copy_file_from_the_man
     std::fs::write(&planted, b"ONE").unwrap();
     let meta = std::fs::metadata(&src).unwrap();
     std::fs::set_permissions(&planted, meta.permissions()).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&planted)
-        .unwrap()
-        .set_modified(meta.modified().unwrap())
-        .unwrap();
+    set_mtime(&planted, meta.modified().unwrap());
     w.sync(false);
-    let state = w.state();
-    let (m, _) =
-        history::last_manifest(&state, &engine::manifests_dir(&w.paths.state_dir), "alpha")
-            .unwrap()
-            .unwrap();
+    let m = w.last_manifest();
     assert!(
         m.entries.iter().any(|e| e.path == path_of(1).as_bytes()),
         "the manifest does not list the working copy's {}",
